@@ -1,0 +1,2 @@
+/// The credits domain: accounts, grants, the ledger, holds, users and API keys, and their PostgreSQL store.
+public enum TallyCredits {}

@@ -1,0 +1,97 @@
+import Logging
+import PostgresNIO
+
+/// Runs `body` with a `PostgresClient` for `settings`, running the client for exactly that long.
+/// For one-shot commands; the server adds its client to its ServiceGroup instead.
+public func withPostgresClient<T: Sendable>(
+    _ settings: ConnectionSettings,
+    maximumConnections: Int = 4,
+    logger: Logger = LocalCluster.quietLogger,
+    _ body: (PostgresClient) async throws -> T
+) async throws -> T {
+    var configuration = settings.clientConfiguration()
+    configuration.options.maximumConnections = maximumConnections
+    let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
+    return try await withThrowingTaskGroup(of: Void.self, returning: T.self) { group in
+        group.addTask { await client.run() }
+        defer { group.cancelAll() }
+        try await checkReachable(settings)
+        return try await body(client)
+    }
+}
+
+/// One connection for `body`: admin statements (CREATE DATABASE) and session-level work (advisory locks).
+public func withSingleConnection<T: Sendable>(
+    _ settings: ConnectionSettings,
+    logger: Logger = LocalCluster.quietLogger,
+    _ body: (PostgresConnection) async throws -> T
+) async throws -> T {
+    try await withPostgresClient(settings, maximumConnections: 1, logger: logger) { client in
+        try await client.withConnection { connection in try await body(connection) }
+    }
+}
+
+/// postgres-nio's pool keeps retrying a server it cannot reach, so a command would wait instead of
+/// failing. One direct connection first turns a refused connection, a failed login or no answer
+/// into one clear error at once.
+public func checkReachable(_ settings: ConnectionSettings, timeout: Duration = .seconds(8)) async throws {
+    do {
+        let configuration = try settings.connectionConfiguration()
+        try await withTimeout(timeout) {
+            let connection = try await PostgresConnection.connect(
+                configuration: configuration, id: 0, logger: LocalCluster.quietLogger)
+            try? await connection.close()
+        }
+    } catch {
+        throw TallyPostgresError.unreachable(settings, error)
+    }
+}
+
+extension TallyPostgresError {
+    static func unreachable(_ settings: ConnectionSettings, _ error: any Error) -> TallyPostgresError {
+        TallyPostgresError(
+            .databaseUnreachable,
+            "could not connect to \(settings) (\(describe(error))). Check that the server runs and the URL is right; without DATABASE_URL, `tally db start` starts the embedded cluster."
+        )
+    }
+}
+
+/// A short, password-free description of a postgres-nio error: PostgreSQL's own message when there is one.
+public func describe(_ error: any Error) -> String {
+    if let error = error as? PSQLError {
+        if let message = error.serverInfo?[.message] {
+            let code = error.serverInfo?[.sqlState].map { " (SQLSTATE \($0))" } ?? ""
+            return message + code
+        }
+        if let underlying = error.underlying { return "\(error.code): \(underlying)" }
+        return "\(error.code)"
+    }
+    if let error = error as? TallyPostgresError { return error.message }
+    return "\(error)"
+}
+
+/// Runs `operation`, failing with `TimeoutError` when it takes longer than `duration`.
+public func withTimeout<T: Sendable>(
+    _ duration: Duration,
+    _ operation: @escaping @Sendable () async throws -> T
+) async throws -> T {
+    try await withThrowingTaskGroup(of: T.self) { group in
+        group.addTask { try await operation() }
+        group.addTask {
+            try await Task.sleep(for: duration)
+            throw TimeoutError(duration: duration)
+        }
+        defer { group.cancelAll() }
+        return try await group.next()!
+    }
+}
+
+public struct TimeoutError: Error, CustomStringConvertible {
+    public var duration: Duration
+    public var description: String { "no answer within \(duration)" }
+}
+
+/// `name` as a double-quoted SQL identifier: the one place identifiers are quoted.
+public func quoteIdentifier(_ name: String) -> String {
+    "\"" + name.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+}

@@ -1,0 +1,59 @@
+import ArgumentParser
+import Foundation
+import Logging
+import TallyPostgres
+
+/// Options every command that touches a database shares.
+struct DatabaseOptions: ParsableArguments {
+    @Option(
+        name: .customLong("database-url"),
+        help: ArgumentHelp(
+            "PostgreSQL URL to use instead of the embedded cluster (default: $DATABASE_URL).",
+            valueName: "url"))
+    var databaseURL: String?
+
+    @Option(
+        name: .customLong("data-dir"),
+        help: ArgumentHelp("Folder of the embedded PostgreSQL cluster.", valueName: "path"))
+    var dataDirectory: String = LocalCluster.defaultDataDirectory
+
+    /// The URL from the flag, else from the environment; nil means the embedded cluster.
+    var externalURL: String? {
+        if let databaseURL, !databaseURL.isEmpty { return databaseURL }
+        if let env = ProcessInfo.processInfo.environment["DATABASE_URL"], !env.isEmpty { return env }
+        return nil
+    }
+
+    var cluster: LocalCluster { LocalCluster(dataDirectory: dataDirectory) }
+
+    /// Settings for the database to work on: the external URL, or the embedded cluster (started when needed).
+    func resolve(quiet: Bool = false) async throws -> ConnectionSettings {
+        if let url = externalURL { return try ConnectionSettings(url: url) }
+        return try await cluster.start { line in
+            if !quiet { printErr(line) }
+        }
+    }
+}
+
+func printErr(_ line: String) {
+    FileHandle.standardError.write(Data((line + "\n").utf8))
+}
+
+/// Logs go to stderr so `--json` output on stdout stays clean.
+func bootstrapLogging(level: Logger.Level) {
+    LoggingSystem.bootstrap { label in
+        var handler = StreamLogHandler.standardError(label: label)
+        handler.logLevel = level
+        return handler
+    }
+}
+
+extension Logger.Level: @retroactive ExpressibleByArgument {}
+
+/// Prints `value` as pretty JSON on stdout.
+func printJSON(_ value: some Encodable) throws {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+    encoder.keyEncodingStrategy = .convertToSnakeCase
+    print(String(decoding: try encoder.encode(value), as: UTF8.self))
+}

@@ -1,0 +1,33 @@
+import ArgumentParser
+import Hummingbird
+import Logging
+import TallyPostgres
+import TallyServer
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the Tally HTTP server.",
+        discussion: """
+            Without DATABASE_URL the embedded PostgreSQL cluster is created or started first and keeps \
+            running after the server stops (stop it with `tally db stop`). Ctrl-C stops the server \
+            gracefully. GET /healthz reports whether the database is reachable.
+            """
+    )
+
+    @Option(help: "Address to listen on.") var host: String = "127.0.0.1"
+    @Option(help: "Port to listen on.") var port: Int = 8080
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.") var logLevel: Logger.Level = .info
+    @OptionGroup var database: DatabaseOptions
+
+    func validate() throws {
+        guard (0...65535).contains(port) else { throw ValidationError("--port must be between 0 and 65535") }
+    }
+
+    func run() async throws {
+        bootstrapLogging(level: logLevel)
+        let settings = try await database.resolve()
+        printErr("Database: \(settings)")
+        let app = buildApplication(ServerSettings(host: host, port: port, database: settings, logLevel: logLevel))
+        try await app.runService()
+    }
+}

@@ -1,0 +1,18 @@
+import ArgumentParser
+
+@main
+struct Tally: AsyncParsableCommand {
+    static let version = "0.1.0"
+
+    static let configuration = CommandConfiguration(
+        commandName: "tally",
+        abstract: "Credits and API keys for API products, and safe PostgreSQL migrations.",
+        discussion: """
+            With no DATABASE_URL (or --database-url), Tally starts and reuses a private PostgreSQL \
+            cluster under .tally/postgres. Set DATABASE_URL=postgres://user:password@host:5432/db to use \
+            an existing server instead.
+            """,
+        version: "tally \(version)",
+        subcommands: [Serve.self, DB.self]
+    )
+}

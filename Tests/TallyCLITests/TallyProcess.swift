@@ -1,0 +1,54 @@
+import Foundation
+import TallyPostgres
+
+/// Runs the built `tally` executable, as a user would from a shell.
+struct TallyProcess {
+    struct Result {
+        var status: Int32
+        var stdout: String
+        var stderr: String
+    }
+
+    struct Launched {
+        var child: Command.Child
+        var stdout: String
+        var stderr: String
+        var pid: pid_t { child.pid }
+    }
+
+    /// `.build/<config>/tally`, next to the test bundle.
+    static var executable: String {
+        var dir = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
+        for _ in 0..<4 {
+            let candidate = dir.appendingPathComponent("tally").path
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+            dir = dir.deletingLastPathComponent()
+        }
+        return "tally"
+    }
+
+    static func launch(_ arguments: [String], environment: [String: String] = [:]) throws -> Launched {
+        let base = FileManager.default.temporaryDirectory.appendingPathComponent("tally-run-\(UUID().uuidString)").path
+        var env = environment
+        // An inherited DATABASE_URL would change what the command under test does.
+        if env["DATABASE_URL"] == nil { env["DATABASE_URL"] = "" }
+        let child = try Command.spawn(executable, arguments, environment: env, stdout: base + ".out", stderr: base + ".err")
+        return Launched(child: child, stdout: base + ".out", stderr: base + ".err")
+    }
+
+    static func collect(_ launched: Launched) async -> Result {
+        let status = await launched.child.waitAsync()
+        defer {
+            try? FileManager.default.removeItem(atPath: launched.stdout)
+            try? FileManager.default.removeItem(atPath: launched.stderr)
+        }
+        return Result(
+            status: status,
+            stdout: (try? String(contentsOfFile: launched.stdout, encoding: .utf8)) ?? "",
+            stderr: (try? String(contentsOfFile: launched.stderr, encoding: .utf8)) ?? "")
+    }
+
+    static func run(_ arguments: [String], environment: [String: String] = [:]) async throws -> Result {
+        await collect(try launch(arguments, environment: environment))
+    }
+}

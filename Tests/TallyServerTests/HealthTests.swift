@@ -1,0 +1,65 @@
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import Testing
+import TallyPostgres
+import TallyTestSupport
+@testable import TallyServer
+
+@Suite struct HealthTests {
+    struct Health: Decodable {
+        struct Database: Decodable {
+            var reachable: Bool
+            var latency_ms: Double?
+            var server_version: String?
+            var error: String?
+        }
+        var status: String
+        var database: Database
+    }
+
+    @Test func healthzIs200WhenTheDatabaseAnswers() async throws {
+        try await TestDatabase.withFreshDatabase { database in
+            let app = buildApplication(ServerSettings(host: "127.0.0.1", port: 0, database: database))
+            try await app.test(.live) { client in
+                let response = try await client.execute(uri: "/healthz", method: .get)
+                #expect(response.status == .ok)
+                #expect(response.headers[.contentType]?.hasPrefix("application/json") == true)
+                let body = try JSONDecoder().decode(Health.self, from: Data(buffer: response.body))
+                #expect(body.status == "ok")
+                #expect(body.database.reachable)
+                #expect(body.database.server_version?.isEmpty == false)
+                #expect(body.database.error == nil)
+            }
+        }
+    }
+
+    @Test func healthzIs503WithAClearBodyWhenTheDatabaseIsDown() async throws {
+        // A port nothing listens on: bind one, note it, release it.
+        let port = try LocalCluster.freePort()
+        let down = ConnectionSettings(endpoint: .tcp(host: "127.0.0.1", port: port), user: "tally", password: "secret-pw", database: "tally")
+        let app = buildApplication(ServerSettings(host: "127.0.0.1", port: 0, database: down))
+        try await app.test(.live) { client in
+            for _ in 0..<2 {
+                let response = try await client.execute(uri: "/healthz", method: .get)
+                #expect(response.status == .serviceUnavailable)
+                let text = String(buffer: response.body)
+                #expect(!text.contains("secret-pw"))
+                let body = try JSONDecoder().decode(Health.self, from: Data(buffer: response.body))
+                #expect(body.status == "unavailable")
+                #expect(body.database.reachable == false)
+                #expect(body.database.error?.isEmpty == false)
+            }
+        }
+    }
+
+    @Test func unknownRoutesAre404NotACrash() async throws {
+        let port = try LocalCluster.freePort()
+        let down = ConnectionSettings(endpoint: .tcp(host: "127.0.0.1", port: port), user: "tally", database: "tally")
+        let app = buildApplication(ServerSettings(host: "127.0.0.1", port: 0, database: down))
+        try await app.test(.router) { client in
+            let response = try await client.execute(uri: "/nope", method: .get)
+            #expect(response.status == .notFound)
+        }
+    }
+}
