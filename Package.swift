@@ -1,5 +1,11 @@
 // swift-tools-version:6.2
+import Foundation
 import PackageDescription
+
+/// Tally's own migrations, bundled as resources: the journal and every .sql file of Migrations/.
+let schemaFiles = ((try? FileManager.default.contentsOfDirectory(atPath: Context.packageDirectory + "/Migrations")) ?? [])
+    .filter { $0.hasSuffix(".sql") }
+    .sorted()
 
 let swiftSettings: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
@@ -21,6 +27,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
     ],
     targets: [
         // Connection settings, the embedded local cluster, client helpers.
@@ -35,13 +42,22 @@ let package = Package(
         // Migration folders, history, planner, lint, introspection; knows nothing of credits.
         .target(
             name: "TallyMigrate",
-            dependencies: ["TallyPostgres"],
+            dependencies: [
+                "TallyPostgres",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
             swiftSettings: swiftSettings
+        ),
+        // Tally's schema as a Drizzle migrations folder, bundled so `tally migrate` needs no --dir.
+        .target(
+            name: "TallySchema",
+            path: "Migrations",
+            resources: [.copy("meta")] + schemaFiles.map { .copy($0) }
         ),
         // The credits domain and its store.
         .target(
             name: "TallyCredits",
-            dependencies: ["TallyMigrate", "TallyPostgres"],
+            dependencies: ["TallyMigrate", "TallyPostgres", "TallySchema"],
             swiftSettings: swiftSettings
         ),
         // The HTTP application.
@@ -60,6 +76,8 @@ let package = Package(
             name: "tally",
             dependencies: [
                 "TallyServer",
+                "TallyCredits",
+                "TallyMigrate",
                 "TallyPostgres",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
@@ -75,6 +93,12 @@ let package = Package(
         .testTarget(
             name: "TallyPostgresTests",
             dependencies: ["TallyPostgres", "TallyTestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "TallyMigrateTests",
+            dependencies: ["TallyMigrate", "TallyTestSupport"],
+            resources: [.copy("Fixtures")],
             swiftSettings: swiftSettings
         ),
         .testTarget(

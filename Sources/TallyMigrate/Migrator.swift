@@ -1,0 +1,458 @@
+import Foundation
+import Logging
+import PostgresNIO
+import TallyPostgres
+
+/// Applies a migration folder to a database, keeping a Drizzle-compatible history.
+///
+/// Promises: one runner at a time per history table (a session advisory lock; a second runner waits, then
+/// finds nothing to do); each migration in its own transaction together with its history row, so a failure
+/// leaves nothing half-applied; lock waits bounded by `lock_timeout` and retried with backoff; migrations
+/// that cannot run in a transaction (`CREATE INDEX CONCURRENTLY`) run statement by statement with the
+/// history row written last; a failure is recorded so the next run says what failed and where.
+public struct Migrator: Sendable {
+    public struct Options: Sendable {
+        /// `SET lock_timeout` for each migration: how long one statement may wait for a table lock.
+        public var lockTimeout: Duration = .seconds(5)
+        /// How many times a migration is retried after a lock timeout, with doubling backoff.
+        public var lockRetries: Int = 3
+        public var retryBackoff: Duration = .seconds(1)
+        /// `SET statement_timeout` for each migration; nil for none.
+        public var statementTimeout: Duration?
+        /// How long to wait for another runner holding the history table's lock.
+        public var runnerWait: Duration = .seconds(600)
+
+        public init() {}
+    }
+
+    public var folder: MigrationFolder
+    public var database: ConnectionSettings
+    public var historyTable: HistoryTable
+    public var options: Options
+    /// Hears one line per step: waits, retries, each migration applied.
+    public var progress: @Sendable (String) -> Void
+
+    public init(
+        folder: MigrationFolder, database: ConnectionSettings, historyTable: HistoryTable = .drizzleDefault,
+        options: Options = Options(), progress: @escaping @Sendable (String) -> Void = { _ in }
+    ) {
+        self.folder = folder
+        self.database = database
+        self.historyTable = historyTable
+        self.options = options
+        self.progress = progress
+    }
+
+    // MARK: - Status
+
+    /// The folder against the history; reads only (creates nothing).
+    public func status() async throws -> MigrationReport {
+        try await withSingleConnection(database) { connection in
+            try await report(on: connection)
+        }
+    }
+
+    func report(on connection: PostgresConnection) async throws -> MigrationReport {
+        let rows = try await historyTable.rows(on: connection)
+        let others = try await historyTable.others(on: connection).map {
+            MigrationReport.OtherHistoryTable(table: $0.0.description, rows: $0.1)
+        }
+        let failures = try await historyTable.failures(on: connection)
+        return MigrationReport(folder: folder, historyTable: historyTable, rows: rows, others: others, failures: failures)
+    }
+
+    // MARK: - Up
+
+    public struct UpResult: Sendable, Codable {
+        public var applied: [String]
+        /// With `dryRun`: what would run, with its statements.
+        public var planned: [PlannedMigration]
+        public var report: MigrationReport
+    }
+
+    public struct PlannedMigration: Sendable, Codable {
+        public var tag: String
+        public var transactional: Bool
+        public var statements: [String]
+    }
+
+    /// Applies pending migrations in folder order, up to and including `target` when given.
+    public func up(to target: String? = nil, dryRun: Bool = false) async throws -> UpResult {
+        let limit = try target.map { try folder.migration(tag: $0).index }
+        return try await withRunnerLock { connection in
+            if !dryRun { try await historyTable.ensure(on: connection) }
+            let before = try await report(on: connection)
+            guard before.isConsistent else { throw Self.inconsistent(before, action: "applying migrations") }
+            let pending = before.pending.filter { limit == nil || $0.index <= limit! }
+            let migrations = pending.compactMap { entry in folder.migrations.first { $0.tag == entry.tag } }
+            if dryRun {
+                let planned = migrations.map {
+                    PlannedMigration(tag: $0.tag, transactional: !$0.requiresNoTransaction, statements: $0.statements.map(\.text))
+                }
+                return UpResult(applied: [], planned: planned, report: before)
+            }
+            var applied: [String] = []
+            for migration in migrations {
+                try await apply(migration, on: connection)
+                applied.append(migration.tag)
+            }
+            return UpResult(applied: applied, planned: [], report: try await report(on: connection))
+        }
+    }
+
+    private func apply(_ migration: Migration, on connection: PostgresConnection) async throws {
+        let statements = migration.statements
+        if migration.requiresNoTransaction {
+            progress("Applying \(migration.tag) (\(statements.count) statements, outside a transaction: it has CONCURRENTLY or similar)")
+            try await applyWithoutTransaction(migration, statements, on: connection)
+        } else {
+            progress("Applying \(migration.tag) (\(statements.count) statements)")
+            try await applyInTransaction(migration, statements, on: connection)
+        }
+    }
+
+    private func applyInTransaction(_ migration: Migration, _ statements: [SQLStatement], on connection: PostgresConnection) async throws {
+        var attempt = 0
+        while true {
+            var current = 0
+            do {
+                try await connection.run("BEGIN")
+                try await connection.run(timeoutSettings(local: true))
+                for (n, statement) in statements.enumerated() {
+                    current = n + 1
+                    try await connection.run(statement.text)
+                }
+                current = 0
+                try await insertHistoryRow(migration, baseline: false, on: connection)
+                try await clearFailure(migration, on: connection)
+                try await connection.run("COMMIT")
+                return
+            } catch {
+                try? await connection.run("ROLLBACK")
+                if Self.isLockTimeout(error), attempt < options.lockRetries {
+                    let wait = options.retryBackoff * (1 << attempt)
+                    attempt += 1
+                    progress("\(migration.tag): statement \(current) could not get its lock within \(options.lockTimeout); retry \(attempt) of \(options.lockRetries) in \(wait)")
+                    try await Task.sleep(for: wait)
+                    continue
+                }
+                throw try await failed(migration, statement: current, of: statements, error: error, attempts: attempt + 1, rolledBack: true, on: connection)
+            }
+        }
+    }
+
+    private func applyWithoutTransaction(_ migration: Migration, _ statements: [SQLStatement], on connection: PostgresConnection) async throws {
+        try await connection.run(timeoutSettings(local: false))
+        do {
+            for (n, statement) in statements.enumerated() {
+                var attempt = 0
+                while true {
+                    do {
+                        try await connection.run(statement.text)
+                        break
+                    } catch {
+                        if Self.isLockTimeout(error), attempt < options.lockRetries {
+                            let wait = options.retryBackoff * (1 << attempt)
+                            attempt += 1
+                            progress("\(migration.tag): statement \(n + 1) could not get its lock; retry \(attempt) of \(options.lockRetries) in \(wait)")
+                            try await Task.sleep(for: wait)
+                            continue
+                        }
+                        throw try await failed(migration, statement: n + 1, of: statements, error: error, attempts: attempt + 1, rolledBack: false, on: connection)
+                    }
+                }
+            }
+            try await connection.run("BEGIN")
+            try await insertHistoryRow(migration, baseline: false, on: connection)
+            try await clearFailure(migration, on: connection)
+            try await connection.run("COMMIT")
+        } catch {
+            try? await connection.run("ROLLBACK; RESET lock_timeout; RESET statement_timeout")
+            throw error
+        }
+        try await connection.run("RESET lock_timeout; RESET statement_timeout")
+    }
+
+    private func timeoutSettings(local: Bool) -> String {
+        let scope = local ? "SET LOCAL" : "SET"
+        let statement = options.statementTimeout.map { Self.milliseconds($0) } ?? 0
+        return "\(scope) lock_timeout = \(Self.milliseconds(options.lockTimeout)); \(scope) statement_timeout = \(statement)"
+    }
+
+    static func milliseconds(_ d: Duration) -> Int64 {
+        d.components.seconds * 1000 + d.components.attoseconds / 1_000_000_000_000_000
+    }
+
+    private func insertHistoryRow(_ migration: Migration, baseline: Bool, on connection: PostgresConnection) async throws {
+        if baseline {
+            _ = try await connection.query(
+                "INSERT INTO \(unescaped: historyTable.sql) (hash, created_at, name, applied_at) VALUES (\(migration.hash), \(migration.createdAt), \(migration.tag), NULL)",
+                logger: LocalCluster.quietLogger)
+        } else {
+            _ = try await connection.query(
+                "INSERT INTO \(unescaped: historyTable.sql) (hash, created_at, name) VALUES (\(migration.hash), \(migration.createdAt), \(migration.tag))",
+                logger: LocalCluster.quietLogger)
+        }
+    }
+
+    private func clearFailure(_ migration: Migration, on connection: PostgresConnection) async throws {
+        _ = try await connection.query(
+            "DELETE FROM \(unescaped: historyTable.failuresSQL) WHERE history_table = \(historyTable.description) AND tag = \(migration.tag)",
+            logger: LocalCluster.quietLogger)
+    }
+
+    /// Records the failure (outside the rolled-back transaction) and builds the error to show.
+    private func failed(
+        _ migration: Migration, statement: Int, of statements: [SQLStatement], error: any Error, attempts: Int,
+        rolledBack: Bool, on connection: PostgresConnection
+    ) async throws -> MigrateError {
+        let reason = describe(error)
+        let statementNumber: Int? = statement > 0 ? statement : nil
+        _ = try? await connection.query(
+            """
+            INSERT INTO \(unescaped: historyTable.failuresSQL) (history_table, tag, hash, statement, error)
+            VALUES (\(historyTable.description), \(migration.tag), \(migration.hash), \(statementNumber), \(reason))
+            ON CONFLICT (history_table, tag) DO UPDATE
+            SET hash = excluded.hash, statement = excluded.statement, error = excluded.error, failed_at = now()
+            """,
+            logger: LocalCluster.quietLogger)
+        var where_ = "while writing its history row"
+        if let statementNumber {
+            let s = statements[statementNumber - 1]
+            where_ = "at statement \(statementNumber) of \(statements.count) (line \(s.line): \(Self.snippet(s.text)))"
+        }
+        let outcome = rolledBack
+            ? "Nothing of it was applied (rolled back)."
+            : "It runs outside a transaction: statements before \(statement) stay applied; make them safe to re-run (IF NOT EXISTS) or undo them, then run again."
+        if Self.isLockTimeout(error) {
+            return MigrateError(
+                .lockTimeout,
+                "migration \(migration.tag) could not get a lock \(where_) within \(options.lockTimeout), \(attempts) attempt(s): \(reason). \(outcome) Another session holds a conflicting lock; find it with SELECT pid, state, query FROM pg_stat_activity WHERE pid IN (SELECT pid FROM pg_locks WHERE NOT granted OR locktype = 'relation'), then retry (or raise --lock-timeout)."
+            )
+        }
+        return MigrateError(
+            .migrationFailed,
+            "migration \(migration.tag) failed \(where_): \(reason). \(outcome) Fix the migration or the data and run `tally migrate up` again.")
+    }
+
+    static func snippet(_ text: String) -> String {
+        let flat = text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.joined(separator: " ")
+        return flat.count > 80 ? String(flat.prefix(77)) + "..." : flat
+    }
+
+    static func isLockTimeout(_ error: any Error) -> Bool {
+        (error as? PSQLError)?.serverInfo?[.sqlState] == "55P03"
+    }
+
+    static func inconsistent(_ report: MigrationReport, action: String) -> MigrateError {
+        var lines = ["the history in \(report.historyTable) does not match the folder \(report.folder), so \(action) stops here:"]
+        for entry in report.changed {
+            lines.append("  - \(entry.tag): file hash \(entry.hash.prefix(12))… but history row \(entry.rowID ?? 0) has \(entry.rowHash?.prefix(12) ?? "?")…")
+        }
+        for row in report.unknownRows {
+            lines.append("  - history row \(row.id) (hash \(row.hash.prefix(12))…, created_at \(row.createdAt.map(String.init) ?? "null")) matches no file")
+        }
+        lines.append("Run `tally migrate status` for details and `tally migrate repair` to realign the history with the files.")
+        return MigrateError(.historyProblem, lines.joined(separator: "\n"))
+    }
+
+    // MARK: - Lock
+
+    /// Runs `body` holding the history table's advisory lock on one connection.
+    func withRunnerLock<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
+        try await withSingleConnection(database) { connection in
+            let key = historyTable.lockKey
+            let clock = ContinuousClock()
+            let deadline = clock.now + options.runnerWait
+            var told = false
+            while true {
+                var got = false
+                for try await ok in try await connection.query("SELECT pg_try_advisory_lock(\(key))", logger: LocalCluster.quietLogger).decode(Bool.self) {
+                    got = ok
+                }
+                if got { break }
+                if !told {
+                    progress("Another runner is migrating \(historyTable); waiting for it to finish.")
+                    told = true
+                }
+                guard clock.now < deadline else {
+                    throw MigrateError(.lockTimeout, "another runner held the migration lock on \(historyTable) for over \(options.runnerWait); check pg_stat_activity for it and retry")
+                }
+                try await Task.sleep(for: .milliseconds(200))
+            }
+            do {
+                let result = try await body(connection)
+                _ = try? await connection.query("SELECT pg_advisory_unlock(\(key))", logger: LocalCluster.quietLogger)
+                return result
+            } catch {
+                _ = try? await connection.query("SELECT pg_advisory_unlock(\(key))", logger: LocalCluster.quietLogger)
+                throw error
+            }
+        }
+    }
+
+    // MARK: - Baseline
+
+    public struct BaselineResult: Sendable, Codable {
+        public var marked: [String]
+        public var alreadyApplied: [String]
+        /// Objects the migrations create that the database lacks (non-empty only with `force`).
+        public var missing: [String]
+    }
+
+    /// Marks every migration up to `through` applied without running it, after checking that the objects
+    /// those migrations create exist (by applying them to a scratch database and comparing).
+    public func baseline(through target: String, force: Bool = false) async throws -> BaselineResult {
+        let last = try folder.migration(tag: target).index
+        let migrations = folder.migrations.filter { $0.index <= last }
+        let missing = try await SchemaObjects.missing(applying: migrations, to: database, excluding: historyTable, progress: progress)
+        if !missing.isEmpty && !force {
+            throw MigrateError(
+                .baselineRefused,
+                (["baseline refused: the migrations through \(target) create objects this database does not have:"]
+                    + missing.map { "  - \($0)" }
+                    + ["Apply them with `tally migrate up`, or mark them anyway with --force if you know better."]).joined(separator: "\n"))
+        }
+        return try await withRunnerLock { connection in
+            try await historyTable.ensure(on: connection)
+            let before = try await report(on: connection)
+            var marked: [String] = []
+            var already: [String] = []
+            try await connection.run("BEGIN")
+            do {
+                for migration in migrations {
+                    guard let entry = before.entries.first(where: { $0.tag == migration.tag }) else { continue }
+                    switch entry.state {
+                    case .pending:
+                        try await insertHistoryRow(migration, baseline: true, on: connection)
+                        marked.append(migration.tag)
+                    case .applied, .baseline:
+                        already.append(migration.tag)
+                    case .changed:
+                        throw MigrateError(.historyProblem, "\(migration.tag) already has a history row whose hash differs from the file; run `tally migrate repair` first")
+                    }
+                }
+                try await connection.run("COMMIT")
+            } catch {
+                try? await connection.run("ROLLBACK")
+                throw error
+            }
+            return BaselineResult(marked: marked, alreadyApplied: already, missing: missing)
+        }
+    }
+
+    // MARK: - Repair
+
+    public struct RepairResult: Sendable, Codable {
+        public struct Rewrite: Sendable, Codable {
+            public var rowID: Int
+            public var tag: String
+            public var oldHash: String
+            public var newHash: String
+        }
+        public var rewrites: [Rewrite]
+        /// Rows no file matches: archived to `<table>_removed`, then deleted.
+        public var removed: [HistoryTable.Row]
+        /// False when only shown (no confirmation given).
+        public var applied: Bool
+    }
+
+    /// Realigns history rows with files: rewrites the hash (and name, created_at) of rows matched by name or
+    /// created_at, and archives then deletes rows no file matches. With `apply == false` only shows.
+    public func repair(apply: Bool) async throws -> RepairResult {
+        try await withRunnerLock { connection in
+            let report = try await report(on: connection)
+            let rewrites = report.changed.map {
+                RepairResult.Rewrite(rowID: $0.rowID ?? 0, tag: $0.tag, oldHash: $0.rowHash ?? "", newHash: $0.hash)
+            }
+            var result = RepairResult(rewrites: rewrites, removed: report.unknownRows, applied: false)
+            guard apply, !(rewrites.isEmpty && report.unknownRows.isEmpty) else { return result }
+            try await historyTable.ensure(on: connection)
+            try await connection.run("BEGIN")
+            do {
+                for entry in report.changed {
+                    _ = try await connection.query(
+                        "UPDATE \(unescaped: historyTable.sql) SET hash = \(entry.hash), name = \(entry.tag), created_at = \(entry.createdAt) WHERE id = \(entry.rowID ?? 0)",
+                        logger: LocalCluster.quietLogger)
+                }
+                if !report.unknownRows.isEmpty {
+                    try await connection.run("""
+                        CREATE TABLE IF NOT EXISTS \(historyTable.removedSQL) (
+                            id int, hash text, created_at bigint, name text, applied_at timestamptz,
+                            removed_at timestamptz NOT NULL DEFAULT now(), removed_by text NOT NULL DEFAULT current_user)
+                        """)
+                    for row in report.unknownRows {
+                        _ = try await connection.query(
+                            "INSERT INTO \(unescaped: historyTable.removedSQL) (id, hash, created_at, name, applied_at) SELECT id, hash, created_at, name, applied_at FROM \(unescaped: historyTable.sql) WHERE id = \(row.id)",
+                            logger: LocalCluster.quietLogger)
+                        _ = try await connection.query(
+                            "DELETE FROM \(unescaped: historyTable.sql) WHERE id = \(row.id)", logger: LocalCluster.quietLogger)
+                    }
+                }
+                try await connection.run("COMMIT")
+            } catch {
+                try? await connection.run("ROLLBACK")
+                throw error
+            }
+            result.applied = true
+            return result
+        }
+    }
+
+    // MARK: - Down
+
+    public struct DownResult: Sendable, Codable {
+        public var reverted: [String]
+        public var planned: [String]
+    }
+
+    /// Runs down files in reverse for applied migrations after `target` (or only the newest one when nil),
+    /// removing their history rows in the same transaction. Refuses when one on the way has no down file.
+    public func down(to target: String? = nil, dryRun: Bool = false) async throws -> DownResult {
+        let keepThrough = try target.map { try folder.migration(tag: $0).index }
+        return try await withRunnerLock { connection in
+            let report = try await report(on: connection)
+            guard report.isConsistent else { throw Self.inconsistent(report, action: "reverting") }
+            let applied = report.entries.filter { $0.state == .applied || $0.state == .baseline }
+            var toRevert: [MigrationReport.Entry]
+            if let keepThrough {
+                toRevert = applied.filter { $0.index > keepThrough }
+            } else {
+                toRevert = applied.last.map { [$0] } ?? []
+            }
+            toRevert.reverse()
+            let missingDown = toRevert.filter { !$0.hasDownFile }.map(\.tag)
+            guard missingDown.isEmpty else {
+                throw MigrateError(
+                    .noDownFile,
+                    "cannot revert: \(missingDown.joined(separator: ", ")) has no down file (TAG.down.sql). Nothing was changed. Write one, or restore a backup with `tally db restore`.")
+            }
+            if dryRun { return DownResult(reverted: [], planned: toRevert.map(\.tag)) }
+            var reverted: [String] = []
+            for entry in toRevert {
+                guard let migration = folder.migrations.first(where: { $0.tag == entry.tag }), let down = migration.downSQL else { continue }
+                progress("Reverting \(entry.tag)")
+                let statements = SQLStatements.split(down)
+                var current = 0
+                do {
+                    try await connection.run("BEGIN")
+                    try await connection.run(timeoutSettings(local: true))
+                    for (n, statement) in statements.enumerated() {
+                        current = n + 1
+                        try await connection.run(statement.text)
+                    }
+                    _ = try await connection.query(
+                        "DELETE FROM \(unescaped: historyTable.sql) WHERE id = \(entry.rowID ?? -1)", logger: LocalCluster.quietLogger)
+                    try await connection.run("COMMIT")
+                } catch {
+                    try? await connection.run("ROLLBACK")
+                    throw MigrateError(
+                        .migrationFailed,
+                        "reverting \(entry.tag) failed at statement \(current) of \(entry.tag).down.sql: \(describe(error)). Nothing of it was reverted (rolled back)\(reverted.isEmpty ? "" : "; already reverted: \(reverted.joined(separator: ", "))").")
+                }
+                reverted.append(entry.tag)
+            }
+            return DownResult(reverted: reverted, planned: [])
+        }
+    }
+}

@@ -1,0 +1,95 @@
+import Foundation
+import PostgresNIO
+import TallyPostgres
+
+/// The named objects of a database — tables, columns, constraints, indexes, sequences, views, enum types —
+/// as comparable strings like `column public.users.email`.
+enum SchemaObjects {
+    static func list(on connection: PostgresConnection, excluding history: HistoryTable) async throws -> Set<String> {
+        let result = try await connection.query("""
+            WITH rel AS (
+                SELECT c.oid, c.relname, c.relkind, n.nspname
+                FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'
+                  AND n.nspname NOT LIKE 'pg_temp%'
+            )
+            SELECT CASE relkind WHEN 'r' THEN 'table' WHEN 'p' THEN 'table' WHEN 'v' THEN 'view'
+                   WHEN 'm' THEN 'materialized view' WHEN 'S' THEN 'sequence' ELSE 'index' END
+                   || ' ' || nspname || '.' || relname
+            FROM rel WHERE relkind IN ('r', 'p', 'v', 'm', 'S', 'i')
+            UNION ALL
+            SELECT 'column ' || rel.nspname || '.' || rel.relname || '.' || a.attname
+            FROM pg_attribute a JOIN rel ON rel.oid = a.attrelid
+            WHERE rel.relkind IN ('r', 'p', 'v', 'm') AND a.attnum > 0 AND NOT a.attisdropped
+            UNION ALL
+            SELECT 'constraint ' || rel.nspname || '.' || rel.relname || '.' || con.conname
+            FROM pg_constraint con JOIN rel ON rel.oid = con.conrelid
+            UNION ALL
+            SELECT 'type ' || n.nspname || '.' || t.typname
+            FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+            WHERE t.typtype = 'e' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+            """, logger: LocalCluster.quietLogger)
+        var objects: Set<String> = []
+        let ownPrefixes = ["\(history.schema).\(history.table)", "\(history.schema).__tally_"]
+        for try await object in result.decode(String.self) {
+            let name = object.drop(while: { $0 != " " }).dropFirst()
+            if object.hasPrefix("materialized") {
+                objects.insert(object)
+                continue
+            }
+            if ownPrefixes.contains(where: { name.hasPrefix($0) }) { continue }
+            objects.insert(object)
+        }
+        if history.schema != "public" { objects.remove("schema \(history.schema)") }
+        return objects
+    }
+
+    /// Applies `migrations` to a scratch database on the same server, then lists what they create that the
+    /// live database lacks. The scratch database is dropped afterwards.
+    static func missing(
+        applying migrations: [Migration], to live: ConnectionSettings, excluding history: HistoryTable,
+        progress: @Sendable (String) -> Void
+    ) async throws -> [String] {
+        let scratch = "tally_scratch_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(16).lowercased()
+        let admin = live
+        do {
+            try await withSingleConnection(admin) { connection in
+                try await connection.run("CREATE DATABASE \(quoteIdentifier(scratch))")
+            }
+        } catch {
+            throw MigrateError(
+                .baselineRefused,
+                "baseline checks the migrations against a scratch database, and creating one failed: \(describe(error)). Grant CREATEDB to this user, or skip the check with --force.")
+        }
+        do {
+            progress("Applying \(migrations.count) migration(s) to scratch database \(scratch) to see what they create.")
+            let scratchSettings = live.with(database: scratch)
+            try await withSingleConnection(scratchSettings) { connection in
+                for migration in migrations {
+                    for (n, statement) in migration.statements.enumerated() {
+                        do {
+                            try await connection.run(statement.text)
+                        } catch {
+                            throw MigrateError(
+                                .baselineRefused,
+                                "\(migration.tag) fails on an empty database at statement \(n + 1) (line \(statement.line)): \(describe(error)). Baseline needs migrations that apply cleanly; fix the file or use --force.")
+                        }
+                    }
+                }
+            }
+            let expected = try await withSingleConnection(scratchSettings) { try await list(on: $0, excluding: history) }
+            let actual = try await withSingleConnection(live) { try await list(on: $0, excluding: history) }
+            try await dropScratch(scratch, admin: admin)
+            return expected.subtracting(actual).sorted()
+        } catch {
+            try? await dropScratch(scratch, admin: admin)
+            throw error
+        }
+    }
+
+    private static func dropScratch(_ name: String, admin: ConnectionSettings) async throws {
+        try await withSingleConnection(admin) { connection in
+            try await connection.run("DROP DATABASE IF EXISTS \(quoteIdentifier(name)) WITH (FORCE)")
+        }
+    }
+}

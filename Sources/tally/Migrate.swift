@@ -1,0 +1,305 @@
+import ArgumentParser
+import Foundation
+import TallyCredits
+import TallyMigrate
+import TallyPostgres
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct Migrate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Apply and inspect schema migrations (Drizzle-compatible history).",
+        discussion: """
+            Works on Tally's own schema by default, or on any Drizzle migrations folder (meta/_journal.json \
+            + TAG.sql) or plain folder of NNNN_name.sql files with --dir. The history lives in \
+            drizzle.__drizzle_migrations (hash = SHA-256 of the file, created_at = the journal's `when`, as \
+            Drizzle writes them), so a Drizzle app sharing the database sees the same history.
+            """,
+        subcommands: [Status.self, Up.self, Validate.self, Baseline.self, Repair.self, Down.self]
+    )
+
+    struct Options: ParsableArguments {
+        @Option(name: .customLong("dir"), help: ArgumentHelp("Migrations folder (default: Tally's own schema).", valueName: "path"))
+        var directory: String?
+
+        @Option(help: ArgumentHelp("History table as schema.table.", valueName: "table"))
+        var historyTable: String = HistoryTable.drizzleDefault.description
+
+        @Flag(help: "Print the result as JSON.") var json = false
+
+        @OptionGroup var database: DatabaseOptions
+
+        func migrator(options: Migrator.Options = .init()) async throws -> Migrator {
+            let folder = try MigrationFolder(path: directory ?? TallyCredits.migrationsFolder)
+            let history = try HistoryTable(parsing: historyTable)
+            let settings = try await database.resolve(quiet: json)
+            return Migrator(folder: folder, database: settings, historyTable: history, options: options) { printErr($0) }
+        }
+    }
+
+    struct TimeoutOptions: ParsableArguments {
+        @Option(help: ArgumentHelp("lock_timeout for each statement, in seconds.", valueName: "seconds"))
+        var lockTimeout: Double = 5
+        @Option(help: ArgumentHelp("Retries after a lock timeout (with doubling backoff from 1s).", valueName: "n"))
+        var lockRetries: Int = 3
+        @Option(help: ArgumentHelp("statement_timeout for each statement, in seconds (0: none).", valueName: "seconds"))
+        var statementTimeout: Double = 0
+
+        func validate() throws {
+            guard lockTimeout > 0 else { throw ValidationError("--lock-timeout must be more than 0 seconds") }
+            guard lockRetries >= 0 else { throw ValidationError("--lock-retries cannot be negative") }
+            guard statementTimeout >= 0 else { throw ValidationError("--statement-timeout cannot be negative") }
+        }
+
+        var options: Migrator.Options {
+            var o = Migrator.Options()
+            o.lockTimeout = .milliseconds(Int64(lockTimeout * 1000))
+            o.lockRetries = lockRetries
+            o.statementTimeout = statementTimeout > 0 ? .milliseconds(Int64(statementTimeout * 1000)) : nil
+            return o
+        }
+    }
+
+    // MARK: status / validate
+
+    struct Status: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Show each migration: applied, baseline, pending or changed; and history rows no file matches.",
+            discussion: "Exit status 0 when the history matches the files (pending migrations are fine), 1 when a file changed after it was applied or a history row matches no file."
+        )
+        @OptionGroup var options: Options
+
+        func run() async throws {
+            let report = try await options.migrator().status()
+            if options.json { try printJSON(report) } else { printReport(report) }
+            if !report.isConsistent { throw ExitCode.failure }
+        }
+    }
+
+    struct Validate: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Check the folder and the history, for CI: exit 1 on a changed file or an unknown history row.",
+            discussion: "Also fails on a pending migration older than the newest applied one with --strict."
+        )
+        @OptionGroup var options: Options
+        @Flag(help: "Also fail when a pending migration is older than the newest applied one, or a migration failed last time.")
+        var strict = false
+
+        func run() async throws {
+            let report = try await options.migrator().status()
+            let outOfOrder = report.pending.filter(\.olderThanNewestApplied)
+            let ok = report.isConsistent && (!strict || (outOfOrder.isEmpty && report.failures.isEmpty))
+            if options.json {
+                struct Validation: Encodable { var ok: Bool; var report: MigrationReport }
+                try printJSON(Validation(ok: ok, report: report))
+            } else {
+                printReport(report)
+                print(ok ? "\nValid." : "\nNot valid.")
+            }
+            if !ok { throw ExitCode.failure }
+        }
+    }
+
+    // MARK: up
+
+    struct Up: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Apply pending migrations, each in its own transaction with its history row.",
+            discussion: """
+                One runner at a time per history table (a second waits, then finds nothing to do). A migration \
+                that fails is rolled back whole and the error names the migration, the statement and \
+                PostgreSQL's message. Migrations with CREATE INDEX CONCURRENTLY run outside a transaction, \
+                statement by statement, with the history row written last.
+                """
+        )
+        @OptionGroup var options: Options
+        @OptionGroup var timeouts: TimeoutOptions
+        @Option(help: ArgumentHelp("Stop after this migration (tag, or its number).", valueName: "tag")) var to: String?
+        @Flag(help: "Show what would run; change nothing.") var dryRun = false
+
+        func run() async throws {
+            let result = try await options.migrator(options: timeouts.options).up(to: to, dryRun: dryRun)
+            if options.json { try printJSON(result); return }
+            printOtherHistoryTables(result.report)
+            if dryRun {
+                if result.planned.isEmpty { print("Nothing to apply.") }
+                for migration in result.planned {
+                    print("\(migration.tag)\(migration.transactional ? "" : " (outside a transaction)"):")
+                    for (n, statement) in migration.statements.enumerated() {
+                        print("  \(n + 1). \(statement.replacingOccurrences(of: "\n", with: "\n     "))")
+                    }
+                }
+                return
+            }
+            print(result.applied.isEmpty ? "Nothing to apply: the database is up to date." : "Applied \(result.applied.count): \(result.applied.joined(separator: ", "))")
+        }
+    }
+
+    // MARK: baseline
+
+    struct Baseline: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Mark migrations applied without running them, for a database whose schema is already there.",
+            discussion: """
+                Before writing history rows, the migrations through TAG are applied to a scratch database on the \
+                same server and every table, column, constraint and index they create is looked up in this \
+                database; anything missing is listed and baseline refuses (--force overrides). Idempotent.
+                """
+        )
+        @OptionGroup var options: Options
+        @Option(help: ArgumentHelp("The last migration to mark (tag, or its number).", valueName: "tag")) var through: String
+        @Flag(help: "Mark them even when objects they create are missing.") var force = false
+
+        func run() async throws {
+            let result = try await options.migrator().baseline(through: through, force: force)
+            if options.json { try printJSON(result); return }
+            if !result.missing.isEmpty {
+                printErr("WARNING: marked applied with --force although these objects are missing:")
+                result.missing.forEach { printErr("  - \($0)") }
+            }
+            if !result.alreadyApplied.isEmpty { print("Already in the history: \(result.alreadyApplied.joined(separator: ", "))") }
+            print(result.marked.isEmpty ? "Nothing to mark." : "Marked as applied (baseline): \(result.marked.joined(separator: ", "))")
+        }
+    }
+
+    // MARK: repair
+
+    struct Repair: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Realign history rows with the files: rewrite changed hashes, archive rows no file matches.",
+            discussion: "Shows the difference first and changes nothing until confirmed (--yes for scripts). Removed rows are kept in <history table>_removed."
+        )
+        @OptionGroup var options: Options
+        @Flag(help: "Apply without asking.") var yes = false
+
+        func run() async throws {
+            let migrator = try await options.migrator()
+            let preview = try await migrator.repair(apply: false)
+            if preview.rewrites.isEmpty && preview.removed.isEmpty {
+                if options.json { try printJSON(preview) } else { print("Nothing to repair: every history row matches its file.") }
+                return
+            }
+            if !options.json { printRepair(preview, table: migrator.historyTable.description) }
+            guard try confirm("Rewrite \(preview.rewrites.count) and remove \(preview.removed.count) history row(s)?", yes: yes) else {
+                if options.json { try printJSON(preview) } else { print("Nothing changed.") }
+                throw ExitCode.failure
+            }
+            let result = try await migrator.repair(apply: true)
+            if options.json { try printJSON(result) } else { print("Repaired: \(result.rewrites.count) rewritten, \(result.removed.count) removed (kept in \(migrator.historyTable.description)_removed).") }
+        }
+    }
+
+    // MARK: down
+
+    struct Down: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Revert applied migrations with their down files (TAG.down.sql), newest first.",
+            discussion: "Without --to, reverts only the newest applied migration. Refuses, changing nothing, when a migration on the way has no down file; then restore a backup instead."
+        )
+        @OptionGroup var options: Options
+        @OptionGroup var timeouts: TimeoutOptions
+        @Option(help: ArgumentHelp("Keep this migration and revert everything after it.", valueName: "tag")) var to: String?
+        @Flag(help: "Revert without asking.") var yes = false
+
+        func run() async throws {
+            let migrator = try await options.migrator(options: timeouts.options)
+            let plan = try await migrator.down(to: to, dryRun: true)
+            if plan.planned.isEmpty {
+                if options.json { try printJSON(plan) } else { print("Nothing to revert.") }
+                return
+            }
+            if !options.json { print("Will revert: \(plan.planned.joined(separator: ", "))") }
+            guard try confirm("Revert \(plan.planned.count) migration(s)? Their down files may drop data.", yes: yes) else {
+                print("Nothing changed.")
+                throw ExitCode.failure
+            }
+            let result = try await migrator.down(to: to)
+            if options.json { try printJSON(result) } else { print("Reverted: \(result.reverted.joined(separator: ", "))") }
+        }
+    }
+}
+
+// MARK: - Output
+
+/// Asks on the terminal; without one, requires --yes.
+func confirm(_ question: String, yes: Bool) throws -> Bool {
+    if yes { return true }
+    guard isatty(STDIN_FILENO) != 0 else {
+        throw ValidationError("\(question) This changes the database; run again with --yes to confirm.")
+    }
+    FileHandle.standardError.write(Data("\(question) [y/N] ".utf8))
+    let answer = readLine()?.trimmingCharacters(in: .whitespaces).lowercased()
+    return answer == "y" || answer == "yes"
+}
+
+private func printOtherHistoryTables(_ report: MigrationReport) {
+    for other in report.otherHistoryTables {
+        printErr("Note: \(other.table) also exists (\(other.rows) row\(other.rows == 1 ? "" : "s")); this command used \(report.historyTable). Pass --history-table \(other.table) to work on it.")
+    }
+}
+
+private func printReport(_ report: MigrationReport) {
+    print("Migrations in \(report.folder)")
+    print("History table \(report.historyTable)\n")
+    let formatter = ISO8601DateFormatter()
+    var rows: [[String]] = [["#", "TAG", "STATE", "APPLIED", "HASH"]]
+    for entry in report.entries {
+        var state = entry.state.rawValue
+        var hash = String(entry.hash.prefix(12))
+        if entry.state == .changed { hash = "file \(entry.hash.prefix(12)) ≠ row \(entry.rowHash?.prefix(12) ?? "")" }
+        if entry.olderThanNewestApplied { state += " (older than newest applied)" }
+        rows.append([String(entry.index), entry.tag, state, entry.appliedAt.map { formatter.string(from: $0) } ?? (entry.state == .baseline ? "(marked)" : "-"), hash])
+    }
+    printTable(rows)
+    if !report.unknownRows.isEmpty {
+        print("\nHistory rows that match no file:")
+        var unknown: [[String]] = [["ID", "HASH", "CREATED_AT", "NAME"]]
+        for row in report.unknownRows {
+            unknown.append([String(row.id), row.hash, row.createdAt.map(String.init) ?? "null", row.name ?? "-"])
+        }
+        printTable(unknown)
+    }
+    for failure in report.failures {
+        print("\nLast run of \(failure.tag) failed\(failure.statement.map { " at statement \($0)" } ?? ""): \(failure.error)")
+    }
+    let outOfOrder = report.pending.filter(\.olderThanNewestApplied)
+    if !outOfOrder.isEmpty {
+        print("\n\(outOfOrder.count) pending migration(s) are dated before the newest applied one: Drizzle's own migrator would skip them; `tally migrate up` applies them.")
+    }
+    if !report.changed.isEmpty || !report.unknownRows.isEmpty {
+        print("\nThe history does not match the files: `tally migrate repair` shows and fixes the difference.")
+    }
+    let pending = report.pending.count
+    print("\n\(report.entries.count - pending) applied, \(pending) pending, \(report.changed.count) changed, \(report.unknownRows.count) unknown history row(s).")
+    printOtherHistoryTables(report)
+}
+
+private func printRepair(_ result: Migrator.RepairResult, table: String) {
+    if !result.rewrites.isEmpty {
+        print("History rows whose hash differs from their file (will be rewritten):")
+        var rows: [[String]] = [["ID", "TAG", "HISTORY HASH", "FILE HASH"]]
+        for r in result.rewrites { rows.append([String(r.rowID), r.tag, r.oldHash, r.newHash]) }
+        printTable(rows)
+    }
+    if !result.removed.isEmpty {
+        print("History rows no file matches (will be moved to \(table)_removed):")
+        var rows: [[String]] = [["ID", "HASH", "CREATED_AT"]]
+        for r in result.removed { rows.append([String(r.id), r.hash, r.createdAt.map(String.init) ?? "null"]) }
+        printTable(rows)
+    }
+}
+
+/// Prints rows as left-aligned columns, the first row as the header.
+func printTable(_ rows: [[String]]) {
+    guard let columns = rows.map(\.count).max() else { return }
+    var widths = Array(repeating: 0, count: columns)
+    for row in rows { for (i, cell) in row.enumerated() { widths[i] = max(widths[i], cell.count) } }
+    for row in rows {
+        let line = row.enumerated().map { i, cell in
+            i == row.count - 1 ? cell : cell.padding(toLength: widths[i], withPad: " ", startingAt: 0)
+        }.joined(separator: "  ")
+        print("  " + line)
+    }
+}

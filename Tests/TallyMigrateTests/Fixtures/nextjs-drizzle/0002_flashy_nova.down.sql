@@ -1,0 +1,1 @@
+ALTER TABLE "user_credits" DROP CONSTRAINT IF EXISTS "user_credits_user_id_users_id_fk";
