@@ -46,8 +46,10 @@ public struct HistoryTable: Sendable, Equatable, CustomStringConvertible {
         public var hash: String
         public var createdAt: Int64?
         public var name: String?
-        /// nil for rows written by `baseline` (marked, not run).
+        /// When it was applied; nil when the table has no `applied_at` column, or for baseline rows.
         public var appliedAt: Date?
+        /// Written by `baseline`: marked applied without running (`applied_at` is NULL).
+        public var baseline: Bool
     }
 
     /// Creates the schema, the table and the Drizzle 1.0 columns when missing.
@@ -78,13 +80,14 @@ public struct HistoryTable: Sendable, Equatable, CustomStringConvertible {
         guard try await exists(on: connection) else { return [] }
         let columns = try await columnNames(on: connection)
         let name = columns.contains("name") ? "name" : "NULL::text"
-        let appliedAt = columns.contains("applied_at") ? "applied_at" : "now()"
+        let appliedAt = columns.contains("applied_at") ? "applied_at" : "NULL::timestamptz"
+        let baseline = columns.contains("applied_at") ? "applied_at IS NULL" : "false"
         let result = try await connection.query(
-            "SELECT id, hash, created_at, \(unescaped: name), \(unescaped: appliedAt) FROM \(unescaped: sql) ORDER BY id",
+            "SELECT id, hash, created_at, \(unescaped: name), \(unescaped: appliedAt), \(unescaped: baseline) FROM \(unescaped: sql) ORDER BY id",
             logger: LocalCluster.quietLogger)
         var out: [Row] = []
-        for try await (id, hash, createdAt, name, appliedAt) in result.decode((Int, String, Int64?, String?, Date?).self) {
-            out.append(Row(id: id, hash: hash, createdAt: createdAt, name: name, appliedAt: appliedAt))
+        for try await (id, hash, createdAt, name, appliedAt, baseline) in result.decode((Int, String, Int64?, String?, Date?, Bool).self) {
+            out.append(Row(id: id, hash: hash, createdAt: createdAt, name: name, appliedAt: appliedAt, baseline: baseline))
         }
         return out
     }

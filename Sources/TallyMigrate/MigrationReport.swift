@@ -75,7 +75,7 @@ public struct MigrationReport: Sendable, Codable {
                 tag: m.tag, index: m.index, createdAt: m.createdAt, hash: m.hash, state: .pending,
                 olderThanNewestApplied: false, hasDownFile: m.downSQL != nil)
             if let row = exact[m.tag] {
-                entry.state = row.appliedAt == nil ? .baseline : .applied
+                entry.state = row.baseline ? .baseline : .applied
                 entry.appliedAt = row.appliedAt
                 entry.rowID = row.id
                 entry.rowHash = row.hash

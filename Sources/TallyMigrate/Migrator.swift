@@ -350,43 +350,73 @@ public struct Migrator: Sendable {
             public var oldHash: String
             public var newHash: String
         }
+        /// A history row that claims a migration ran although what it creates is missing (a hand-typed row):
+        /// removed, so the migration is pending again.
+        public struct NotApplied: Sendable, Codable {
+            public var rowID: Int
+            public var tag: String
+            public var missing: [String]
+        }
         public var rewrites: [Rewrite]
+        public var notApplied: [NotApplied]
         /// Rows no file matches: archived to `<table>_removed`, then deleted.
         public var removed: [HistoryTable.Row]
         /// False when only shown (no confirmation given).
         public var applied: Bool
+
+        public var isEmpty: Bool { rewrites.isEmpty && notApplied.isEmpty && removed.isEmpty }
     }
 
-    /// Realigns history rows with files: rewrites the hash (and name, created_at) of rows matched by name or
-    /// created_at, and archives then deletes rows no file matches. With `apply == false` only shows.
+    /// Realigns history rows with files. A row matched to a file by name or created_at whose hash differs is
+    /// rewritten when the objects that migration creates exist in the database; when they do not (the row was
+    /// typed by hand and the migration never ran), the row is removed so the migration is pending again.
+    /// Rows no file matches are removed. Removed rows are archived in `<table>_removed` first.
+    /// With `apply == false` only shows.
     public func repair(apply: Bool) async throws -> RepairResult {
-        try await withRunnerLock { connection in
-            let report = try await report(on: connection)
-            let rewrites = report.changed.map {
-                RepairResult.Rewrite(rowID: $0.rowID ?? 0, tag: $0.tag, oldHash: $0.rowHash ?? "", newHash: $0.hash)
+        let first = try await status()
+        var missingByTag: [String: [String]] = [:]
+        if let last = first.changed.map(\.index).max() {
+            let created = try await SchemaObjects.createdByEach(
+                folder.migrations.filter { $0.index <= last }, live: database, excluding: historyTable, progress: progress)
+            let live = try await withSingleConnection(database) { try await SchemaObjects.list(on: $0, excluding: historyTable) }
+            for entry in first.changed {
+                missingByTag[entry.tag] = (created[entry.tag] ?? []).subtracting(live).sorted()
             }
-            var result = RepairResult(rewrites: rewrites, removed: report.unknownRows, applied: false)
-            guard apply, !(rewrites.isEmpty && report.unknownRows.isEmpty) else { return result }
+        }
+        return try await withRunnerLock { connection in
+            let report = try await report(on: connection)
+            var result = RepairResult(rewrites: [], notApplied: [], removed: report.unknownRows, applied: false)
+            for entry in report.changed {
+                let missing = missingByTag[entry.tag] ?? []
+                if missing.isEmpty {
+                    result.rewrites.append(.init(rowID: entry.rowID ?? 0, tag: entry.tag, oldHash: entry.rowHash ?? "", newHash: entry.hash))
+                } else {
+                    result.notApplied.append(.init(rowID: entry.rowID ?? 0, tag: entry.tag, missing: missing))
+                }
+            }
+            guard apply, !result.isEmpty else { return result }
             try await historyTable.ensure(on: connection)
             try await connection.run("BEGIN")
             do {
-                for entry in report.changed {
+                for rewrite in result.rewrites {
+                    let migration = try folder.migration(tag: rewrite.tag)
                     _ = try await connection.query(
-                        "UPDATE \(unescaped: historyTable.sql) SET hash = \(entry.hash), name = \(entry.tag), created_at = \(entry.createdAt) WHERE id = \(entry.rowID ?? 0)",
+                        "UPDATE \(unescaped: historyTable.sql) SET hash = \(migration.hash), name = \(migration.tag), created_at = \(migration.createdAt) WHERE id = \(rewrite.rowID)",
                         logger: LocalCluster.quietLogger)
                 }
-                if !report.unknownRows.isEmpty {
+                let removals = result.removed.map(\.id) + result.notApplied.map(\.rowID)
+                if !removals.isEmpty {
                     try await connection.run("""
                         CREATE TABLE IF NOT EXISTS \(historyTable.removedSQL) (
                             id int, hash text, created_at bigint, name text, applied_at timestamptz,
                             removed_at timestamptz NOT NULL DEFAULT now(), removed_by text NOT NULL DEFAULT current_user)
                         """)
-                    for row in report.unknownRows {
+                    for id in removals {
                         _ = try await connection.query(
-                            "INSERT INTO \(unescaped: historyTable.removedSQL) (id, hash, created_at, name, applied_at) SELECT id, hash, created_at, name, applied_at FROM \(unescaped: historyTable.sql) WHERE id = \(row.id)",
+                            "INSERT INTO \(unescaped: historyTable.removedSQL) (id, hash, created_at, name, applied_at) SELECT id, hash, created_at, name, applied_at FROM \(unescaped: historyTable.sql) WHERE id = \(id)",
                             logger: LocalCluster.quietLogger)
                         _ = try await connection.query(
-                            "DELETE FROM \(unescaped: historyTable.sql) WHERE id = \(row.id)", logger: LocalCluster.quietLogger)
+                            "DELETE FROM \(unescaped: historyTable.sql) WHERE id = \(id)", logger: LocalCluster.quietLogger)
                     }
                 }
                 try await connection.run("COMMIT")

@@ -50,21 +50,32 @@ enum SchemaObjects {
         applying migrations: [Migration], to live: ConnectionSettings, excluding history: HistoryTable,
         progress: @Sendable (String) -> Void
     ) async throws -> [String] {
+        let created = try await createdByEach(migrations, live: live, excluding: history, progress: progress)
+        let actual = try await withSingleConnection(live) { try await list(on: $0, excluding: history) }
+        return created.values.reduce(into: Set<String>()) { $0.formUnion($1) }.subtracting(actual).sorted()
+    }
+
+    /// What each migration creates: applied one by one to a scratch database on the same server, with the
+    /// objects listed after each. The scratch database is dropped afterwards.
+    static func createdByEach(
+        _ migrations: [Migration], live: ConnectionSettings, excluding history: HistoryTable,
+        progress: @Sendable (String) -> Void
+    ) async throws -> [String: Set<String>] {
         let scratch = "tally_scratch_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(16).lowercased()
-        let admin = live
         do {
-            try await withSingleConnection(admin) { connection in
+            try await withSingleConnection(live) { connection in
                 try await connection.run("CREATE DATABASE \(quoteIdentifier(scratch))")
             }
         } catch {
             throw MigrateError(
                 .baselineRefused,
-                "baseline checks the migrations against a scratch database, and creating one failed: \(describe(error)). Grant CREATEDB to this user, or skip the check with --force.")
+                "checking what the migrations create needs a scratch database, and creating one failed: \(describe(error)). Grant CREATEDB to this user, or skip the check with --force.")
         }
         do {
             progress("Applying \(migrations.count) migration(s) to scratch database \(scratch) to see what they create.")
-            let scratchSettings = live.with(database: scratch)
-            try await withSingleConnection(scratchSettings) { connection in
+            let created = try await withSingleConnection(live.with(database: scratch)) { connection in
+                var before = try await list(on: connection, excluding: history)
+                var created: [String: Set<String>] = [:]
                 for migration in migrations {
                     for (n, statement) in migration.statements.enumerated() {
                         do {
@@ -72,17 +83,19 @@ enum SchemaObjects {
                         } catch {
                             throw MigrateError(
                                 .baselineRefused,
-                                "\(migration.tag) fails on an empty database at statement \(n + 1) (line \(statement.line)): \(describe(error)). Baseline needs migrations that apply cleanly; fix the file or use --force.")
+                                "\(migration.tag) fails on an empty database at statement \(n + 1) (line \(statement.line)): \(describe(error)). The check needs migrations that apply cleanly; fix the file or use --force.")
                         }
                     }
+                    let after = try await list(on: connection, excluding: history)
+                    created[migration.tag] = after.subtracting(before)
+                    before = after
                 }
+                return created
             }
-            let expected = try await withSingleConnection(scratchSettings) { try await list(on: $0, excluding: history) }
-            let actual = try await withSingleConnection(live) { try await list(on: $0, excluding: history) }
-            try await dropScratch(scratch, admin: admin)
-            return expected.subtracting(actual).sorted()
+            try await dropScratch(scratch, admin: live)
+            return created
         } catch {
-            try? await dropScratch(scratch, admin: admin)
+            try? await dropScratch(scratch, admin: live)
             throw error
         }
     }

@@ -177,17 +177,17 @@ struct Migrate: AsyncParsableCommand {
         func run() async throws {
             let migrator = try await options.migrator()
             let preview = try await migrator.repair(apply: false)
-            if preview.rewrites.isEmpty && preview.removed.isEmpty {
+            if preview.isEmpty {
                 if options.json { try printJSON(preview) } else { print("Nothing to repair: every history row matches its file.") }
                 return
             }
             if !options.json { printRepair(preview, table: migrator.historyTable.description) }
-            guard try confirm("Rewrite \(preview.rewrites.count) and remove \(preview.removed.count) history row(s)?", yes: yes) else {
+            guard try confirm("Rewrite \(preview.rewrites.count) and remove \(preview.removed.count + preview.notApplied.count) history row(s)?", yes: yes) else {
                 if options.json { try printJSON(preview) } else { print("Nothing changed.") }
                 throw ExitCode.failure
             }
             let result = try await migrator.repair(apply: true)
-            if options.json { try printJSON(result) } else { print("Repaired: \(result.rewrites.count) rewritten, \(result.removed.count) removed (kept in \(migrator.historyTable.description)_removed).") }
+            if options.json { try printJSON(result) } else { print("Repaired: \(result.rewrites.count) rewritten, \(result.removed.count + result.notApplied.count) removed (kept in \(migrator.historyTable.description)_removed).\(result.notApplied.isEmpty ? "" : " Now pending again: \(result.notApplied.map(\.tag).joined(separator: ", ")); apply with `tally migrate up`.")") }
         }
     }
 
@@ -272,7 +272,8 @@ private func printReport(_ report: MigrationReport) {
         print("\nThe history does not match the files: `tally migrate repair` shows and fixes the difference.")
     }
     let pending = report.pending.count
-    print("\n\(report.entries.count - pending) applied, \(pending) pending, \(report.changed.count) changed, \(report.unknownRows.count) unknown history row(s).")
+    let applied = report.entries.filter { $0.state == .applied || $0.state == .baseline }.count
+    print("\n\(applied) applied, \(pending) pending, \(report.changed.count) changed, \(report.unknownRows.count) unknown history row(s).")
     printOtherHistoryTables(report)
 }
 
@@ -281,6 +282,12 @@ private func printRepair(_ result: Migrator.RepairResult, table: String) {
         print("History rows whose hash differs from their file (will be rewritten):")
         var rows: [[String]] = [["ID", "TAG", "HISTORY HASH", "FILE HASH"]]
         for r in result.rewrites { rows.append([String(r.rowID), r.tag, r.oldHash, r.newHash]) }
+        printTable(rows)
+    }
+    if !result.notApplied.isEmpty {
+        print("History rows that claim a migration ran, but what it creates is missing (will be removed; the migration becomes pending):")
+        var rows: [[String]] = [["ID", "TAG", "MISSING"]]
+        for r in result.notApplied { rows.append([String(r.rowID), r.tag, r.missing.joined(separator: ", ")]) }
         printTable(rows)
     }
     if !result.removed.isEmpty {

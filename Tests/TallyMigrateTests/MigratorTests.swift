@@ -237,6 +237,38 @@ import Testing
         }
     }
 
+    @Test func repairOfTheSeedsHandTypedHistoryRewritesWhatRanAndReopensWhatDidNot() async throws {
+        try await TestDatabase.withFreshDatabase { db in
+            // Production as the seed found it: 0000 and 0001 applied by hand, 0002's foreign key never added,
+            // and Step 4's history rows typed in with hashes that match no file.
+            for file in ["0000_bumpy_thor", "0001_quiet_storm"] {
+                try await execute(db, try String(contentsOfFile: nextjsFolder + "/\(file).sql", encoding: .utf8))
+            }
+            try await execute(db, """
+                CREATE TABLE IF NOT EXISTS __drizzle_migrations (id SERIAL PRIMARY KEY, hash TEXT NOT NULL, created_at BIGINT);
+                INSERT INTO __drizzle_migrations (hash, created_at) VALUES
+                    ('0baa8af38816a34b1e4470ba4ee5a49a5e0e4a8c1d5e1fde83f26f2b1be57c4b', 1760114263106),
+                    ('38f04f0b6c736ed30fee6e7d77f08e97c3f2a4f0dc85f5426a3b5bd1dd859f53', 1761915734970),
+                    ('e3c7a8f2c09fc8ad3e0d5b64f1a8e7c4b2f9a8e1d0c5b3a4f2e8d7c6b5a4e3f2', 1762369692832)
+                ON CONFLICT DO NOTHING;
+                """)
+            let migrator = Migrator(
+                folder: try MigrationFolder(path: nextjsFolder), database: db,
+                historyTable: try HistoryTable(parsing: "public.__drizzle_migrations"))
+            #expect(try await migrator.status().changed.count == 3)
+
+            let preview = try await migrator.repair(apply: false)
+            #expect(preview.rewrites.map(\.tag) == ["0000_bumpy_thor", "0001_quiet_storm"])
+            #expect(preview.notApplied.map(\.tag) == ["0002_flashy_nova"])
+            #expect(preview.notApplied.first?.missing == ["constraint public.user_credits.user_credits_user_id_users_id_fk"])
+
+            _ = try await migrator.repair(apply: true)
+            let status = try await migrator.status()
+            #expect(status.entries.map(\.state) == [.applied, .applied, .pending])
+            #expect(try await migrator.up().applied == ["0002_flashy_nova"])
+        }
+    }
+
     @Test func historyTablesInOtherSchemasAreReported() async throws {
         try await TestDatabase.withFreshDatabase { db in
             try await execute(db, """
