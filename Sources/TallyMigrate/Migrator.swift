@@ -114,30 +114,61 @@ public struct Migrator: Sendable {
     private func applyInTransaction(_ migration: Migration, _ statements: [SQLStatement], on connection: PostgresConnection) async throws {
         var attempt = 0
         while true {
-            var current = 0
             do {
-                try await connection.run("BEGIN")
+                try await runInTransaction(statements, on: connection) {
+                    try await insertHistoryRow(migration, baseline: false, on: connection)
+                    try await clearFailure(migration, on: connection)
+                }
+                return
+            } catch let failure as StatementFailure {
+                if Self.isLockTimeout(failure.underlying), attempt < options.lockRetries {
+                    let wait = options.retryBackoff * (1 << attempt)
+                    attempt += 1
+                    progress("\(migration.tag): statement \(failure.statement) could not get its lock within \(options.lockTimeout); retry \(attempt) of \(options.lockRetries) in \(wait)")
+                    try await Task.sleep(for: wait)
+                    continue
+                }
+                throw try await failed(migration, statement: failure.statement, of: statements, error: failure.underlying, attempts: attempt + 1, rolledBack: true, on: connection)
+            }
+        }
+    }
+
+    /// A statement (1-based; 0 for the bookkeeping after the last one) failed, and the transaction was rolled back.
+    struct StatementFailure: Error {
+        var statement: Int
+        var underlying: any Error
+    }
+
+    /// Runs `statements` in one transaction under the configured timeouts, then `finish`, then commits.
+    /// Any failure rolls back and is thrown as a `StatementFailure`.
+    private func runInTransaction(
+        _ statements: [SQLStatement], on connection: PostgresConnection, finish: () async throws -> Void
+    ) async throws {
+        var current = 0
+        do {
+            try await transaction(on: connection) {
                 try await connection.run(timeoutSettings(local: true))
                 for (n, statement) in statements.enumerated() {
                     current = n + 1
                     try await connection.run(statement.text)
                 }
                 current = 0
-                try await insertHistoryRow(migration, baseline: false, on: connection)
-                try await clearFailure(migration, on: connection)
-                try await connection.run("COMMIT")
-                return
-            } catch {
-                try? await connection.run("ROLLBACK")
-                if Self.isLockTimeout(error), attempt < options.lockRetries {
-                    let wait = options.retryBackoff * (1 << attempt)
-                    attempt += 1
-                    progress("\(migration.tag): statement \(current) could not get its lock within \(options.lockTimeout); retry \(attempt) of \(options.lockRetries) in \(wait)")
-                    try await Task.sleep(for: wait)
-                    continue
-                }
-                throw try await failed(migration, statement: current, of: statements, error: error, attempts: attempt + 1, rolledBack: true, on: connection)
+                try await finish()
             }
+        } catch {
+            throw StatementFailure(statement: current, underlying: error)
+        }
+    }
+
+    /// BEGIN, `body`, COMMIT; ROLLBACK and rethrow when `body` throws.
+    private func transaction(on connection: PostgresConnection, _ body: () async throws -> Void) async throws {
+        try await connection.run("BEGIN")
+        do {
+            try await body()
+            try await connection.run("COMMIT")
+        } catch {
+            try? await connection.run("ROLLBACK")
+            throw error
         }
     }
 
@@ -162,12 +193,12 @@ public struct Migrator: Sendable {
                     }
                 }
             }
-            try await connection.run("BEGIN")
-            try await insertHistoryRow(migration, baseline: false, on: connection)
-            try await clearFailure(migration, on: connection)
-            try await connection.run("COMMIT")
+            try await transaction(on: connection) {
+                try await insertHistoryRow(migration, baseline: false, on: connection)
+                try await clearFailure(migration, on: connection)
+            }
         } catch {
-            try? await connection.run("ROLLBACK; RESET lock_timeout; RESET statement_timeout")
+            try? await connection.run("RESET lock_timeout; RESET statement_timeout")
             throw error
         }
         try await connection.run("RESET lock_timeout; RESET statement_timeout")
@@ -318,8 +349,7 @@ public struct Migrator: Sendable {
             let before = try await report(on: connection)
             var marked: [String] = []
             var already: [String] = []
-            try await connection.run("BEGIN")
-            do {
+            try await transaction(on: connection) {
                 for migration in migrations {
                     guard let entry = before.entries.first(where: { $0.tag == migration.tag }) else { continue }
                     switch entry.state {
@@ -332,10 +362,6 @@ public struct Migrator: Sendable {
                         throw MigrateError(.historyProblem, "\(migration.tag) already has a history row whose hash differs from the file; run `tally migrate repair` first")
                     }
                 }
-                try await connection.run("COMMIT")
-            } catch {
-                try? await connection.run("ROLLBACK")
-                throw error
             }
             return BaselineResult(marked: marked, alreadyApplied: already, missing: missing)
         }
@@ -396,8 +422,7 @@ public struct Migrator: Sendable {
             }
             guard apply, !result.isEmpty else { return result }
             try await historyTable.ensure(on: connection)
-            try await connection.run("BEGIN")
-            do {
+            try await transaction(on: connection) {
                 for rewrite in result.rewrites {
                     let migration = try folder.migration(tag: rewrite.tag)
                     _ = try await connection.query(
@@ -419,10 +444,6 @@ public struct Migrator: Sendable {
                             "DELETE FROM \(unescaped: historyTable.sql) WHERE id = \(id)", logger: LocalCluster.quietLogger)
                     }
                 }
-                try await connection.run("COMMIT")
-            } catch {
-                try? await connection.run("ROLLBACK")
-                throw error
             }
             result.applied = true
             return result
@@ -455,7 +476,7 @@ public struct Migrator: Sendable {
             guard missingDown.isEmpty else {
                 throw MigrateError(
                     .noDownFile,
-                    "cannot revert: \(missingDown.joined(separator: ", ")) has no down file (TAG.down.sql). Nothing was changed. Write one, or restore a backup with `tally db restore`.")
+                    "cannot revert: \(missingDown.joined(separator: ", ")) has no down file (TAG.down.sql). Nothing was changed. Write one, or restore from a backup.")
             }
             if dryRun { return DownResult(reverted: [], planned: toRevert.map(\.tag)) }
             var reverted: [String] = []
@@ -463,22 +484,15 @@ public struct Migrator: Sendable {
                 guard let migration = folder.migrations.first(where: { $0.tag == entry.tag }), let down = migration.downSQL else { continue }
                 progress("Reverting \(entry.tag)")
                 let statements = SQLStatements.split(down)
-                var current = 0
                 do {
-                    try await connection.run("BEGIN")
-                    try await connection.run(timeoutSettings(local: true))
-                    for (n, statement) in statements.enumerated() {
-                        current = n + 1
-                        try await connection.run(statement.text)
+                    try await runInTransaction(statements, on: connection) {
+                        _ = try await connection.query(
+                            "DELETE FROM \(unescaped: historyTable.sql) WHERE id = \(entry.rowID ?? -1)", logger: LocalCluster.quietLogger)
                     }
-                    _ = try await connection.query(
-                        "DELETE FROM \(unescaped: historyTable.sql) WHERE id = \(entry.rowID ?? -1)", logger: LocalCluster.quietLogger)
-                    try await connection.run("COMMIT")
-                } catch {
-                    try? await connection.run("ROLLBACK")
+                } catch let failure as StatementFailure {
                     throw MigrateError(
                         .migrationFailed,
-                        "reverting \(entry.tag) failed at statement \(current) of \(entry.tag).down.sql: \(describe(error)). Nothing of it was reverted (rolled back)\(reverted.isEmpty ? "" : "; already reverted: \(reverted.joined(separator: ", "))").")
+                        "reverting \(entry.tag) failed at statement \(failure.statement) of \(entry.tag).down.sql: \(describe(failure.underlying)). Nothing of it was reverted (rolled back)\(reverted.isEmpty ? "" : "; already reverted: \(reverted.joined(separator: ", "))").")
                 }
                 reverted.append(entry.tag)
             }
