@@ -52,6 +52,13 @@ public struct Migrator: Sendable {
         }
     }
 
+    /// `__drizzle_migrations` tables in other schemas than the one this migrator uses, with their row counts.
+    public func otherHistoryTables() async throws -> [MigrationReport.OtherHistoryTable] {
+        try await withSingleConnection(database) { connection in
+            try await historyTable.others(on: connection).map { MigrationReport.OtherHistoryTable(table: $0.0.description, rows: $0.1) }
+        }
+    }
+
     func report(on connection: PostgresConnection) async throws -> MigrationReport {
         let rows = try await historyTable.rows(on: connection)
         let others = try await historyTable.others(on: connection).map {

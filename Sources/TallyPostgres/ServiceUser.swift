@@ -18,7 +18,7 @@ public struct ServiceUser: Sendable, Equatable {
     ) throws(TallyPostgresError) -> ServiceUser? {
         guard geteuid() == 0 else { return nil }
         let name = environment["TALLY_POSTGRES_USER"].flatMap { $0.isEmpty ? nil : $0 } ?? "postgres"
-        guard let entry = getpwnam(name) else {
+        guard let user = named(name) else {
             throw TallyPostgresError(
                 .noServiceUser,
                 """
@@ -27,6 +27,12 @@ public struct ServiceUser: Sendable, Equatable {
                 """
             )
         }
+        return user
+    }
+
+    /// The OS user called `name`, if there is one.
+    public static func named(_ name: String) -> ServiceUser? {
+        guard let entry = getpwnam(name) else { return nil }
         return ServiceUser(name: name, uid: entry.pointee.pw_uid, gid: entry.pointee.pw_gid)
     }
 

@@ -35,7 +35,12 @@ struct Migrate: AsyncParsableCommand {
             let folder = try MigrationFolder(path: directory ?? TallyCredits.migrationsFolder)
             let history = try HistoryTable(parsing: historyTable)
             let settings = try await database.resolve(quiet: json)
-            return Migrator(folder: folder, database: settings, historyTable: history, options: options) { printErr($0) }
+            let migrator = Migrator(folder: folder, database: settings, historyTable: history, options: options) { printErr($0) }
+            // Every command says when the database has another history table (the seed's public.__drizzle_migrations).
+            for other in try await migrator.otherHistoryTables() {
+                printErr("Note: \(other.table) also exists (\(other.rows) row\(other.rows == 1 ? "" : "s")); this command uses \(history). Pass --history-table \(other.table) to work on it.")
+            }
+            return migrator
         }
     }
 
@@ -122,7 +127,6 @@ struct Migrate: AsyncParsableCommand {
         func run() async throws {
             let result = try await options.migrator(options: timeouts.options).up(to: to, dryRun: dryRun)
             if options.json { try printJSON(result); return }
-            printOtherHistoryTables(result.report)
             if dryRun {
                 if result.planned.isEmpty { print("Nothing to apply.") }
                 for migration in result.planned {
@@ -234,12 +238,6 @@ func confirm(_ question: String, yes: Bool) throws -> Bool {
     return answer == "y" || answer == "yes"
 }
 
-private func printOtherHistoryTables(_ report: MigrationReport) {
-    for other in report.otherHistoryTables {
-        printErr("Note: \(other.table) also exists (\(other.rows) row\(other.rows == 1 ? "" : "s")); this command used \(report.historyTable). Pass --history-table \(other.table) to work on it.")
-    }
-}
-
 private func printReport(_ report: MigrationReport) {
     print("Migrations in \(report.folder)")
     print("History table \(report.historyTable)\n")
@@ -274,7 +272,6 @@ private func printReport(_ report: MigrationReport) {
     let pending = report.pending.count
     let applied = report.entries.filter { $0.state == .applied || $0.state == .baseline }.count
     print("\n\(applied) applied, \(pending) pending, \(report.changed.count) changed, \(report.unknownRows.count) unknown history row(s).")
-    printOtherHistoryTables(report)
 }
 
 private func printRepair(_ result: Migrator.RepairResult, table: String) {

@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import Testing
 import TallyPostgres
 
@@ -47,6 +50,34 @@ import TallyPostgres
         let status = try await TallyProcess.run(["db", "status", "--data-dir", dataDir])
         #expect(status.status == 3)
         #expect(status.stdout.contains("stopped"))
+    }
+
+    /// Whether the tests run as root and `nobody` can run the built binary (not when the clone is under /root).
+    static var nobodyCanRunTally: Bool {
+        guard geteuid() == 0, let nobody = ServiceUser.named("nobody") else { return false }
+        return (try? Command.run("/usr/bin/test", ["-x", TallyProcess.executable], as: nobody).succeeded) ?? false
+    }
+
+    /// As root, the same commands run by an ordinary user (`nobody`) manage a cluster of their own.
+    @Test(.enabled(if: nobodyCanRunTally, "needs root, and a build that the nobody user can reach"))
+    func anOrdinaryUserRunsTheirOwnCluster() async throws {
+        let folder = try temporaryFolder()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let nobody = try #require(ServiceUser.named("nobody"))
+        _ = chown(folder, nobody.uid, nobody.gid)
+        let dataDir = folder + "/postgres"
+
+        let start = try await TallyProcess.run(["db", "start", "--data-dir", dataDir, "--json"], as: nobody)
+        #expect(start.status == 0, Comment(rawValue: start.stderr))
+        let status = try JSONDecoder().decode(StatusJSON.self, from: Data(start.stdout.utf8))
+        let pid = try #require(status.pid)
+        // The server runs as that user, not as the postgres service user.
+        var info = stat()
+        #expect(stat("/proc/\(pid)", &info) == 0)
+        #expect(info.st_uid == nobody.uid)
+        let psql = try await TallyProcess.run(["db", "psql", "--data-dir", dataDir, "--", "-tAc", "select 1"], as: nobody)
+        #expect(psql.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "1", Comment(rawValue: psql.stderr))
+        #expect(try await TallyProcess.run(["db", "stop", "--data-dir", dataDir], as: nobody).status == 0)
     }
 
     @Test func statusOfAClusterNeverCreated() async throws {

@@ -110,6 +110,18 @@ import Testing
         }
     }
 
+    @Test func everyCommandSaysWhenAnotherHistoryTableExists() async throws {
+        try await TestDatabase.withFreshDatabase { db in
+            try await withSingleConnection(db) { connection in
+                _ = try await connection.query("CREATE TABLE public.__drizzle_migrations (id SERIAL PRIMARY KEY, hash text NOT NULL, created_at bigint)")
+            }
+            for command in [["status"], ["up", "--dry-run"], ["validate"], ["down", "--yes"], ["repair", "--yes"]] {
+                let result = try await TallyProcess.run(["migrate"] + command + ["--dir", Self.nextjsFolder, "--database-url", db.url()])
+                #expect(result.stderr.contains("public.__drizzle_migrations also exists (0 rows)"), "\(command)")
+            }
+        }
+    }
+
     @Test func badInputIsAClearErrorBeforeTouchingTheDatabase() async throws {
         let missing = try await TallyProcess.run(["migrate", "status", "--dir", "/nonexistent/folder", "--database-url", "postgres://u@127.0.0.1:1/x"])
         #expect(missing.status != 0)

@@ -27,12 +27,12 @@ struct TallyProcess {
         return "tally"
     }
 
-    static func launch(_ arguments: [String], environment: [String: String] = [:]) throws -> Launched {
+    static func launch(_ arguments: [String], environment: [String: String] = [:], as user: ServiceUser? = nil) throws -> Launched {
         let base = FileManager.default.temporaryDirectory.appendingPathComponent("tally-run-\(UUID().uuidString)").path
         var env = environment
         // An inherited DATABASE_URL would change what the command under test does.
         if env["DATABASE_URL"] == nil { env["DATABASE_URL"] = "" }
-        let child = try Command.spawn(executable, arguments, environment: env, stdout: base + ".out", stderr: base + ".err")
+        let child = try Command.spawn(executable, arguments, environment: env, as: user, stdout: base + ".out", stderr: base + ".err")
         return Launched(child: child, stdout: base + ".out", stderr: base + ".err")
     }
 
@@ -48,7 +48,7 @@ struct TallyProcess {
             stderr: (try? String(contentsOfFile: launched.stderr, encoding: .utf8)) ?? "")
     }
 
-    static func run(_ arguments: [String], environment: [String: String] = [:]) async throws -> Result {
-        await collect(try launch(arguments, environment: environment))
+    static func run(_ arguments: [String], environment: [String: String] = [:], as user: ServiceUser? = nil) async throws -> Result {
+        await collect(try launch(arguments, environment: environment, as: user))
     }
 }
