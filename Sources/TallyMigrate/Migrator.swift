@@ -21,6 +21,8 @@ public struct Migrator: Sendable {
         public var statementTimeout: Duration?
         /// How long to wait for another runner holding the history table's lock.
         public var runnerWait: Duration = .seconds(600)
+        /// Run files exactly as written: no online rewrite of foreign keys.
+        public var strictSQL = false
 
         public init() {}
     }
@@ -112,20 +114,98 @@ public struct Migrator: Sendable {
         if migration.requiresNoTransaction {
             progress("Applying \(migration.tag) (\(statements.count) statements, outside a transaction: it has CONCURRENTLY or similar)")
             try await applyWithoutTransaction(migration, statements, on: connection)
-        } else {
+            return
+        }
+        let online = options.strictSQL ? [:] : Self.onlineForeignKeys(migration)
+        if online.isEmpty {
             progress("Applying \(migration.tag) (\(statements.count) statements)")
-            try await applyInTransaction(migration, statements, on: connection)
+            try await applyInTransaction(migration, statements, on: connection) {
+                try await insertHistoryRow(migration, baseline: false, on: connection)
+                try await clearFailure(migration, on: connection)
+            }
+        } else {
+            try await applyOnline(migration, statements, foreignKeys: online, on: connection)
         }
     }
 
-    private func applyInTransaction(_ migration: Migration, _ statements: [SQLStatement], on connection: PostgresConnection) async throws {
+    /// Foreign keys a migration adds to tables it does not create itself, by statement number (0-based):
+    /// those are added NOT VALID and validated afterwards, so no write waits for a scan.
+    static func onlineForeignKeys(_ migration: Migration) -> [Int: ForeignKeyDefinition] {
+        let statements = migration.statements.map(\.text)
+        let created = Set(statements.compactMap(DDL.createdTable(in:)))
+        var out: [Int: ForeignKeyDefinition] = [:]
+        for (n, text) in statements.enumerated() {
+            if let fk = DDL.addedForeignKey(in: text), fk.name != nil, !fk.notValid, !created.contains(fk.table) {
+                out[n] = fk
+            }
+        }
+        return out
+    }
+
+    /// The migration with its foreign keys added NOT VALID (one transaction), each validated in its own
+    /// transaction, and the history row written once all are valid. Orphans are counted first, so a key the
+    /// data would break stops the migration before anything changes.
+    private func applyOnline(
+        _ migration: Migration, _ statements: [SQLStatement], foreignKeys: [Int: ForeignKeyDefinition],
+        on connection: PostgresConnection
+    ) async throws {
+        let keys = foreignKeys.sorted { $0.key < $1.key }
+        // A previous run that stopped at validation left the constraints in place, NOT VALID.
+        var resumed = false
+        for (_, fk) in keys where try await constraintExists(fk, on: connection) { resumed = true }
+        if !resumed {
+            for (n, fk) in keys {
+                let report = try await OrphanScan.scan(fk, source: "migration \(migration.tag)", on: connection)
+                guard report.orphanedRows == 0 else {
+                    let error = MigrateError(
+                        .migrationFailed,
+                        "migration \(migration.tag) would add \(fk.name ?? "a foreign key") on \(fk.table)(\(fk.columns.joined(separator: ", "))) → \(fk.referencedTable), but \(report.orphanedRows) row(s) violate it (missing keys: \(report.sampleKeys.joined(separator: "; "))). Nothing was applied. See them with `tally db orphans`, archive them with `tally db orphans --clean`, then run `tally migrate up` again.")
+                    try? await recordFailure(migration, statement: n + 1, message: error.message, on: connection)
+                    throw error
+                }
+            }
+            progress("Applying \(migration.tag) (\(statements.count) statements; \(keys.count) foreign key(s) added NOT VALID, validated after)")
+            var rewritten = statements
+            for (n, _) in keys { rewritten[n].text += "\nNOT VALID" }
+            try await applyInTransaction(migration, rewritten, on: connection) {}
+        } else {
+            progress("Resuming \(migration.tag): its foreign keys exist NOT VALID; validating them")
+        }
+        for (n, fk) in keys {
+            guard let name = fk.name else { continue }
+            progress("Validating \(name) on \(fk.table) (reads the table; writes go on)")
+            let validate = SQLStatement(text: "ALTER TABLE \(fk.table.sql) VALIDATE CONSTRAINT \(quoteIdentifier(name))", line: statements[n].line)
+            do {
+                try await runInTransaction([validate], on: connection) {}
+            } catch let failure as StatementFailure {
+                let message = "migration \(migration.tag): \(name) was added NOT VALID (new writes are checked) but validating it failed: \(describe(failure.underlying)). Clean the rows with `tally db orphans --clean`, then run `tally migrate up` again to validate; the history row is written once it is valid."
+                try? await recordFailure(migration, statement: n + 1, message: message, on: connection)
+                throw MigrateError(.migrationFailed, message)
+            }
+        }
+        try await transaction(on: connection) {
+            try await insertHistoryRow(migration, baseline: false, on: connection)
+            try await clearFailure(migration, on: connection)
+        }
+    }
+
+    private func constraintExists(_ fk: ForeignKeyDefinition, on connection: PostgresConnection) async throws -> Bool {
+        guard let name = fk.name else { return false }
+        let rows = try await connection.query(
+            "SELECT 1 FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace WHERE con.conname = \(name) AND c.relname = \(fk.table.name) AND n.nspname = \(fk.table.schema)",
+            logger: LocalCluster.quietLogger)
+        for try await _ in rows { return true }
+        return false
+    }
+
+    private func applyInTransaction(
+        _ migration: Migration, _ statements: [SQLStatement], on connection: PostgresConnection,
+        finish: () async throws -> Void
+    ) async throws {
         var attempt = 0
         while true {
             do {
-                try await runInTransaction(statements, on: connection) {
-                    try await insertHistoryRow(migration, baseline: false, on: connection)
-                    try await clearFailure(migration, on: connection)
-                }
+                try await runInTransaction(statements, on: connection, finish: finish)
                 return
             } catch let failure as StatementFailure {
                 if Self.isLockTimeout(failure.underlying), attempt < options.lockRetries {
@@ -246,14 +326,7 @@ public struct Migrator: Sendable {
     ) async throws -> MigrateError {
         let reason = describe(error)
         let statementNumber: Int? = statement > 0 ? statement : nil
-        _ = try? await connection.query(
-            """
-            INSERT INTO \(unescaped: historyTable.failuresSQL) (history_table, tag, hash, statement, error)
-            VALUES (\(historyTable.description), \(migration.tag), \(migration.hash), \(statementNumber), \(reason))
-            ON CONFLICT (history_table, tag) DO UPDATE
-            SET hash = excluded.hash, statement = excluded.statement, error = excluded.error, failed_at = now()
-            """,
-            logger: LocalCluster.quietLogger)
+        try? await recordFailure(migration, statement: statementNumber, message: reason, on: connection)
         var where_ = "while writing its history row"
         if let statementNumber {
             let s = statements[statementNumber - 1]
@@ -271,6 +344,17 @@ public struct Migrator: Sendable {
         return MigrateError(
             .migrationFailed,
             "migration \(migration.tag) failed \(where_): \(reason). \(outcome) Fix the migration or the data and run `tally migrate up` again.")
+    }
+
+    private func recordFailure(_ migration: Migration, statement: Int?, message: String, on connection: PostgresConnection) async throws {
+        _ = try await connection.query(
+            """
+            INSERT INTO \(unescaped: historyTable.failuresSQL) (history_table, tag, hash, statement, error)
+            VALUES (\(historyTable.description), \(migration.tag), \(migration.hash), \(statement), \(message))
+            ON CONFLICT (history_table, tag) DO UPDATE
+            SET hash = excluded.hash, statement = excluded.statement, error = excluded.error, failed_at = now()
+            """,
+            logger: LocalCluster.quietLogger)
     }
 
     static func snippet(_ text: String) -> String {

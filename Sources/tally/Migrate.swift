@@ -116,16 +116,22 @@ struct Migrate: AsyncParsableCommand {
                 One runner at a time per history table (a second waits, then finds nothing to do). A migration \
                 that fails is rolled back whole and the error names the migration, the statement and \
                 PostgreSQL's message. Migrations with CREATE INDEX CONCURRENTLY run outside a transaction, \
-                statement by statement, with the history row written last.
+                statement by statement, with the history row written last. A foreign key added to an existing \
+                table is added online: orphans are counted first (any stops the migration), then the key is \
+                added NOT VALID, committed, and validated in its own transaction, so writes never wait for a \
+                table scan; --strict-sql runs the file as written.
                 """
         )
         @OptionGroup var options: Options
         @OptionGroup var timeouts: TimeoutOptions
         @Option(help: ArgumentHelp("Stop after this migration (tag, or its number).", valueName: "tag")) var to: String?
         @Flag(help: "Show what would run; change nothing.") var dryRun = false
+        @Flag(help: "Run files exactly as written (no NOT VALID + VALIDATE rewrite of foreign keys).") var strictSQL = false
 
         func run() async throws {
-            let result = try await options.migrator(options: timeouts.options).up(to: to, dryRun: dryRun)
+            var migratorOptions = timeouts.options
+            migratorOptions.strictSQL = strictSQL
+            let result = try await options.migrator(options: migratorOptions).up(to: to, dryRun: dryRun)
             if options.json { try printJSON(result); return }
             if dryRun {
                 if result.planned.isEmpty { print("Nothing to apply.") }

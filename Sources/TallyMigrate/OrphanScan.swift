@@ -1,0 +1,115 @@
+import Foundation
+import PostgresNIO
+import TallyPostgres
+
+/// Rows whose foreign-key columns point at no row of the referenced table: what `ADD CONSTRAINT … FOREIGN KEY`
+/// would reject. Found with an anti-join (`NOT EXISTS`), which PostgreSQL runs as one hash or merge anti-join
+/// instead of `NOT IN`'s per-row subplan (and which, unlike `NOT IN`, is right when the parent has NULLs).
+public struct OrphanReport: Sendable, Codable {
+    public var foreignKey: ForeignKeyDefinition
+    /// Where the key comes from: "declared", "declared, NOT VALID", "pending migration 0002_x", "--fk".
+    public var source: String
+    public var orphanedRows: Int
+    /// Up to five distinct missing keys, as text.
+    public var sampleKeys: [String]
+    public var seconds: Double
+}
+
+public enum OrphanScan {
+    /// Counts the rows of `fk.table` that violate `fk`, with up to five sample keys.
+    /// Rows with a NULL in any key column are not checked by PostgreSQL (MATCH SIMPLE) and are not counted.
+    public static func scan(
+        _ fk: ForeignKeyDefinition, source: String, on connection: PostgresConnection
+    ) async throws -> OrphanReport {
+        let start = ContinuousClock.now
+        let referencedColumns = try await resolvedReferencedColumns(fk, on: connection)
+        let predicate = orphanPredicate(fk, referencedColumns: referencedColumns, alias: "c")
+        var count = 0
+        for try await n in try await connection.query(
+            PostgresQuery(unsafeSQL: "SELECT count(*)::bigint FROM \(fk.table.sql) c WHERE \(predicate)"), logger: LocalCluster.quietLogger
+        ).decode(Int.self) { count = n }
+        var samples: [String] = []
+        if count > 0 {
+            let key = fk.columns.map { "c.\(quoteIdentifier($0))::text" }.joined(separator: " || ', ' || ")
+            for try await sample in try await connection.query(
+                PostgresQuery(unsafeSQL: "SELECT DISTINCT \(key) FROM \(fk.table.sql) c WHERE \(predicate) ORDER BY 1 LIMIT 5"),
+                logger: LocalCluster.quietLogger
+            ).decode(String.self) { samples.append(sample) }
+        }
+        let elapsed = ContinuousClock.now - start
+        return OrphanReport(
+            foreignKey: fk, source: source, orphanedRows: count, sampleKeys: samples,
+            seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+    }
+
+    /// `NOT EXISTS` anti-join of `alias` (a row of fk.table) against the referenced table.
+    static func orphanPredicate(_ fk: ForeignKeyDefinition, referencedColumns: [String], alias: String) -> String {
+        let notNull = fk.columns.map { "\(alias).\(quoteIdentifier($0)) IS NOT NULL" }
+        let match = zip(fk.columns, referencedColumns).map { "p.\(quoteIdentifier($1)) = \(alias).\(quoteIdentifier($0))" }
+        return (notNull + ["NOT EXISTS (SELECT 1 FROM \(fk.referencedTable.sql) p WHERE \(match.joined(separator: " AND ")))"])
+            .joined(separator: " AND ")
+    }
+
+    /// A foreign key written `REFERENCES t` (no columns) points at t's primary key.
+    static func resolvedReferencedColumns(_ fk: ForeignKeyDefinition, on connection: PostgresConnection) async throws -> [String] {
+        if !fk.referencedColumns.isEmpty { return fk.referencedColumns }
+        var columns: [String] = []
+        let query = PostgresQuery(unsafeSQL: """
+            SELECT a.attname::text FROM pg_index i
+            JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+            WHERE i.indrelid = '\(fk.referencedTable.sql.replacingOccurrences(of: "'", with: "''"))'::regclass AND i.indisprimary
+            ORDER BY array_position(i.indkey, a.attnum)
+            """)
+        for try await name in try await connection.query(query, logger: LocalCluster.quietLogger).decode(String.self) { columns.append(name) }
+        return columns
+    }
+
+    /// Every foreign key the database declares, validated or not.
+    public static func declaredForeignKeys(on connection: PostgresConnection) async throws -> [(ForeignKeyDefinition, String)] {
+        let rows = try await connection.query("""
+            SELECT con.conname::text, ns.nspname::text, cl.relname::text,
+                   (SELECT array_agg(a.attname::text ORDER BY k.ord) FROM unnest(con.conkey) WITH ORDINALITY k(num, ord)
+                      JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.num),
+                   rns.nspname::text, rcl.relname::text,
+                   (SELECT array_agg(a.attname::text ORDER BY k.ord) FROM unnest(con.confkey) WITH ORDINALITY k(num, ord)
+                      JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.num),
+                   con.convalidated
+            FROM pg_constraint con
+            JOIN pg_class cl ON cl.oid = con.conrelid JOIN pg_namespace ns ON ns.oid = cl.relnamespace
+            JOIN pg_class rcl ON rcl.oid = con.confrelid JOIN pg_namespace rns ON rns.oid = rcl.relnamespace
+            WHERE con.contype = 'f' AND ns.nspname NOT IN ('pg_catalog', 'information_schema')
+            ORDER BY ns.nspname, cl.relname, con.conname
+            """, logger: LocalCluster.quietLogger)
+        var out: [(ForeignKeyDefinition, String)] = []
+        for try await (name, schema, table, columns, rschema, rtable, rcolumns, validated) in rows.decode(
+            (String, String, String, [String], String, String, [String], Bool).self)
+        {
+            let fk = ForeignKeyDefinition(
+                name: name, table: QualifiedName(schema: schema, name: table), columns: columns,
+                referencedTable: QualifiedName(schema: rschema, name: rtable), referencedColumns: rcolumns, notValid: !validated)
+            out.append((fk, validated ? "declared" : "declared, NOT VALID"))
+        }
+        return out
+    }
+
+    /// Whether `table` has every column in `columns`; nil when the table does not exist.
+    static func missingColumns(_ table: QualifiedName, _ columns: [String], on connection: PostgresConnection) async throws -> [String]? {
+        var existing: Set<String> = []
+        var found = false
+        for try await (column) in try await connection.query(
+            "SELECT a.attname::text FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = \(table.schema) AND c.relname = \(table.name) AND a.attnum > 0 AND NOT a.attisdropped",
+            logger: LocalCluster.quietLogger
+        ).decode(String.self) {
+            found = true
+            existing.insert(column)
+        }
+        if !found {
+            // A table with no columns still exists; check pg_class.
+            for try await _ in try await connection.query(
+                "SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = \(table.schema) AND c.relname = \(table.name)",
+                logger: LocalCluster.quietLogger) { found = true }
+            if !found { return nil }
+        }
+        return columns.filter { !existing.contains($0) }
+    }
+}
