@@ -113,3 +113,57 @@ public enum OrphanScan {
         return columns.filter { !existing.contains($0) }
     }
 }
+
+extension OrphanScan {
+    /// Parses `--fk child_table.col=parent_table.col` (schema optional, `public` by default).
+    public static func parseForeignKey(_ text: String) throws(MigrateError) -> ForeignKeyDefinition {
+        let sides = text.split(separator: "=", omittingEmptySubsequences: false)
+        guard sides.count == 2 else {
+            throw MigrateError(.invalidFolder, "--fk must look like TABLE.COLUMN=TABLE.COLUMN, e.g. user_credits.user_id=users.id (got \"\(text.prefix(80))\")")
+        }
+        let (childTable, childColumn) = try parseColumn(String(sides[0]), flag: "--fk")
+        let (parentTable, parentColumn) = try parseColumn(String(sides[1]), flag: "--fk")
+        return ForeignKeyDefinition(
+            name: nil, table: childTable, columns: [childColumn], referencedTable: parentTable,
+            referencedColumns: [parentColumn], notValid: false)
+    }
+
+    /// Parses `[schema.]table.column`.
+    public static func parseColumn(_ text: String, flag: String) throws(MigrateError) -> (QualifiedName, String) {
+        let parts = text.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
+        guard (2...3).contains(parts.count), parts.allSatisfy({ !$0.isEmpty }) else {
+            throw MigrateError(.invalidFolder, "\(flag) needs TABLE.COLUMN or SCHEMA.TABLE.COLUMN (got \"\(text.prefix(80))\")")
+        }
+        let table = parts.count == 3 ? QualifiedName(schema: parts[0], name: parts[1]) : QualifiedName(name: parts[0])
+        return (table, parts.last!)
+    }
+
+    /// Checks that every table and column a foreign key names exists, with an error that says which does not.
+    public static func check(_ fk: ForeignKeyDefinition, on connection: PostgresConnection) async throws {
+        try await check(fk.table, fk.columns, flag: "--fk", on: connection)
+        try await check(fk.referencedTable, fk.referencedColumns, flag: "--fk", on: connection)
+    }
+
+    /// Checks that `table` exists and has `columns`, with an error naming what does not exist.
+    public static func check(_ table: QualifiedName, _ columns: [String], flag: String, on connection: PostgresConnection) async throws {
+        guard let missing = try await missingColumns(table, columns, on: connection) else {
+            throw MigrateError(.invalidFolder, "unknown table \(table) in \(flag); check the name (and schema, public by default)")
+        }
+        if let column = missing.first {
+            throw MigrateError(.invalidFolder, "unknown column \(column) in table \(table) (\(flag)); check the name")
+        }
+    }
+
+    /// Foreign keys that pending migrations of `migrator`'s folder would add.
+    public static func pendingForeignKeys(_ migrator: Migrator) async throws -> [(ForeignKeyDefinition, String)] {
+        let report = try await migrator.status()
+        var out: [(ForeignKeyDefinition, String)] = []
+        for entry in report.pending {
+            guard let migration = migrator.folder.migrations.first(where: { $0.tag == entry.tag }) else { continue }
+            for statement in migration.statements {
+                if let fk = DDL.addedForeignKey(in: statement.text) { out.append((fk, "pending migration \(entry.tag)")) }
+            }
+        }
+        return out
+    }
+}

@@ -249,6 +249,11 @@ public struct LocalCluster: Sendable {
             try fm.createDirectory(atPath: clusters, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
             let name = (dataDirectory as NSString).lastPathComponent
             target = "\(clusters)/\(name)-\(Self.shortHash(dataDirectory))"
+            if fm.fileExists(atPath: target + "/" + Self.stateFile) {
+                // Created earlier for this same folder (a new clone at the same path): use it again.
+                try fm.createSymbolicLink(atPath: dataDirectory, withDestinationPath: target)
+                return
+            }
             if fm.fileExists(atPath: target) {
                 throw TallyPostgresError(.clusterInit, "\(target) already exists; move it away, or remove it if it holds nothing you need.")
             }

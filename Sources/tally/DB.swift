@@ -10,7 +10,7 @@ struct DB: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "db",
         abstract: "Manage the embedded PostgreSQL cluster and connect to the database.",
-        subcommands: [Start.self, Stop.self, Status.self, URLCommand.self, Psql.self]
+        subcommands: [Start.self, Stop.self, Status.self, URLCommand.self, Psql.self, Orphans.self]
     )
 
     struct Start: AsyncParsableCommand {

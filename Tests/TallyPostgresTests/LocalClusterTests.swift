@@ -60,6 +60,34 @@ import TallyTestSupport
         try cluster.stop()
     }
 
+    /// As root in a folder the postgres user cannot enter (a clone under /root): the data lives under
+    /// /var/lib/tally/clusters, and a new clone at the same path finds it again.
+    @Test(.enabled(if: geteuid() == 0)) func rootOnlyFolderIsRelocatedAndFoundAgain() async throws {
+        let folder = try temporaryFolder()
+        chmod(folder, 0o700)
+        let cluster = LocalCluster(dataDirectory: folder + "/.tally/postgres")
+        let first = try await cluster.start()
+        let storedAt = cluster.storedAt
+        #expect(storedAt.hasPrefix("/var/lib/tally/clusters/"))
+        defer { try? FileManager.default.removeItem(atPath: storedAt) }
+        try await withPostgresClient(first) { client in _ = try await client.query("CREATE TABLE kept (n int)") }
+        try cluster.stop()
+
+        // A fresh clone at the same path: .tally/ is gone, the data is not.
+        try FileManager.default.removeItem(atPath: folder)
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let again = try await cluster.start()
+        #expect(again == first)
+        let tables = try await withPostgresClient(again) { client in
+            var names: [String] = []
+            for try await n in try await client.query("SELECT tablename::text FROM pg_tables WHERE schemaname = 'public'").decode(String.self) { names.append(n) }
+            return names
+        }
+        #expect(tables == ["kept"])
+        try cluster.stop()
+    }
+
     @Test func wrongPasswordIsRefused() async throws {
         let folder = try temporaryFolder()
         defer { try? FileManager.default.removeItem(atPath: folder) }
