@@ -54,7 +54,7 @@ public struct PostgresBinaries: Sendable, Equatable {
     }
 
     /// "pg_ctl (PostgreSQL) 15.8 (Debian 15.8-0+deb12u1)" → (15, "15.8").
-    static func parseVersion(_ text: String) -> (major: Int, full: String)? {
+    public static func parseVersion(_ text: String) -> (major: Int, full: String)? {
         guard let range = text.range(of: "(PostgreSQL) ") else { return nil }
         let full = text[range.upperBound...].prefix { $0.isNumber || $0 == "." }
         guard let major = Int(full.split(separator: ".").first ?? "") else { return nil }

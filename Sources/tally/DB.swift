@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import TallyMigrate
 import TallyPostgres
 
 #if canImport(Glibc)
@@ -10,7 +11,7 @@ struct DB: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "db",
         abstract: "Manage the embedded PostgreSQL cluster and connect to the database.",
-        subcommands: [Start.self, Stop.self, Status.self, URLCommand.self, Psql.self, Orphans.self]
+        subcommands: [Start.self, Stop.self, Status.self, URLCommand.self, Psql.self, BackupCommand.self, RestoreCommand.self, Orphans.self]
     )
 
     struct Start: AsyncParsableCommand {
@@ -115,6 +116,46 @@ struct DB: AsyncParsableCommand {
             let cEnv = envp.map { strdup($0) } + [nil]
             execve(psql, cArgs, cEnv)
             throw ValidationError("could not run \(psql): \(String(cString: strerror(errno)))")
+        }
+    }
+}
+
+extension DB {
+    struct BackupCommand: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "backup",
+            abstract: "Back up the database with pg_dump (custom format), then check the file reads back whole.",
+            discussion: "Default file: .tally/backups/<database>-<UTC time>.dump. pg_dump must be at least the server's major version."
+        )
+        @Option(help: ArgumentHelp("Where to write the backup.", valueName: "file")) var out: String?
+        @Flag(help: "Print the result as JSON.") var json = false
+        @OptionGroup var database: DatabaseOptions
+
+        func run() async throws {
+            let settings = try await database.resolve(quiet: json)
+            let result = try await Backup.create(settings, to: out)
+            if json { try printJSON(result); return }
+            print("Backed up \(settings.database) to \(result.path) (\(result.bytes) bytes, \(result.entries) entries, checked with pg_restore --list) in \(String(format: "%.1f", result.seconds))s.")
+        }
+    }
+
+    struct RestoreCommand: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "restore",
+            abstract: "Restore a backup into the database (or another one, with --database-url).",
+            discussion: "An empty database is restored into directly. One that has tables is only replaced with --yes, after its current state is backed up; the restore runs in one transaction, so a failure changes nothing."
+        )
+        @Argument(help: ArgumentHelp("A file written by `tally db backup` (pg_dump -Fc).", valueName: "file")) var file: String
+        @Flag(help: "Replace a database that is not empty.") var yes = false
+        @Flag(help: "Print the result as JSON.") var json = false
+        @OptionGroup var database: DatabaseOptions
+
+        func run() async throws {
+            let settings = try await database.resolve(quiet: json)
+            let result = try await Backup.restore(file, into: settings, replace: yes)
+            if json { try printJSON(result); return }
+            if let before = result.targetBackup { print("Backed up the target's previous state to \(before.path).") }
+            print("Restored \(file) into \(settings.database).")
         }
     }
 }

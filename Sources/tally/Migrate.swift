@@ -127,11 +127,25 @@ struct Migrate: AsyncParsableCommand {
         @Option(help: ArgumentHelp("Stop after this migration (tag, or its number).", valueName: "tag")) var to: String?
         @Flag(help: "Show what would run; change nothing.") var dryRun = false
         @Flag(help: "Run files exactly as written (no NOT VALID + VALIDATE rewrite of foreign keys).") var strictSQL = false
+        @Flag(help: "Skip the backup taken before applying (the embedded database is never backed up).") var noBackup = false
 
         func run() async throws {
             var migratorOptions = timeouts.options
             migratorOptions.strictSQL = strictSQL
-            let result = try await options.migrator(options: migratorOptions).up(to: to, dryRun: dryRun)
+            let migrator = try await options.migrator(options: migratorOptions)
+            if !dryRun, !noBackup {
+                let pending = try await migrator.status().pending
+                if pending.isEmpty {
+                    // Nothing will change: no backup needed.
+                } else if options.database.externalURL == nil {
+                    printErr("No backup taken: the embedded development database is not backed up (use `tally db backup` to take one).")
+                } else {
+                    printErr("Backing up \(migrator.database.database) before applying \(pending.count) migration(s) (--no-backup skips this)…")
+                    let backup = try await Backup.create(migrator.database)
+                    printErr("Backup: \(backup.path) (\(backup.entries) entries). Roll back with: tally db restore \(backup.path) --yes")
+                }
+            }
+            let result = try await migrator.up(to: to, dryRun: dryRun)
             if options.json { try printJSON(result); return }
             if dryRun {
                 if result.planned.isEmpty { print("Nothing to apply.") }

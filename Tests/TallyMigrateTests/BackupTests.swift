@@ -1,0 +1,82 @@
+import Foundation
+import PostgresNIO
+import TallyPostgres
+import TallyTestSupport
+import Testing
+@testable import TallyMigrate
+
+@Suite struct BackupTests {
+    func temporaryFile(_ name: String) -> String {
+        FileManager.default.temporaryDirectory.appendingPathComponent("tally-backup-\(UUID().uuidString.prefix(8))-\(name)").path
+    }
+
+    func fill(_ db: ConnectionSettings) async throws {
+        _ = try await Migrator(folder: try MigrationFolder(path: nextjsFolder), database: db).up()
+        try await execute(db, "INSERT INTO users (id, email) VALUES ('u1', 'a@example.com'), ('u2', 'b@example.com')")
+    }
+
+    @Test func backupThenRestoreIntoAnEmptyDatabase() async throws {
+        let path = temporaryFile("a.dump")
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try await TestDatabase.withFreshDatabase { source in
+            try await fill(source)
+            let result = try await Backup.create(source, to: path)
+            #expect(result.path == path)
+            #expect(result.entries > 5)
+            #expect(result.bytes > 0)
+            #expect(try Backup.verify(path) == result.entries)
+        }
+        try await TestDatabase.withFreshDatabase { target in
+            let restored = try await Backup.restore(path, into: target, replace: false)
+            #expect(restored.targetBackup == nil)
+            #expect(try await query(target, "SELECT id FROM users ORDER BY id", as: String.self) == ["u1", "u2"])
+            // The history came along: nothing is pending.
+            #expect(try await Migrator(folder: try MigrationFolder(path: nextjsFolder), database: target).status().pending.isEmpty)
+        }
+    }
+
+    @Test func restoreOverAFilledDatabaseNeedsConsentAndBacksItUpFirst() async throws {
+        let path = temporaryFile("b.dump")
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try await TestDatabase.withFreshDatabase { db in
+            try await fill(db)
+            _ = try await Backup.create(db, to: path)
+            try await execute(db, "DELETE FROM users WHERE id = 'u2'; INSERT INTO users (id, email) VALUES ('u3', 'c@example.com')")
+
+            await #expect {
+                try await Backup.restore(path, into: db, replace: false)
+            } throws: { error in
+                (error as? MigrateError)?.code == .confirmationRequired && (error as? MigrateError)?.message.contains("--yes") == true
+            }
+            #expect(try await query(db, "SELECT id FROM users ORDER BY id", as: String.self) == ["u1", "u3"], "nothing changed")
+
+            let result = try await Backup.restore(path, into: db, replace: true)
+            let before = try #require(result.targetBackup)
+            defer { try? FileManager.default.removeItem(atPath: before.path) }
+            #expect(FileManager.default.fileExists(atPath: before.path))
+            #expect(try await query(db, "SELECT id FROM users ORDER BY id", as: String.self) == ["u1", "u2"])
+        }
+    }
+
+    @Test func unreadableOrDamagedFilesAreClearErrors() async throws {
+        #expect { try Backup.verify("/nonexistent/backup.dump") } throws: {
+            ($0 as? MigrateError)?.message.contains("cannot be read") == true
+        }
+        let damaged = temporaryFile("damaged.dump")
+        defer { try? FileManager.default.removeItem(atPath: damaged) }
+        try Data("PGDMP but not really".utf8).write(to: URL(fileURLWithPath: damaged))
+        #expect { try Backup.verify(damaged) } throws: {
+            ($0 as? MigrateError)?.message.contains("is not a whole pg_dump archive") == true
+        }
+        try await TestDatabase.withFreshDatabase { db in
+            await #expect(throws: MigrateError.self) { try await Backup.restore(damaged, into: db, replace: true) }
+        }
+    }
+
+    @Test func anOlderPgDumpThanTheServerIsAClearError() throws {
+        #expect { try Backup.checkVersions(pgDump: 15, server: 16, path: "/usr/bin/pg_dump") } throws: {
+            ($0 as? MigrateError)?.message.contains("install postgresql-client-16".replacingOccurrences(of: "install", with: "Install")) == true
+        }
+        try Backup.checkVersions(pgDump: 16, server: 15, path: "/usr/bin/pg_dump")
+    }
+}
