@@ -17,7 +17,7 @@ struct Migrate: AsyncParsableCommand {
             drizzle.__drizzle_migrations (hash = SHA-256 of the file, created_at = the journal's `when`, as \
             Drizzle writes them), so a Drizzle app sharing the database sees the same history.
             """,
-        subcommands: [Status.self, Up.self, Validate.self, Baseline.self, Repair.self, Down.self]
+        subcommands: [Status.self, PlanCommand.self, Up.self, Validate.self, Baseline.self, Repair.self, Down.self]
     )
 
     struct Options: ParsableArguments {
@@ -326,4 +326,57 @@ func printTable(_ rows: [[String]]) {
         }.joined(separator: "  ")
         print("  " + line)
     }
+}
+
+extension Migrate {
+    struct PlanCommand: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "plan",
+            abstract: "Show what `up` would do: statements, the locks each takes, lint findings, and orphans for every foreign key added.",
+            discussion: "Changes nothing. Lint follows squawk's rules. Exit status 1 when a pending migration would fail on the data (rows that violate a foreign key it adds)."
+        )
+        @OptionGroup var options: Options
+        @Flag(help: "Plan the files exactly as written (no online foreign keys).") var strictSQL = false
+
+        func run() async throws {
+            var migratorOptions = Migrator.Options()
+            migratorOptions.strictSQL = strictSQL
+            let plan = try await options.migrator(options: migratorOptions).plan()
+            if options.json {
+                try printJSON(plan)
+            } else {
+                printPlan(plan)
+            }
+            if plan.blocked { throw ExitCode.failure }
+        }
+    }
+}
+
+private func printPlan(_ plan: Plan) {
+    if plan.migrations.isEmpty {
+        print("Nothing pending: the database is up to date.")
+        return
+    }
+    for migration in plan.migrations {
+        print("\(migration.tag)\(migration.transactional ? "" : " (runs outside a transaction)")")
+        for statement in migration.statements {
+            print("  \(statement.number). \(statement.sql.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.joined(separator: " "))")
+            for lock in statement.locks {
+                print("       lock  \(lock.mode) on \(lock.table): \(lock.effect)")
+            }
+            for finding in statement.findings {
+                print("       \(finding.severity)  \(finding.rule): \(finding.message)")
+            }
+        }
+        for key in migration.foreignKeys {
+            let name = key.foreignKey.name ?? "foreign key"
+            if key.orphanedRows == 0 {
+                print("  ✓ \(name): no rows of \(key.foreignKey.table) violate it")
+            } else {
+                print("  ✗ \(name): \(key.orphanedRows) row(s) of \(key.foreignKey.table) violate it (missing keys: \(key.sampleKeys.joined(separator: "; "))); `up` would stop here. Archive them with: tally db orphans --clean")
+            }
+        }
+        print("")
+    }
+    print(plan.blocked ? "Blocked: a pending migration would fail on the data." : "\(plan.migrations.count) migration(s) ready; \(plan.findings) lint warning(s).")
 }
