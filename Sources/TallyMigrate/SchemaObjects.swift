@@ -61,6 +61,39 @@ enum SchemaObjects {
         _ migrations: [Migration], live: ConnectionSettings, excluding history: HistoryTable,
         progress: @Sendable (String) -> Void
     ) async throws -> [String: Set<String>] {
+        try await withScratchDatabase(live, purpose: "checking what the migrations create") { scratch in
+            progress("Applying \(migrations.count) migration(s) to scratch database \(scratch.database) to see what they create.")
+            return try await withSingleConnection(scratch) { connection in
+                var before = try await list(on: connection, excluding: history)
+                var created: [String: Set<String>] = [:]
+                for migration in migrations {
+                    try await applyPlainly(migration, on: connection)
+                    let after = try await list(on: connection, excluding: history)
+                    created[migration.tag] = after.subtracting(before)
+                    before = after
+                }
+                return created
+            }
+        }
+    }
+
+    /// Runs a migration's statements as written, for scratch databases.
+    static func applyPlainly(_ migration: Migration, on connection: PostgresConnection) async throws {
+        for (n, statement) in migration.statements.enumerated() {
+            do {
+                try await connection.run(statement.text)
+            } catch {
+                throw MigrateError(
+                    .baselineRefused,
+                    "\(migration.tag) fails on an empty database at statement \(n + 1) (line \(statement.line)): \(describe(error)). The check needs migrations that apply cleanly; fix the file or use --force.")
+            }
+        }
+    }
+
+    /// A new empty database on the same server for `body`, dropped afterwards whatever happens.
+    static func withScratchDatabase<T: Sendable>(
+        _ live: ConnectionSettings, purpose: String, _ body: (ConnectionSettings) async throws -> T
+    ) async throws -> T {
         let scratch = "tally_scratch_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(16).lowercased()
         do {
             try await withSingleConnection(live) { connection in
@@ -69,31 +102,12 @@ enum SchemaObjects {
         } catch {
             throw MigrateError(
                 .baselineRefused,
-                "checking what the migrations create needs a scratch database, and creating one failed: \(describe(error)). Grant CREATEDB to this user, or skip the check with --force.")
+                "\(purpose) needs a scratch database on the server, and creating one failed: \(describe(error)). Grant CREATEDB to this user (or skip the check with --force where the command has it).")
         }
         do {
-            progress("Applying \(migrations.count) migration(s) to scratch database \(scratch) to see what they create.")
-            let created = try await withSingleConnection(live.with(database: scratch)) { connection in
-                var before = try await list(on: connection, excluding: history)
-                var created: [String: Set<String>] = [:]
-                for migration in migrations {
-                    for (n, statement) in migration.statements.enumerated() {
-                        do {
-                            try await connection.run(statement.text)
-                        } catch {
-                            throw MigrateError(
-                                .baselineRefused,
-                                "\(migration.tag) fails on an empty database at statement \(n + 1) (line \(statement.line)): \(describe(error)). The check needs migrations that apply cleanly; fix the file or use --force.")
-                        }
-                    }
-                    let after = try await list(on: connection, excluding: history)
-                    created[migration.tag] = after.subtracting(before)
-                    before = after
-                }
-                return created
-            }
+            let result = try await body(live.with(database: scratch))
             try await dropScratch(scratch, admin: live)
-            return created
+            return result
         } catch {
             try? await dropScratch(scratch, admin: live)
             throw error
