@@ -13,6 +13,6 @@ struct Tally: AsyncParsableCommand {
             an existing server instead.
             """,
         version: "tally \(version)",
-        subcommands: [Serve.self, Migrate.self, DB.self]
+        subcommands: [Serve.self, Migrate.self, DB.self, Smoke.self]
     )
 }

@@ -19,10 +19,23 @@ import FoundationNetworking
         #expect(status == 200)
         #expect(body.contains("\"reachable\":true"))
 
+        // The post-deploy smoke check passes against it.
+        let smoke = try await TallyProcess.run(["smoke", "--url", "http://127.0.0.1:\(port)"])
+        #expect(smoke.status == 0, Comment(rawValue: smoke.stdout + smoke.stderr))
+        #expect(smoke.stdout.contains("All 2 checks passed"))
+
         // Ctrl-C: the server shuts down gracefully and exits 0.
         kill(launched.pid, SIGINT)
         let result = await TallyProcess.collect(launched)
         #expect(result.status == 0, Comment(rawValue: result.stderr))
+
+        // With nothing listening, smoke fails and says so.
+        let down = try await TallyProcess.run(["smoke", "--url", "http://127.0.0.1:\(port)", "--timeout", "2"])
+        #expect(down.status == 1)
+        #expect(down.stdout.contains("no answer"))
+        let bad = try await TallyProcess.run(["smoke", "--url", "not a url"])
+        #expect(bad.status != 0)
+        #expect(bad.stderr.contains("--url must be"))
 
         // The cluster keeps running for the next serve, then `db stop` stops it.
         #expect(try LocalCluster(dataDirectory: dataDir).status().running)

@@ -38,7 +38,7 @@ import TallyTestSupport
         // A port nothing listens on: bind one, note it, release it.
         let port = try LocalCluster.freePort()
         let down = ConnectionSettings(endpoint: .tcp(host: "127.0.0.1", port: port), user: "tally", password: "secret-pw", database: "tally")
-        let app = buildApplication(ServerSettings(host: "127.0.0.1", port: 0, database: down))
+        let app = buildApplication(ServerSettings(host: "127.0.0.1", port: 0, database: down, logLevel: .critical))
         try await app.test(.live) { client in
             for _ in 0..<2 {
                 let response = try await client.execute(uri: "/healthz", method: .get)
@@ -56,10 +56,27 @@ import TallyTestSupport
     @Test func unknownRoutesAre404NotACrash() async throws {
         let port = try LocalCluster.freePort()
         let down = ConnectionSettings(endpoint: .tcp(host: "127.0.0.1", port: port), user: "tally", database: "tally")
-        let app = buildApplication(ServerSettings(host: "127.0.0.1", port: 0, database: down))
+        let app = buildApplication(ServerSettings(host: "127.0.0.1", port: 0, database: down, logLevel: .critical))
         try await app.test(.router) { client in
             let response = try await client.execute(uri: "/nope", method: .get)
             #expect(response.status == .notFound)
+        }
+    }
+}
+
+@Suite struct SmokeTestTests {
+    @Test func smokeFailsWhenTheDatabaseIsDown() async throws {
+        let port = try LocalCluster.freePort()
+        let down = ConnectionSettings(endpoint: .tcp(host: "127.0.0.1", port: port), user: "tally", database: "tally")
+        let app = buildApplication(ServerSettings(host: "127.0.0.1", port: 0, database: down, logLevel: .critical))
+        try await app.test(.live) { client in
+            let serverPort = try #require(client.port)
+            let checks = await SmokeTest(baseURL: URL(string: "http://127.0.0.1:\(serverPort)")!, timeout: 5).run()
+            let health = try #require(checks.first)
+            #expect(!health.passed)
+            #expect(health.status == 503)
+            #expect(health.detail.contains("server error 503"))
+            #expect(checks[1].passed, "an unknown route is a 404, not a 5xx")
         }
     }
 }
