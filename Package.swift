@@ -98,7 +98,6 @@ let package = Package(
         .testTarget(
             name: "TallyMigrateTests",
             dependencies: ["TallyMigrate", "TallyTestSupport"],
-            resources: [.copy("Fixtures")],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -63,7 +63,9 @@ public enum Backup {
 
     /// Restores `path` into `database`. A database that already has tables is only restored over with
     /// `replace`, and is backed up first.
-    public static func restore(_ path: String, into database: ConnectionSettings, replace: Bool) async throws -> RestoreResult {
+    public static func restore(
+        _ path: String, into database: ConnectionSettings, replace: Bool, backupDirectory: String = ".tally/backups"
+    ) async throws -> RestoreResult {
         _ = try verify(path)
         let tables = try await tableCount(database)
         var targetBackup: Result?
@@ -73,7 +75,7 @@ public enum Backup {
                     .confirmationRequired,
                     "database \(database.database) is not empty (\(tables) table(s)); restoring replaces what it holds. Run again with --yes (its current state is backed up first), or restore into an empty database with --database-url.")
             }
-            targetBackup = try await create(database, to: defaultPath(for: database.database + "-before-restore"))
+            targetBackup = try await create(database, to: defaultPath(for: database.database + "-before-restore", in: backupDirectory))
         }
         var arguments = ["--no-owner", "--exit-on-error", "--single-transaction", "-d", database.database]
         if tables > 0 { arguments = ["--clean", "--if-exists"] + arguments }

@@ -52,11 +52,12 @@ public enum SchemaVerify {
             FROM rel WHERE relkind = 'i'
             """, logger: LocalCluster.quietLogger)
         var out: [String: String] = [:]
-        let own = ["\(history.schema).\(history.table)", "\(history.schema).__tally_", "\(history.schema).\(history.table)_removed"]
         for try await (key, value) in result.decode((String, String).self) {
+            // Migration bookkeeping (this history table, any other __drizzle_migrations, Tally's own) is not schema.
             let name = key.drop(while: { $0 != " " }).dropFirst()
-            if own.contains(where: { name.hasPrefix($0) }) { continue }
-            if key.hasPrefix("index "), own.contains(where: { value.contains("ON \($0)") }) { continue }
+            let relation = name.split(separator: ".").dropFirst().first.map(String.init) ?? ""
+            if relation == history.table || relation.hasPrefix(history.table + "_") || relation.hasPrefix("__drizzle_migrations")
+                || relation.hasPrefix("__tally_") { continue }
             out[key] = value
         }
         return out

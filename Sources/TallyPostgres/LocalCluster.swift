@@ -48,6 +48,20 @@ public struct LocalCluster: Sendable {
         self.environment = environment
     }
 
+    /// The cluster folder for a command run in `directory` without `--data-dir`: the nearest existing
+    /// `.tally/postgres` in it or a folder above (as git finds `.git`), else `.tally/postgres` in it.
+    public static func defaultDataDirectory(from directory: String = FileManager.default.currentDirectoryPath) -> String {
+        var url = URL(fileURLWithPath: directory).standardizedFileURL
+        while true {
+            let candidate = url.appendingPathComponent(defaultDataDirectory).path
+            if FileManager.default.fileExists(atPath: candidate) { return candidate }
+            let parent = url.deletingLastPathComponent()
+            if parent.path == url.path { break }
+            url = parent
+        }
+        return URL(fileURLWithPath: directory).appendingPathComponent(defaultDataDirectory).standardizedFileURL.path
+    }
+
     /// What `tally db status` shows.
     public struct Status: Sendable, Codable, Equatable {
         public var dataDirectory: String

@@ -125,7 +125,7 @@ extension DB {
         static let configuration = CommandConfiguration(
             commandName: "backup",
             abstract: "Back up the database with pg_dump (custom format), then check the file reads back whole.",
-            discussion: "Default file: .tally/backups/<database>-<UTC time>.dump. pg_dump must be at least the server's major version."
+            discussion: "Default file: .tally/backups/<database>-<UTC time>.dump (beside the embedded cluster's folder). pg_dump must be at least the server's major version."
         )
         @Option(help: ArgumentHelp("Where to write the backup.", valueName: "file")) var out: String?
         @Flag(help: "Print the result as JSON.") var json = false
@@ -133,7 +133,7 @@ extension DB {
 
         func run() async throws {
             let settings = try await database.resolve(quiet: json)
-            let result = try await Backup.create(settings, to: out)
+            let result = try await Backup.create(settings, to: out ?? Backup.defaultPath(for: settings.database, in: database.backupDirectory))
             if json { try printJSON(result); return }
             print("Backed up \(settings.database) to \(result.path) (\(result.bytes) bytes, \(result.entries) entries, checked with pg_restore --list) in \(String(format: "%.1f", result.seconds))s.")
         }
@@ -152,7 +152,7 @@ extension DB {
 
         func run() async throws {
             let settings = try await database.resolve(quiet: json)
-            let result = try await Backup.restore(file, into: settings, replace: yes)
+            let result = try await Backup.restore(file, into: settings, replace: yes, backupDirectory: database.backupDirectory)
             if json { try printJSON(result); return }
             if let before = result.targetBackup { print("Backed up the target's previous state to \(before.path).") }
             print("Restored \(file) into \(settings.database).")

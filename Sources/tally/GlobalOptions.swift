@@ -14,8 +14,10 @@ struct DatabaseOptions: ParsableArguments {
 
     @Option(
         name: .customLong("data-dir"),
-        help: ArgumentHelp("Folder of the embedded PostgreSQL cluster.", valueName: "path"))
-    var dataDirectory: String = LocalCluster.defaultDataDirectory
+        help: ArgumentHelp(
+            "Folder of the embedded PostgreSQL cluster (default: the nearest .tally/postgres here or above, else ./.tally/postgres).",
+            valueName: "path"))
+    var dataDirectory: String?
 
     /// The URL from the flag, else from the environment; nil means the embedded cluster.
     var externalURL: String? {
@@ -24,7 +26,12 @@ struct DatabaseOptions: ParsableArguments {
         return nil
     }
 
-    var cluster: LocalCluster { LocalCluster(dataDirectory: dataDirectory) }
+    /// Where backups go by default: `backups/` beside the cluster folder (`.tally/backups`).
+    var backupDirectory: String {
+        ((cluster.dataDirectory as NSString).deletingLastPathComponent as NSString).appendingPathComponent("backups")
+    }
+
+    var cluster: LocalCluster { LocalCluster(dataDirectory: dataDirectory ?? LocalCluster.defaultDataDirectory()) }
 
     /// Settings for the database to work on: the external URL, or the embedded cluster (started when needed).
     func resolve(quiet: Bool = false) async throws -> ConnectionSettings {

@@ -141,7 +141,8 @@ struct Migrate: AsyncParsableCommand {
                     printErr("No backup taken: the embedded development database is not backed up (use `tally db backup` to take one).")
                 } else {
                     printErr("Backing up \(migrator.database.database) before applying \(pending.count) migration(s) (--no-backup skips this)…")
-                    let backup = try await Backup.create(migrator.database)
+                    let backup = try await Backup.create(
+                        migrator.database, to: Backup.defaultPath(for: migrator.database.database, in: options.database.backupDirectory))
                     printErr("Backup: \(backup.path) (\(backup.entries) entries). Roll back with: tally db restore \(backup.path) --yes")
                 }
             }

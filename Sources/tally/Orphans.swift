@@ -88,7 +88,7 @@ extension DB {
                     if json { try printJSON(reports) } else { printOrphans(reports); print("Nothing to clean.") }
                     return
                 }
-                if !json { printOrphans(reports) }
+                if !json { printOrphans(reports, hint: false) }
                 guard try confirm("Archive and delete the orphaned rows of \(found.count) key(s) and every row depending on them?", yes: yes) else {
                     print("Nothing changed.")
                     throw ExitCode.failure
@@ -103,7 +103,7 @@ extension DB {
     }
 }
 
-private func printOrphans(_ reports: [OrphanReport]) {
+private func printOrphans(_ reports: [OrphanReport], hint: Bool = true) {
     var rows: [[String]] = [["TABLE", "KEY", "REFERENCES", "SOURCE", "ORPHANS", "SAMPLE KEYS", "SECONDS"]]
     for r in reports {
         rows.append([
@@ -115,7 +115,11 @@ private func printOrphans(_ reports: [OrphanReport]) {
     }
     printTable(rows)
     let total = reports.reduce(0) { $0 + $1.orphanedRows }
-    print(total == 0 ? "No orphaned rows." : "\(total) orphaned row(s). Archive them with --clean (add --include TABLE.COLUMN for references the database does not declare).")
+    if total == 0 {
+        print("No orphaned rows.")
+    } else {
+        print("\(total) orphaned row(s)." + (hint ? " Archive them with --clean (add --include TABLE.COLUMN for references the database does not declare)." : ""))
+    }
 }
 
 private func printBatches(_ batches: [OrphanArchive.Batch]) {

@@ -7,7 +7,7 @@ import Testing
 @Suite struct MigrateCommandTests {
     /// The Next.js app's Drizzle folder that the migrate tests ship.
     static var nextjsFolder: String {
-        TestDatabase.packageRoot.appendingPathComponent("Tests/TallyMigrateTests/Fixtures/nextjs-drizzle").path
+        TestDatabase.packageRoot.appendingPathComponent("examples/fltr-auth/migrations").path
     }
 
     struct Report: Decodable {

@@ -1,6 +1,7 @@
 import Foundation
 import PostgresNIO
 import TallyPostgres
+import TallyTestSupport
 @testable import TallyMigrate
 
 /// Builds a Drizzle migrations folder in a temporary directory.
@@ -27,9 +28,9 @@ struct DrizzleFolder {
     func remove() { try? FileManager.default.removeItem(atPath: path) }
 }
 
-/// The copy of a Next.js app's Drizzle folder that ships with the tests.
+/// The Next.js app's Drizzle folder of the seed's database (examples/fltr-auth/migrations).
 var nextjsFolder: String {
-    Bundle.module.path(forResource: "nextjs-drizzle", ofType: nil, inDirectory: "Fixtures")!
+    TestDatabase.packageRoot.appendingPathComponent("examples/fltr-auth/migrations").path
 }
 
 func query<T: PostgresDecodable & Sendable>(_ settings: ConnectionSettings, _ sql: PostgresQuery, as: T.Type) async throws -> [T] {

@@ -171,3 +171,15 @@ func waitUntil(timeout: Duration = .seconds(10), _ condition: () -> Bool) async 
         try await Task.sleep(for: .milliseconds(50))
     }
 }
+
+@Suite struct DefaultDataDirectoryTests {
+    @Test func findsTheNearestClusterAboveLikeGitFindsItsFolder() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("tally-find-\(UUID().uuidString.prefix(8))").path
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try FileManager.default.createDirectory(atPath: root + "/.tally/postgres", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: root + "/examples/fltr-auth", withIntermediateDirectories: true)
+        #expect(LocalCluster.defaultDataDirectory(from: root + "/examples/fltr-auth") == root + "/.tally/postgres")
+        let elsewhere = FileManager.default.temporaryDirectory.appendingPathComponent("tally-none-\(UUID().uuidString.prefix(8))").path
+        #expect(LocalCluster.defaultDataDirectory(from: elsewhere) == elsewhere + "/.tally/postgres")
+    }
+}
