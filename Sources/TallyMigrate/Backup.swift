@@ -19,12 +19,19 @@ public enum Backup {
         public var targetBackup: Result?
     }
 
-    /// `.tally/backups/<database>-<UTC timestamp>.dump`.
+    /// `.tally/backups/<database>-<UTC timestamp>.dump`, with `-2`, `-3`… when that name is taken.
     public static func defaultPath(for database: String, in directory: String = ".tally/backups") -> String {
         let formatter = DateFormatter()
         formatter.dateFormat = "yyyyMMdd-HHmmss"
         formatter.timeZone = TimeZone(identifier: "UTC")
-        return "\(directory)/\(database)-\(formatter.string(from: Date())).dump"
+        let base = "\(directory)/\(database)-\(formatter.string(from: Date()))"
+        var path = base + ".dump"
+        var n = 2
+        while FileManager.default.fileExists(atPath: path) {
+            path = "\(base)-\(n).dump"
+            n += 1
+        }
+        return path
     }
 
     /// Dumps `database` to `path` and checks the file reads back as a whole archive.
@@ -33,16 +40,24 @@ public enum Backup {
         let pgDump = try tool("pg_dump")
         try await checkVersion(pgDump, against: database)
         let target = URL(fileURLWithPath: path ?? defaultPath(for: database.database)).standardizedFileURL.path
+        guard !FileManager.default.fileExists(atPath: target) else {
+            throw MigrateError(.invalidFolder, "\(target) already exists; Tally does not overwrite backups. Choose another --out, or move that file away.")
+        }
         try FileManager.default.createDirectory(atPath: (target as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-        let partial = target + ".partial"
+        let partial = target + ".partial-\(ProcessInfo.processInfo.processIdentifier)"
         let result = try Command.run(pgDump, ["-Fc", "-f", partial], environment: database.libpqEnvironment)
         guard result.succeeded else {
             try? FileManager.default.removeItem(atPath: partial)
             throw MigrateError(.migrationFailed, "pg_dump failed: \(result.output.trimmingCharacters(in: .whitespacesAndNewlines))")
         }
-        let entries = try verify(partial)
-        try? FileManager.default.removeItem(atPath: target)
-        try FileManager.default.moveItem(atPath: partial, toPath: target)
+        let entries: Int
+        do {
+            entries = try verify(partial)
+            try FileManager.default.moveItem(atPath: partial, toPath: target)
+        } catch {
+            try? FileManager.default.removeItem(atPath: partial)
+            throw error
+        }
         let bytes = (try? FileManager.default.attributesOfItem(atPath: target)[.size] as? Int) ?? 0
         let elapsed = ContinuousClock.now - start
         return Result(path: target, bytes: bytes, entries: entries,

@@ -86,7 +86,12 @@ public struct Migrator: Sendable {
     }
 
     /// Applies pending migrations in folder order, up to and including `target` when given.
-    public func up(to target: String? = nil, dryRun: Bool = false) async throws -> UpResult {
+    /// `beforeApplying` runs under the runner lock when there is something to apply (the CLI takes its
+    /// backup there, so a runner that waited and finds nothing to do takes none).
+    public func up(
+        to target: String? = nil, dryRun: Bool = false,
+        beforeApplying: ([String]) async throws -> Void = { _ in }
+    ) async throws -> UpResult {
         let limit = try target.map { try folder.migration(tag: $0).index }
         return try await withRunnerLock { connection in
             if !dryRun { try await historyTable.ensure(on: connection) }
@@ -100,6 +105,7 @@ public struct Migrator: Sendable {
                 }
                 return UpResult(applied: [], planned: planned, report: before)
             }
+            if !migrations.isEmpty { try await beforeApplying(migrations.map(\.tag)) }
             var applied: [String] = []
             for migration in migrations {
                 try await apply(migration, on: connection)

@@ -133,20 +133,18 @@ struct Migrate: AsyncParsableCommand {
             var migratorOptions = timeouts.options
             migratorOptions.strictSQL = strictSQL
             let migrator = try await options.migrator(options: migratorOptions)
-            if !dryRun, !noBackup {
-                let pending = try await migrator.status().pending
-                if pending.isEmpty {
-                    // Nothing will change: no backup needed.
-                } else if options.database.externalURL == nil {
+            let backupDirectory = options.database.backupDirectory
+            let embedded = options.database.externalURL == nil
+            let result = try await migrator.up(to: to, dryRun: dryRun) { pending in
+                if noBackup { return }
+                if embedded {
                     printErr("No backup taken: the embedded development database is not backed up (use `tally db backup` to take one).")
-                } else {
-                    printErr("Backing up \(migrator.database.database) before applying \(pending.count) migration(s) (--no-backup skips this)…")
-                    let backup = try await Backup.create(
-                        migrator.database, to: Backup.defaultPath(for: migrator.database.database, in: options.database.backupDirectory))
-                    printErr("Backup: \(backup.path) (\(backup.entries) entries). Roll back with: tally db restore \(backup.path) --yes")
+                    return
                 }
+                printErr("Backing up \(migrator.database.database) before applying \(pending.count) migration(s) (--no-backup skips this)…")
+                let backup = try await Backup.create(migrator.database, to: Backup.defaultPath(for: migrator.database.database, in: backupDirectory))
+                printErr("Backup: \(backup.path) (\(backup.entries) entries). Roll back with: tally db restore \(backup.path) --yes")
             }
-            let result = try await migrator.up(to: to, dryRun: dryRun)
             if options.json { try printJSON(result); return }
             if dryRun {
                 if result.planned.isEmpty { print("Nothing to apply.") }

@@ -25,7 +25,7 @@ import Testing
             #expect(pending.stdout.contains("0000_credits_schema"))
             #expect(pending.stdout.contains("pending"))
 
-            let up = try await TallyProcess.run(["migrate", "up", "--database-url", url])
+            let up = try await TallyProcess.run(["migrate", "up", "--database-url", url, "--no-backup"])
             #expect(up.status == 0, Comment(rawValue: up.stderr))
             #expect(up.stdout.contains("Applied 1: 0000_credits_schema"))
 
@@ -61,7 +61,8 @@ import Testing
             try "{\"version\": \"7\", \"dialect\": \"postgresql\", \"entries\": [\(entries.joined(separator: ","))]}"
                 .write(toFile: folder + "/meta/_journal.json", atomically: true, encoding: .utf8)
 
-            let args = ["migrate", "up", "--dir", folder, "--database-url", db.url()]
+            // Backups go beside a throwaway cluster folder; only the runner that applies takes one.
+            let args = ["migrate", "up", "--dir", folder, "--database-url", db.url(), "--data-dir", folder + "/pg"]
             let a = try TallyProcess.launch(args)
             let b = try TallyProcess.launch(args)
             let (ra, rb) = (await TallyProcess.collect(a), await TallyProcess.collect(b))
@@ -71,6 +72,8 @@ import Testing
             #expect(outputs.filter { $0.contains("Applied 5") }.count == 1)
             #expect(outputs.filter { $0.contains("Nothing to apply") }.count == 1)
             #expect((ra.stderr + rb.stderr).contains("Another runner"))
+            let backups = try FileManager.default.contentsOfDirectory(atPath: folder + "/backups")
+            #expect(backups.count == 1, "one backup, by the runner that applied: \(backups)")
 
             let rows = try await withPostgresClient(db) { client in
                 var n = 0
@@ -85,7 +88,7 @@ import Testing
         try await TestDatabase.withFreshDatabase { db in
             let url = db.url()
             let dir = Self.nextjsFolder
-            #expect(try await TallyProcess.run(["migrate", "up", "--dir", dir, "--database-url", url]).status == 0)
+            #expect(try await TallyProcess.run(["migrate", "up", "--dir", dir, "--database-url", url, "--no-backup"]).status == 0)
             try await withSingleConnection(db) { connection in
                 _ = try await connection.query("""
                     INSERT INTO drizzle.__drizzle_migrations (hash, created_at) VALUES
