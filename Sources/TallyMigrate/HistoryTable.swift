@@ -151,7 +151,7 @@ extension PostgresConnection {
     /// takes one statement per query).
     func run(_ sql: String) async throws {
         for statement in SQLStatements.split(sql) {
-            _ = try await query(PostgresQuery(unsafeSQL: statement.text), logger: LocalCluster.quietLogger)
+            try await execute(PostgresQuery(unsafeSQL: statement.text))
         }
     }
 }

@@ -309,18 +309,18 @@ public struct Migrator: Sendable {
 
     private func insertHistoryRow(_ migration: Migration, baseline: Bool, on connection: PostgresConnection) async throws {
         if baseline {
-            _ = try await connection.query(
+            try await connection.execute(
                 "INSERT INTO \(unescaped: historyTable.sql) (hash, created_at, name, applied_at) VALUES (\(migration.hash), \(migration.createdAt), \(migration.tag), NULL)",
                 logger: LocalCluster.quietLogger)
         } else {
-            _ = try await connection.query(
+            try await connection.execute(
                 "INSERT INTO \(unescaped: historyTable.sql) (hash, created_at, name) VALUES (\(migration.hash), \(migration.createdAt), \(migration.tag))",
                 logger: LocalCluster.quietLogger)
         }
     }
 
     private func clearFailure(_ migration: Migration, on connection: PostgresConnection) async throws {
-        _ = try await connection.query(
+        try await connection.execute(
             "DELETE FROM \(unescaped: historyTable.failuresSQL) WHERE history_table = \(historyTable.description) AND tag = \(migration.tag)",
             logger: LocalCluster.quietLogger)
     }
@@ -353,7 +353,7 @@ public struct Migrator: Sendable {
     }
 
     private func recordFailure(_ migration: Migration, statement: Int?, message: String, on connection: PostgresConnection) async throws {
-        _ = try await connection.query(
+        try await connection.execute(
             """
             INSERT INTO \(unescaped: historyTable.failuresSQL) (history_table, tag, hash, statement, error)
             VALUES (\(historyTable.description), \(migration.tag), \(migration.hash), \(statement), \(message))
@@ -410,10 +410,10 @@ public struct Migrator: Sendable {
             }
             do {
                 let result = try await body(connection)
-                _ = try? await connection.query("SELECT pg_advisory_unlock(\(key))", logger: LocalCluster.quietLogger)
+                try? await connection.execute("SELECT pg_advisory_unlock(\(key))")
                 return result
             } catch {
-                _ = try? await connection.query("SELECT pg_advisory_unlock(\(key))", logger: LocalCluster.quietLogger)
+                try? await connection.execute("SELECT pg_advisory_unlock(\(key))")
                 throw error
             }
         }
@@ -522,7 +522,7 @@ public struct Migrator: Sendable {
             try await transaction(on: connection) {
                 for rewrite in result.rewrites {
                     let migration = try folder.migration(tag: rewrite.tag)
-                    _ = try await connection.query(
+                    try await connection.execute(
                         "UPDATE \(unescaped: historyTable.sql) SET hash = \(migration.hash), name = \(migration.tag), created_at = \(migration.createdAt) WHERE id = \(rewrite.rowID)",
                         logger: LocalCluster.quietLogger)
                 }
@@ -534,10 +534,10 @@ public struct Migrator: Sendable {
                             removed_at timestamptz NOT NULL DEFAULT now(), removed_by text NOT NULL DEFAULT current_user)
                         """)
                     for id in removals {
-                        _ = try await connection.query(
+                        try await connection.execute(
                             "INSERT INTO \(unescaped: historyTable.removedSQL) (id, hash, created_at, name, applied_at) SELECT id, hash, created_at, name, applied_at FROM \(unescaped: historyTable.sql) WHERE id = \(id)",
                             logger: LocalCluster.quietLogger)
-                        _ = try await connection.query(
+                        try await connection.execute(
                             "DELETE FROM \(unescaped: historyTable.sql) WHERE id = \(id)", logger: LocalCluster.quietLogger)
                     }
                 }
@@ -583,7 +583,7 @@ public struct Migrator: Sendable {
                 let statements = SQLStatements.split(down)
                 do {
                     try await runInTransaction(statements, on: connection) {
-                        _ = try await connection.query(
+                        try await connection.execute(
                             "DELETE FROM \(unescaped: historyTable.sql) WHERE id = \(entry.rowID ?? -1)", logger: LocalCluster.quietLogger)
                     }
                 } catch let failure as StatementFailure {

@@ -176,14 +176,14 @@ public enum OrphanArchive {
                     WHERE r.batch_id = \(id) AND r.ord = \(ord)
                     """
                 do {
-                    _ = try await connection.query(PostgresQuery(unsafeSQL: sql), logger: LocalCluster.quietLogger)
+                    try await connection.execute(PostgresQuery(unsafeSQL: sql), logger: LocalCluster.quietLogger)
                 } catch {
                     throw MigrateError(
                         .migrationFailed,
                         "restoring batch \(id) into \(schema).\(table) failed: \(describe(error)). Nothing was restored. If a foreign key now forbids these rows, restore their parent rows first; the archived rows stay in tally_archive.rows.")
                 }
             }
-            _ = try await connection.query("UPDATE tally_archive.batches SET restored_at = now() WHERE id = \(id)", logger: LocalCluster.quietLogger)
+            try await connection.execute("UPDATE tally_archive.batches SET restored_at = now() WHERE id = \(id)", logger: LocalCluster.quietLogger)
             try await connection.run("COMMIT")
         } catch {
             try? await connection.run("ROLLBACK")

@@ -95,3 +95,10 @@ public struct TimeoutError: Error, CustomStringConvertible {
 public func quoteIdentifier(_ name: String) -> String {
     "\"" + name.replacingOccurrences(of: "\"", with: "\"\"") + "\""
 }
+
+extension PostgresConnection {
+    /// Runs a statement and waits until PostgreSQL has finished it, reading any rows it returns.
+    public func execute(_ query: PostgresQuery, logger: Logger = LocalCluster.quietLogger) async throws {
+        for try await _ in try await self.query(query, logger: logger) {}
+    }
+}

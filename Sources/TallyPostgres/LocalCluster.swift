@@ -411,7 +411,7 @@ public struct LocalCluster: Sendable {
             var exists = false
             for try await _ in rows { exists = true }
             if !exists {
-                _ = try await connection.query("CREATE DATABASE \(unescaped: quoteIdentifier(name))", logger: Self.quietLogger)
+                try await connection.execute("CREATE DATABASE \(unescaped: quoteIdentifier(name))", logger: Self.quietLogger)
             }
         }
     }

@@ -74,7 +74,19 @@ extension DB {
                     : explicit.map { ($0, "--fk") }
                 var reports: [OrphanReport] = []
                 for (fk, source) in targets {
-                    if !json { printErr("Scanning \(fk.table) for \(fk.name ?? "\(fk.columns.joined(separator: ","))→\(fk.referencedTable)")…") }
+                    let estimate = try await OrphanScan.estimatedRows(fk.table, on: connection).map { " (~\($0) rows)" } ?? ""
+                    printErr("Scanning \(fk.table)\(estimate) for \(fk.name ?? "\(fk.columns.joined(separator: ","))→\(fk.referencedTable)")…")
+                    // A long scan says it is still going every five seconds.
+                    let table = fk.table
+                    let ticker = Task {
+                        var seconds = 0
+                        while true {
+                            try await Task.sleep(for: .seconds(5))
+                            seconds += 5
+                            printErr("  … still scanning \(table)\(estimate), \(seconds)s")
+                        }
+                    }
+                    defer { ticker.cancel() }
                     reports.append(try await OrphanScan.scan(fk, source: source, on: connection))
                 }
                 let found = reports.filter { $0.orphanedRows > 0 }

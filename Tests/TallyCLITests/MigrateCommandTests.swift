@@ -90,7 +90,7 @@ import Testing
             let dir = Self.nextjsFolder
             #expect(try await TallyProcess.run(["migrate", "up", "--dir", dir, "--database-url", url, "--no-backup"]).status == 0)
             try await withSingleConnection(db) { connection in
-                _ = try await connection.query("""
+                try await connection.execute("""
                     INSERT INTO drizzle.__drizzle_migrations (hash, created_at) VALUES
                     ('38f04f0b6c736ed30fee6e7d77f08e97c3f2a4f0dc85f5426a3b5bd1dd859f53', 1761915734971)
                     """)
@@ -116,7 +116,7 @@ import Testing
     @Test func everyCommandSaysWhenAnotherHistoryTableExists() async throws {
         try await TestDatabase.withFreshDatabase { db in
             try await withSingleConnection(db) { connection in
-                _ = try await connection.query("CREATE TABLE public.__drizzle_migrations (id SERIAL PRIMARY KEY, hash text NOT NULL, created_at bigint)")
+                try await connection.execute("CREATE TABLE public.__drizzle_migrations (id SERIAL PRIMARY KEY, hash text NOT NULL, created_at bigint)")
             }
             for command in [["status"], ["up", "--dry-run"], ["validate"], ["down", "--yes"], ["repair", "--yes"]] {
                 let result = try await TallyProcess.run(["migrate"] + command + ["--dir", Self.nextjsFolder, "--database-url", db.url()])

@@ -20,7 +20,7 @@ public enum TestDatabase {
         let admin = try await SharedCluster.shared.adminSettings()
         let name = "test_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased().prefix(20)
         try await withSingleConnection(admin) { connection in
-            _ = try await connection.query(
+            try await connection.execute(
                 "CREATE DATABASE \(unescaped: quoteIdentifier(String(name))) TEMPLATE \(unescaped: quoteIdentifier(SharedCluster.templateName))",
                 logger: LocalCluster.quietLogger)
         }
@@ -41,7 +41,7 @@ public enum TestDatabase {
 
     private static func drop(_ name: String, admin: ConnectionSettings) async throws {
         try await withSingleConnection(admin) { connection in
-            _ = try await connection.query(
+            try await connection.execute(
                 "DROP DATABASE IF EXISTS \(unescaped: quoteIdentifier(name)) WITH (FORCE)", logger: LocalCluster.quietLogger)
         }
     }
