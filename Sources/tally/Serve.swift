@@ -1,6 +1,7 @@
 import ArgumentParser
 import Hummingbird
 import Logging
+import TallyCredits
 import TallyPostgres
 import TallyServer
 
@@ -8,15 +9,18 @@ struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run the Tally HTTP server.",
         discussion: """
-            Without DATABASE_URL the embedded PostgreSQL cluster is created or started first and keeps \
-            running after the server stops (stop it with `tally db stop`). Ctrl-C stops the server \
-            gracefully. GET /healthz reports whether the database is reachable.
+            Without DATABASE_URL the embedded PostgreSQL cluster is created or started first (and keeps \
+            running after the server stops; `tally db stop` stops it), and Tally's migrations are applied to \
+            it. Against DATABASE_URL the server refuses to start while migrations are pending, unless \
+            --migrate; changed or unknown history always refuses. Ctrl-C stops the server gracefully. \
+            GET /healthz reports whether the database is reachable.
             """
     )
 
     @Option(help: "Address to listen on.") var host: String = "127.0.0.1"
     @Option(help: "Port to listen on.") var port: Int = 8080
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.") var logLevel: Logger.Level = .info
+    @Flag(help: "Apply pending migrations before serving (always done for the embedded database).") var migrate = false
     @OptionGroup var database: DatabaseOptions
 
     func validate() throws {
@@ -27,6 +31,8 @@ struct Serve: AsyncParsableCommand {
         bootstrapLogging(level: logLevel)
         let settings = try await database.resolve()
         printErr("Database: \(settings)")
+        let applied = try await SchemaGate.prepare(settings, apply: migrate || database.externalURL == nil) { printErr($0) }
+        if !applied.isEmpty { printErr("Applied migrations: \(applied.joined(separator: ", "))") }
         let app = buildApplication(ServerSettings(host: host, port: port, database: settings, logLevel: logLevel))
         try await app.runService()
     }

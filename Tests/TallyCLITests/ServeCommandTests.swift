@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import TallyPostgres
+import TallyTestSupport
 
 #if canImport(FoundationNetworking)
 import FoundationNetworking
@@ -37,10 +38,33 @@ import FoundationNetworking
         #expect(bad.status != 0)
         #expect(bad.stderr.contains("--url must be"))
 
+        // The embedded database got Tally's schema.
+        let schema = try await TallyProcess.run(["migrate", "status", "--data-dir", dataDir, "--json"])
+        #expect(schema.status == 0)
+        #expect(schema.stdout.contains("\"state\" : \"applied\""))
+        #expect(!schema.stdout.contains("\"pending\""))
+
         // The cluster keeps running for the next serve, then `db stop` stops it.
         #expect(try LocalCluster(dataDirectory: dataDir).status().running)
         let stop = try await TallyProcess.run(["db", "stop", "--data-dir", dataDir])
         #expect(stop.status == 0)
+    }
+
+    @Test func serveRefusesAnExternalDatabaseWithPendingMigrationsUnlessToldToMigrate() async throws {
+        try await TestDatabase.withFreshDatabase { db in
+            let port = try LocalCluster.freePort()
+            let refused = try await TallyProcess.run(["serve", "--port", String(port), "--database-url", db.url()])
+            #expect(refused.status != 0)
+            #expect(refused.stderr.contains("pending migration(s) (0000_credits_schema)"))
+            #expect(refused.stderr.contains("tally serve --migrate"))
+
+            let launched = try TallyProcess.launch(["serve", "--port", String(port), "--database-url", db.url(), "--migrate"])
+            let (code, _) = try await getWhenUp("http://127.0.0.1:\(port)/healthz")
+            #expect(code == 200)
+            kill(launched.pid, SIGINT)
+            let result = await TallyProcess.collect(launched)
+            #expect(result.stderr.contains("Applied migrations: 0000_credits_schema"))
+        }
     }
 
     private func getWhenUp(_ url: String) async throws -> (Int, String) {

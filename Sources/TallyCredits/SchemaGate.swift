@@ -1,0 +1,31 @@
+import Foundation
+import TallyMigrate
+import TallyPostgres
+
+/// Keeps the server off a database whose schema is not the one this build expects.
+public enum SchemaGate {
+    public struct NotReady: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    /// With `apply`, applies Tally's pending migrations (what the embedded database and `serve --migrate` do);
+    /// without, refuses while any are pending. Changed files or unknown history rows always refuse: they
+    /// need a person (`tally migrate status`, `tally migrate repair`).
+    /// Returns the tags it applied.
+    @discardableResult
+    public static func prepare(
+        _ database: ConnectionSettings, apply: Bool, progress: @escaping @Sendable (String) -> Void = { _ in }
+    ) async throws -> [String] {
+        let migrator = Migrator(folder: try MigrationFolder(path: TallyCredits.migrationsFolder), database: database, progress: progress)
+        let report = try await migrator.status()
+        guard report.isConsistent else {
+            throw NotReady(description: "the database's migration history does not match this build of Tally (changed files or unknown history rows); run `tally migrate status` and `tally migrate repair` before serving")
+        }
+        let pending = report.pending.map(\.tag)
+        if pending.isEmpty { return [] }
+        guard apply else {
+            throw NotReady(description: "the database has \(pending.count) pending migration(s) (\(pending.joined(separator: ", "))); apply them with `tally migrate up`, or start with `tally serve --migrate`")
+        }
+        return try await migrator.up().applied
+    }
+}
