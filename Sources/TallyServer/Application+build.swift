@@ -40,6 +40,7 @@ public func buildApplication(_ settings: ServerSettings) -> some ApplicationProt
 public func buildRouter(client: PostgresClient) -> Router<TallyRequestContext> {
     let router = Router(context: TallyRequestContext.self)
     router.add(middleware: LogRequestsMiddleware(.debug))
+    router.add(middleware: ProblemMiddleware())
     router.addRoutes(HealthController(client: client).endpoints)
     return router
 }

@@ -53,13 +53,22 @@ import TallyTestSupport
         }
     }
 
-    @Test func unknownRoutesAre404NotACrash() async throws {
+    @Test func unknownRoutesAre404ProblemsNotACrash() async throws {
         let port = try LocalCluster.freePort()
         let down = ConnectionSettings(endpoint: .tcp(host: "127.0.0.1", port: port), user: "tally", database: "tally")
         let app = buildApplication(ServerSettings(host: "127.0.0.1", port: 0, database: down, logLevel: .critical))
-        try await app.test(.router) { client in
+        try await app.test(.live) { client in
             let response = try await client.execute(uri: "/nope", method: .get)
             #expect(response.status == .notFound)
+            #expect(response.headers[.contentType] == "application/problem+json")
+            let problem = try JSONDecoder().decode(Problem.self, from: Data(buffer: response.body))
+            #expect(problem.type == "/problems/not-found")
+            #expect(problem.statusCode == 404)
+            #expect(problem.detail.contains("/nope"))
+
+            let wrongMethod = try await client.execute(uri: "/healthz", method: .delete)
+            #expect(wrongMethod.status.code >= 400 && wrongMethod.status.code < 500)
+            #expect(wrongMethod.headers[.contentType] == "application/problem+json")
         }
     }
 }

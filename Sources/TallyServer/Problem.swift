@@ -1,0 +1,63 @@
+import Foundation
+import Hummingbird
+import Logging
+
+/// An RFC 9457 problem: every error Tally answers with, as `application/problem+json`.
+/// `type` is stable (scripts and clients match on it); `detail` says what happened and what to do.
+public struct Problem: Error, HTTPResponseError, Sendable, Codable, Equatable {
+    public var type: String
+    public var title: String
+    public var statusCode: Int
+    public var detail: String
+
+    enum CodingKeys: String, CodingKey {
+        case type, title, detail
+        case statusCode = "status"
+    }
+
+    public init(_ status: HTTPResponse.Status, type: String, title: String, detail: String) {
+        // A URI reference relative to the API, as RFC 9457 allows: stable, and a place to document it.
+        self.type = "/problems/" + type
+        self.title = title
+        self.statusCode = status.code
+        self.detail = detail
+    }
+
+    public var status: HTTPResponse.Status { .init(code: statusCode) }
+
+    public func response(from request: Request, context: some RequestContext) throws -> Response {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let data = try encoder.encode(self)
+        return Response(
+            status: status,
+            headers: [.contentType: "application/problem+json", .cacheControl: "no-store"],
+            body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    public static func notFound(_ path: String) -> Problem {
+        Problem(.notFound, type: "not-found", title: "Not found", detail: "no route for \(path); see GET /openapi.json for the API")
+    }
+}
+
+/// The one place errors become HTTP answers: Hummingbird's errors keep their status as a problem, anything
+/// else is logged and answered as a 500 problem without internals.
+public struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
+    public init() {}
+
+    public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let problem as Problem {
+            throw problem
+        } catch let error as HTTPError {
+            if error.status == .notFound {
+                throw Problem.notFound(request.uri.path)
+            }
+            throw Problem(error.status, type: "http-\(error.status.code)", title: error.status.reasonPhrase, detail: error.body ?? error.status.reasonPhrase)
+        } catch {
+            context.logger.error("unhandled error", metadata: ["error": "\(String(reflecting: error))"])
+            throw Problem(.internalServerError, type: "internal", title: "Internal error", detail: "the server failed to answer; the error is logged")
+        }
+    }
+}
