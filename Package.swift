@@ -28,6 +28,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-auth.git", from: "2.5.0"),
     ],
     targets: [
         // Connection settings, the embedded local cluster, client helpers.
@@ -57,7 +58,11 @@ let package = Package(
         // The credits domain and its store.
         .target(
             name: "TallyCredits",
-            dependencies: ["TallyMigrate", "TallyPostgres", "TallySchema"],
+            dependencies: [
+                "TallyMigrate", "TallyPostgres", "TallySchema",
+                .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
             swiftSettings: swiftSettings
         ),
         // The HTTP application.
@@ -104,6 +109,7 @@ let package = Package(
             name: "TallyServerTests",
             dependencies: [
                 "TallyServer",
+                "TallyCredits",
                 "TallyTestSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ],

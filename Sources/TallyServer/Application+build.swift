@@ -1,6 +1,7 @@
 import Hummingbird
 import Logging
 import PostgresNIO
+import TallyCredits
 import TallyPostgres
 
 /// How the HTTP server is set up: where it listens and which database it uses.
@@ -9,12 +10,18 @@ public struct ServerSettings: Sendable {
     public var port: Int
     public var database: ConnectionSettings
     public var logLevel: Logger.Level
+    /// bcrypt's cost for new passwords (12 in production; tests use less).
+    public var bcryptCost: UInt8
 
-    public init(host: String = "127.0.0.1", port: Int = 8080, database: ConnectionSettings, logLevel: Logger.Level = .info) {
+    public init(
+        host: String = "127.0.0.1", port: Int = 8080, database: ConnectionSettings, logLevel: Logger.Level = .info,
+        bcryptCost: UInt8 = 12
+    ) {
         self.host = host
         self.port = port
         self.database = database
         self.logLevel = logLevel
+        self.bcryptCost = bcryptCost
     }
 }
 
@@ -27,7 +34,7 @@ public func buildApplication(_ settings: ServerSettings) -> some ApplicationProt
     var logger = Logger(label: "tally")
     logger.logLevel = settings.logLevel
     let client = PostgresClient(configuration: settings.database.clientConfiguration(), backgroundLogger: logger)
-    let router = buildRouter(client: client)
+    let router = buildRouter(client: client, auth: Auth(client: client, bcryptCost: settings.bcryptCost))
     return Application(
         router: router,
         configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: "tally"),
@@ -37,10 +44,11 @@ public func buildApplication(_ settings: ServerSettings) -> some ApplicationProt
 }
 
 /// The routes, separate from the application so tests can drive them directly.
-public func buildRouter(client: PostgresClient) -> Router<TallyRequestContext> {
+public func buildRouter(client: PostgresClient, auth: Auth) -> Router<TallyRequestContext> {
     let router = Router(context: TallyRequestContext.self)
     router.add(middleware: LogRequestsMiddleware(.debug))
     router.add(middleware: ProblemMiddleware())
     router.addRoutes(HealthController(client: client).endpoints)
+    router.addRoutes(AuthController(auth: auth).endpoints)
     return router
 }

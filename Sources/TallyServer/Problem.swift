@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import Logging
+import TallyCredits
 
 /// An RFC 9457 problem: every error Tally answers with, as `application/problem+json`.
 /// `type` is stable (scripts and clients match on it); `detail` says what happened and what to do.
@@ -35,6 +36,16 @@ public struct Problem: Error, HTTPResponseError, Sendable, Codable, Equatable {
             body: .init(byteBuffer: ByteBuffer(bytes: data)))
     }
 
+    /// The status each domain error answers with.
+    public init(_ error: CreditsError) {
+        let status: HTTPResponse.Status = switch error.code {
+        case .invalidInput: .badRequest
+        case .emailTaken: .conflict
+        case .invalidCredentials, .unauthenticated: .unauthorized
+        }
+        self.init(status, type: error.code.rawValue, title: status.reasonPhrase, detail: error.message)
+    }
+
     public static func notFound(_ path: String) -> Problem {
         Problem(.notFound, type: "not-found", title: "Not found", detail: "no route for \(path); see GET /openapi.json for the API")
     }
@@ -50,6 +61,8 @@ public struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
             return try await next(request, context)
         } catch let problem as Problem {
             throw problem
+        } catch let error as CreditsError {
+            throw Problem(error)
         } catch let error as HTTPError {
             if error.status == .notFound {
                 throw Problem.notFound(request.uri.path)

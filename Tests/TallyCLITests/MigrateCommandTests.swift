@@ -27,12 +27,12 @@ import Testing
 
             let up = try await TallyProcess.run(["migrate", "up", "--database-url", url, "--no-backup"])
             #expect(up.status == 0, Comment(rawValue: up.stderr))
-            #expect(up.stdout.contains("Applied 1: 0000_credits_schema"))
+            #expect(up.stdout.contains("Applied 2: 0000_credits_schema, 0001_sessions"))
 
             let status = try await TallyProcess.run(["migrate", "status", "--database-url", url, "--json"])
             #expect(status.status == 0)
             let report = try JSONDecoder().decode(Report.self, from: Data(status.stdout.utf8))
-            #expect(report.entries.map(\.state) == ["applied"])
+            #expect(report.entries.map(\.state) == ["applied", "applied"])
 
             let fk = try await withPostgresClient(db) { client in
                 var rows: [String] = []

@@ -1,0 +1,167 @@
+import Crypto
+import Foundation
+import HummingbirdBcrypt
+import NIOPosix
+import PostgresNIO
+import TallyPostgres
+
+/// A user as the API shows it (never the password hash).
+public struct User: Sendable, Codable, Equatable {
+    public var id: UUID
+    public var email: String
+    public var name: String?
+    public var isAdmin: Bool
+    public var createdAt: Date
+
+    enum CodingKeys: String, CodingKey {
+        case id, email, name
+        case isAdmin = "is_admin"
+        case createdAt = "created_at"
+    }
+}
+
+/// A new session: the opaque token is shown once; only its SHA-256 is stored.
+public struct SessionGrant: Sendable, Codable, Equatable {
+    public var user: User
+    public var token: String
+    public var expiresAt: Date
+
+    enum CodingKeys: String, CodingKey {
+        case user, token
+        case expiresAt = "expires_at"
+    }
+}
+
+/// Sign-up, log-in, log-out and session lookup, on the `users` and `sessions` tables.
+///
+/// Passwords are bcrypt-hashed on NIO's thread pool (bcrypt is slow by design and must not hold a thread
+/// of the cooperative pool). Emails are unique and compared case-insensitively. A wrong password and an
+/// unknown email get the same error, after the same amount of bcrypt work.
+public struct Auth: Sendable {
+    public let client: PostgresClient
+    public var bcryptCost: UInt8
+    public var sessionLifetime: Duration
+
+    public init(client: PostgresClient, bcryptCost: UInt8 = 12, sessionLifetime: Duration = .seconds(30 * 24 * 3600)) {
+        self.client = client
+        self.bcryptCost = bcryptCost
+        self.sessionLifetime = sessionLifetime
+    }
+
+    public func signup(email: String, password: String, name: String?) async throws -> SessionGrant {
+        let email = try Self.validEmail(email)
+        try Self.checkPassword(password)
+        if let name, name.count > 200 { throw CreditsError(.invalidInput, "name is longer than 200 characters") }
+        let cost = bcryptCost
+        let hash = try await NIOThreadPool.singleton.runIfActive { Bcrypt.hash(password, cost: cost) }
+        let user: User
+        do {
+            user = try await client.withConnection { connection in
+                let rows = try await connection.query(
+                    """
+                    INSERT INTO users (email, name, password_hash) VALUES (\(email), \(name), \(hash))
+                    RETURNING id, email, name, is_admin, created_at
+                    """, logger: LocalCluster.quietLogger)
+                for try await (id, email, name, admin, created) in rows.decode((UUID, String, String?, Bool, Date).self) {
+                    return User(id: id, email: email, name: name, isAdmin: admin, createdAt: created)
+                }
+                throw CreditsError(.invalidInput, "the user was not created")
+            }
+        } catch let error as PSQLError where error.serverInfo?[.sqlState] == "23505" {
+            throw CreditsError(.emailTaken, "an account with this email already exists; log in instead")
+        }
+        return try await newSession(for: user)
+    }
+
+    public func login(email: String, password: String) async throws -> SessionGrant {
+        let found = try await client.withConnection { connection -> (User, String)? in
+            let rows = try await connection.query(
+                "SELECT id, email, name, is_admin, created_at, password_hash FROM users WHERE lower(email) = lower(\(email.trimmingCharacters(in: .whitespaces)))",
+                logger: LocalCluster.quietLogger)
+            for try await (id, email, name, admin, created, hash) in rows.decode((UUID, String, String?, Bool, Date, String).self) {
+                return (User(id: id, email: email, name: name, isAdmin: admin, createdAt: created), hash)
+            }
+            return nil
+        }
+        // Unknown emails cost the same bcrypt work as wrong passwords, so timing does not tell them apart.
+        let hash = found?.1 ?? Self.dummyHash
+        let ok = try await NIOThreadPool.singleton.runIfActive { Bcrypt.verify(password, hash: hash) }
+        guard ok, let user = found?.0 else {
+            throw CreditsError(.invalidCredentials, "the email or the password is wrong")
+        }
+        return try await newSession(for: user)
+    }
+
+    /// Ends the session of `token`; false when there was none.
+    @discardableResult
+    public func logout(token: String) async throws -> Bool {
+        let hash = Self.tokenHash(token)
+        return try await client.withConnection { connection in
+            var deleted = false
+            for try await _ in try await connection.query("DELETE FROM sessions WHERE token_hash = \(hash) RETURNING id", logger: LocalCluster.quietLogger) {
+                deleted = true
+            }
+            return deleted
+        }
+    }
+
+    /// The user a live session token belongs to.
+    public func user(forToken token: String) async throws -> User {
+        let hash = Self.tokenHash(token)
+        let user = try await client.withConnection { connection -> User? in
+            let rows = try await connection.query(
+                """
+                SELECT u.id, u.email, u.name, u.is_admin, u.created_at FROM sessions s JOIN users u ON u.id = s.user_id
+                WHERE s.token_hash = \(hash) AND s.expires_at > now()
+                """, logger: LocalCluster.quietLogger)
+            for try await (id, email, name, admin, created) in rows.decode((UUID, String, String?, Bool, Date).self) {
+                return User(id: id, email: email, name: name, isAdmin: admin, createdAt: created)
+            }
+            return nil
+        }
+        guard let user else { throw CreditsError(.unauthenticated, "the session token is unknown or expired; log in again") }
+        return user
+    }
+
+    private func newSession(for user: User) async throws -> SessionGrant {
+        let token = "tly_sess_" + Self.randomHex(bytes: 32)
+        let hash = Self.tokenHash(token)
+        let seconds = Int(sessionLifetime.components.seconds)
+        let expires = try await client.withConnection { connection -> Date in
+            let rows = try await connection.query(
+                "INSERT INTO sessions (user_id, token_hash, expires_at) VALUES (\(user.id), \(hash), now() + make_interval(secs => \(seconds))) RETURNING expires_at",
+                logger: LocalCluster.quietLogger)
+            for try await at in rows.decode(Date.self) { return at }
+            return Date()
+        }
+        return SessionGrant(user: user, token: token, expiresAt: expires)
+    }
+
+    // MARK: - Helpers
+
+    static let dummyHash = Bcrypt.hash("tally-dummy-password", cost: 4)
+
+    public static func tokenHash(_ token: String) -> String {
+        SHA256.hash(data: Data(token.utf8)).map { String(format: "%02x", $0) }.joined()
+    }
+
+    static func randomHex(bytes: Int) -> String {
+        var generator = SystemRandomNumberGenerator()
+        return (0..<bytes).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &generator)) }.joined()
+    }
+
+    static func validEmail(_ text: String) throws -> String {
+        let email = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        let parts = email.split(separator: "@", omittingEmptySubsequences: false)
+        guard email.count <= 254, parts.count == 2, !parts[0].isEmpty, parts[1].contains("."), !parts[1].hasPrefix("."),
+              !parts[1].hasSuffix("."), !email.contains(where: { $0.isWhitespace })
+        else { throw CreditsError(.invalidInput, "email must look like name@example.com") }
+        return email
+    }
+
+    static func checkPassword(_ password: String) throws {
+        guard password.count >= 8 else { throw CreditsError(.invalidInput, "password must have at least 8 characters") }
+        // bcrypt reads at most 72 bytes; longer passwords would be silently cut.
+        guard password.utf8.count <= 72 else { throw CreditsError(.invalidInput, "password must be at most 72 bytes") }
+    }
+}

@@ -1,0 +1,20 @@
+/// Everything that can go wrong in `TallyCredits`: a stable code, and a message that says what to do.
+/// The HTTP layer maps codes to statuses in one place.
+public struct CreditsError: Error, CustomStringConvertible, Sendable, Equatable {
+    public enum Code: String, Sendable {
+        case invalidInput = "invalid-input"
+        case emailTaken = "email-taken"
+        case invalidCredentials = "invalid-credentials"
+        case unauthenticated = "unauthenticated"
+    }
+
+    public var code: Code
+    public var message: String
+
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { message }
+}

@@ -1,0 +1,56 @@
+import Foundation
+import Hummingbird
+
+/// Request bodies are JSON objects of at most 1 MiB with only the fields the route knows.
+extension Request {
+    static let maximumBody = 1 << 20
+
+    /// Decodes the body as `T`, refusing bodies over 1 MiB (413), invalid JSON, unknown fields and wrong
+    /// types (400) with a problem that names what is wrong.
+    mutating func decodeStrict<T: Decodable>(_ type: T.Type, fields: Set<String>, context: some RequestContext) async throws -> T {
+        let buffer: ByteBuffer
+        do {
+            buffer = try await collectBody(upTo: Self.maximumBody)
+        } catch {
+            throw Problem(.contentTooLarge, type: "body-too-large", title: "Body too large", detail: "the request body is over 1 MiB")
+        }
+        let data = Data(buffer: buffer)
+        guard let object = try? JSONSerialization.jsonObject(with: data), let dictionary = object as? [String: Any] else {
+            throw Problem(.badRequest, type: "invalid-json", title: "Invalid JSON", detail: "the body must be a JSON object")
+        }
+        if let unknown = dictionary.keys.sorted().first(where: { !fields.contains($0) }) {
+            throw Problem(.badRequest, type: "unknown-field", title: "Unknown field",
+                          detail: "unknown field \"\(unknown.prefix(60))\"; this endpoint takes \(fields.sorted().joined(separator: ", "))")
+        }
+        do {
+            return try JSONDecoder().decode(T.self, from: data)
+        } catch let DecodingError.keyNotFound(key, _) {
+            throw Problem(.badRequest, type: "missing-field", title: "Missing field", detail: "\"\(key.stringValue)\" is required")
+        } catch let DecodingError.typeMismatch(expected, context) {
+            let field = context.codingPath.map(\.stringValue).joined(separator: ".")
+            throw Problem(.badRequest, type: "wrong-type", title: "Wrong type", detail: "\"\(field)\" must be \(Self.describe(expected))")
+        } catch let DecodingError.valueNotFound(expected, context) {
+            let field = context.codingPath.map(\.stringValue).joined(separator: ".")
+            throw Problem(.badRequest, type: "wrong-type", title: "Wrong type", detail: "\"\(field)\" must be \(Self.describe(expected)), not null")
+        } catch {
+            throw Problem(.badRequest, type: "invalid-json", title: "Invalid JSON", detail: "the body could not be read as this endpoint's JSON")
+        }
+    }
+
+    static func describe(_ type: Any.Type) -> String {
+        switch type {
+        case is String.Type: "a string"
+        case is Int.Type, is Int64.Type: "an integer"
+        case is Bool.Type: "true or false"
+        default: "\(type)"
+        }
+    }
+
+    /// The token of an `Authorization: Bearer …` header.
+    var bearerToken: String? {
+        guard let value = headers[.authorization] else { return nil }
+        let parts = value.split(separator: " ", maxSplits: 1)
+        guard parts.count == 2, parts[0].lowercased() == "bearer" else { return nil }
+        return String(parts[1]).trimmingCharacters(in: .whitespaces)
+    }
+}

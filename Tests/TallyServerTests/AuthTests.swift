@@ -1,0 +1,92 @@
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import TallyCredits
+import TallyPostgres
+import TallyTestSupport
+import Testing
+@testable import TallyServer
+
+/// Runs `body` against a live server on a fresh database with Tally's schema.
+func withTallyServer(_ body: @escaping @Sendable (any TestClientProtocol) async throws -> Void) async throws {
+    try await TestDatabase.withFreshDatabase { db in
+        try await SchemaGate.prepare(db, apply: true)
+        let app = buildApplication(ServerSettings(host: "127.0.0.1", port: 0, database: db, logLevel: .critical, bcryptCost: 4))
+        try await app.test(.live) { client in try await body(client) }
+    }
+}
+
+func json(_ object: [String: Any]) -> ByteBuffer {
+    ByteBuffer(data: try! JSONSerialization.data(withJSONObject: object))
+}
+
+func object(_ buffer: ByteBuffer) -> [String: Any] {
+    (try? JSONSerialization.jsonObject(with: Data(buffer: buffer))) as? [String: Any] ?? [:]
+}
+
+@Suite struct AuthTests {
+    @Test func signupLoginMeLogout() async throws {
+        try await withTallyServer { client in
+            let signup = try await client.execute(uri: "/v1/auth/signup", method: .post, body: json(["email": "Ada@Example.com", "password": "correct horse", "name": "Ada"]))
+            #expect(signup.status == .created)
+            let created = object(signup.body)
+            let token = try #require(created["token"] as? String)
+            #expect(token.hasPrefix("tly_sess_"))
+            #expect((created["user"] as? [String: Any])?["email"] as? String == "Ada@Example.com")
+            #expect(!String(buffer: signup.body).contains("password"))
+
+            // Emails are compared case-insensitively.
+            let duplicate = try await client.execute(uri: "/v1/auth/signup", method: .post, body: json(["email": "ada@example.COM", "password": "another one"]))
+            #expect(duplicate.status == .conflict)
+            #expect(duplicate.headers[.contentType] == "application/problem+json")
+            #expect(object(duplicate.body)["type"] as? String == "/problems/email-taken")
+
+            let login = try await client.execute(uri: "/v1/auth/login", method: .post, body: json(["email": "ADA@example.com", "password": "correct horse"]))
+            #expect(login.status == .ok)
+            let second = try #require(object(login.body)["token"] as? String)
+            #expect(second != token)
+
+            // Wrong password and unknown email: the same answer.
+            let wrong = try await client.execute(uri: "/v1/auth/login", method: .post, body: json(["email": "ada@example.com", "password": "wrong horse"]))
+            let unknown = try await client.execute(uri: "/v1/auth/login", method: .post, body: json(["email": "nobody@example.com", "password": "wrong horse"]))
+            #expect(wrong.status == .unauthorized)
+            #expect(unknown.status == .unauthorized)
+            #expect(String(buffer: wrong.body) == String(buffer: unknown.body))
+
+            let me = try await client.execute(uri: "/v1/me", method: .get, headers: [.authorization: "Bearer \(token)"])
+            #expect(me.status == .ok)
+            #expect(((object(me.body)["user"] as? [String: Any])?["name"] as? String) == "Ada")
+
+            let logout = try await client.execute(uri: "/v1/auth/logout", method: .post, headers: [.authorization: "Bearer \(token)"])
+            #expect(logout.status == .noContent)
+            let after = try await client.execute(uri: "/v1/me", method: .get, headers: [.authorization: "Bearer \(token)"])
+            #expect(after.status == .unauthorized)
+            let stillIn = try await client.execute(uri: "/v1/me", method: .get, headers: [.authorization: "Bearer \(second)"])
+            #expect(stillIn.status == .ok, "logging out one session leaves the others")
+            let noToken = try await client.execute(uri: "/v1/me", method: .get)
+            #expect(noToken.status == .unauthorized)
+        }
+    }
+
+    @Test func badInputIsA4xxProblemNeverA5xx() async throws {
+        try await withTallyServer { client in
+            let cases: [(ByteBuffer, HTTPResponse.Status, String)] = [
+                (ByteBuffer(string: "{not json"), .badRequest, "/problems/invalid-json"),
+                (ByteBuffer(string: "[1, 2]"), .badRequest, "/problems/invalid-json"),
+                (json(["email": "a@example.com", "password": "longenough", "admin": true]), .badRequest, "/problems/unknown-field"),
+                (json(["email": 42, "password": "longenough"]), .badRequest, "/problems/wrong-type"),
+                (json(["password": "longenough"]), .badRequest, "/problems/missing-field"),
+                (json(["email": "not-an-email", "password": "longenough"]), .badRequest, "/problems/invalid-input"),
+                (json(["email": "a@example.com", "password": "short"]), .badRequest, "/problems/invalid-input"),
+                (json(["email": "a@example.com", "password": String(repeating: "x", count: 73)]), .badRequest, "/problems/invalid-input"),
+                (ByteBuffer(string: "{\"email\": \"" + String(repeating: "a", count: 1 << 20) + "\"}"), .contentTooLarge, "/problems/body-too-large"),
+            ]
+            for (body, status, type) in cases {
+                let response = try await client.execute(uri: "/v1/auth/signup", method: .post, body: body)
+                #expect(response.status == status, "\(type)")
+                #expect(response.headers[.contentType] == "application/problem+json", "\(type)")
+                #expect(object(response.body)["type"] as? String == type)
+            }
+        }
+    }
+}
