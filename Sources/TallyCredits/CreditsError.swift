@@ -6,6 +6,9 @@ public struct CreditsError: Error, CustomStringConvertible, Sendable, Equatable 
         case emailTaken = "email-taken"
         case invalidCredentials = "invalid-credentials"
         case unauthenticated = "unauthenticated"
+        case forbidden = "forbidden"
+        case notFound = "not-found"
+        case conflict = "conflict"
     }
 
     public var code: Code

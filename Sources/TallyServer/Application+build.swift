@@ -50,5 +50,6 @@ public func buildRouter(client: PostgresClient, auth: Auth) -> Router<TallyReque
     router.add(middleware: ProblemMiddleware())
     router.addRoutes(HealthController(client: client).endpoints)
     router.addRoutes(AuthController(auth: auth).endpoints)
+    router.addRoutes(TeamsController(auth: auth, teams: Teams(client: client)).endpoints)
     return router
 }

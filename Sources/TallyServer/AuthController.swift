@@ -43,8 +43,7 @@ public struct AuthController: Sendable {
             return .noContent
         }
         routes.get("v1/me") { request, _ -> Me in
-            guard let token = request.bearerToken else { throw CreditsError(.unauthenticated, "send the session token as Authorization: Bearer <token>") }
-            return Me(user: try await auth.user(forToken: token))
+            Me(user: try await auth.user(from: request))
         }
         return routes
     }

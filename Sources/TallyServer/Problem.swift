@@ -42,6 +42,9 @@ public struct Problem: Error, HTTPResponseError, Sendable, Codable, Equatable {
         case .invalidInput: .badRequest
         case .emailTaken: .conflict
         case .invalidCredentials, .unauthenticated: .unauthorized
+        case .forbidden: .forbidden
+        case .notFound: .notFound
+        case .conflict: .conflict
         }
         self.init(status, type: error.code.rawValue, title: status.reasonPhrase, detail: error.message)
     }

@@ -1,0 +1,107 @@
+import Foundation
+import PostgresNIO
+import TallyPostgres
+
+/// A team as its members see it, with the caller's role.
+public struct Team: Sendable, Codable, Equatable {
+    public var id: UUID
+    public var name: String
+    public var role: String
+    public var createdAt: Date
+
+    enum CodingKeys: String, CodingKey {
+        case id, name, role
+        case createdAt = "created_at"
+    }
+}
+
+/// Teams and their members. Roles: owner, admin, member. Owners and admins manage members; a team always
+/// keeps at least one owner; anyone may leave. A team the caller is not in is "not found", not "forbidden",
+/// so its existence does not leak.
+public struct Teams: Sendable {
+    public static let roles = ["owner", "admin", "member"]
+    public let client: PostgresClient
+
+    public init(client: PostgresClient) {
+        self.client = client
+    }
+
+    public func create(name: String, by user: User) async throws -> Team {
+        let name = name.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !name.isEmpty, name.count <= 200 else { throw CreditsError(.invalidInput, "name must have 1 to 200 characters") }
+        return try await client.transaction { connection in
+            var team: Team?
+            for try await (id, created) in try await connection.query(
+                "INSERT INTO teams (name) VALUES (\(name)) RETURNING id, created_at", logger: LocalCluster.quietLogger
+            ).decode((UUID, Date).self) {
+                team = Team(id: id, name: name, role: "owner", createdAt: created)
+            }
+            guard let team else { throw CreditsError(.invalidInput, "the team was not created") }
+            try await connection.execute("INSERT INTO team_members (team_id, user_id, role) VALUES (\(team.id), \(user.id), 'owner')")
+            return team
+        }
+    }
+
+    public func list(for user: User) async throws -> [Team] {
+        try await client.withConnection { connection in
+            var teams: [Team] = []
+            for try await (id, name, role, created) in try await connection.query(
+                "SELECT t.id, t.name, m.role, t.created_at FROM teams t JOIN team_members m ON m.team_id = t.id WHERE m.user_id = \(user.id) ORDER BY t.created_at, t.id",
+                logger: LocalCluster.quietLogger
+            ).decode((UUID, String, String, Date).self) {
+                teams.append(Team(id: id, name: name, role: role, createdAt: created))
+            }
+            return teams
+        }
+    }
+
+    /// The caller's role in `team`; not-found when they are not a member.
+    public func role(of user: User, in team: UUID) async throws -> String {
+        try await client.withConnection { connection in
+            for try await role in try await connection.query(
+                "SELECT role FROM team_members WHERE team_id = \(team) AND user_id = \(user.id)", logger: LocalCluster.quietLogger
+            ).decode(String.self) { return role }
+            throw CreditsError(.notFound, "no team \(team) among yours; GET /v1/teams lists them")
+        }
+    }
+
+    public func addMember(email: String, role: String, to team: UUID, by user: User) async throws {
+        guard Self.roles.contains(role) else { throw CreditsError(.invalidInput, "role must be one of owner, admin, member") }
+        let mine = try await self.role(of: user, in: team)
+        guard mine == "owner" || mine == "admin" else { throw CreditsError(.forbidden, "only the team's owners and admins add members") }
+        guard role != "owner" || mine == "owner" else { throw CreditsError(.forbidden, "only an owner can make another owner") }
+        try await client.withConnection { connection in
+            var memberID: UUID?
+            for try await id in try await connection.query(
+                "SELECT id FROM users WHERE lower(email) = lower(\(email.trimmingCharacters(in: .whitespaces)))", logger: LocalCluster.quietLogger
+            ).decode(UUID.self) { memberID = id }
+            guard let memberID else { throw CreditsError(.notFound, "no user with that email; they need to sign up first") }
+            var inserted = false
+            for try await _ in try await connection.query(
+                "INSERT INTO team_members (team_id, user_id, role) VALUES (\(team), \(memberID), \(role)) ON CONFLICT DO NOTHING RETURNING user_id",
+                logger: LocalCluster.quietLogger
+            ) { inserted = true }
+            guard inserted else { throw CreditsError(.conflict, "that user is already a member of this team") }
+        }
+    }
+
+    public func removeMember(_ member: UUID, from team: UUID, by user: User) async throws {
+        let mine = try await self.role(of: user, in: team)
+        guard member == user.id || mine == "owner" || mine == "admin" else {
+            throw CreditsError(.forbidden, "only the team's owners and admins remove other members")
+        }
+        try await client.transaction { connection in
+            // Lock the team's owner rows so two removals cannot leave it ownerless.
+            var owners: [UUID] = []
+            for try await id in try await connection.query(
+                "SELECT user_id FROM team_members WHERE team_id = \(team) AND role = 'owner' FOR UPDATE", logger: LocalCluster.quietLogger
+            ).decode(UUID.self) { owners.append(id) }
+            if owners == [member] { throw CreditsError(.conflict, "a team keeps at least one owner; make someone else owner first") }
+            var removed = false
+            for try await _ in try await connection.query(
+                "DELETE FROM team_members WHERE team_id = \(team) AND user_id = \(member) RETURNING user_id", logger: LocalCluster.quietLogger
+            ) { removed = true }
+            guard removed else { throw CreditsError(.notFound, "that user is not a member of this team") }
+        }
+    }
+}
