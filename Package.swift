@@ -1,11 +1,5 @@
 // swift-tools-version:6.2
-import Foundation
 import PackageDescription
-
-/// Tally's own migrations, bundled as resources: the journal and every .sql file of Migrations/.
-let schemaFiles = ((try? FileManager.default.contentsOfDirectory(atPath: Context.packageDirectory + "/Migrations")) ?? [])
-    .filter { $0.hasSuffix(".sql") }
-    .sorted()
 
 let swiftSettings: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
@@ -50,10 +44,10 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         // Tally's schema as a Drizzle migrations folder, bundled so `tally migrate` needs no --dir.
+        // (Migrations/ at the top is a link to Sources/TallySchema/Migrations.)
         .target(
             name: "TallySchema",
-            path: "Migrations",
-            resources: [.copy("meta")] + schemaFiles.map { .copy($0) }
+            resources: [.copy("Migrations")]
         ),
         // The credits domain and its store.
         .target(

@@ -9,6 +9,8 @@ public struct CreditsError: Error, CustomStringConvertible, Sendable, Equatable 
         case forbidden = "forbidden"
         case notFound = "not-found"
         case conflict = "conflict"
+        case insufficientCredits = "insufficient-credits"
+        case keyLimitExceeded = "key-limit-exceeded"
     }
 
     public var code: Code

@@ -50,6 +50,8 @@ public func buildRouter(client: PostgresClient, auth: Auth) -> Router<TallyReque
     router.add(middleware: ProblemMiddleware())
     router.addRoutes(HealthController(client: client).endpoints)
     router.addRoutes(AuthController(auth: auth).endpoints)
-    router.addRoutes(TeamsController(auth: auth, teams: Teams(client: client)).endpoints)
+    let teams = Teams(client: client)
+    router.addRoutes(TeamsController(auth: auth, teams: teams).endpoints)
+    router.addRoutes(CreditsController(auth: auth, keys: APIKeys(client: client), ledger: Ledger(client: client), teams: teams).endpoints)
     return router
 }

@@ -45,6 +45,7 @@ public struct Problem: Error, HTTPResponseError, Sendable, Codable, Equatable {
         case .forbidden: .forbidden
         case .notFound: .notFound
         case .conflict: .conflict
+        case .insufficientCredits, .keyLimitExceeded: HTTPResponse.Status(code: 402, reasonPhrase: "Payment Required")
         }
         self.init(status, type: error.code.rawValue, title: status.reasonPhrase, detail: error.message)
     }

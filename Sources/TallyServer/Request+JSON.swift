@@ -8,6 +8,13 @@ extension Request {
     /// Decodes the body as `T`, refusing bodies over 1 MiB (413), invalid JSON, unknown fields and wrong
     /// types (400) with a problem that names what is wrong.
     mutating func decodeStrict<T: Decodable>(_ type: T.Type, fields: Set<String>, context: some RequestContext) async throws -> T {
+        try await decodeStrictWithObject(type, fields: fields, context: context).0
+    }
+
+    /// `decodeStrict`, also returning the body as a dictionary (for free-form fields such as `metadata`).
+    mutating func decodeStrictWithObject<T: Decodable>(
+        _ type: T.Type, fields: Set<String>, context: some RequestContext
+    ) async throws -> (T, [String: Any]) {
         let buffer: ByteBuffer
         do {
             buffer = try await collectBody(upTo: Self.maximumBody)
@@ -23,7 +30,7 @@ extension Request {
                           detail: "unknown field \"\(unknown.prefix(60))\"; this endpoint takes \(fields.sorted().joined(separator: ", "))")
         }
         do {
-            return try JSONDecoder().decode(T.self, from: data)
+            return (try JSONDecoder().decode(T.self, from: data), dictionary)
         } catch let DecodingError.keyNotFound(key, _) {
             throw Problem(.badRequest, type: "missing-field", title: "Missing field", detail: "\"\(key.stringValue)\" is required")
         } catch let DecodingError.typeMismatch(expected, context) {

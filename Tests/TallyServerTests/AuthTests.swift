@@ -9,10 +9,15 @@ import Testing
 
 /// Runs `body` against a live server on a fresh database with Tally's schema.
 func withTallyServer(_ body: @escaping @Sendable (any TestClientProtocol) async throws -> Void) async throws {
+    try await withTallyServer { client, _ in try await body(client) }
+}
+
+/// The same, with the database's settings for checks behind the API.
+func withTallyServer(_ body: @escaping @Sendable (any TestClientProtocol, ConnectionSettings) async throws -> Void) async throws {
     try await TestDatabase.withFreshDatabase { db in
         try await SchemaGate.prepare(db, apply: true)
         let app = buildApplication(ServerSettings(host: "127.0.0.1", port: 0, database: db, logLevel: .critical, bcryptCost: 4))
-        try await app.test(.live) { client in try await body(client) }
+        try await app.test(.live) { client in try await body(client, db) }
     }
 }
 

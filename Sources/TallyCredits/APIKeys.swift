@@ -1,0 +1,119 @@
+import Crypto
+import Foundation
+import PostgresNIO
+import TallyPostgres
+
+/// An API key as listed: never the key itself, only its display prefix.
+public struct APIKey: Sendable, Codable, Equatable {
+    public var id: UUID
+    public var name: String
+    public var prefix: String
+    public var teamID: UUID?
+    public var creditLimit: Int64?
+    public var used: Int64
+    public var createdAt: Date
+    public var revokedAt: Date?
+
+    enum CodingKeys: String, CodingKey {
+        case id, name, prefix, used
+        case teamID = "team_id"
+        case creditLimit = "credit_limit"
+        case createdAt = "created_at"
+        case revokedAt = "revoked_at"
+    }
+}
+
+/// A key just created: `key` is shown this once.
+public struct CreatedAPIKey: Sendable, Codable, Equatable {
+    public var apiKey: APIKey
+    public var key: String
+
+    enum CodingKeys: String, CodingKey {
+        case apiKey = "api_key"
+        case key
+    }
+}
+
+/// Who an API key acts for.
+public struct APIKeyPrincipal: Sendable, Equatable {
+    public var keyID: UUID
+    public var userID: UUID
+    public var teamID: UUID?
+}
+
+/// API keys: `tly_` + 256 random bits, stored as SHA-256 with a display prefix, revocable; each draws on its
+/// owner's account (the team's when it has one) within an optional total `credit_limit` (`api_key_credits`).
+public struct APIKeys: Sendable {
+    public let client: PostgresClient
+
+    public init(client: PostgresClient) {
+        self.client = client
+    }
+
+    public func create(name: String, teamID: UUID?, creditLimit: Int64?, by user: User) async throws -> CreatedAPIKey {
+        let name = name.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !name.isEmpty, name.count <= 200 else { throw CreditsError(.invalidInput, "name must have 1 to 200 characters") }
+        if let creditLimit, creditLimit < 0 { throw CreditsError(.invalidInput, "credit_limit cannot be negative") }
+        if let teamID {
+            let role = try await Teams(client: client).role(of: user, in: teamID)
+            guard role == "owner" || role == "admin" else { throw CreditsError(.forbidden, "only the team's owners and admins create its API keys") }
+        }
+        let key = "tly_" + Auth.randomHex(bytes: 32)
+        let prefix = String(key.prefix(12))
+        let hash = Auth.tokenHash(key)
+        return try await client.transaction { connection in
+            var created: APIKey?
+            for try await (id, createdAt) in try await connection.query(
+                "INSERT INTO api_keys (user_id, team_id, name, prefix, key_hash) VALUES (\(user.id), \(teamID), \(name), \(prefix), \(hash)) RETURNING id, created_at",
+                logger: LocalCluster.quietLogger
+            ).decode((UUID, Date).self) {
+                created = APIKey(id: id, name: name, prefix: prefix, teamID: teamID, creditLimit: creditLimit, used: 0, createdAt: createdAt, revokedAt: nil)
+            }
+            guard let created else { throw CreditsError(.invalidInput, "the key was not created") }
+            try await connection.execute("INSERT INTO api_key_credits (api_key_id, user_id, credit_limit) VALUES (\(created.id), \(user.id), \(creditLimit))")
+            return CreatedAPIKey(apiKey: created, key: key)
+        }
+    }
+
+    /// The keys `user` created.
+    public func list(for user: User) async throws -> [APIKey] {
+        try await client.withConnection { connection in
+            var keys: [APIKey] = []
+            for try await (id, name, prefix, team, limit, used, created, revoked) in try await connection.query(
+                """
+                SELECT k.id, k.name, k.prefix, k.team_id, c.credit_limit, COALESCE(c.used, 0), k.created_at, k.revoked_at
+                FROM api_keys k LEFT JOIN api_key_credits c ON c.api_key_id = k.id
+                WHERE k.user_id = \(user.id) ORDER BY k.created_at, k.id
+                """, logger: LocalCluster.quietLogger
+            ).decode((UUID, String, String, UUID?, Int64?, Int64, Date, Date?).self) {
+                keys.append(APIKey(id: id, name: name, prefix: prefix, teamID: team, creditLimit: limit, used: used, createdAt: created, revokedAt: revoked))
+            }
+            return keys
+        }
+    }
+
+    /// Revokes a key of `user`'s at once; not-found for anyone else's.
+    public func revoke(_ id: UUID, by user: User) async throws {
+        try await client.withConnection { connection in
+            var found = false
+            for try await _ in try await connection.query(
+                "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, now()) WHERE id = \(id) AND user_id = \(user.id) RETURNING id",
+                logger: LocalCluster.quietLogger
+            ) { found = true }
+            guard found else { throw CreditsError(.notFound, "no API key \(id) among yours; GET /v1/api-keys lists them") }
+        }
+    }
+
+    /// The live key `key` is; unauthenticated when unknown or revoked.
+    public func authenticate(_ key: String) async throws -> APIKeyPrincipal {
+        let hash = Auth.tokenHash(key)
+        return try await client.withConnection { connection in
+            for try await (id, user, team) in try await connection.query(
+                "SELECT id, user_id, team_id FROM api_keys WHERE key_hash = \(hash) AND revoked_at IS NULL", logger: LocalCluster.quietLogger
+            ).decode((UUID, UUID, UUID?).self) {
+                return APIKeyPrincipal(keyID: id, userID: user, teamID: team)
+            }
+            throw CreditsError(.unauthenticated, "the API key is unknown or revoked")
+        }
+    }
+}

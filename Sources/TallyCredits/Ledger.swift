@@ -1,0 +1,150 @@
+import Foundation
+import PostgresNIO
+import TallyPostgres
+
+/// Whose credit account: a user's own, or a team's.
+public enum AccountOwner: Sendable, Equatable {
+    case user(UUID)
+    case team(UUID)
+}
+
+/// What `GET /v1/credits/balance` answers.
+public struct Balance: Sendable, Codable, Equatable {
+    public struct Grant: Sendable, Codable, Equatable {
+        public var id: UUID
+        public var remaining: Int64
+        public var expiresAt: Date?
+        public var priority: Int
+
+        enum CodingKeys: String, CodingKey {
+            case id, remaining, priority
+            case expiresAt = "expires_at"
+        }
+    }
+
+    public var accountID: UUID
+    public var balance: Int64
+    public var held: Int64
+    public var available: Int64
+    public var grants: [Grant]
+
+    enum CodingKeys: String, CodingKey {
+        case balance, held, available, grants
+        case accountID = "account_id"
+    }
+}
+
+/// A grant as created.
+public struct CreditGrant: Sendable, Codable, Equatable {
+    public var id: UUID
+    public var accountID: UUID
+    public var amount: Int64
+    public var priority: Int
+    public var expiresAt: Date?
+    public var description: String?
+    public var balance: Int64
+
+    enum CodingKeys: String, CodingKey {
+        case id, amount, priority, description, balance
+        case accountID = "account_id"
+        case expiresAt = "expires_at"
+    }
+}
+
+/// Credit accounts (`user_credits`), grants and the append-only ledger (`credit_transactions`).
+///
+/// Every change to an account happens in one transaction holding the account row's lock
+/// (`SELECT … FOR UPDATE`), and writes one ledger entry per change with the balance after it, so for every
+/// account balance = the sum of its ledger amounts. No statement touches more than one account.
+public struct Ledger: Sendable {
+    public let client: PostgresClient
+
+    public init(client: PostgresClient) {
+        self.client = client
+    }
+
+    /// The account of `owner`, created (empty) on first use.
+    func accountID(for owner: AccountOwner, on connection: PostgresConnection) async throws -> UUID {
+        switch owner {
+        case .user(let user):
+            try await connection.execute("INSERT INTO user_credits (user_id) VALUES (\(user)) ON CONFLICT (user_id) DO NOTHING")
+            for try await id in try await connection.query("SELECT id FROM user_credits WHERE user_id = \(user)", logger: LocalCluster.quietLogger).decode(UUID.self) {
+                return id
+            }
+        case .team(let team):
+            try await connection.execute("INSERT INTO user_credits (team_id) VALUES (\(team)) ON CONFLICT (team_id) DO NOTHING")
+            for try await id in try await connection.query("SELECT id FROM user_credits WHERE team_id = \(team)", logger: LocalCluster.quietLogger).decode(UUID.self) {
+                return id
+            }
+        }
+        throw CreditsError(.notFound, "no credit account for that owner")
+    }
+
+    /// Locks the account row for the rest of the transaction, writes `expire` entries for grants past their
+    /// expiry, and returns (balance, held) after that.
+    func lockAccount(_ account: UUID, on connection: PostgresConnection) async throws -> (balance: Int64, held: Int64) {
+        var balance: Int64 = 0
+        var held: Int64 = 0
+        for try await (b, h) in try await connection.query(
+            "SELECT balance, held FROM user_credits WHERE id = \(account) FOR UPDATE", logger: LocalCluster.quietLogger
+        ).decode((Int64, Int64).self) { (balance, held) = (b, h) }
+        var expired: [(UUID, Int64)] = []
+        for try await grant in try await connection.query(
+            "UPDATE credit_grants g SET remaining = 0 FROM (SELECT id, remaining FROM credit_grants WHERE account_id = \(account) AND remaining > 0 AND expires_at <= now() ORDER BY id FOR UPDATE) old WHERE g.id = old.id RETURNING g.id, old.remaining",
+            logger: LocalCluster.quietLogger
+        ).decode((UUID, Int64).self) { expired.append(grant) }
+        for (grant, amount) in expired {
+            balance -= amount
+            try await connection.execute("""
+                INSERT INTO credit_transactions (account_id, kind, amount, balance_after, description, grant_id)
+                VALUES (\(account), 'expire', \(-amount), \(balance), 'grant expired', \(grant))
+                """)
+        }
+        if !expired.isEmpty {
+            try await connection.execute("UPDATE user_credits SET balance = \(balance), updated_at = now() WHERE id = \(account)")
+        }
+        return (balance, held)
+    }
+
+    /// Adds a grant to `owner`'s account, with its ledger entry.
+    public func grant(
+        to owner: AccountOwner, amount: Int64, priority: Int = 0, expiresAt: Date? = nil, description: String?
+    ) async throws -> CreditGrant {
+        guard amount > 0 else { throw CreditsError(.invalidInput, "amount must be a positive integer") }
+        if let expiresAt, expiresAt <= Date() { throw CreditsError(.invalidInput, "expires_at is in the past") }
+        return try await client.transaction { connection in
+            let account = try await accountID(for: owner, on: connection)
+            let (balance, _) = try await lockAccount(account, on: connection)
+            let (newBalance, overflow) = balance.addingReportingOverflow(amount)
+            guard !overflow else { throw CreditsError(.invalidInput, "the balance would overflow a 64-bit integer") }
+            var grantID: UUID?
+            for try await id in try await connection.query(
+                "INSERT INTO credit_grants (account_id, amount, remaining, priority, expires_at, description) VALUES (\(account), \(amount), \(amount), \(priority), \(expiresAt), \(description)) RETURNING id",
+                logger: LocalCluster.quietLogger
+            ).decode(UUID.self) { grantID = id }
+            guard let grantID else { throw CreditsError(.invalidInput, "the grant was not created") }
+            try await connection.execute("UPDATE user_credits SET balance = \(newBalance), updated_at = now() WHERE id = \(account)")
+            try await connection.execute("""
+                INSERT INTO credit_transactions (account_id, kind, amount, balance_after, description, grant_id)
+                VALUES (\(account), 'grant', \(amount), \(newBalance), \(description), \(grantID))
+                """)
+            return CreditGrant(id: grantID, accountID: account, amount: amount, priority: priority, expiresAt: expiresAt, description: description, balance: newBalance)
+        }
+    }
+
+    /// The account's balance, held and available credits and its open grants (expired ones leave first).
+    public func balance(of owner: AccountOwner) async throws -> Balance {
+        try await client.transaction { connection in
+            let account = try await accountID(for: owner, on: connection)
+            let (balance, held) = try await lockAccount(account, on: connection)
+            var grants: [Balance.Grant] = []
+            for try await (id, remaining, expires, priority) in try await connection.query(
+                "SELECT id, remaining, expires_at, priority FROM credit_grants WHERE account_id = \(account) AND remaining > 0 ORDER BY priority, expires_at NULLS LAST, created_at, id",
+                logger: LocalCluster.quietLogger
+            ).decode((UUID, Int64, Date?, Int).self) {
+                grants.append(.init(id: id, remaining: remaining, expiresAt: expires, priority: priority))
+            }
+            return Balance(accountID: account, balance: balance, held: held, available: balance - held, grants: grants)
+        }
+    }
+}

@@ -1,0 +1,2 @@
+ALTER TABLE "credit_transactions" DROP COLUMN IF EXISTS "grant_id";
+DROP TABLE IF EXISTS "credit_grants";

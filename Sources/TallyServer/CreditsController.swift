@@ -1,0 +1,121 @@
+import Foundation
+import Hummingbird
+import TallyCredits
+
+/// API keys, grants, balance and consume.
+public struct CreditsController: Sendable {
+    public let auth: Auth
+    public let keys: APIKeys
+    public let ledger: Ledger
+    public let teams: Teams
+
+    public init(auth: Auth, keys: APIKeys, ledger: Ledger, teams: Teams) {
+        self.auth = auth
+        self.keys = keys
+        self.ledger = ledger
+        self.teams = teams
+    }
+
+    struct CreateKeyBody: Decodable {
+        var name: String
+        var team_id: UUID?
+        var credit_limit: Int64?
+    }
+    struct KeyList: ResponseEncodable { var api_keys: [APIKey] }
+    struct GrantBody: Decodable {
+        var user_id: UUID?
+        var team_id: UUID?
+        var amount: Int64
+        var expires_at: String?
+        var priority: Int?
+        var description: String
+    }
+    struct ConsumeBody: Decodable {
+        var amount: Int64
+        var description: String?
+    }
+
+    public var endpoints: RouteCollection<TallyRequestContext> {
+        let routes = RouteCollection(context: TallyRequestContext.self)
+        routes.post("v1/api-keys") { request, context -> EditedResponse<CreatedAPIKey> in
+            let user = try await auth.user(from: request)
+            var request = request
+            let body = try await request.decodeStrict(CreateKeyBody.self, fields: ["name", "team_id", "credit_limit"], context: context)
+            return EditedResponse(status: .created, response: try await keys.create(name: body.name, teamID: body.team_id, creditLimit: body.credit_limit, by: user))
+        }
+        routes.get("v1/api-keys") { request, _ -> KeyList in
+            KeyList(api_keys: try await keys.list(for: try await auth.user(from: request)))
+        }
+        routes.delete("v1/api-keys/:key") { request, context -> HTTPResponse.Status in
+            try await keys.revoke(try context.parameters.uuid("key"), by: try await auth.user(from: request))
+            return .noContent
+        }
+        routes.post("v1/admin/grants") { request, context -> EditedResponse<CreditGrant> in
+            let user = try await auth.user(from: request)
+            guard user.isAdmin else { throw CreditsError(.forbidden, "only admins grant credits") }
+            var request = request
+            let body = try await request.decodeStrict(
+                GrantBody.self, fields: ["user_id", "team_id", "amount", "expires_at", "priority", "description"], context: context)
+            let owner: AccountOwner
+            switch (body.user_id, body.team_id) {
+            case (let user?, nil): owner = .user(user)
+            case (nil, let team?): owner = .team(team)
+            default: throw CreditsError(.invalidInput, "give exactly one of user_id and team_id")
+            }
+            var expires: Date?
+            if let text = body.expires_at {
+                guard let date = ISO8601DateFormatter().date(from: text) else {
+                    throw CreditsError(.invalidInput, "expires_at must be an ISO 8601 time such as 2026-12-31T23:59:59Z")
+                }
+                expires = date
+            }
+            let grant = try await ledger.grant(to: owner, amount: body.amount, priority: body.priority ?? 0, expiresAt: expires, description: body.description)
+            return EditedResponse(status: .created, response: grant)
+        }
+        routes.get("v1/credits/balance") { request, _ -> Balance in
+            try await ledger.balance(of: try await owner(of: request))
+        }
+        routes.post("v1/credits/consume") { request, context -> ConsumeResult in
+            let key = try await apiKey(of: request)
+            var request = request
+            let (body, raw) = try await request.decodeStrictWithObject(ConsumeBody.self, fields: ["amount", "description", "metadata"], context: context)
+            var metadata: String?
+            if let value = raw["metadata"], !(value is NSNull) {
+                guard value is [String: Any], let data = try? JSONSerialization.data(withJSONObject: value) else {
+                    throw CreditsError(.invalidInput, "metadata must be a JSON object")
+                }
+                metadata = String(decoding: data, as: UTF8.self)
+            }
+            return try await ledger.consume(ConsumeRequest(apiKey: key, amount: body.amount, description: body.description, metadataJSON: metadata))
+        }
+        return routes
+    }
+
+    /// The account a request reads: the API key's, or with a session the user's own or (`?team_id=`) a team's
+    /// the user belongs to.
+    func owner(of request: Request) async throws -> AccountOwner {
+        if let token = request.bearerToken, !token.hasPrefix("tly_sess_") {
+            let key = try await keys.authenticate(token)
+            return key.teamID.map { .team($0) } ?? .user(key.userID)
+        }
+        let user = try await auth.user(from: request)
+        if let text = request.uri.queryParameters.get("team_id") {
+            guard let team = UUID(uuidString: text) else { throw CreditsError(.invalidInput, "team_id must be a team id") }
+            _ = try await teams.role(of: user, in: team)
+            return .team(team)
+        }
+        return .user(user.id)
+    }
+
+    func apiKey(of request: Request) async throws -> APIKeyPrincipal {
+        guard let token = request.bearerToken, !token.hasPrefix("tly_sess_") else {
+            throw CreditsError(.unauthenticated, "spending needs an API key: Authorization: Bearer tly_…")
+        }
+        return try await keys.authenticate(token)
+    }
+}
+
+extension CreatedAPIKey: ResponseEncodable {}
+extension CreditGrant: ResponseEncodable {}
+extension Balance: ResponseEncodable {}
+extension ConsumeResult: ResponseEncodable {}

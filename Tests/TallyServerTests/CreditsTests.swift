@@ -1,0 +1,173 @@
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import PostgresNIO
+import TallyPostgres
+import Testing
+@testable import TallyServer
+
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+func scalar(_ db: ConnectionSettings, _ sql: PostgresQuery) async throws -> Int64 {
+    try await withPostgresClient(db) { client in
+        var value: Int64 = 0
+        for try await v in try await client.query(sql).decode(Int64.self) { value = v }
+        return value
+    }
+}
+
+struct Actor {
+    var token: String
+    var id: String
+}
+
+func signup(_ client: some TestClientProtocol, _ email: String) async throws -> Actor {
+    let response = try await client.execute(uri: "/v1/auth/signup", method: .post, body: json(["email": email, "password": "password123"]))
+    let body = object(response.body)
+    return Actor(token: body["token"] as! String, id: (body["user"] as! [String: Any])["id"] as! String)
+}
+
+func call(_ client: some TestClientProtocol, _ uri: String, _ method: HTTPRequest.Method, _ token: String?, _ body: [String: Any]? = nil) async throws -> TestResponse {
+    var headers: HTTPFields = [:]
+    if let token { headers[.authorization] = "Bearer \(token)" }
+    return try await client.execute(uri: uri, method: method, headers: headers, body: body.map(json))
+}
+
+func makeAdmin(_ client: some TestClientProtocol, _ db: ConnectionSettings) async throws -> Actor {
+    let admin = try await signup(client, "admin@example.com")
+    try await withSingleConnection(db) { try await $0.execute("UPDATE users SET is_admin = true WHERE email = 'admin@example.com'") }
+    return admin
+}
+
+@Suite struct CreditsTests {
+    @Test func grantKeyConsumeBalanceAndLimits() async throws {
+        try await withTallyServer { client, db in
+            let admin = try await makeAdmin(client, db)
+            let user = try await signup(client, "user@example.com")
+
+            // Only admins grant.
+            #expect(try await call(client, "/v1/admin/grants", .post, user.token, ["user_id": user.id, "amount": 100, "description": "x"]).status == .forbidden)
+            let granted = try await call(client, "/v1/admin/grants", .post, admin.token, ["user_id": user.id, "amount": 100, "description": "welcome"])
+            #expect(granted.status == .created)
+            #expect(object(granted.body)["balance"] as? Int == 100)
+
+            let limited = try await call(client, "/v1/api-keys", .post, user.token, ["name": "limited", "credit_limit": 30])
+            #expect(limited.status == .created)
+            let limitedKey = try #require(object(limited.body)["key"] as? String)
+            #expect(limitedKey.hasPrefix("tly_") && limitedKey.count == 68, "256 random bits, hex")
+            let free = try await call(client, "/v1/api-keys", .post, user.token, ["name": "free"])
+            let freeKey = try #require(object(free.body)["key"] as? String)
+            let listed = String(buffer: try await call(client, "/v1/api-keys", .get, user.token).body)
+            #expect(!listed.contains(limitedKey) && !listed.contains(freeKey), "keys are shown once")
+
+            let spent = try await call(client, "/v1/credits/consume", .post, limitedKey, ["amount": 20, "description": "search", "metadata": ["request": "abc"]])
+            #expect(spent.status == .ok)
+            #expect(object(spent.body)["balance"] as? Int == 80)
+            #expect(object(spent.body)["available"] as? Int == 80)
+
+            let overLimit = try await call(client, "/v1/credits/consume", .post, limitedKey, ["amount": 20])
+            #expect(overLimit.status.code == 402)
+            #expect(object(overLimit.body)["type"] as? String == "/problems/key-limit-exceeded")
+            let tooMuch = try await call(client, "/v1/credits/consume", .post, freeKey, ["amount": 81])
+            #expect(tooMuch.status.code == 402)
+            #expect(object(tooMuch.body)["type"] as? String == "/problems/insufficient-credits")
+            // Refusals write nothing.
+            #expect(try await scalar(db, "SELECT count(*) FROM credit_transactions WHERE kind = 'consume'") == 1)
+            #expect(try await scalar(db, "SELECT used FROM api_key_credits c JOIN api_keys k ON k.id = c.api_key_id WHERE k.name = 'limited'") == 20)
+
+            let bySession = object(try await call(client, "/v1/credits/balance", .get, user.token).body)
+            let byKey = object(try await call(client, "/v1/credits/balance", .get, freeKey).body)
+            #expect(bySession["balance"] as? Int == 80)
+            #expect(byKey["account_id"] as? String == bySession["account_id"] as? String)
+            #expect((bySession["grants"] as? [[String: Any]])?.first?["remaining"] as? Int == 80)
+
+            // A revoked key is refused at once.
+            let keyID = try #require((object(free.body)["api_key"] as? [String: Any])?["id"] as? String)
+            #expect(try await call(client, "/v1/api-keys/\(keyID)", .delete, user.token).status == .noContent)
+            #expect(try await call(client, "/v1/credits/consume", .post, freeKey, ["amount": 1]).status == .unauthorized)
+            // Another user cannot revoke or read it.
+            let other = try await signup(client, "other@example.com")
+            #expect(try await call(client, "/v1/api-keys/\(keyID)", .delete, other.token).status == .notFound)
+            #expect(object(try await call(client, "/v1/credits/balance", .get, other.token).body)["balance"] as? Int == 0)
+
+            for bad: [String: Any] in [["amount": 0], ["amount": -5], ["amount": 1.5], ["amount": "10"], ["amount": 10, "extra": 1], ["amount": 10, "metadata": [1, 2]]] {
+                let response = try await call(client, "/v1/credits/consume", .post, limitedKey, bad)
+                #expect(response.status == .badRequest, "\(bad)")
+            }
+            let overflow = try await client.execute(uri: "/v1/credits/consume", method: .post, headers: [.authorization: "Bearer \(limitedKey)"],
+                                                    body: ByteBuffer(string: #"{"amount": 99999999999999999999999}"#))
+            #expect(overflow.status == .badRequest)
+            // Balance = sum of the ledger.
+            #expect(try await scalar(db, "SELECT sum(amount)::bigint FROM credit_transactions") == 80)
+        }
+    }
+
+    @Test func grantsBurnByPriorityThenExpiryAndExpireIntoTheLedger() async throws {
+        try await withTallyServer { client, db in
+            let admin = try await makeAdmin(client, db)
+            let user = try await signup(client, "user@example.com")
+            let soon = ISO8601DateFormatter().string(from: Date().addingTimeInterval(2))
+            let later = ISO8601DateFormatter().string(from: Date().addingTimeInterval(3600))
+            _ = try await call(client, "/v1/admin/grants", .post, admin.token, ["user_id": user.id, "amount": 10, "priority": 1, "description": "low priority"])
+            _ = try await call(client, "/v1/admin/grants", .post, admin.token, ["user_id": user.id, "amount": 10, "expires_at": later, "description": "later"])
+            _ = try await call(client, "/v1/admin/grants", .post, admin.token, ["user_id": user.id, "amount": 10, "expires_at": soon, "description": "soon"])
+            let key = object(try await call(client, "/v1/api-keys", .post, user.token, ["name": "k"]).body)["key"] as! String
+
+            // 5 from "soon" (priority 0, soonest expiry) first.
+            #expect(try await call(client, "/v1/credits/consume", .post, key, ["amount": 5]).status == .ok)
+            var grants = object(try await call(client, "/v1/credits/balance", .get, user.token).body)["grants"] as! [[String: Any]]
+            #expect(grants.map { $0["remaining"] as? Int } == [5, 10, 10])
+
+            try await Task.sleep(for: .milliseconds(2500))
+            let balance = object(try await call(client, "/v1/credits/balance", .get, user.token).body)
+            #expect(balance["balance"] as? Int == 20, "the 5 left of the expired grant are gone")
+            grants = balance["grants"] as! [[String: Any]]
+            #expect(grants.map { $0["priority"] as? Int } == [0, 1])
+            #expect(try await scalar(db, "SELECT amount FROM credit_transactions WHERE kind = 'expire'") == -5)
+            #expect(try await scalar(db, "SELECT sum(amount)::bigint FROM credit_transactions") == 20)
+        }
+    }
+
+    @Test func fiftyConcurrentSpendersNeverOverdraw() async throws {
+        try await withTallyServer { client, db in
+            let admin = try await makeAdmin(client, db)
+            let user = try await signup(client, "user@example.com")
+            _ = try await call(client, "/v1/admin/grants", .post, admin.token, ["user_id": user.id, "amount": 1000, "description": "pool"])
+            let key = object(try await call(client, "/v1/api-keys", .post, user.token, ["name": "hot"]).body)["key"] as! String
+            let port = try #require(client.port)
+
+            // 50 clients, 4 spends each of 1…20 credits: about 2100 asked for, 1000 there.
+            let results = try await withThrowingTaskGroup(of: [(Int, Int64)].self) { group in
+                for _ in 0..<50 {
+                    group.addTask {
+                        var out: [(Int, Int64)] = []
+                        for _ in 0..<4 {
+                            let amount = Int64.random(in: 1...20)
+                            var request = URLRequest(url: URL(string: "http://127.0.0.1:\(port)/v1/credits/consume")!)
+                            request.httpMethod = "POST"
+                            request.setValue("Bearer \(key)", forHTTPHeaderField: "Authorization")
+                            request.httpBody = try JSONSerialization.data(withJSONObject: ["amount": amount])
+                            let (_, response) = try await URLSession.shared.data(for: request)
+                            out.append(((response as! HTTPURLResponse).statusCode, amount))
+                        }
+                        return out
+                    }
+                }
+                var all: [(Int, Int64)] = []
+                for try await part in group { all += part }
+                return all
+            }
+            #expect(results.allSatisfy { $0.0 == 200 || $0.0 == 402 }, "only 200 or 402: \(Set(results.map(\.0)))")
+            let accepted = results.filter { $0.0 == 200 }
+            let spent = accepted.reduce(0) { $0 + $1.1 }
+            #expect(spent <= 1000)
+            #expect(try await scalar(db, "SELECT count(*) FROM credit_transactions WHERE kind = 'consume'") == Int64(accepted.count))
+            #expect(try await scalar(db, "SELECT -sum(amount)::bigint FROM credit_transactions WHERE kind = 'consume'") == spent)
+            #expect(try await scalar(db, "SELECT balance FROM user_credits") == 1000 - spent)
+            #expect(try await scalar(db, "SELECT sum(amount)::bigint FROM credit_transactions") == 1000 - spent)
+            #expect(try await scalar(db, "SELECT sum(remaining)::bigint FROM credit_grants") == 1000 - spent)
+        }
+    }
+}
