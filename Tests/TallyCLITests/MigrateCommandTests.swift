@@ -10,6 +10,13 @@ import Testing
         TestDatabase.packageRoot.appendingPathComponent("examples/fltr-auth/migrations").path
     }
 
+    /// The tags of Tally's own migrations, read from the journal the way a user would.
+    static var ownTags: [String] {
+        let data = FileManager.default.contents(atPath: TestDatabase.packageRoot.appendingPathComponent("Migrations/meta/_journal.json").path)!
+        let journal = try! JSONSerialization.jsonObject(with: data) as! [String: Any]
+        return (journal["entries"] as! [[String: Any]]).map { $0["tag"] as! String }
+    }
+
     struct Report: Decodable {
         struct Entry: Decodable { var tag: String; var state: String }
         var entries: [Entry]
@@ -27,12 +34,12 @@ import Testing
 
             let up = try await TallyProcess.run(["migrate", "up", "--database-url", url, "--no-backup"])
             #expect(up.status == 0, Comment(rawValue: up.stderr))
-            #expect(up.stdout.contains("Applied 2: 0000_credits_schema, 0001_sessions"))
+            #expect(up.stdout.contains("Applied \(Self.ownTags.count): \(Self.ownTags.joined(separator: ", "))"))
 
             let status = try await TallyProcess.run(["migrate", "status", "--database-url", url, "--json"])
             #expect(status.status == 0)
             let report = try JSONDecoder().decode(Report.self, from: Data(status.stdout.utf8))
-            #expect(report.entries.map(\.state) == ["applied", "applied"])
+            #expect(report.entries.map(\.state) == Self.ownTags.map { _ in "applied" })
 
             let fk = try await withPostgresClient(db) { client in
                 var rows: [String] = []
