@@ -49,6 +49,11 @@ public struct Auth: Sendable {
     }
 
     public func signup(email: String, password: String, name: String?) async throws -> SessionGrant {
+        try await newSession(for: try await createUser(email: email, password: password, name: name, admin: false))
+    }
+
+    /// Creates a user (the operator CLI can make admins); email-taken when the email is in use.
+    public func createUser(email: String, password: String, name: String?, admin: Bool) async throws -> User {
         let email = try Self.validEmail(email)
         try Self.checkPassword(password)
         if let name, name.count > 200 { throw CreditsError(.invalidInput, "name is longer than 200 characters") }
@@ -59,7 +64,7 @@ public struct Auth: Sendable {
             user = try await client.withConnection { connection in
                 let rows = try await connection.query(
                     """
-                    INSERT INTO users (email, name, password_hash) VALUES (\(email), \(name), \(hash))
+                    INSERT INTO users (email, name, password_hash, is_admin) VALUES (\(email), \(name), \(hash), \(admin))
                     RETURNING id, email, name, is_admin, created_at
                     """, logger: LocalCluster.quietLogger)
                 for try await (id, email, name, admin, created) in rows.decode((UUID, String, String?, Bool, Date).self) {
@@ -70,7 +75,24 @@ public struct Auth: Sendable {
         } catch let error as PSQLError where error.serverInfo?[.sqlState] == "23505" {
             throw CreditsError(.emailTaken, "an account with this email already exists; log in instead")
         }
-        return try await newSession(for: user)
+        return user
+    }
+
+    /// The user with this email (compared case-insensitively) or id.
+    public func findUser(_ emailOrID: String) async throws -> User {
+        let text = emailOrID.trimmingCharacters(in: .whitespaces)
+        let id = UUID(uuidString: text)
+        let user = try await client.withConnection { connection -> User? in
+            let rows = try await connection.query(
+                "SELECT id, email, name, is_admin, created_at FROM users WHERE lower(email) = lower(\(text)) OR id = \(id)",
+                logger: LocalCluster.quietLogger)
+            for try await (id, email, name, admin, created) in rows.decode((UUID, String, String?, Bool, Date).self) {
+                return User(id: id, email: email, name: name, isAdmin: admin, createdAt: created)
+            }
+            return nil
+        }
+        guard let user else { throw CreditsError(.notFound, "no user \(text.prefix(80)); create one with `tally users create --email …`") }
+        return user
     }
 
     public func login(email: String, password: String) async throws -> SessionGrant {

@@ -13,6 +13,6 @@ struct Tally: AsyncParsableCommand {
             an existing server instead.
             """,
         version: "tally \(version)",
-        subcommands: [Serve.self, Migrate.self, DB.self, Smoke.self]
+        subcommands: [Serve.self, Migrate.self, DB.self, Users.self, Credits.self, Keys.self, Smoke.self]
     )
 }

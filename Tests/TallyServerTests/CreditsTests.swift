@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import HummingbirdTesting
 import PostgresNIO
+import TallyCredits
 import TallyPostgres
 import Testing
 @testable import TallyServer
@@ -169,6 +170,8 @@ func makeAdmin(_ client: some TestClientProtocol, _ db: ConnectionSettings) asyn
             #expect(try await scalar(db, "SELECT balance FROM user_credits") == 1000 - spent)
             #expect(try await scalar(db, "SELECT sum(amount)::bigint FROM credit_transactions") == 1000 - spent)
             #expect(try await scalar(db, "SELECT sum(remaining)::bigint FROM credit_grants") == 1000 - spent)
+            let audit = try await withPostgresClient(db) { try await Audit.run($0) }
+            #expect(audit.ok, "\(audit.failures)")
         }
     }
 }

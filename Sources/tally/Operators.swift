@@ -1,0 +1,140 @@
+import ArgumentParser
+import Foundation
+import PostgresNIO
+import TallyCredits
+import TallyPostgres
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Runs `body` with a client on the database, its schema applied for the embedded one and checked otherwise.
+func withCreditsDatabase<T: Sendable>(_ options: DatabaseOptions, _ body: (PostgresClient) async throws -> T) async throws -> T {
+    let settings = try await options.resolve(quiet: true)
+    try await SchemaGate.prepare(settings, apply: options.externalURL == nil) { printErr($0) }
+    return try await withPostgresClient(settings) { client in try await body(client) }
+}
+
+struct Users: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Manage users.", subcommands: [Create.self])
+
+    struct Create: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Create a user (an admin with --admin).",
+            discussion: "Without --password, asks for it on the terminal (not echoed).")
+        @Option(help: "The user's email.") var email: String
+        @Option(help: "The password (prefer the prompt: a flag ends up in shell history).") var password: String?
+        @Option(help: "Display name.") var name: String?
+        @Flag(help: "Make the user an admin (may grant credits).") var admin = false
+        @Flag(help: "Print the result as JSON.") var json = false
+        @OptionGroup var database: DatabaseOptions
+
+        func run() async throws {
+            var secret = password
+            if secret == nil {
+                guard isatty(STDIN_FILENO) != 0, let typed = getpass("Password for \(email): ") else {
+                    throw ValidationError("give --password, or run in a terminal to be asked for it")
+                }
+                secret = String(cString: typed)
+            }
+            let user = try await withCreditsDatabase(database) { client in
+                try await Auth(client: client).createUser(email: email, password: secret!, name: name, admin: admin)
+            }
+            if json { try printJSON(user) } else { print("Created \(user.isAdmin ? "admin" : "user") \(user.email) (\(user.id)).") }
+        }
+    }
+}
+
+struct Credits: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Grant credits.", subcommands: [Grant.self])
+
+    struct Grant: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Grant credits to a user's or a team's account.")
+        @Option(help: ArgumentHelp("The user, by email or id.", valueName: "user")) var user: String?
+        @Option(help: ArgumentHelp("The team, by id.", valueName: "id")) var team: String?
+        @Option(help: "How many credits (a positive integer).") var amount: Int64
+        @Option(help: ArgumentHelp("When the grant expires (ISO 8601, e.g. 2026-12-31T23:59:59Z).", valueName: "time")) var expires: String?
+        @Option(help: "Lower numbers are spent first.") var priority: Int = 0
+        @Option(help: "Why, kept in the ledger.") var description: String = "granted by an operator"
+        @Flag(help: "Print the result as JSON.") var json = false
+        @OptionGroup var database: DatabaseOptions
+
+        func validate() throws {
+            guard (user == nil) != (team == nil) else { throw ValidationError("give exactly one of --user and --team") }
+            guard amount > 0 else { throw ValidationError("--amount must be a positive integer") }
+        }
+
+        func run() async throws {
+            var expiresAt: Date?
+            if let expires {
+                guard let date = ISO8601DateFormatter().date(from: expires) else {
+                    throw ValidationError("--expires must be an ISO 8601 time such as 2026-12-31T23:59:59Z")
+                }
+                expiresAt = date
+            }
+            let grant = try await withCreditsDatabase(database) { client in
+                let owner: AccountOwner
+                if let user {
+                    owner = .user(try await Auth(client: client).findUser(user).id)
+                } else {
+                    guard let id = UUID(uuidString: team!) else { throw ValidationError("--team must be a team id") }
+                    owner = .team(id)
+                }
+                return try await Ledger(client: client).grant(to: owner, amount: amount, priority: priority, expiresAt: expiresAt, description: description)
+            }
+            if json { try printJSON(grant) } else { print("Granted \(amount) credits (grant \(grant.id)); the balance is now \(grant.balance).") }
+        }
+    }
+}
+
+struct Keys: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Manage API keys.", subcommands: [Create.self])
+
+    struct Create: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Create an API key for a user (drawing on a team's account with --team).",
+            discussion: "The key is printed once; only its hash is stored.")
+        @Option(help: ArgumentHelp("The owner, by email or id.", valueName: "user")) var user: String
+        @Option(help: ArgumentHelp("Spend from this team's account (the user must be its owner or admin).", valueName: "id")) var team: String?
+        @Option(help: "The most this key may ever spend.") var limit: Int64?
+        @Option(help: "A name to recognise it by.") var name: String = "cli"
+        @Flag(help: "Print the result as JSON.") var json = false
+        @OptionGroup var database: DatabaseOptions
+
+        func run() async throws {
+            let teamID = try team.map { text in
+                guard let id = UUID(uuidString: text) else { throw ValidationError("--team must be a team id") }
+                return id
+            }
+            let created = try await withCreditsDatabase(database) { client in
+                let owner = try await Auth(client: client).findUser(user)
+                return try await APIKeys(client: client).create(name: name, teamID: teamID, creditLimit: limit, by: owner)
+            }
+            if json { try printJSON(created) } else { print(created.key) }
+        }
+    }
+}
+
+extension DB {
+    struct AuditCommand: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "audit",
+            abstract: "Prove the ledger: every account's balance equals its ledger and its grants, and nothing is negative.",
+            discussion: "Exit status 1 with the accounts that fail.")
+        @Flag(help: "Print the result as JSON.") var json = false
+        @OptionGroup var database: DatabaseOptions
+
+        func run() async throws {
+            let report = try await withCreditsDatabase(database) { client in try await Audit.run(client) }
+            if json {
+                try printJSON(report)
+            } else if report.ok {
+                print("All \(report.accounts) account(s) balance with their ledger and grants.")
+            } else {
+                printTable([["ACCOUNT", "PROBLEM"]] + report.failures.map { [$0.accountID.uuidString.lowercased(), $0.problem] })
+                print("\(report.failures.count) problem(s) in \(report.accounts) account(s).")
+            }
+            if !report.ok { throw ExitCode.failure }
+        }
+    }
+}
