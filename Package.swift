@@ -55,7 +55,6 @@ let package = Package(
             dependencies: [
                 "TallyMigrate", "TallyPostgres", "TallySchema",
                 .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
-                .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -1,4 +1,3 @@
-import Crypto
 import Foundation
 import PostgresNIO
 import TallyPostgres
@@ -58,7 +57,7 @@ public struct APIKeys: Sendable {
             let role = try await Teams(client: client).role(of: user, in: teamID)
             guard role == "owner" || role == "admin" else { throw CreditsError(.forbidden, "only the team's owners and admins create its API keys") }
         }
-        let key = "tly_" + Auth.randomHex(bytes: 32)
+        let key = "tly_" + randomHex(bytes: 32)
         let prefix = String(key.prefix(12))
         let hash = Auth.tokenHash(key)
         return try await client.transaction { connection in

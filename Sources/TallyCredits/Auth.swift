@@ -1,8 +1,8 @@
-import Crypto
 import Foundation
 import HummingbirdBcrypt
 import NIOPosix
 import PostgresNIO
+import TallyMigrate
 import TallyPostgres
 
 /// A user as the API shows it (never the password hash).
@@ -146,7 +146,7 @@ public struct Auth: Sendable {
     }
 
     private func newSession(for user: User) async throws -> SessionGrant {
-        let token = "tly_sess_" + Self.randomHex(bytes: 32)
+        let token = "tly_sess_" + randomHex(bytes: 32)
         let hash = Self.tokenHash(token)
         let seconds = Int(sessionLifetime.components.seconds)
         let expires = try await client.withConnection { connection -> Date in
@@ -163,13 +163,9 @@ public struct Auth: Sendable {
 
     static let dummyHash = Bcrypt.hash("tally-dummy-password", cost: 4)
 
+    /// What is stored for a session token or API key: its SHA-256, hex.
     public static func tokenHash(_ token: String) -> String {
-        SHA256.hash(data: Data(token.utf8)).map { String(format: "%02x", $0) }.joined()
-    }
-
-    static func randomHex(bytes: Int) -> String {
-        var generator = SystemRandomNumberGenerator()
-        return (0..<bytes).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &generator)) }.joined()
+        sha256Hex(Data(token.utf8))
     }
 
     static func validEmail(_ text: String) throws -> String {

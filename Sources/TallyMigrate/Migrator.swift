@@ -189,7 +189,7 @@ public struct Migrator: Sendable {
                 throw MigrateError(.migrationFailed, message)
             }
         }
-        try await transaction(on: connection) {
+        try await connection.transaction {
             try await insertHistoryRow(migration, baseline: false, on: connection)
             try await clearFailure(migration, on: connection)
         }
@@ -239,7 +239,7 @@ public struct Migrator: Sendable {
     ) async throws {
         var current = 0
         do {
-            try await transaction(on: connection) {
+            try await connection.transaction {
                 try await connection.run(timeoutSettings(local: true))
                 for (n, statement) in statements.enumerated() {
                     current = n + 1
@@ -253,17 +253,6 @@ public struct Migrator: Sendable {
         }
     }
 
-    /// BEGIN, `body`, COMMIT; ROLLBACK and rethrow when `body` throws.
-    private func transaction(on connection: PostgresConnection, _ body: () async throws -> Void) async throws {
-        try await connection.run("BEGIN")
-        do {
-            try await body()
-            try await connection.run("COMMIT")
-        } catch {
-            try? await connection.run("ROLLBACK")
-            throw error
-        }
-    }
 
     private func applyWithoutTransaction(_ migration: Migration, _ statements: [SQLStatement], on connection: PostgresConnection) async throws {
         try await connection.run(timeoutSettings(local: false))
@@ -286,7 +275,7 @@ public struct Migrator: Sendable {
                     }
                 }
             }
-            try await transaction(on: connection) {
+            try await connection.transaction {
                 try await insertHistoryRow(migration, baseline: false, on: connection)
                 try await clearFailure(migration, on: connection)
             }
@@ -446,7 +435,7 @@ public struct Migrator: Sendable {
             let before = try await report(on: connection)
             var marked: [String] = []
             var already: [String] = []
-            try await transaction(on: connection) {
+            try await connection.transaction {
                 for migration in migrations {
                     guard let entry = before.entries.first(where: { $0.tag == migration.tag }) else { continue }
                     switch entry.state {
@@ -519,7 +508,7 @@ public struct Migrator: Sendable {
             }
             guard apply, !result.isEmpty else { return result }
             try await historyTable.ensure(on: connection)
-            try await transaction(on: connection) {
+            try await connection.transaction {
                 for rewrite in result.rewrites {
                     let migration = try folder.migration(tag: rewrite.tag)
                     try await connection.execute(

@@ -94,8 +94,7 @@ public enum OrphanArchive {
         let ordered = steps.enumerated().sorted { ($0.element.depth, $0.offset) > ($1.element.depth, $1.offset) }.map(\.element)
 
         try await ensure(on: connection)
-        try await connection.run("BEGIN")
-        do {
+        return try await connection.transaction {
             let keysJSON = String(decoding: try JSONEncoder().encode(foreignKeys), as: UTF8.self)
             var batchID = 0
             for try await id in try await connection.query(
@@ -104,26 +103,27 @@ public enum OrphanArchive {
             ).decode(Int.self) { batchID = id }
             var moved: [Moved] = []
             for (ord, step) in ordered.enumerated() {
+                // Archive exactly the rows deleted, and count them, in one statement.
                 let sql = """
-                    WITH moved AS (DELETE FROM \(step.table.sql) AS x WHERE \(step.predicate) RETURNING x.*)
-                    INSERT INTO tally_archive.rows (batch_id, ord, table_schema, table_name, "row")
-                    SELECT \(batchID), \(ord), '\(step.table.schema.replacingOccurrences(of: "'", with: "''"))',
-                           '\(step.table.name.replacingOccurrences(of: "'", with: "''"))', to_jsonb(moved) FROM moved
+                    WITH moved AS (DELETE FROM \(step.table.sql) AS x WHERE \(step.predicate) RETURNING x.*),
+                    archived AS (
+                        INSERT INTO tally_archive.rows (batch_id, ord, table_schema, table_name, "row")
+                        SELECT \(batchID), \(ord), '\(step.table.schema.replacingOccurrences(of: "'", with: "''"))',
+                               '\(step.table.name.replacingOccurrences(of: "'", with: "''"))', to_jsonb(moved) FROM moved
+                        RETURNING 1)
+                    SELECT count(*)::int FROM archived
                     """
-                let result = try await connection.query(PostgresQuery(unsafeSQL: sql), logger: LocalCluster.quietLogger)
-                for try await _ in result {}
-                let count = try await rowCount(batch: batchID, ord: ord, on: connection)
+                var count = 0
+                for try await n in try await connection.query(PostgresQuery(unsafeSQL: sql), logger: LocalCluster.quietLogger).decode(Int.self) {
+                    count = n
+                }
                 if let i = moved.firstIndex(where: { $0.table == step.table.description }) {
                     moved[i].rows += count
                 } else {
                     moved.append(Moved(table: step.table.description, rows: count))
                 }
             }
-            try await connection.run("COMMIT")
             return Batch(id: batchID, createdAt: Date(), createdBy: osUser, reason: reason, restoredAt: nil, moved: moved)
-        } catch {
-            try? await connection.run("ROLLBACK")
-            throw error
         }
     }
 
@@ -145,14 +145,6 @@ public enum OrphanArchive {
         return out
     }
 
-    private static func rowCount(batch: Int, ord: Int, on connection: PostgresConnection) async throws -> Int {
-        var n = 0
-        for try await c in try await connection.query(
-            "SELECT count(*)::int FROM tally_archive.rows WHERE batch_id = \(batch) AND ord = \(ord)", logger: LocalCluster.quietLogger
-        ).decode(Int.self) { n = c }
-        return n
-    }
-
     /// Puts batch `id` back, parents before the rows that depend on them, in one transaction.
     public static func restore(batch id: Int, on connection: PostgresConnection) async throws -> Batch {
         guard var batch = try await batches(on: connection).first(where: { $0.id == id }) else {
@@ -166,8 +158,7 @@ public enum OrphanArchive {
             "SELECT DISTINCT ord, table_schema, table_name FROM tally_archive.rows WHERE batch_id = \(id) ORDER BY ord DESC",
             logger: LocalCluster.quietLogger
         ).decode((Int, String, String).self) { parts.append(part) }
-        try await connection.run("BEGIN")
-        do {
+        try await connection.transaction {
             for (ord, schema, table) in parts {
                 let target = QualifiedName(schema: schema, name: table).sql
                 let sql = """
@@ -183,11 +174,7 @@ public enum OrphanArchive {
                         "restoring batch \(id) into \(schema).\(table) failed: \(describe(error)). Nothing was restored. If a foreign key now forbids these rows, restore their parent rows first; the archived rows stay in tally_archive.rows.")
                 }
             }
-            try await connection.execute("UPDATE tally_archive.batches SET restored_at = now() WHERE id = \(id)", logger: LocalCluster.quietLogger)
-            try await connection.run("COMMIT")
-        } catch {
-            try? await connection.run("ROLLBACK")
-            throw error
+            try await connection.execute("UPDATE tally_archive.batches SET restored_at = now() WHERE id = \(id)")
         }
         batch.restoredAt = Date()
         return batch

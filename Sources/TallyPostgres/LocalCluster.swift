@@ -280,7 +280,7 @@ public struct LocalCluster: Sendable {
         user?.takeOwnership(of: building)
         defer { try? fm.removeItem(atPath: building) }
 
-        let password = Self.randomPassword()
+        let password = randomHex(bytes: 32)
         let passwordFile = fm.temporaryDirectory.appendingPathComponent("tally-pw-\(UUID().uuidString)").path
         guard fm.createFile(atPath: passwordFile, contents: Data((password + "\n").utf8), attributes: [.posixPermissions: 0o600]) else {
             throw TallyPostgresError(.clusterInit, "could not write a temporary file in \(fm.temporaryDirectory.path)")
@@ -437,11 +437,6 @@ public struct LocalCluster: Sendable {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
         }
         return Int(UInt16(bigEndian: address.sin_port))
-    }
-
-    static func randomPassword() -> String {
-        var generator = SystemRandomNumberGenerator()
-        return (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &generator)) }.joined()
     }
 
     static func shortHash(_ text: String) -> String {
