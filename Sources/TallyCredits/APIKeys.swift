@@ -76,7 +76,7 @@ public struct APIKeys: Sendable {
 
     /// The keys `user` created.
     public func list(for user: User) async throws -> [APIKey] {
-        try await client.withConnection { connection in
+        try await client.connection { connection in
             var keys: [APIKey] = []
             for try await (id, name, prefix, team, limit, used, created, revoked) in try await connection.query(
                 """
@@ -93,7 +93,7 @@ public struct APIKeys: Sendable {
 
     /// Revokes a key of `user`'s at once; not-found for anyone else's.
     public func revoke(_ id: UUID, by user: User) async throws {
-        try await client.withConnection { connection in
+        try await client.connection { connection in
             var found = false
             for try await _ in try await connection.query(
                 "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, now()) WHERE id = \(id) AND user_id = \(user.id) RETURNING id",
@@ -106,7 +106,7 @@ public struct APIKeys: Sendable {
     /// The live key `key` is; unauthenticated when unknown or revoked.
     public func authenticate(_ key: String) async throws -> APIKeyPrincipal {
         let hash = Auth.tokenHash(key)
-        return try await client.withConnection { connection in
+        return try await client.connection { connection in
             for try await (id, user, team) in try await connection.query(
                 "SELECT id, user_id, team_id FROM api_keys WHERE key_hash = \(hash) AND revoked_at IS NULL", logger: LocalCluster.quietLogger
             ).decode((UUID, UUID, UUID?).self) {

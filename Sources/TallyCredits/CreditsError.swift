@@ -11,6 +11,8 @@ public struct CreditsError: Error, CustomStringConvertible, Sendable, Equatable 
         case conflict = "conflict"
         case insufficientCredits = "insufficient-credits"
         case keyLimitExceeded = "key-limit-exceeded"
+        case idempotencyKeyReused = "idempotency-key-reused"
+        case idempotencyInProgress = "idempotency-request-in-progress"
     }
 
     public var code: Code

@@ -32,6 +32,21 @@ public struct ConsumeResult: Sendable, Codable, Equatable {
 }
 
 extension Ledger {
+    /// Locks the key's allowance row and refuses when `amount` more would take what it has spent plus what its
+    /// open holds reserve past its `credit_limit`.
+    func checkKeyAllowance(_ key: APIKeyPrincipal, amount: Int64, on connection: PostgresConnection) async throws {
+        var limit: Int64?
+        var used: Int64 = 0
+        var held: Int64 = 0
+        for try await (l, u, h) in try await connection.query(
+            "SELECT credit_limit, used, held FROM api_key_credits WHERE api_key_id = \(key.keyID) FOR UPDATE", logger: LocalCluster.quietLogger
+        ).decode((Int64?, Int64, Int64).self) { (limit, used, held) = (l, u, h) }
+        if let limit, used + held + amount > limit {
+            let reserved = held > 0 ? " (\(held) of it reserved by open holds)" : ""
+            throw CreditsError(.keyLimitExceeded, "this API key may spend \(max(0, limit - used - held)) more credits (limit \(limit), used \(used)\(reserved)); this request needs \(amount)")
+        }
+    }
+
     /// Spends `amount` from the key's owner's account in one transaction: the account can never go
     /// negative (nor below what holds reserve), the key never spends past its `credit_limit`, grants burn by
     /// priority, then soonest expiry, then age, and the spend is in the ledger when this returns.
@@ -39,36 +54,14 @@ extension Ledger {
     public func consume(_ request: ConsumeRequest) async throws -> ConsumeResult {
         guard request.amount > 0 else { throw CreditsError(.invalidInput, "amount must be a positive integer") }
         return try await client.transaction { connection in
-            let owner: AccountOwner = request.apiKey.teamID.map { .team($0) } ?? .user(request.apiKey.userID)
-            let account = try await accountID(for: owner, on: connection)
+            let account = try await accountID(for: request.apiKey.account, on: connection)
             let (balance, held) = try await lockAccount(account, on: connection)
             guard balance - held >= request.amount else {
                 throw CreditsError(.insufficientCredits, "the account has \(balance - held) credits available; this spend needs \(request.amount)")
             }
-            var limit: Int64?
-            var used: Int64 = 0
-            for try await (l, u) in try await connection.query(
-                "SELECT credit_limit, used FROM api_key_credits WHERE api_key_id = \(request.apiKey.keyID) FOR UPDATE", logger: LocalCluster.quietLogger
-            ).decode((Int64?, Int64).self) { (limit, used) = (l, u) }
-            if let limit, used + request.amount > limit {
-                throw CreditsError(.keyLimitExceeded, "this API key may spend \(limit - used) more credits (limit \(limit)); this spend needs \(request.amount)")
-            }
+            try await checkKeyAllowance(request.apiKey, amount: request.amount, on: connection)
 
-            // Burn grants in order; the account lock serialises spenders, so plain reads are safe here.
-            var left = request.amount
-            var burns: [(UUID, Int64)] = []
-            for try await (id, remaining) in try await connection.query(
-                "SELECT id, remaining FROM credit_grants WHERE account_id = \(account) AND remaining > 0 ORDER BY priority, expires_at NULLS LAST, created_at, id",
-                logger: LocalCluster.quietLogger
-            ).decode((UUID, Int64).self) {
-                guard left > 0 else { break }
-                let take = min(left, remaining)
-                burns.append((id, take))
-                left -= take
-            }
-            for (id, take) in burns {
-                try await connection.execute("UPDATE credit_grants SET remaining = remaining - \(take) WHERE id = \(id)")
-            }
+            try await burnGrants(of: account, amount: request.amount, on: connection)
             let newBalance = balance - request.amount
             try await connection.execute("UPDATE user_credits SET balance = \(newBalance), updated_at = now() WHERE id = \(account)")
             try await connection.execute("INSERT INTO api_key_credits (api_key_id, user_id, used) VALUES (\(request.apiKey.keyID), \(request.apiKey.userID), \(request.amount)) ON CONFLICT (api_key_id) DO UPDATE SET used = api_key_credits.used + excluded.used")

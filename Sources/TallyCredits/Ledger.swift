@@ -80,21 +80,44 @@ public struct Ledger: Sendable {
         throw CreditsError(.notFound, "no credit account for that owner")
     }
 
-    /// Locks the account row for the rest of the transaction, writes `expire` entries for grants past their
-    /// expiry, and returns (balance, held) after that.
+    /// Locks the account row for the rest of the transaction, settles what time has settled (holds past
+    /// their expiry are released; grants past theirs leave through `expire` entries), and returns
+    /// (balance, held) after that.
     func lockAccount(_ account: UUID, on connection: PostgresConnection) async throws -> (balance: Int64, held: Int64) {
         var balance: Int64 = 0
         var held: Int64 = 0
         for try await (b, h) in try await connection.query(
             "SELECT balance, held FROM user_credits WHERE id = \(account) FOR UPDATE", logger: LocalCluster.quietLogger
         ).decode((Int64, Int64).self) { (balance, held) = (b, h) }
+        let released = try await expireHolds(of: account, on: connection)
+        if released > 0 {
+            held -= released
+            try await connection.execute("UPDATE user_credits SET held = \(held), updated_at = now() WHERE id = \(account)")
+        }
+        balance = try await expireGrants(of: account, balance: balance, held: held, on: connection)
+        return (balance, held)
+    }
+
+    /// Writes `expire` entries for grants past their expiry, taking the balance down to what holds reserve and
+    /// no further: held credits stay until their hold is captured or released, and what is left of an expired
+    /// grant then leaves at the next lock. Returns the balance after.
+    func expireGrants(of account: UUID, balance: Int64, held: Int64, on connection: PostgresConnection) async throws -> Int64 {
+        var expirable = balance - held
+        guard expirable > 0 else { return balance }
         var expired: [(UUID, Int64)] = []
-        for try await grant in try await connection.query(
-            "UPDATE credit_grants g SET remaining = 0 FROM (SELECT id, remaining FROM credit_grants WHERE account_id = \(account) AND remaining > 0 AND expires_at <= now() ORDER BY id FOR UPDATE) old WHERE g.id = old.id RETURNING g.id, old.remaining",
+        for try await (id, remaining) in try await connection.query(
+            "SELECT id, remaining FROM credit_grants WHERE account_id = \(account) AND remaining > 0 AND expires_at <= now() ORDER BY expires_at, id FOR UPDATE",
             logger: LocalCluster.quietLogger
-        ).decode((UUID, Int64).self) { expired.append(grant) }
+        ).decode((UUID, Int64).self) {
+            let take = min(remaining, expirable)
+            guard take > 0 else { break }
+            expired.append((id, take))
+            expirable -= take
+        }
+        var balance = balance
         for (grant, amount) in expired {
             balance -= amount
+            try await connection.execute("UPDATE credit_grants SET remaining = remaining - \(amount) WHERE id = \(grant)")
             try await connection.execute("""
                 INSERT INTO credit_transactions (account_id, kind, amount, balance_after, description, grant_id)
                 VALUES (\(account), 'expire', \(-amount), \(balance), 'grant expired', \(grant))
@@ -103,7 +126,27 @@ public struct Ledger: Sendable {
         if !expired.isEmpty {
             try await connection.execute("UPDATE user_credits SET balance = \(balance), updated_at = now() WHERE id = \(account)")
         }
-        return (balance, held)
+        return balance
+    }
+
+    /// Takes `amount` from the account's grants: by priority, then soonest expiry, then age. The caller holds
+    /// the account lock, which serialises spenders, so plain reads are safe here.
+    func burnGrants(of account: UUID, amount: Int64, on connection: PostgresConnection) async throws {
+        var left = amount
+        var burns: [(UUID, Int64)] = []
+        for try await (id, remaining) in try await connection.query(
+            "SELECT id, remaining FROM credit_grants WHERE account_id = \(account) AND remaining > 0 ORDER BY priority, expires_at NULLS LAST, created_at, id",
+            logger: LocalCluster.quietLogger
+        ).decode((UUID, Int64).self) {
+            guard left > 0 else { break }
+            let take = min(left, remaining)
+            burns.append((id, take))
+            left -= take
+        }
+        guard left == 0 else { throw CreditsError(.insufficientCredits, "the account's grants cover \(amount - left) of \(amount)") }
+        for (id, take) in burns {
+            try await connection.execute("UPDATE credit_grants SET remaining = remaining - \(take) WHERE id = \(id)")
+        }
     }
 
     /// Adds a grant to `owner`'s account, with its ledger entry.

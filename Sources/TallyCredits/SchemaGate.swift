@@ -1,4 +1,5 @@
 import Foundation
+import PostgresNIO
 import TallyMigrate
 import TallyPostgres
 
@@ -27,5 +28,21 @@ public enum SchemaGate {
             throw NotReady(description: "the database has \(pending.count) pending migration(s) (\(pending.joined(separator: ", "))); apply them with `tally migrate up`, or start with `tally serve --migrate`")
         }
         return try await migrator.up().applied
+    }
+
+    /// Tally's migrations (tag and file hash) this build expects, read once from the bundled folder.
+    static let expected: [(tag: String, hash: String)] = {
+        ((try? MigrationFolder(path: TallyCredits.migrationsFolder))?.migrations ?? []).map { ($0.tag, $0.hash) }
+    }()
+
+    /// The tags of this build's migrations that the database's history does not record as applied with the
+    /// same file contents: empty when the schema is the one this build serves.
+    public static func missingMigrations(_ connection: PostgresConnection) async throws -> [String] {
+        var applied: Set<String> = []
+        let table = HistoryTable.drizzleDefault
+        for try await hash in try await connection.query(
+            PostgresQuery(unsafeSQL: "SELECT hash FROM \(table.sql)"), logger: LocalCluster.quietLogger
+        ).decode(String.self) { applied.insert(hash) }
+        return expected.filter { !applied.contains($0.hash) }.map(\.tag)
     }
 }

@@ -43,7 +43,7 @@ public struct Teams: Sendable {
     }
 
     public func list(for user: User) async throws -> [Team] {
-        try await client.withConnection { connection in
+        try await client.connection { connection in
             var teams: [Team] = []
             for try await (id, name, role, created) in try await connection.query(
                 "SELECT t.id, t.name, m.role, t.created_at FROM teams t JOIN team_members m ON m.team_id = t.id WHERE m.user_id = \(user.id) ORDER BY t.created_at, t.id",
@@ -57,7 +57,7 @@ public struct Teams: Sendable {
 
     /// The caller's role in `team`; not-found when they are not a member.
     public func role(of user: User, in team: UUID) async throws -> String {
-        try await client.withConnection { connection in
+        try await client.connection { connection in
             for try await role in try await connection.query(
                 "SELECT role FROM team_members WHERE team_id = \(team) AND user_id = \(user.id)", logger: LocalCluster.quietLogger
             ).decode(String.self) { return role }
@@ -70,7 +70,7 @@ public struct Teams: Sendable {
         let mine = try await self.role(of: user, in: team)
         guard mine == "owner" || mine == "admin" else { throw CreditsError(.forbidden, "only the team's owners and admins add members") }
         guard role != "owner" || mine == "owner" else { throw CreditsError(.forbidden, "only an owner can make another owner") }
-        try await client.withConnection { connection in
+        try await client.connection { connection in
             var memberID: UUID?
             for try await id in try await connection.query(
                 "SELECT id FROM users WHERE lower(email) = lower(\(email.trimmingCharacters(in: .whitespaces)))", logger: LocalCluster.quietLogger

@@ -30,7 +30,7 @@ public struct HistoryTable: Sendable, Equatable, CustomStringConvertible {
 
     public var description: String { "\(schema).\(table)" }
     /// The quoted, qualified name for SQL.
-    var sql: String { quoteIdentifier(schema) + "." + quoteIdentifier(table) }
+    public var sql: String { quoteIdentifier(schema) + "." + quoteIdentifier(table) }
     var failuresSQL: String { quoteIdentifier(schema) + "." + quoteIdentifier("__tally_migration_failures") }
     var removedSQL: String { quoteIdentifier(schema) + "." + quoteIdentifier(table + "_removed") }
 

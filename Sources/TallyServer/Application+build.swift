@@ -12,16 +12,22 @@ public struct ServerSettings: Sendable {
     public var logLevel: Logger.Level
     /// bcrypt's cost for new passwords (12 in production; tests use less).
     public var bcryptCost: UInt8
+    /// How often the background task releases expired holds and purges old idempotency keys.
+    public var maintenanceInterval: Duration
+    /// How long an `Idempotency-Key`'s answer is kept (at least 24 hours in production).
+    public var idempotencyRetention: Duration
 
     public init(
         host: String = "127.0.0.1", port: Int = 8080, database: ConnectionSettings, logLevel: Logger.Level = .info,
-        bcryptCost: UInt8 = 12
+        bcryptCost: UInt8 = 12, maintenanceInterval: Duration = .seconds(5), idempotencyRetention: Duration = .seconds(24 * 3600)
     ) {
         self.host = host
         self.port = port
         self.database = database
         self.logLevel = logLevel
         self.bcryptCost = bcryptCost
+        self.maintenanceInterval = maintenanceInterval
+        self.idempotencyRetention = idempotencyRetention
     }
 }
 
@@ -34,21 +40,28 @@ public func buildApplication(_ settings: ServerSettings) -> some ApplicationProt
     var logger = Logger(label: "tally")
     logger.logLevel = settings.logLevel
     let client = PostgresClient(configuration: settings.database.clientConfiguration(), backgroundLogger: logger)
-    let router = buildRouter(client: client, auth: Auth(client: client, bcryptCost: settings.bcryptCost))
+    let idempotency = Idempotency(client: client, retention: settings.idempotencyRetention)
+    let router = buildRouter(client: client, auth: Auth(client: client, bcryptCost: settings.bcryptCost), idempotency: idempotency)
+    let maintenance = MaintenanceService(ledger: Ledger(client: client), idempotency: idempotency, interval: settings.maintenanceInterval, logger: logger)
     return Application(
         router: router,
         configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: "tally"),
-        services: [client],
+        services: [client, maintenance],
         logger: logger
     )
 }
 
 /// The routes, separate from the application so tests can drive them directly.
-public func buildRouter(client: PostgresClient, auth: Auth) -> Router<TallyRequestContext> {
+public func buildRouter(client: PostgresClient, auth: Auth, idempotency: Idempotency? = nil) -> Router<TallyRequestContext> {
+    TallyMetrics.bootstrapped
     let router = Router(context: TallyRequestContext.self)
+    router.add(middleware: MetricsMiddleware())
     router.add(middleware: LogRequestsMiddleware(.debug))
     router.add(middleware: ProblemMiddleware())
+    router.add(middleware: IdempotencyMiddleware(idempotency: idempotency ?? Idempotency(client: client)))
     router.addRoutes(HealthController(client: client).endpoints)
+    router.addRoutes(TallyMetrics.endpoints)
+    router.addRoutes(OpenAPIDocument.endpoints)
     router.addRoutes(AuthController(auth: auth).endpoints)
     let teams = Teams(client: client)
     router.addRoutes(TeamsController(auth: auth, teams: teams).endpoints)

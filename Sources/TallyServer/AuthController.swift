@@ -29,12 +29,12 @@ public struct AuthController: Sendable {
         let routes = RouteCollection(context: TallyRequestContext.self)
         routes.post("v1/auth/signup") { request, context -> EditedResponse<SessionGrant> in
             var request = request
-            let body = try await request.decodeStrict(SignupBody.self, fields: ["email", "password", "name"], context: context)
+            let body = try await request.decodeStrict(SignupBody.self, context: context)
             return EditedResponse(status: .created, response: try await auth.signup(email: body.email, password: body.password, name: body.name))
         }
         routes.post("v1/auth/login") { request, context -> SessionGrant in
             var request = request
-            let body = try await request.decodeStrict(LoginBody.self, fields: ["email", "password"], context: context)
+            let body = try await request.decodeStrict(LoginBody.self, context: context)
             return try await auth.login(email: body.email, password: body.password)
         }
         routes.post("v1/auth/logout") { request, _ -> HTTPResponse.Status in

@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import Metrics
 import TallyCredits
 
 /// API keys, grants, balance and consume.
@@ -34,13 +35,24 @@ public struct CreditsController: Sendable {
         var amount: Int64
         var description: String?
     }
+    struct HoldBody: Decodable {
+        var amount: Int64
+        var ttl_seconds: Int?
+        var description: String?
+    }
+    struct CaptureBody: Decodable {
+        var amount: Int64?
+    }
+
+    /// How long a hold lasts when the request does not say.
+    public static let defaultHoldTTL = 900
 
     public var endpoints: RouteCollection<TallyRequestContext> {
         let routes = RouteCollection(context: TallyRequestContext.self)
         routes.post("v1/api-keys") { request, context -> EditedResponse<CreatedAPIKey> in
             let user = try await auth.user(from: request)
             var request = request
-            let body = try await request.decodeStrict(CreateKeyBody.self, fields: ["name", "team_id", "credit_limit"], context: context)
+            let body = try await request.decodeStrict(CreateKeyBody.self, context: context)
             return EditedResponse(status: .created, response: try await keys.create(name: body.name, teamID: body.team_id, creditLimit: body.credit_limit, by: user))
         }
         routes.get("v1/api-keys") { request, _ -> KeyList in
@@ -54,8 +66,7 @@ public struct CreditsController: Sendable {
             let user = try await auth.user(from: request)
             guard user.isAdmin else { throw CreditsError(.forbidden, "only admins grant credits") }
             var request = request
-            let body = try await request.decodeStrict(
-                GrantBody.self, fields: ["user_id", "team_id", "amount", "expires_at", "priority", "description"], context: context)
+            let body = try await request.decodeStrict(GrantBody.self, context: context)
             let owner: AccountOwner
             switch (body.user_id, body.team_id) {
             case (let user?, nil): owner = .user(user)
@@ -78,7 +89,7 @@ public struct CreditsController: Sendable {
         routes.post("v1/credits/consume") { request, context -> ConsumeResult in
             let key = try await apiKey(of: request)
             var request = request
-            let (body, raw) = try await request.decodeStrictWithObject(ConsumeBody.self, fields: ["amount", "description", "metadata"], context: context)
+            let (body, raw) = try await request.decodeStrictWithObject(ConsumeBody.self, context: context)
             var metadata: String?
             if let value = raw["metadata"], !(value is NSNull) {
                 guard value is [String: Any], let data = try? JSONSerialization.data(withJSONObject: value) else {
@@ -86,9 +97,49 @@ public struct CreditsController: Sendable {
                 }
                 metadata = String(decoding: data, as: UTF8.self)
             }
-            return try await ledger.consume(ConsumeRequest(apiKey: key, amount: body.amount, description: body.description, metadataJSON: metadata))
+            do {
+                let result = try await ledger.consume(ConsumeRequest(apiKey: key, amount: body.amount, description: body.description, metadataJSON: metadata))
+                Self.countConsume("accepted")
+                return result
+            } catch let error as CreditsError {
+                Self.countConsume(error.code == .insufficientCredits || error.code == .keyLimitExceeded ? error.code.rawValue : "refused")
+                throw error
+            }
+        }
+        routes.post("v1/credits/holds") { request, context -> EditedResponse<HoldResult> in
+            let key = try await apiKey(of: request)
+            var request = request
+            let body = try await request.decodeStrict(HoldBody.self, context: context)
+            let hold = try await ledger.reserve(key, amount: body.amount, ttl: body.ttl_seconds ?? Self.defaultHoldTTL, description: body.description)
+            return EditedResponse(status: .created, response: hold)
+        }
+        routes.post("v1/credits/holds/:hold/capture") { request, context -> HoldResult in
+            let key = try await apiKey(of: request)
+            let hold = try context.parameters.uuid("hold")
+            var request = request
+            let body = try await request.decodeStrict(CaptureBody.self, context: context)
+            return try await ledger.capture(hold, amount: body.amount, by: key)
+        }
+        routes.post("v1/credits/holds/:hold/release") { request, context -> HoldResult in
+            let key = try await apiKey(of: request)
+            return try await ledger.release(try context.parameters.uuid("hold"), by: key)
+        }
+        routes.get("v1/credits/transactions") { request, _ -> LedgerPage in
+            let owner = try await owner(of: request)
+            let query = request.uri.queryParameters
+            var limit = 20
+            if let text = query.get("limit") {
+                guard let value = Int(text) else { throw CreditsError(.invalidInput, "limit must be an integer from 1 to \(Ledger.maximumPageSize)") }
+                limit = value
+            }
+            return try await ledger.transactions(of: owner, limit: limit, cursor: query.get("cursor"))
         }
         return routes
+    }
+
+    /// `tally_consume_total{outcome=…}`: accepted, insufficient-credits, key-limit-exceeded or refused.
+    static func countConsume(_ outcome: String) {
+        Counter(label: "tally_consume_total", dimensions: [("outcome", outcome)]).increment()
     }
 
     /// The account a request reads: the API key's, or with a session the user's own or (`?team_id=`) a team's
@@ -119,3 +170,5 @@ extension CreatedAPIKey: ResponseEncodable {}
 extension CreditGrant: ResponseEncodable {}
 extension Balance: ResponseEncodable {}
 extension ConsumeResult: ResponseEncodable {}
+extension HoldResult: ResponseEncodable {}
+extension LedgerPage: ResponseEncodable {}

@@ -1,5 +1,6 @@
 import Hummingbird
 import PostgresNIO
+import TallyCredits
 import TallyPostgres
 
 /// `GET /healthz`: whether the server can reach its database, with a clear body either way.
@@ -34,6 +35,7 @@ public struct HealthController: Sendable {
     public var endpoints: RouteCollection<TallyRequestContext> {
         let routes = RouteCollection(context: TallyRequestContext.self)
         routes.get("healthz") { _, _ in try await self.health() }
+        routes.get("readyz") { _, _ in try await self.readiness() }
         return routes
     }
 
@@ -58,5 +60,30 @@ public struct HealthController: Sendable {
             let body = Health(status: "unavailable", database: .init(reachable: false, error: reason))
             return EditedResponse(status: .serviceUnavailable, headers: [.cacheControl: "no-store"], response: body)
         }
+    }
+
+    public struct Readiness: ResponseEncodable, Equatable {
+        /// "ready" or "not-ready".
+        public var status: String
+        public var reasons: [String]
+    }
+
+    /// `GET /readyz`: whether this instance should get traffic: the database answers within the timeout and
+    /// its schema has every migration this build expects (same file contents). 503 with the reasons otherwise.
+    func readiness() async throws -> EditedResponse<Readiness> {
+        let client = self.client
+        var reasons: [String] = []
+        do {
+            let missing = try await withTimeout(timeout) {
+                try await client.withConnection { connection in try await SchemaGate.missingMigrations(connection) }
+            }
+            if !missing.isEmpty {
+                reasons.append("the database lacks migration(s) \(missing.joined(separator: ", ")) this build needs; run `tally migrate up`")
+            }
+        } catch {
+            reasons.append(error is TimeoutError ? "the database did not answer within \(timeout)" : "the database is unreachable: \(describe(error))")
+        }
+        let body = Readiness(status: reasons.isEmpty ? "ready" : "not-ready", reasons: reasons)
+        return EditedResponse(status: reasons.isEmpty ? .ok : .serviceUnavailable, headers: [.cacheControl: "no-store"], response: body)
     }
 }

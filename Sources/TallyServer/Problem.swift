@@ -44,7 +44,7 @@ public struct Problem: Error, HTTPResponseError, Sendable, Codable, Equatable {
         case .invalidCredentials, .unauthenticated: .unauthorized
         case .forbidden: .forbidden
         case .notFound: .notFound
-        case .conflict: .conflict
+        case .conflict, .idempotencyKeyReused, .idempotencyInProgress: .conflict
         case .insufficientCredits, .keyLimitExceeded: HTTPResponse.Status(code: 402, reasonPhrase: "Payment Required")
         }
         self.init(status, type: error.code.rawValue, title: status.reasonPhrase, detail: error.message)
@@ -63,18 +63,29 @@ public struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
     public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         do {
             return try await next(request, context)
-        } catch let problem as Problem {
-            throw problem
-        } catch let error as CreditsError {
-            throw Problem(error)
-        } catch let error as HTTPError {
-            if error.status == .notFound {
-                throw Problem.notFound(request.uri.path)
-            }
-            throw Problem(error.status, type: "http-\(error.status.code)", title: error.status.reasonPhrase, detail: error.body ?? error.status.reasonPhrase)
         } catch {
-            context.logger.error("unhandled error", metadata: ["error": "\(String(reflecting: error))"])
-            throw Problem(.internalServerError, type: "internal", title: "Internal error", detail: "the server failed to answer; the error is logged")
+            throw Problem.from(error, request: request, logger: context.logger)
+        }
+    }
+}
+
+extension Problem {
+    /// The problem any error answers with: Tally's own keep their status, Hummingbird's keep theirs, anything
+    /// else is logged and becomes a 500 without internals.
+    static func from(_ error: any Error, request: Request, logger: Logger) -> Problem {
+        switch error {
+        case let problem as Problem:
+            return problem
+        case let error as CreditsError:
+            return Problem(error)
+        case let error as HTTPError:
+            if error.status == .notFound {
+                return Problem.notFound(request.uri.path)
+            }
+            return Problem(error.status, type: "http-\(error.status.code)", title: error.status.reasonPhrase, detail: error.body ?? error.status.reasonPhrase)
+        default:
+            logger.error("unhandled error", metadata: ["error": "\(String(reflecting: error))"])
+            return Problem(.internalServerError, type: "internal", title: "Internal error", detail: "the server failed to answer; the error is logged")
         }
     }
 }

@@ -25,7 +25,7 @@ public struct TeamsController: Sendable {
         routes.post("v1/teams") { request, context -> EditedResponse<TeamResponse> in
             let user = try await auth.user(from: request)
             var request = request
-            let body = try await request.decodeStrict(CreateBody.self, fields: ["name"], context: context)
+            let body = try await request.decodeStrict(CreateBody.self, context: context)
             return EditedResponse(status: .created, response: TeamResponse(team: try await teams.create(name: body.name, by: user)))
         }
         routes.get("v1/teams") { request, _ -> TeamList in
@@ -35,7 +35,7 @@ public struct TeamsController: Sendable {
             let user = try await auth.user(from: request)
             let team = try context.parameters.uuid("team")
             var request = request
-            let body = try await request.decodeStrict(MemberBody.self, fields: ["email", "role"], context: context)
+            let body = try await request.decodeStrict(MemberBody.self, context: context)
             try await teams.addMember(email: body.email, role: body.role ?? "member", to: team, by: user)
             return .created
         }

@@ -1,0 +1,112 @@
+import Foundation
+import PostgresNIO
+import TallyMigrate
+import TallyPostgres
+
+/// An HTTP answer as kept for replay.
+public struct StoredResponse: Sendable, Equatable {
+    public var status: Int
+    public var contentType: String?
+    public var body: [UInt8]
+
+    public init(status: Int, contentType: String?, body: [UInt8]) {
+        self.status = status
+        self.contentType = contentType
+        self.body = body
+    }
+}
+
+/// `Idempotency-Key`: a retried request gets the first request's answer instead of running twice.
+///
+/// The request runs inside one database transaction that also stores its answer (`RequestTransaction`), so
+/// the effects and the stored answer commit together: a crash in between leaves neither, and the retry runs
+/// afresh. A transaction-scoped advisory lock on (scope, key) marks the request in flight; a second request
+/// with the same key meanwhile is refused at once. Keys are scoped to the credential that sent them and kept
+/// for `retention` (24 hours by default); `purgeExpired` removes older ones.
+public struct Idempotency: Sendable {
+    public enum Outcome: Sendable, Equatable {
+        case fresh(StoredResponse)
+        case replayed(StoredResponse)
+    }
+
+    public let client: PostgresClient
+    public var retention: Duration
+
+    public init(client: PostgresClient, retention: Duration = .seconds(24 * 3600)) {
+        self.client = client
+        self.retention = retention
+    }
+
+    /// Whether `key` is usable as an idempotency key: 1 to 255 visible ASCII characters.
+    public static func validate(_ key: String) throws {
+        guard (1...255).contains(key.utf8.count), key.utf8.allSatisfy({ (0x21...0x7e).contains($0) }) else {
+            throw CreditsError(.invalidInput, "Idempotency-Key must be 1 to 255 visible ASCII characters, such as a UUID")
+        }
+    }
+
+    /// Runs `operation` once per (scope, key). A replay needs the same method, path and request body
+    /// (`requestHash`); anything else with the key is idempotency-key-reused. Answers with a 5xx status, or
+    /// that `keep` refuses, are not stored and their effects are rolled back, so the client may retry.
+    public func perform(
+        scope: String, key: String, method: String, path: String, requestHash: String,
+        keep: @Sendable (StoredResponse) -> Bool = { $0.status < 500 },
+        operation: () async throws -> StoredResponse
+    ) async throws -> Outcome {
+        try Self.validate(key)
+        let retentionSeconds = Double(retention.components.seconds)
+        return try await client.withConnection { connection in
+            try await connection.execute("BEGIN")
+            do {
+                var locked = false
+                for try await value in try await connection.query(
+                    "SELECT pg_try_advisory_xact_lock(hashtextextended(\(scope) || ':' || \(key), 7365))", logger: LocalCluster.quietLogger
+                ).decode(Bool.self) { locked = value }
+                guard locked else {
+                    throw CreditsError(.idempotencyInProgress, "a request with this Idempotency-Key is still running; retry after it finishes")
+                }
+                for try await (hash, storedMethod, storedPath, status, contentType, body) in try await connection.query(
+                    """
+                    SELECT request_hash, method, path, status_code, content_type, response_body FROM idempotency_keys
+                    WHERE scope = \(scope) AND key = \(key) AND created_at > now() - make_interval(secs => \(retentionSeconds))
+                    """, logger: LocalCluster.quietLogger
+                ).decode((String, String, String, Int, String?, Data).self) {
+                    guard hash == requestHash, storedMethod == method, storedPath == path else {
+                        throw CreditsError(.idempotencyKeyReused, "this Idempotency-Key was used for a different request (\(storedMethod) \(storedPath) with another body); use a new key for a new request")
+                    }
+                    try await connection.execute("ROLLBACK")
+                    return .replayed(StoredResponse(status: status, contentType: contentType, body: [UInt8](body)))
+                }
+                let response = try await RequestTransaction.$connection.withValue(connection) { try await operation() }
+                guard keep(response) else {
+                    try await connection.execute("ROLLBACK")
+                    return .fresh(response)
+                }
+                try await connection.execute("""
+                    INSERT INTO idempotency_keys (scope, key, request_hash, method, path, status_code, content_type, response_body)
+                    VALUES (\(scope), \(key), \(requestHash), \(method), \(path), \(response.status), \(response.contentType), \(Data(response.body)))
+                    ON CONFLICT (scope, key) DO UPDATE SET request_hash = excluded.request_hash, method = excluded.method, path = excluded.path,
+                        status_code = excluded.status_code, content_type = excluded.content_type, response_body = excluded.response_body, created_at = now()
+                    """)
+                try await connection.execute("COMMIT")
+                return .fresh(response)
+            } catch {
+                try? await connection.execute("ROLLBACK")
+                throw error
+            }
+        }
+    }
+
+    /// Deletes keys older than the retention; returns how many.
+    @discardableResult
+    public func purgeExpired() async throws -> Int {
+        let retentionSeconds = Double(retention.components.seconds)
+        return try await client.withConnection { connection in
+            var deleted = 0
+            for try await _ in try await connection.query(
+                "DELETE FROM idempotency_keys WHERE created_at <= now() - make_interval(secs => \(retentionSeconds)) RETURNING 1",
+                logger: LocalCluster.quietLogger
+            ) { deleted += 1 }
+            return deleted
+        }
+    }
+}

@@ -1,0 +1,80 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import TallyCredits
+import TallyMigrate
+
+extension HTTPField.Name {
+    static let idempotencyKey = Self("Idempotency-Key")!
+    static let idempotentReplayed = Self("Idempotent-Replayed")!
+}
+
+/// `Idempotency-Key` on any authenticated POST: the first answer is stored with the request's effects, in the
+/// same transaction, and a retry with the same key and body gets it back with `Idempotent-Replayed: true`.
+/// The same key with another body, or while the first request still runs, is a 409 problem. Keys are scoped
+/// to the credential (API key or session) that sent them. Answers are not stored when the credential was
+/// refused (401) or the server failed (5xx); those requests may be retried with the same key.
+struct IdempotencyMiddleware<Context: RequestContext>: RouterMiddleware {
+    let idempotency: Idempotency
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        guard request.method == .post, let key = request.headers[.idempotencyKey], let token = request.bearerToken else {
+            return try await next(request, context)
+        }
+        var request = request
+        let body: ByteBuffer
+        do {
+            body = try await request.collectBody(upTo: Request.maximumBody)
+        } catch {
+            throw Problem(.contentTooLarge, type: "body-too-large", title: "Body too large", detail: "the request body is over 1 MiB")
+        }
+        var hashed = Data("\(request.method) \(request.uri.path)\n".utf8)
+        hashed.append(Data(buffer: body))
+        let outcome = try await idempotency.perform(
+            scope: Auth.tokenHash(token), key: key, method: request.method.rawValue, path: request.uri.path, requestHash: sha256Hex(hashed),
+            keep: { $0.status < 500 && $0.status != 401 }
+        ) { [request] in
+            let response: Response
+            do {
+                response = try await next(request, context)
+            } catch {
+                response = try Problem.from(error, request: request, logger: context.logger).response(from: request, context: context)
+            }
+            return try await Self.store(response)
+        }
+        switch outcome {
+        case .fresh(let stored):
+            return Self.response(stored, replayed: false)
+        case .replayed(let stored):
+            return Self.response(stored, replayed: true)
+        }
+    }
+
+    static func store(_ response: Response) async throws -> StoredResponse {
+        let sink = Sink()
+        try await response.body.write(CollectingWriter(sink: sink))
+        return StoredResponse(status: response.status.code, contentType: response.headers[.contentType], body: Array(buffer: sink.buffer))
+    }
+
+    static func response(_ stored: StoredResponse, replayed: Bool) -> Response {
+        var headers = HTTPFields()
+        if let contentType = stored.contentType { headers[.contentType] = contentType }
+        if replayed { headers[.idempotentReplayed] = "true" }
+        return Response(status: .init(code: stored.status), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: stored.body)))
+    }
+
+    final class Sink: @unchecked Sendable {
+        var buffer = ByteBuffer()
+    }
+
+    struct CollectingWriter: ResponseBodyWriter {
+        let sink: Sink
+
+        mutating func write(_ buffer: ByteBuffer) async throws {
+            var buffer = buffer
+            sink.buffer.writeBuffer(&buffer)
+        }
+
+        consuming func finish(_ trailingHeaders: HTTPFields?) async throws {}
+    }
+}
