@@ -12,17 +12,17 @@ struct MaintenanceService: Service {
     let logger: Logger
 
     func run() async throws {
-        while !Task.isCancelled, !Task.isShuttingDownGracefully {
-            do {
-                while try await ledger.releaseExpiredHolds() > 0 {}
-                try await idempotency.purgeExpired()
-            } catch {
-                logger.warning("maintenance round failed; retrying next round", metadata: ["error": "\(error)"])
-            }
-            do {
-                try await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
-            } catch {
-                return
+        // Shutdown cancels a round in progress too: a round waiting on an unreachable database must not hold
+        // the server open.
+        try? await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                do {
+                    while try await ledger.releaseExpiredHolds() > 0 {}
+                    try await idempotency.purgeExpired()
+                } catch where !Task.isCancelled {
+                    logger.warning("maintenance round failed; retrying next round", metadata: ["error": "\(String(reflecting: error))"])
+                }
+                try await Task.sleep(for: interval)
             }
         }
     }

@@ -13,10 +13,14 @@ func withTallyServer(_ body: @escaping @Sendable (any TestClientProtocol) async 
 }
 
 /// The same, with the database's settings for checks behind the API.
-func withTallyServer(_ body: @escaping @Sendable (any TestClientProtocol, ConnectionSettings) async throws -> Void) async throws {
+func withTallyServer(
+    maintenanceInterval: Duration = .seconds(5),
+    _ body: @escaping @Sendable (any TestClientProtocol, ConnectionSettings) async throws -> Void
+) async throws {
     try await TestDatabase.withFreshDatabase { db in
         try await SchemaGate.prepare(db, apply: true)
-        let app = buildApplication(ServerSettings(host: "127.0.0.1", port: 0, database: db, logLevel: .critical, bcryptCost: 4))
+        let app = buildApplication(ServerSettings(
+            host: "127.0.0.1", port: 0, database: db, logLevel: .critical, bcryptCost: 4, maintenanceInterval: maintenanceInterval))
         try await app.test(.live) { client in try await body(client, db) }
     }
 }

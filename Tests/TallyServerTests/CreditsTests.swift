@@ -36,6 +36,51 @@ func call(_ client: some TestClientProtocol, _ uri: String, _ method: HTTPReques
     return try await client.execute(uri: uri, method: method, headers: headers, body: body.map(json))
 }
 
+/// One request over its own HTTP connection (URLSession), for tests that need many at once; the test
+/// client is a single connection.
+func send(
+    port: Int, _ path: String, _ method: String = "POST", token: String?, body: [String: Any]? = nil, headers: [String: String] = [:]
+) async throws -> Answer {
+    var request = URLRequest(url: URL(string: "http://127.0.0.1:\(port)\(path)")!)
+    request.httpMethod = method
+    if let token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
+    for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
+    if let body { request.httpBody = try JSONSerialization.data(withJSONObject: body) }
+    let (data, response) = try await URLSession.shared.data(for: request)
+    let http = response as! HTTPURLResponse
+    var fields: [String: String] = [:]
+    for (name, value) in http.allHeaderFields { fields[String(describing: name).lowercased()] = String(describing: value) }
+    return Answer(status: http.statusCode, data: data, headers: fields)
+}
+
+/// An HTTP answer: status, body, and headers with lower-cased names.
+struct Answer: Sendable {
+    var status: Int
+    var data: Data
+    var headers: [String: String]
+    var body: [String: Any] { (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:] }
+}
+
+/// An admin grant of `amount` to a user (or with `team`, a team).
+func grant(_ client: some TestClientProtocol, _ admin: Actor, user: String? = nil, team: String? = nil, _ amount: Int, expires: String? = nil) async throws {
+    var body: [String: Any] = ["amount": amount, "description": "test grant"]
+    if let user { body["user_id"] = user }
+    if let team { body["team_id"] = team }
+    if let expires { body["expires_at"] = expires }
+    let response = try await call(client, "/v1/admin/grants", .post, admin.token, body)
+    #expect(response.status == .created, "grant: \(String(buffer: response.body))")
+}
+
+/// A new API key of `user`'s, returned in full.
+func newKey(_ client: some TestClientProtocol, _ user: Actor, _ body: [String: Any] = ["name": "key"]) async throws -> String {
+    let response = try await call(client, "/v1/api-keys", .post, user.token, body)
+    return try #require(object(response.body)["key"] as? String, "key: \(String(buffer: response.body))")
+}
+
+func audit(_ db: ConnectionSettings) async throws -> AuditReport {
+    try await withPostgresClient(db) { try await Audit.run($0) }
+}
+
 func makeAdmin(_ client: some TestClientProtocol, _ db: ConnectionSettings) async throws -> Actor {
     let admin = try await signup(client, "admin@example.com")
     try await withSingleConnection(db) { try await $0.execute("UPDATE users SET is_admin = true WHERE email = 'admin@example.com'") }

@@ -1,0 +1,88 @@
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import PostgresNIO
+import TallyCredits
+import TallyPostgres
+import Testing
+@testable import TallyServer
+
+@Suite struct OperationsTests {
+    @Test func readyzNeedsTheDatabaseAndEveryMigrationThisBuildServes() async throws {
+        try await withTallyServer { client, db in
+            let ready = try await client.execute(uri: "/readyz", method: .get)
+            #expect(ready.status == .ok)
+            #expect(object(ready.body)["status"] as? String == "ready")
+
+            let last = try #require(try MigrationTags.all.last)
+            try await withSingleConnection(db) { try await $0.execute("DELETE FROM drizzle.__drizzle_migrations WHERE id = (SELECT max(id) FROM drizzle.__drizzle_migrations)") }
+            let behind = try await client.execute(uri: "/readyz", method: .get)
+            #expect(behind.status == .serviceUnavailable)
+            let reasons = object(behind.body)["reasons"] as? [String] ?? []
+            #expect(reasons.count == 1 && reasons[0].contains(last) && reasons[0].contains("tally migrate up"), "\(reasons)")
+            // Liveness is a different question: the process and its database are fine.
+            #expect(try await client.execute(uri: "/healthz", method: .get).status == .ok)
+        }
+    }
+
+    @Test func metricsAreServedInPrometheusTextFormat() async throws {
+        // Exact counts are checked against a `tally serve` process of its own (ServeCommandTests): the metrics
+        // registry is per process, and tests here share one.
+        try await withTallyServer { client, _ in
+            _ = try await client.execute(uri: "/healthz", method: .get)
+            let response = try await client.execute(uri: "/metrics", method: .get)
+            #expect(response.status == .ok)
+            #expect(response.headers[.contentType]?.hasPrefix("text/plain; version=0.0.4") == true)
+            #expect(String(buffer: response.body).contains("# TYPE tally_http_requests_total counter"))
+        }
+    }
+
+    @Test func theOpenAPIDocumentDescribesEveryRouteAndBody() async throws {
+        try await withTallyServer { client, _ in
+            let response = try await client.execute(uri: "/openapi.json", method: .get)
+            #expect(response.status == .ok)
+            let document = object(response.body)
+            #expect(document["openapi"] as? String == "3.1.0")
+            let paths = try #require(document["paths"] as? [String: [String: Any]])
+            var documented: Set<String> = []
+            for (path, operations) in paths {
+                for method in operations.keys { documented.insert("\(method.uppercased()) \(path)") }
+            }
+
+            let client = PostgresClient(configuration: .init(host: "127.0.0.1", username: "nobody", password: nil, database: nil, tls: .disable))
+            let router = buildRouter(client: client, auth: Auth(client: client))
+            let routed = Set(router.routes.map { "\($0.method) \($0.path)" })
+            #expect(routed.subtracting(documented).isEmpty, "routes missing from /openapi.json: \(routed.subtracting(documented).sorted())")
+            #expect(documented.subtracting(routed).isEmpty, "documented but not routed: \(documented.subtracting(routed).sorted())")
+
+            let schemas = (document["components"] as? [String: Any])?["schemas"] as? [String: Any] ?? [:]
+            for (route, operation) in documented.sorted().compactMap({ route -> (String, [String: Any])? in
+                let parts = route.split(separator: " ", maxSplits: 1).map(String.init)
+                return (paths[parts[1]]?[parts[0].lowercased()] as? [String: Any]).map { (route, $0) }
+            }) {
+                let schema = ((operation["requestBody"] as? [String: Any])?["content"] as? [String: Any])
+                    .flatMap { ($0["application/json"] as? [String: Any])?["schema"] as? [String: Any] }
+                let properties = Set((schema?["properties"] as? [String: Any])?.keys.map { $0 } ?? [])
+                #expect(properties == (RequestBodies.fields[route] ?? []), "\(route): the document's body fields differ from what the handler accepts")
+                let required = Set(schema?["required"] as? [String] ?? [])
+                #expect(required.isSubset(of: properties), "\(route)")
+                // Every $ref points at a schema that exists.
+                let text = String(decoding: try JSONSerialization.data(withJSONObject: operation), as: UTF8.self)
+                for match in text.matches(of: /#\\\/components\\\/schemas\\\/(\w+)/) {
+                    #expect(schemas[String(match.1)] != nil, "\(route) refers to a missing schema \(match.1)")
+                }
+            }
+        }
+    }
+}
+
+/// Tally's migration tags, in order, from the bundled journal.
+enum MigrationTags {
+    static var all: [String] {
+        get throws {
+            let url = URL(fileURLWithPath: TallyCredits.migrationsFolder).appendingPathComponent("meta/_journal.json")
+            let journal = try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any]
+            return (journal?["entries"] as? [[String: Any]] ?? []).compactMap { $0["tag"] as? String }
+        }
+    }
+}
