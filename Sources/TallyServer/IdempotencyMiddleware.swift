@@ -29,7 +29,7 @@ struct IdempotencyMiddleware<Context: RequestContext>: RouterMiddleware {
             throw Problem(.contentTooLarge, type: "body-too-large", title: "Body too large", detail: "the request body is over 1 MiB")
         }
         var hashed = Data("\(request.method) \(request.uri.path)\n".utf8)
-        hashed.append(Data(buffer: body))
+        hashed.append(Self.canonical(Data(buffer: body)))
         let outcome = try await idempotency.perform(
             scope: Auth.tokenHash(token), key: key, method: request.method.rawValue, path: request.uri.path, requestHash: sha256Hex(hashed),
             keep: { $0.status < 500 && $0.status != 401 }
@@ -48,6 +48,14 @@ struct IdempotencyMiddleware<Context: RequestContext>: RouterMiddleware {
         case .replayed(let stored):
             return Self.response(stored, replayed: true)
         }
+    }
+
+    /// The body as compared between a request and its retry: JSON with its keys sorted, so the same fields
+    /// in another order are the same request; anything else byte for byte.
+    static func canonical(_ body: Data) -> Data {
+        guard let value = try? JSONSerialization.jsonObject(with: body, options: [.fragmentsAllowed]),
+              let data = try? JSONSerialization.data(withJSONObject: value, options: [.sortedKeys, .fragmentsAllowed]) else { return body }
+        return data
     }
 
     static func store(_ response: Response) async throws -> StoredResponse {

@@ -1,5 +1,6 @@
 import Foundation
 import HTTPTypes
+import Hummingbird
 import HummingbirdTesting
 import TallyCredits
 import TallyPostgres
@@ -23,14 +24,19 @@ import Testing
             let first = try await consume(client, key, idempotencyKey: "order-1", ["amount": 10, "description": "search"])
             #expect(first.status == .ok)
             #expect(first.headers[.idempotentReplayed] == nil)
-            let retry = try await consume(client, key, idempotencyKey: "order-1", ["amount": 10, "description": "search"])
+            // The same fields in another order are the same request.
+            let retry = try await client.execute(
+                uri: "/v1/credits/consume", method: .post, headers: [.authorization: "Bearer \(key)", .idempotencyKey: "order-1"],
+                body: ByteBuffer(string: #"{"description": "search", "amount": 10}"#))
             #expect(retry.status == .ok)
             #expect(retry.headers[.idempotentReplayed] == "true")
             #expect(String(buffer: retry.body) == String(buffer: first.body))
             #expect(try await scalar(db, "SELECT count(*) FROM credit_transactions WHERE kind = 'consume'") == 1)
 
             // The same key for anything else is refused, and spends nothing.
-            let other = try await consume(client, key, idempotencyKey: "order-1", ["amount": 11, "description": "search"])
+            let other = try await client.execute(
+                uri: "/v1/credits/consume", method: .post, headers: [.authorization: "Bearer \(key)", .idempotencyKey: "order-1"],
+                body: ByteBuffer(string: #"{"amount": 11, "description": "search"}"#))
             #expect(other.status == .conflict)
             #expect(object(other.body)["type"] as? String == "/problems/idempotency-key-reused")
             let elsewhere = try await client.execute(
