@@ -63,17 +63,20 @@ public struct Ledger: Sendable {
         self.client = client
     }
 
-    /// The account of `owner`, created (empty) on first use.
+    /// The account of `owner`, created (empty) on first use. The common case, an existing account, is one read.
     func accountID(for owner: AccountOwner, on connection: PostgresConnection) async throws -> UUID {
-        switch owner {
-        case .user(let user):
-            try await connection.execute("INSERT INTO user_credits (user_id) VALUES (\(user)) ON CONFLICT (user_id) DO NOTHING")
-            for try await id in try await connection.query("SELECT id FROM user_credits WHERE user_id = \(user)", logger: LocalCluster.quietLogger).decode(UUID.self) {
-                return id
-            }
-        case .team(let team):
-            try await connection.execute("INSERT INTO user_credits (team_id) VALUES (\(team)) ON CONFLICT (team_id) DO NOTHING")
-            for try await id in try await connection.query("SELECT id FROM user_credits WHERE team_id = \(team)", logger: LocalCluster.quietLogger).decode(UUID.self) {
+        let (find, create): (PostgresQuery, PostgresQuery) = switch owner {
+        case .user(let user): (
+            "SELECT id FROM user_credits WHERE user_id = \(user)",
+            "INSERT INTO user_credits (user_id) VALUES (\(user)) ON CONFLICT (user_id) DO UPDATE SET updated_at = user_credits.updated_at RETURNING id"
+        )
+        case .team(let team): (
+            "SELECT id FROM user_credits WHERE team_id = \(team)",
+            "INSERT INTO user_credits (team_id) VALUES (\(team)) ON CONFLICT (team_id) DO UPDATE SET updated_at = user_credits.updated_at RETURNING id"
+        )
+        }
+        for query in [find, create] {
+            for try await id in try await connection.query(query, logger: LocalCluster.quietLogger).decode(UUID.self) {
                 return id
             }
         }

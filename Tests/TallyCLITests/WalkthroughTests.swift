@@ -3,8 +3,46 @@ import TallyPostgres
 import TallyTestSupport
 import Testing
 
-/// examples/fltr-auth/README.md, step by step, as a user runs it.
+/// examples/fltr-auth/README.md, step by step, as a user runs it; and the README's walkthrough from
+/// `tally serve` to a spend, run as written.
 @Suite struct WalkthroughTests {
+    @Test func theReadmeFromServeToASpendWithCurl() async throws {
+        let readme = try String(contentsOf: TestDatabase.packageRoot.appendingPathComponent("README.md"), encoding: .utf8)
+        let start = try #require(readme.range(of: "<!-- walkthrough:start -->"))
+        let end = try #require(readme.range(of: "<!-- walkthrough:end -->"))
+        let block = readme[start.upperBound..<end.lowerBound]
+            .replacingOccurrences(of: "```sh", with: "").replacingOccurrences(of: "```", with: "")
+        #expect(block.contains("http://127.0.0.1:8080"))
+
+        try await TestDatabase.withFreshDatabase { db in
+            let port = try LocalCluster.freePort()
+            let env = ["DATABASE_URL": db.url()]
+            let server = try TallyProcess.launch(["serve", "--port", String(port), "--migrate"], environment: env)
+            defer { kill(server.pid, SIGINT) }
+            var up = false
+            for _ in 0..<300 where !up {
+                up = (try? Command.run("/usr/bin/curl", ["-sf", "http://127.0.0.1:\(port)/readyz"]))?.succeeded ?? false
+                if !up { try await Task.sleep(for: .milliseconds(200)) }
+            }
+            #expect(up, "the server did not become ready")
+
+            // As pasted into a shell, with `tally` the built binary and the server on this test's port.
+            let script = "set -euo pipefail\ntally() { \"\(TallyProcess.executable)\" \"$@\"; }\n"
+                + block.replacingOccurrences(of: "http://127.0.0.1:8080", with: "http://127.0.0.1:\(port)")
+            let result = try Command.run("/bin/bash", ["-c", script], environment: env)
+            #expect(result.succeeded, Comment(rawValue: result.output))
+            let lines = result.output.split(separator: "\n").map(String.init)
+            let spend = try #require(lines.first { $0.contains("transaction_id") }, Comment(rawValue: result.output))
+            #expect(spend.contains("\"balance\":997") && spend.contains("\"available\":997"), Comment(rawValue: spend))
+            let balance = try #require(lines.first { $0.contains("account_id") }, Comment(rawValue: result.output))
+            #expect(balance.contains("\"available\":997") && balance.contains("\"held\":0"), Comment(rawValue: balance))
+            #expect(result.output.contains("the balance is now 1000"))
+
+            kill(server.pid, SIGINT)
+            #expect(await TallyProcess.collect(server).status == 0)
+        }
+    }
+
     @Test func theSeedsProductionMigrationWithTallyCommands() async throws {
         let example = TestDatabase.packageRoot.appendingPathComponent("examples/fltr-auth").path
         let dir = example + "/migrations"
