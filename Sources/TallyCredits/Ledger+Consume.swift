@@ -53,29 +53,50 @@ extension Ledger {
     /// When the account or the key cannot cover it, nothing is written.
     public func consume(_ request: ConsumeRequest) async throws -> ConsumeResult {
         guard request.amount > 0 else { throw CreditsError(.invalidInput, "amount must be a positive integer") }
+        let key = request.apiKey
+        // Four statements between BEGIN and COMMIT: lock the account, charge the key's allowance, burn
+        // grants, write the balance and the ledger entry.
         return try await client.transaction { connection in
-            let account = try await accountID(for: request.apiKey.account, on: connection)
-            let (balance, held) = try await lockAccount(account, on: connection)
+            let (account, balance, held) = try await lockAccount(of: key.account, on: connection)
             guard balance - held >= request.amount else {
                 throw CreditsError(.insufficientCredits, "the account has \(balance - held) credits available; this spend needs \(request.amount)")
             }
-            try await checkKeyAllowance(request.apiKey, amount: request.amount, on: connection)
-
+            try await chargeKey(key, amount: request.amount, on: connection)
             try await burnGrants(of: account, amount: request.amount, on: connection)
             let newBalance = balance - request.amount
-            try await connection.execute("UPDATE user_credits SET balance = \(newBalance), updated_at = now() WHERE id = \(account)")
-            try await connection.execute("INSERT INTO api_key_credits (api_key_id, user_id, used) VALUES (\(request.apiKey.keyID), \(request.apiKey.userID), \(request.amount)) ON CONFLICT (api_key_id) DO UPDATE SET used = api_key_credits.used + excluded.used")
             var transactionID: Int64 = 0
-            let teamID = request.apiKey.teamID
             for try await id in try await connection.query(
                 """
+                WITH account AS (UPDATE user_credits SET balance = \(newBalance), updated_at = now() WHERE id = \(account) RETURNING id)
                 INSERT INTO credit_transactions (account_id, user_id, team_id, api_key_id, kind, amount, balance_after, description, metadata)
-                VALUES (\(account), \(request.apiKey.userID), \(teamID), \(request.apiKey.keyID), 'consume', \(-request.amount), \(newBalance),
-                        \(request.description), \(request.metadataJSON)::jsonb)
+                SELECT account.id, \(key.userID), \(key.teamID), \(key.keyID), 'consume', \(-request.amount), \(newBalance),
+                       \(request.description), \(request.metadataJSON)::jsonb
+                FROM account
                 RETURNING id
                 """, logger: LocalCluster.quietLogger
             ).decode(Int64.self) { transactionID = id }
             return ConsumeResult(transactionID: transactionID, balance: newBalance, available: newBalance - held)
         }
+    }
+
+    /// Adds `amount` to what the key has spent, in one statement when its allowance covers it (spent plus
+    /// reserved by open holds within `credit_limit`); key-limit-exceeded otherwise. The caller holds the
+    /// account lock, so key rows are always locked after their account's.
+    func chargeKey(_ key: APIKeyPrincipal, amount: Int64, on connection: PostgresConnection) async throws {
+        var charged = false
+        for try await _ in try await connection.query(
+            """
+            UPDATE api_key_credits SET used = used + \(amount)
+            WHERE api_key_id = \(key.keyID) AND (credit_limit IS NULL OR used + held + \(amount) <= credit_limit)
+            RETURNING used
+            """, logger: LocalCluster.quietLogger
+        ) { charged = true }
+        if charged { return }
+        // Refused, or a key with no allowance row yet (no limit): the slow path says which.
+        try await checkKeyAllowance(key, amount: amount, on: connection)
+        try await connection.execute("""
+            INSERT INTO api_key_credits (api_key_id, user_id, used) VALUES (\(key.keyID), \(key.userID), \(amount))
+            ON CONFLICT (api_key_id) DO UPDATE SET used = api_key_credits.used + excluded.used
+            """)
     }
 }

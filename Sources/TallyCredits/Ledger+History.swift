@@ -57,9 +57,8 @@ extension Ledger {
             before = id
         }
         return try await client.transaction { connection in
-            let account = try await accountID(for: owner, on: connection)
             // Settle expiries first, so the page shows what the balance shows.
-            _ = try await lockAccount(account, on: connection)
+            let (account, _, _) = try await lockAccount(of: owner, on: connection)
             var entries: [LedgerEntry] = []
             for try await (id, kind, amount, after, description, metadata, key, grant, hold, created) in try await connection.query(
                 """

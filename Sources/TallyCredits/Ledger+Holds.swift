@@ -46,8 +46,7 @@ extension Ledger {
             throw CreditsError(.invalidInput, "ttl_seconds must be between 1 and \(Self.maximumHoldTTL) (7 days)")
         }
         return try await client.transaction { connection in
-            let account = try await accountID(for: key.account, on: connection)
-            let (balance, held) = try await lockAccount(account, on: connection)
+            let (account, balance, held) = try await lockAccount(of: key.account, on: connection)
             guard balance - held >= amount else {
                 throw CreditsError(.insufficientCredits, "the account has \(balance - held) credits available; this hold needs \(amount)")
             }
@@ -74,8 +73,9 @@ extension Ledger {
     public func capture(_ holdID: UUID, amount: Int64?, by key: APIKeyPrincipal) async throws -> HoldResult {
         if let amount, amount <= 0 { throw CreditsError(.invalidInput, "amount must be a positive integer; release the hold to spend nothing") }
         return try await client.transaction { connection in
-            let account = try await accountID(for: key.account, on: connection)
-            var (balance, held) = try await lockAccount(account, on: connection)
+            let locked = try await lockAccount(of: key.account, on: connection)
+            let account = locked.account
+            var (balance, held) = (locked.balance, locked.held)
             let hold = try await openHold(holdID, account: account, on: connection)
             let captured = amount ?? hold.amount
             guard captured <= hold.amount else {
@@ -108,8 +108,9 @@ extension Ledger {
     /// Returns all of an open hold to the account.
     public func release(_ holdID: UUID, by key: APIKeyPrincipal) async throws -> HoldResult {
         try await client.transaction { connection in
-            let account = try await accountID(for: key.account, on: connection)
-            var (balance, held) = try await lockAccount(account, on: connection)
+            let locked = try await lockAccount(of: key.account, on: connection)
+            let account = locked.account
+            var (balance, held) = (locked.balance, locked.held)
             let hold = try await openHold(holdID, account: account, on: connection)
             held -= hold.amount
             try await connection.execute("UPDATE user_credits SET held = \(held), updated_at = now() WHERE id = \(account)")

@@ -83,21 +83,54 @@ public struct Ledger: Sendable {
         throw CreditsError(.notFound, "no credit account for that owner")
     }
 
-    /// Locks the account row for the rest of the transaction, settles what time has settled (holds past
-    /// their expiry are released; grants past theirs leave through `expire` entries), and returns
-    /// (balance, held) after that.
-    func lockAccount(_ account: UUID, on connection: PostgresConnection) async throws -> (balance: Int64, held: Int64) {
-        var balance: Int64 = 0
-        var held: Int64 = 0
-        for try await (b, h) in try await connection.query(
-            "SELECT balance, held FROM user_credits WHERE id = \(account) FOR UPDATE", logger: LocalCluster.quietLogger
-        ).decode((Int64, Int64).self) { (balance, held) = (b, h) }
-        let released = try await expireHolds(of: account, on: connection)
-        if released > 0 {
-            held -= released
-            try await connection.execute("UPDATE user_credits SET held = \(held), updated_at = now() WHERE id = \(account)")
+    /// Locks `owner`'s account row for the rest of the transaction (creating the account on first use),
+    /// settles what time has settled (holds past their expiry are released; grants past theirs leave through
+    /// `expire` entries), and returns the account with its balance and held credits after that.
+    /// One statement in the common case: the lock reads whether anything is due, and only then is it settled.
+    func lockAccount(of owner: AccountOwner, on connection: PostgresConnection) async throws -> (account: UUID, balance: Int64, held: Int64) {
+        let query: PostgresQuery = switch owner {
+        case .user(let user): "SELECT id, balance, held, \(unescaped: Self.dueColumns) FROM user_credits a WHERE user_id = \(user) FOR UPDATE"
+        case .team(let team): "SELECT id, balance, held, \(unescaped: Self.dueColumns) FROM user_credits a WHERE team_id = \(team) FOR UPDATE"
         }
-        balance = try await expireGrants(of: account, balance: balance, held: held, on: connection)
+        for try await (account, balance, held, holdsDue, grantsDue) in try await connection.query(query, logger: LocalCluster.quietLogger)
+            .decode((UUID, Int64, Int64, Bool, Bool).self) {
+            let (b, h) = try await settle(account, balance: balance, held: held, holdsDue: holdsDue, grantsDue: grantsDue, on: connection)
+            return (account, b, h)
+        }
+        let account = try await accountID(for: owner, on: connection)
+        let (balance, held) = try await lockAccount(account, on: connection)
+        return (account, balance, held)
+    }
+
+    /// `lockAccount(of:)` for an account known by id.
+    func lockAccount(_ account: UUID, on connection: PostgresConnection) async throws -> (balance: Int64, held: Int64) {
+        for try await (balance, held, holdsDue, grantsDue) in try await connection.query(
+            "SELECT balance, held, \(unescaped: Self.dueColumns) FROM user_credits a WHERE id = \(account) FOR UPDATE", logger: LocalCluster.quietLogger
+        ).decode((Int64, Int64, Bool, Bool).self) {
+            return try await settle(account, balance: balance, held: held, holdsDue: holdsDue, grantsDue: grantsDue, on: connection)
+        }
+        throw CreditsError(.notFound, "no credit account \(account)")
+    }
+
+    /// Whether the account (aliased `a`) has holds past their expiry, and grants past theirs with credits left.
+    private static let dueColumns = """
+        EXISTS (SELECT 1 FROM credit_holds h WHERE h.account_id = a.id AND h.status = 'open' AND h.expires_at <= now()),
+        EXISTS (SELECT 1 FROM credit_grants g WHERE g.account_id = a.id AND g.remaining > 0 AND g.expires_at <= now())
+        """
+
+    private func settle(
+        _ account: UUID, balance: Int64, held: Int64, holdsDue: Bool, grantsDue: Bool, on connection: PostgresConnection
+    ) async throws -> (balance: Int64, held: Int64) {
+        var held = held
+        if holdsDue {
+            let released = try await expireHolds(of: account, on: connection)
+            if released > 0 {
+                held -= released
+                try await connection.execute("UPDATE user_credits SET held = \(held), updated_at = now() WHERE id = \(account)")
+            }
+        }
+        // A hold that was released may have been all that kept an expired grant's credits.
+        let balance = grantsDue || holdsDue ? try await expireGrants(of: account, balance: balance, held: held, on: connection) : balance
         return (balance, held)
     }
 
@@ -132,24 +165,22 @@ public struct Ledger: Sendable {
         return balance
     }
 
-    /// Takes `amount` from the account's grants: by priority, then soonest expiry, then age. The caller holds
-    /// the account lock, which serialises spenders, so plain reads are safe here.
+    /// Takes `amount` from the account's grants, in one statement: by priority, then soonest expiry, then age.
+    /// The caller holds the account lock, which serialises spenders.
     func burnGrants(of account: UUID, amount: Int64, on connection: PostgresConnection) async throws {
-        var left = amount
-        var burns: [(UUID, Int64)] = []
-        for try await (id, remaining) in try await connection.query(
-            "SELECT id, remaining FROM credit_grants WHERE account_id = \(account) AND remaining > 0 ORDER BY priority, expires_at NULLS LAST, created_at, id",
-            logger: LocalCluster.quietLogger
-        ).decode((UUID, Int64).self) {
-            guard left > 0 else { break }
-            let take = min(left, remaining)
-            burns.append((id, take))
-            left -= take
-        }
-        guard left == 0 else { throw CreditsError(.insufficientCredits, "the account's grants cover \(amount - left) of \(amount)") }
-        for (id, take) in burns {
-            try await connection.execute("UPDATE credit_grants SET remaining = remaining - \(take) WHERE id = \(id)")
-        }
+        var taken: Int64 = 0
+        for try await take in try await connection.query(
+            """
+            WITH ordered AS (
+                SELECT id, remaining, (sum(remaining) OVER (ORDER BY priority, expires_at NULLS LAST, created_at, id))::bigint - remaining AS before
+                FROM credit_grants WHERE account_id = \(account) AND remaining > 0
+            ), taken AS (
+                SELECT id, LEAST(remaining, \(amount) - before) AS take FROM ordered WHERE before < \(amount)
+            )
+            UPDATE credit_grants g SET remaining = g.remaining - t.take FROM taken t WHERE g.id = t.id RETURNING t.take
+            """, logger: LocalCluster.quietLogger
+        ).decode(Int64.self) { taken += take }
+        guard taken == amount else { throw CreditsError(.insufficientCredits, "the account's grants cover \(taken) of \(amount)") }
     }
 
     /// Adds a grant to `owner`'s account, with its ledger entry.
@@ -159,8 +190,7 @@ public struct Ledger: Sendable {
         guard amount > 0 else { throw CreditsError(.invalidInput, "amount must be a positive integer") }
         if let expiresAt, expiresAt <= Date() { throw CreditsError(.invalidInput, "expires_at is in the past") }
         return try await client.transaction { connection in
-            let account = try await accountID(for: owner, on: connection)
-            let (balance, _) = try await lockAccount(account, on: connection)
+            let (account, balance, _) = try await lockAccount(of: owner, on: connection)
             let (newBalance, overflow) = balance.addingReportingOverflow(amount)
             guard !overflow else { throw CreditsError(.invalidInput, "the balance would overflow a 64-bit integer") }
             var grantID: UUID?
@@ -181,8 +211,7 @@ public struct Ledger: Sendable {
     /// The account's balance, held and available credits and its open grants (expired ones leave first).
     public func balance(of owner: AccountOwner) async throws -> Balance {
         try await client.transaction { connection in
-            let account = try await accountID(for: owner, on: connection)
-            let (balance, held) = try await lockAccount(account, on: connection)
+            let (account, balance, held) = try await lockAccount(of: owner, on: connection)
             var grants: [Balance.Grant] = []
             for try await (id, remaining, expires, priority) in try await connection.query(
                 "SELECT id, remaining, expires_at, priority FROM credit_grants WHERE account_id = \(account) AND remaining > 0 ORDER BY priority, expires_at NULLS LAST, created_at, id",
