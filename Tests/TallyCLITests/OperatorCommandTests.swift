@@ -39,6 +39,13 @@ import Testing
             let broken = try await TallyProcess.run(["db", "audit"] + url)
             #expect(broken.status == 1)
             #expect(broken.stdout.contains("balance 107 ≠ sum of ledger entries 100"))
+
+            // So is a reservation no open hold accounts for.
+            try await withSingleConnection(db) { try await $0.execute("UPDATE user_credits SET balance = balance - 7, held = 5") }
+            let held = try await TallyProcess.run(["db", "audit"] + url)
+            #expect(held.status == 1)
+            #expect(held.stdout.contains("held 5 ≠ sum of open holds 0"), Comment(rawValue: held.stdout))
+            #expect(!held.stdout.contains("ledger entries"))
         }
     }
 }
