@@ -31,6 +31,9 @@ public enum OpenAPIDocument {
     private static var id: [String: Any] { ["type": "string", "format": "uuid"] }
     private static var time: [String: Any] { ["type": "string", "format": "date-time"] }
     private static var text: [String: Any] { ["type": "string"] }
+    private static var email: [String: Any] { ["type": "string", "format": "email", "maxLength": 254] }
+    private static var password: [String: Any] { ["type": "string", "minLength": 8, "description": "8 characters to 72 bytes"] }
+    private static var name: [String: Any] { ["type": "string", "minLength": 1, "maxLength": 200, "pattern": "\\S"] }
     private static var credits: [String: Any] { ["type": "integer", "format": "int64"] }
     private static var positiveCredits: [String: Any] { ["type": "integer", "format": "int64", "minimum": 1] }
     private static func nullable(_ type: String, format: String? = nil) -> [String: Any] {
@@ -79,6 +82,7 @@ public enum OpenAPIDocument {
                 "schema": ["type": "string", "minLength": 1, "maxLength": 255],
             ])
             responses["409"] = problem("The Idempotency-Key was used with another request, or its first request is still running")
+            if responses["400"] == nil { responses["400"] = problem("A malformed Idempotency-Key") }
         }
         if !parameters.isEmpty { op["parameters"] = parameters }
         op["responses"] = responses
@@ -180,12 +184,12 @@ public enum OpenAPIDocument {
     /// Request bodies, by the route they belong to (the keys of `RequestBodies.fields`).
     static var bodies: [String: [String: Any]] {
         [
-            "POST /v1/auth/signup": object(["email": text, "password": ["type": "string", "minLength": 8], "name": text], required: ["email", "password"]),
+            "POST /v1/auth/signup": object(["email": email, "password": password, "name": ["type": "string", "maxLength": 200]], required: ["email", "password"]),
             "POST /v1/auth/login": object(["email": text, "password": text], required: ["email", "password"]),
-            "POST /v1/teams": object(["name": text], required: ["name"]),
-            "POST /v1/teams/{team}/members": object(["email": text, "role": ["type": "string", "enum": ["owner", "admin", "member"]]], required: ["email"]),
+            "POST /v1/teams": object(["name": name], required: ["name"]),
+            "POST /v1/teams/{team}/members": object(["email": email, "role": ["type": "string", "enum": ["owner", "admin", "member"]]], required: ["email"]),
             "POST /v1/api-keys": object(
-                ["name": text, "team_id": id, "credit_limit": ["type": "integer", "format": "int64", "minimum": 0, "description": "Most this key may ever spend"]],
+                ["name": name, "team_id": id, "credit_limit": ["type": "integer", "format": "int64", "minimum": 0, "description": "Most this key may ever spend"]],
                 required: ["name"]),
             "POST /v1/admin/grants": object(
                 [
@@ -224,7 +228,7 @@ public enum OpenAPIDocument {
                 "201": answer("Signed up", ref("Session")), "409": problem("The email is taken"),
             ])],
             "/v1/auth/login": ["post": operation("Log in", security: .none, body: bodies["POST /v1/auth/login"], responses: [
-                "200": answer("Logged in", ref("Session")),
+                "200": answer("Logged in", ref("Session")), "401": problem("Wrong email or password (the same answer for both)"),
             ])],
             "/v1/auth/logout": ["post": operation("End this session", security: .session, responses: ["204": answer("Logged out")])],
             "/v1/me": ["get": operation("The session's user", security: .session, responses: [

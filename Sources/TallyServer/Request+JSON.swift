@@ -43,6 +43,10 @@ extension Request {
         guard let object = try? JSONSerialization.jsonObject(with: data), let dictionary = object as? [String: Any] else {
             throw Problem(.badRequest, type: "invalid-json", title: "Invalid JSON", detail: "the body must be a JSON object")
         }
+        if Self.containsNUL(dictionary) {
+            // PostgreSQL's text and jsonb cannot hold U+0000; refuse it here rather than fail in the database.
+            throw Problem(.badRequest, type: "invalid-json", title: "Invalid JSON", detail: "strings must not contain the NUL character (\\u0000)")
+        }
         if let unknown = dictionary.keys.sorted().first(where: { !fields.contains($0) }) {
             throw Problem(.badRequest, type: "unknown-field", title: "Unknown field",
                           detail: "unknown field \"\(unknown.prefix(60))\"; this endpoint takes \(fields.sorted().joined(separator: ", "))")
@@ -59,6 +63,16 @@ extension Request {
             throw Problem(.badRequest, type: "wrong-type", title: "Wrong type", detail: "\"\(field)\" must be \(Self.describe(expected)), not null")
         } catch {
             throw Problem(.badRequest, type: "invalid-json", title: "Invalid JSON", detail: "the body could not be read as this endpoint's JSON")
+        }
+    }
+
+    /// Whether any key or string in a parsed JSON value contains U+0000.
+    static func containsNUL(_ value: Any) -> Bool {
+        switch value {
+        case let text as String: text.utf8.contains(0)
+        case let object as [String: Any]: object.contains { containsNUL($0.key) || containsNUL($0.value) }
+        case let array as [Any]: array.contains { containsNUL($0) }
+        default: false
         }
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import Hummingbird
 import HummingbirdTesting
 import TallyCredits
 import TallyPostgres
@@ -165,6 +166,11 @@ import Testing
                 #expect(response.status.code == status, "\(path) \(String(describing: body)) → \(response.status.code) \(String(buffer: response.body))")
                 #expect(response.headers[.contentType] == "application/problem+json")
             }
+            // jsonb cannot hold NUL either, however deep.
+            let nul = try await client.execute(
+                uri: "/v1/credits/consume", method: .post, headers: [.authorization: "Bearer \(key)"],
+                body: ByteBuffer(string: #"{"amount": 1, "metadata": {"tags": ["ok", "x\u0000"]}}"#))
+            #expect(nul.status == .badRequest)
             // A session is not an API key: holds spend, so they need one.
             #expect(try await call(client, "/v1/credits/holds", .post, user.token, ["amount": 10]).status == .unauthorized)
             let hold = try #require(object(try await call(client, "/v1/credits/holds", .post, key, ["amount": 10]).body)["hold_id"] as? String)
