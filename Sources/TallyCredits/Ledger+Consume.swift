@@ -31,7 +31,92 @@ public struct ConsumeResult: Sendable, Codable, Equatable {
     }
 }
 
+/// What `tally_consume` answered for one spend.
+struct SpendOutcome: Sendable {
+    var outcome: String
+    var transactionID: Int64?
+    var balance: Int64?
+    var available: Int64?
+    var keyLimit: Int64?
+    var keyUsed: Int64?
+    var keyHeld: Int64?
+}
+
+extension ConsumeRequest {
+    /// The spend as `tally_consume` reads it.
+    var json: String {
+        func string(_ text: String) -> String {
+            String(decoding: (try? JSONEncoder().encode(text)) ?? Data("null".utf8), as: UTF8.self)
+        }
+        var fields = [
+            "\"key_id\":\"\(apiKey.keyID.uuidString)\"", "\"user_id\":\"\(apiKey.userID.uuidString)\"", "\"amount\":\(amount)",
+        ]
+        if let team = apiKey.teamID { fields.append("\"team_id\":\"\(team.uuidString)\"") }
+        if let description { fields.append("\"description\":" + string(description)) }
+        if let metadataJSON { fields.append("\"metadata\":" + metadataJSON) }
+        return "{" + fields.joined(separator: ",") + "}"
+    }
+}
+
 extension Ledger {
+    /// Spends `amount` from the key's account: the account can never go negative (nor below what holds
+    /// reserve), the key never spends past its `credit_limit`, grants burn by priority, then soonest expiry,
+    /// then age, and the spend is committed in the ledger when this returns. When the account or the key
+    /// cannot cover it, nothing is written.
+    ///
+    /// Concurrent spends are grouped: they queue per account lane and each lane sends what has queued as one
+    /// `tally_consume` statement, one round trip and one commit for the batch (see `ConsumeBatcher`).
+    /// Inside a `RequestTransaction` (an Idempotency-Key request) the spend runs alone in that transaction.
+    public func consume(_ request: ConsumeRequest) async throws -> ConsumeResult {
+        guard request.amount > 0 else { throw CreditsError(.invalidInput, "amount must be a positive integer") }
+        var outcome = if RequestTransaction.connection != nil {
+            try await client.transaction { connection in try await Self.spend([request], on: connection)[0] }
+        } else {
+            try await batcher.submit(request)
+        }
+        if outcome.outcome == "settle" {
+            // A new account, or expiries due: settle and spend in one transaction. now() is fixed within it, so
+            // nothing is due again when the spend runs.
+            outcome = try await client.transaction { connection in
+                _ = try await lockAccount(of: request.apiKey.account, on: connection)
+                return try await Self.spend([request], on: connection)[0]
+            }
+        }
+        switch outcome.outcome {
+        case "ok":
+            guard let transactionID = outcome.transactionID, let balance = outcome.balance, let available = outcome.available else { break }
+            return ConsumeResult(transactionID: transactionID, balance: balance, available: available)
+        case "insufficient-credits":
+            throw CreditsError(.insufficientCredits, "the account has \(outcome.available ?? 0) credits available; this spend needs \(request.amount)")
+        case "key-limit-exceeded":
+            throw Self.keyLimitExceeded(limit: outcome.keyLimit ?? 0, used: outcome.keyUsed ?? 0, held: outcome.keyHeld ?? 0, amount: request.amount)
+        default:
+            break
+        }
+        throw CreditsError(.conflict, "the account changed while this spend was being made (\(outcome.outcome)); retry it")
+    }
+
+    /// Runs `tally_consume` for `requests`, in order, as one statement on `connection`.
+    static func spend(_ requests: [ConsumeRequest], on connection: PostgresConnection) async throws -> [SpendOutcome] {
+        let payload = "[" + requests.map(\.json).joined(separator: ",") + "]"
+        var outcomes = [SpendOutcome?](repeating: nil, count: requests.count)
+        for try await (idx, outcome, transactionID, balance, available, limit, used, held) in try await connection.query(
+            "SELECT idx, outcome, transaction_id, balance, available, key_limit, key_used, key_held FROM tally_consume(\(payload)::jsonb)",
+            logger: LocalCluster.quietLogger
+        ).decode((Int, String, Int64?, Int64?, Int64?, Int64?, Int64?, Int64?).self) where outcomes.indices.contains(idx) {
+            outcomes[idx] = SpendOutcome(
+                outcome: outcome, transactionID: transactionID, balance: balance, available: available, keyLimit: limit, keyUsed: used, keyHeld: held)
+        }
+        return outcomes.map { $0 ?? SpendOutcome(outcome: "missing") }
+    }
+
+    static func keyLimitExceeded(limit: Int64, used: Int64, held: Int64, amount: Int64) -> CreditsError {
+        let reserved = held > 0 ? " (\(held) of it reserved by open holds)" : ""
+        return CreditsError(
+            .keyLimitExceeded,
+            "this API key may spend \(max(0, limit - used - held)) more credits (limit \(limit), used \(used)\(reserved)); this request needs \(amount)")
+    }
+
     /// Locks the key's allowance row and refuses when `amount` more would take what it has spent plus what its
     /// open holds reserve past its `credit_limit`.
     func checkKeyAllowance(_ key: APIKeyPrincipal, amount: Int64, on connection: PostgresConnection) async throws {
@@ -42,61 +127,7 @@ extension Ledger {
             "SELECT credit_limit, used, held FROM api_key_credits WHERE api_key_id = \(key.keyID) FOR UPDATE", logger: LocalCluster.quietLogger
         ).decode((Int64?, Int64, Int64).self) { (limit, used, held) = (l, u, h) }
         if let limit, used + held + amount > limit {
-            let reserved = held > 0 ? " (\(held) of it reserved by open holds)" : ""
-            throw CreditsError(.keyLimitExceeded, "this API key may spend \(max(0, limit - used - held)) more credits (limit \(limit), used \(used)\(reserved)); this request needs \(amount)")
+            throw Self.keyLimitExceeded(limit: limit, used: used, held: held, amount: amount)
         }
-    }
-
-    /// Spends `amount` from the key's owner's account in one transaction: the account can never go
-    /// negative (nor below what holds reserve), the key never spends past its `credit_limit`, grants burn by
-    /// priority, then soonest expiry, then age, and the spend is in the ledger when this returns.
-    /// When the account or the key cannot cover it, nothing is written.
-    public func consume(_ request: ConsumeRequest) async throws -> ConsumeResult {
-        guard request.amount > 0 else { throw CreditsError(.invalidInput, "amount must be a positive integer") }
-        let key = request.apiKey
-        // Four statements between BEGIN and COMMIT: lock the account, charge the key's allowance, burn
-        // grants, write the balance and the ledger entry.
-        return try await client.transaction { connection in
-            let (account, balance, held) = try await lockAccount(of: key.account, on: connection)
-            guard balance - held >= request.amount else {
-                throw CreditsError(.insufficientCredits, "the account has \(balance - held) credits available; this spend needs \(request.amount)")
-            }
-            try await chargeKey(key, amount: request.amount, on: connection)
-            try await burnGrants(of: account, amount: request.amount, on: connection)
-            let newBalance = balance - request.amount
-            var transactionID: Int64 = 0
-            for try await id in try await connection.query(
-                """
-                WITH account AS (UPDATE user_credits SET balance = \(newBalance), updated_at = now() WHERE id = \(account) RETURNING id)
-                INSERT INTO credit_transactions (account_id, user_id, team_id, api_key_id, kind, amount, balance_after, description, metadata)
-                SELECT account.id, \(key.userID), \(key.teamID), \(key.keyID), 'consume', \(-request.amount), \(newBalance),
-                       \(request.description), \(request.metadataJSON)::jsonb
-                FROM account
-                RETURNING id
-                """, logger: LocalCluster.quietLogger
-            ).decode(Int64.self) { transactionID = id }
-            return ConsumeResult(transactionID: transactionID, balance: newBalance, available: newBalance - held)
-        }
-    }
-
-    /// Adds `amount` to what the key has spent, in one statement when its allowance covers it (spent plus
-    /// reserved by open holds within `credit_limit`); key-limit-exceeded otherwise. The caller holds the
-    /// account lock, so key rows are always locked after their account's.
-    func chargeKey(_ key: APIKeyPrincipal, amount: Int64, on connection: PostgresConnection) async throws {
-        var charged = false
-        for try await _ in try await connection.query(
-            """
-            UPDATE api_key_credits SET used = used + \(amount)
-            WHERE api_key_id = \(key.keyID) AND (credit_limit IS NULL OR used + held + \(amount) <= credit_limit)
-            RETURNING used
-            """, logger: LocalCluster.quietLogger
-        ) { charged = true }
-        if charged { return }
-        // Refused, or a key with no allowance row yet (no limit): the slow path says which.
-        try await checkKeyAllowance(key, amount: amount, on: connection)
-        try await connection.execute("""
-            INSERT INTO api_key_credits (api_key_id, user_id, used) VALUES (\(key.keyID), \(key.userID), \(amount))
-            ON CONFLICT (api_key_id) DO UPDATE SET used = api_key_credits.used + excluded.used
-            """)
     }
 }

@@ -3,7 +3,7 @@ import PostgresNIO
 import TallyPostgres
 
 /// Whose credit account: a user's own, or a team's.
-public enum AccountOwner: Sendable, Equatable {
+public enum AccountOwner: Sendable, Hashable {
     case user(UUID)
     case team(UUID)
 }
@@ -58,9 +58,12 @@ public struct CreditGrant: Sendable, Codable, Equatable {
 /// account balance = the sum of its ledger amounts. No statement touches more than one account.
 public struct Ledger: Sendable {
     public let client: PostgresClient
+    let batcher: ConsumeBatcher
 
-    public init(client: PostgresClient) {
+    /// `consumeLanes`: how many batches of spends may run at once (each on its own connection).
+    public init(client: PostgresClient, consumeLanes: Int = 4) {
         self.client = client
+        self.batcher = ConsumeBatcher(client: client, lanes: consumeLanes)
     }
 
     /// The account of `owner`, created (empty) on first use. The common case, an existing account, is one read.

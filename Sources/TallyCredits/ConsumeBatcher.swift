@@ -1,0 +1,81 @@
+import Foundation
+import PostgresNIO
+
+/// Group commit for the consume path. Spends queue in one of `lanes` lanes, chosen by account, so one
+/// account's spends always share a lane and never wait on each other's row locks across lanes. Each lane sends
+/// whatever has queued while its previous batch ran as one `tally_consume` statement: one round trip and one
+/// commit (one WAL flush) for up to `maximumBatch` spends. An idle lane sends a lone spend at once, so a quiet
+/// server adds no delay.
+final class ConsumeBatcher: @unchecked Sendable {
+    struct Pending {
+        var request: ConsumeRequest
+        var continuation: CheckedContinuation<SpendOutcome, any Error>
+    }
+
+    let client: PostgresClient
+    let lanes: Int
+    let maximumBatch: Int
+    private let lock = NSLock()
+    private var queues: [[Pending]]
+    private var draining: [Bool]
+
+    init(client: PostgresClient, lanes: Int = 4, maximumBatch: Int = 128) {
+        self.client = client
+        self.lanes = max(1, lanes)
+        self.maximumBatch = max(1, maximumBatch)
+        self.queues = Array(repeating: [], count: self.lanes)
+        self.draining = Array(repeating: false, count: self.lanes)
+    }
+
+    func submit(_ request: ConsumeRequest) async throws -> SpendOutcome {
+        let lane = Int(UInt(bitPattern: request.apiKey.account.hashValue) % UInt(lanes))
+        return try await withCheckedThrowingContinuation { continuation in
+            lock.lock()
+            queues[lane].append(Pending(request: request, continuation: continuation))
+            let start = !draining[lane]
+            draining[lane] = true
+            lock.unlock()
+            if start {
+                Task { await self.drain(lane) }
+            }
+        }
+    }
+
+    private func next(_ lane: Int) -> [Pending] {
+        lock.lock()
+        defer { lock.unlock() }
+        let batch = Array(queues[lane].prefix(maximumBatch))
+        queues[lane].removeFirst(batch.count)
+        if batch.isEmpty { draining[lane] = false }
+        return batch
+    }
+
+    private func drain(_ lane: Int) async {
+        while true {
+            let batch = next(lane)
+            if batch.isEmpty { return }
+            await run(batch)
+        }
+    }
+
+    private func run(_ batch: [Pending]) async {
+        do {
+            let outcomes = try await client.withConnection { connection in try await Ledger.spend(batch.map(\.request), on: connection) }
+            for (pending, outcome) in zip(batch, outcomes) { pending.continuation.resume(returning: outcome) }
+        } catch let error as PSQLError where error.serverInfo != nil && batch.count > 1 {
+            // The server refused the statement, so the whole batch was rolled back: run each spend alone, so
+            // only the one at fault fails. (A connection lost mid-statement is not retried: the batch may
+            // have committed.)
+            for pending in batch {
+                do {
+                    let outcome = try await client.withConnection { connection in try await Ledger.spend([pending.request], on: connection) }
+                    pending.continuation.resume(returning: outcome[0])
+                } catch {
+                    pending.continuation.resume(throwing: error)
+                }
+            }
+        } catch {
+            for pending in batch { pending.continuation.resume(throwing: error) }
+        }
+    }
+}

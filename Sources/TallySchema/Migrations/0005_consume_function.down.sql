@@ -1,0 +1,1 @@
+DROP FUNCTION IF EXISTS "tally_consume"(jsonb);
