@@ -44,6 +44,7 @@ public struct APIKeyPrincipal: Sendable, Equatable {
 /// owner's account (the team's when it has one) within an optional total `credit_limit` (`api_key_credits`).
 public struct APIKeys: Sendable {
     public let client: PostgresClient
+    let principals = PrincipalCache()
 
     public init(client: PostgresClient) {
         self.client = client
@@ -103,6 +104,22 @@ public struct APIKeys: Sendable {
         }
     }
 
+    /// Who `key` acts for, from a small in-memory cache when it was seen recently, else as `authenticate`.
+    /// Only for callers that check the key is still live in the same statement that uses it, as the consume
+    /// path does (`tally_consume` refuses a revoked key): a revocation must take effect at once.
+    public func principal(for key: String) async throws -> APIKeyPrincipal {
+        let hash = Auth.tokenHash(key)
+        if let known = principals.get(hash) { return known }
+        let principal = try await authenticate(key)
+        principals.set(hash, principal)
+        return principal
+    }
+
+    /// Forgets a cached key (after the consume path found it revoked).
+    public func forget(_ key: String) {
+        principals.remove(Auth.tokenHash(key))
+    }
+
     /// The live key `key` is; unauthenticated when unknown or revoked.
     public func authenticate(_ key: String) async throws -> APIKeyPrincipal {
         let hash = Auth.tokenHash(key)
@@ -114,5 +131,31 @@ public struct APIKeys: Sendable {
             }
             throw CreditsError(.unauthenticated, "the API key is unknown or revoked")
         }
+    }
+}
+
+/// Key hash → principal, for `APIKeys.principal(for:)`: at most `capacity` entries, emptied when full.
+final class PrincipalCache: @unchecked Sendable {
+    private let lock = NSLock()
+    private var entries: [String: APIKeyPrincipal] = [:]
+    let capacity = 10_000
+
+    func get(_ hash: String) -> APIKeyPrincipal? {
+        lock.lock()
+        defer { lock.unlock() }
+        return entries[hash]
+    }
+
+    func set(_ hash: String, _ principal: APIKeyPrincipal) {
+        lock.lock()
+        defer { lock.unlock() }
+        if entries.count >= capacity { entries.removeAll(keepingCapacity: true) }
+        entries[hash] = principal
+    }
+
+    func remove(_ hash: String) {
+        lock.lock()
+        defer { lock.unlock() }
+        entries[hash] = nil
     }
 }

@@ -88,6 +88,8 @@ extension Ledger {
             return ConsumeResult(transactionID: transactionID, balance: balance, available: available)
         case "insufficient-credits":
             throw CreditsError(.insufficientCredits, "the account has \(outcome.available ?? 0) credits available; this spend needs \(request.amount)")
+        case "revoked":
+            throw CreditsError(.unauthenticated, "the API key is unknown or revoked")
         case "key-limit-exceeded":
             throw Self.keyLimitExceeded(limit: outcome.keyLimit ?? 0, used: outcome.keyUsed ?? 0, held: outcome.keyHeld ?? 0, amount: request.amount)
         default:

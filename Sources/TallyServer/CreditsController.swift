@@ -87,7 +87,11 @@ public struct CreditsController: Sendable {
             try await ledger.balance(of: try await owner(of: request))
         }
         routes.post("v1/credits/consume") { request, context -> ConsumeResult in
-            let key = try await apiKey(of: request)
+            // The spend itself checks the key is live, so a recently seen key skips the lookup.
+            guard let token = request.bearerToken, !token.hasPrefix("tly_sess_") else {
+                throw CreditsError(.unauthenticated, "spending needs an API key: Authorization: Bearer tly_…")
+            }
+            let key = try await keys.principal(for: token)
             var request = request
             let (body, raw) = try await request.decodeStrictWithObject(ConsumeBody.self, context: context)
             var metadata: String?
@@ -102,6 +106,7 @@ public struct CreditsController: Sendable {
                 Self.countConsume("accepted")
                 return result
             } catch let error as CreditsError {
+                if error.code == .unauthenticated { keys.forget(token) }
                 Self.countConsume(error.code == .insufficientCredits || error.code == .keyLimitExceeded ? error.code.rawValue : "refused")
                 throw error
             }

@@ -93,13 +93,14 @@ import Testing
             #expect(try await call(client, "/v1/credits/holds/\(hold)/release", .post, bobKey).status == .notFound)
             #expect(try await scalar(db, "SELECT count(*) FROM credit_holds WHERE status = 'open'") == 1)
 
-            // A revoked key is refused at once, for every use.
+            // A revoked key is refused at once, for every use, even one the server has just seen spend.
+            #expect(try await call(client, "/v1/credits/consume", .post, aliceKey, ["amount": 1]).status == .ok)
             #expect(try await call(client, "/v1/api-keys/\(aliceKeyID)", .delete, alice.token).status == .noContent)
             for (path, body) in [("/v1/credits/consume", ["amount": 1]), ("/v1/credits/holds", ["amount": 1]), ("/v1/credits/holds/\(hold)/release", [:])] as [(String, [String: Any])] {
                 #expect(try await call(client, path, .post, aliceKey, body).status == .unauthorized, "\(path)")
             }
             #expect(try await call(client, "/v1/credits/balance", .get, aliceKey).status == .unauthorized)
-            #expect(try await scalar(db, "SELECT balance FROM user_credits WHERE user_id = \(UUID(uuidString: alice.id)!)") == 100)
+            #expect(try await scalar(db, "SELECT balance FROM user_credits WHERE user_id = \(UUID(uuidString: alice.id)!)") == 99)
         }
     }
 }

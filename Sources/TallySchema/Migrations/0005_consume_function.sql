@@ -6,7 +6,8 @@ LANGUAGE plpgsql AS $$
 -- for the whole batch (group commit). Per spend: lock the account, refuse when available credits or the
 -- key's allowance cannot cover it (nothing written), else charge the key, burn grants by priority, soonest
 -- expiry, age, and write the balance and a `consume` ledger entry. Outcome 'settle' means the account is
--- new or has expiries due: the caller settles it (Ledger.lockAccount) and retries that spend.
+-- new or has expiries due: the caller settles it (Ledger.lockAccount) and retries that spend; 'revoked'
+-- that the key was revoked (or deleted) since the caller authenticated it.
 DECLARE
 	spend jsonb;
 	n_ integer := -1;
@@ -28,6 +29,12 @@ BEGIN
 		user_id_ := (spend->>'user_id')::uuid;
 		team_id_ := (spend->>'team_id')::uuid;
 		account_ := NULL;
+		-- The caller may know the key from a cache: whether it is still live is decided here, at spend time.
+		IF NOT EXISTS (SELECT 1 FROM api_keys k WHERE k.id = key_id_ AND k.revoked_at IS NULL) THEN
+			outcome := 'revoked';
+			RETURN NEXT;
+			CONTINUE;
+		END IF;
 		IF team_id_ IS NOT NULL THEN
 			SELECT a.id, a.balance, a.held INTO account_, balance_, held_ FROM user_credits a WHERE a.team_id = team_id_ FOR UPDATE;
 		ELSE
