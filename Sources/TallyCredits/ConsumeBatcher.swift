@@ -18,6 +18,14 @@ final class ConsumeBatcher: @unchecked Sendable {
     private let lock = NSLock()
     private var queues: [[Pending]]
     private var draining: [Bool]
+    private var sent = (batches: 0, spends: 0)
+
+    /// How many batches and spends the lanes have sent so far.
+    var statistics: (batches: Int, spends: Int) {
+        lock.lock()
+        defer { lock.unlock() }
+        return sent
+    }
 
     init(client: PostgresClient, lanes: Int = 4, maximumBatch: Int = 128) {
         self.client = client
@@ -46,7 +54,12 @@ final class ConsumeBatcher: @unchecked Sendable {
         defer { lock.unlock() }
         let batch = Array(queues[lane].prefix(maximumBatch))
         queues[lane].removeFirst(batch.count)
-        if batch.isEmpty { draining[lane] = false }
+        if batch.isEmpty {
+            draining[lane] = false
+        } else {
+            sent.batches += 1
+            sent.spends += batch.count
+        }
         return batch
     }
 

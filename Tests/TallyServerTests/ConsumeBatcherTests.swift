@@ -1,0 +1,82 @@
+import Foundation
+import PostgresNIO
+import TallyPostgres
+import TallyTestSupport
+import Testing
+@testable import TallyCredits
+
+@Suite struct ConsumeBatcherTests {
+    /// A user with `credits` and an API key, made through the domain API.
+    func funded(_ client: PostgresClient, _ email: String, credits: Int64) async throws -> APIKeyPrincipal {
+        let user = try await Auth(client: client, bcryptCost: 4).createUser(email: email, password: "password123", name: nil, admin: false)
+        _ = try await Ledger(client: client).grant(to: .user(user.id), amount: credits, description: "test")
+        let key = try await APIKeys(client: client).create(name: "k", teamID: nil, creditLimit: nil, by: user)
+        return try await APIKeys(client: client).authenticate(key.key)
+    }
+
+    @Test func concurrentSpendsShareBatches() async throws {
+        try await TestDatabase.withFreshDatabase { db in
+            try await SchemaGate.prepare(db, apply: true)
+            try await withPostgresClient(db, maximumConnections: 8) { client in
+                let key = try await funded(client, "a@example.com", credits: 1000)
+                let ledger = Ledger(client: client, consumeLanes: 1)
+                let results = try await withThrowingTaskGroup(of: ConsumeResult.self) { group in
+                    for _ in 0..<60 { group.addTask { try await ledger.consume(ConsumeRequest(apiKey: key, amount: 2)) } }
+                    var all: [ConsumeResult] = []
+                    for try await result in group { all.append(result) }
+                    return all
+                }
+                #expect(results.count == 60)
+                #expect(Set(results.map(\.transactionID)).count == 60)
+                #expect(results.map(\.balance).sorted() == Array(stride(from: 880, to: 1000, by: 2)).map(Int64.init))
+                let sent = ledger.batcher.statistics
+                #expect(sent.spends == 60)
+                #expect(sent.batches < 60, "spends that arrive together go in one statement (\(sent.batches) batches)")
+                let report = try await Audit.run(client)
+                #expect(report.ok, "\(report.failures)")
+            }
+        }
+    }
+
+    @Test func aFailingSpendDoesNotFailItsBatch() async throws {
+        try await TestDatabase.withFreshDatabase { db in
+            try await SchemaGate.prepare(db, apply: true)
+            try await withPostgresClient(db, maximumConnections: 8) { client in
+                let healthy = try await funded(client, "healthy@example.com", credits: 1000)
+                let broken = try await funded(client, "broken@example.com", credits: 100)
+                // The broken account's balance claims more than its grants hold: spending past them raises in
+                // tally_consume, which rolls back the whole statement.
+                try await client.withConnection { try await $0.execute("UPDATE user_credits SET balance = 500 WHERE user_id = \(broken.userID)") }
+                let ledger = Ledger(client: client, consumeLanes: 1)
+                let outcomes = await withTaskGroup(of: (Bool, Result<ConsumeResult, any Error>).self) { group in
+                    for n in 0..<40 {
+                        let isBroken = n % 10 == 5
+                        group.addTask {
+                            do {
+                                return (isBroken, .success(try await ledger.consume(ConsumeRequest(apiKey: isBroken ? broken : healthy, amount: isBroken ? 300 : 1))))
+                            } catch {
+                                return (isBroken, .failure(error))
+                            }
+                        }
+                    }
+                    var all: [(Bool, Result<ConsumeResult, any Error>)] = []
+                    for await outcome in group { all.append(outcome) }
+                    return all
+                }
+                #expect(ledger.batcher.statistics.batches < 40, "the spends were batched, so broken ones shared batches with healthy ones")
+                let healthyOutcomes = outcomes.filter { !$0.0 }.map(\.1)
+                let brokenOutcomes = outcomes.filter(\.0).map(\.1)
+                #expect(healthyOutcomes.allSatisfy { if case .success = $0 { true } else { false } }, "every healthy spend succeeds")
+                #expect(brokenOutcomes.allSatisfy { if case .failure = $0 { true } else { false } }, "the broken account's spends fail")
+                #expect(try await scalarValue(client, "SELECT balance FROM user_credits WHERE user_id = \(healthy.userID)") == 964)
+                #expect(try await scalarValue(client, "SELECT count(*) FROM credit_transactions WHERE kind = 'consume'") == 36)
+            }
+        }
+    }
+
+    func scalarValue(_ client: PostgresClient, _ query: PostgresQuery) async throws -> Int64 {
+        var value: Int64 = 0
+        for try await v in try await client.query(query).decode(Int64.self) { value = v }
+        return value
+    }
+}
