@@ -21,16 +21,8 @@ if ! command -v wrk >/dev/null; then
   echo "Installing wrk (the HTTP load generator)..."
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk) >/dev/null
 fi
-swift build -c release --product tally >/dev/null
-TALLY="$PWD/.build/release/tally"
-PGBIN=$(dirname "$(readlink -f "$(command -v pg_ctl || ls /usr/lib/postgresql/*/bin/pg_ctl | sort -V | tail -1)")")
-PGBENCH="$PGBIN/pgbench"; PSQL="$PGBIN/psql"
-
-BASE_URL="${DATABASE_URL:-$("$TALLY" db url)}"
-DB=tally_bench_consume
-URL=$(python3 -c "import sys,urllib.parse as u; p=u.urlparse(sys.argv[1]); print(u.urlunparse(p._replace(path='/'+sys.argv[2])))" "$BASE_URL" "$DB")
-"$PSQL" "$BASE_URL" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
-export DATABASE_URL="$URL"
+source Benchmarks/common.sh
+scratch_database tally_bench_consume
 WORK=$(mktemp -d)
 SERVER=""
 cleanup() { [ -n "$SERVER" ] && kill -INT "$SERVER" 2>/dev/null && wait "$SERVER" 2>/dev/null; rm -rf "$WORK"; }
@@ -46,10 +38,10 @@ for i in $(seq 1 "$CLIENTS"); do
   KEYS+=("$("$TALLY" keys create --user "bench-$i@example.com" --name spread | head -1)")
 done
 
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+PORT=$(free_port)
 "$TALLY" serve --port "$PORT" --log-level error >"$WORK/serve.log" 2>&1 &
 SERVER=$!
-for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1 && break; sleep 0.2; done
+wait_ready "$PORT"
 
 # The hot team: one account, CLIENTS keys.
 json_field() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }

@@ -13,16 +13,8 @@ ROWS="${1:-10000000}"
 USERS=$(( ROWS / 10 > 0 ? ROWS / 10 : 1 ))
 WRITERS="${WRITERS:-4}"
 
-swift build -c release --product tally >/dev/null
-TALLY="$PWD/.build/release/tally"
-PGBIN=$(dirname "$(readlink -f "$(command -v pg_ctl || ls /usr/lib/postgresql/*/bin/pg_ctl | sort -V | tail -1)")")
-PGBENCH="$PGBIN/pgbench"; PSQL="$PGBIN/psql"
-
-BASE_URL="${DATABASE_URL:-$("$TALLY" db url)}"
-DB=tally_bench_fk
-URL=$(python3 -c "import sys,urllib.parse as u; p=u.urlparse(sys.argv[1]); print(u.urlunparse(p._replace(path='/'+sys.argv[2])))" "$BASE_URL" "$DB")
-"$PSQL" "$BASE_URL" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
-export DATABASE_URL="$URL"
+source Benchmarks/common.sh
+scratch_database tally_bench_fk
 WORK=$(mktemp -d); trap 'rm -rf "$WORK"' EXIT
 
 echo "Generating $ROWS user_credits rows for $USERS users..."
@@ -90,4 +82,4 @@ printf "(a) longest write wait while adding the key: online %s ms (migration %.1
   "$online_ms" "$online_s" "$online_tps" "$plain_ms" "$plain_s" "$plain_tps" "$(echo "$plain_ms / $online_ms" | bc -l)"
 printf "(b) orphan scan (NOT EXISTS anti-join) %.2fs vs SELECT count(*) %.2fs; scan/count = %.2fx\n" \
   "$scan_s" "$count_sql_s" "$(echo "$scan_s / $count_sql_s" | bc -l)"
-"$PSQL" "$BASE_URL" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)"
+drop_scratch_database

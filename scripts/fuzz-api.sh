@@ -8,23 +8,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 MAX="${1:-100}"
 command -v schemathesis >/dev/null || pip install -q schemathesis
-swift build -c release --product tally >/dev/null
-TALLY="$PWD/.build/release/tally"
-PSQL=$(dirname "$(readlink -f "$(command -v pg_ctl || ls /usr/lib/postgresql/*/bin/pg_ctl | sort -V | tail -1)")")/psql
-BASE_URL="${DATABASE_URL:-$("$TALLY" db url)}"
-DB=tally_fuzz
-URL=$(python3 -c "import sys,urllib.parse as u; p=u.urlparse(sys.argv[1]); print(u.urlunparse(p._replace(path='/'+sys.argv[2])))" "$BASE_URL" "$DB")
-"$PSQL" "$BASE_URL" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
-export DATABASE_URL="$URL"
+source Benchmarks/common.sh
+scratch_database tally_fuzz
 "$TALLY" migrate up --no-backup >/dev/null
 "$TALLY" users create --email fuzz@example.com --password fuzz-password --admin >/dev/null
 "$TALLY" credits grant --user fuzz@example.com --amount 1000000000 >/dev/null
 KEY=$("$TALLY" keys create --user fuzz@example.com --name fuzz | head -1)
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+PORT=$(free_port)
 "$TALLY" serve --port "$PORT" --log-level error &
 SERVER=$!
 trap 'kill -INT $SERVER 2>/dev/null; wait $SERVER 2>/dev/null' EXIT
-for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1 && break; sleep 0.2; done
+wait_ready "$PORT"
 SESSION=$(curl -sf "http://127.0.0.1:$PORT/v1/auth/login" -d '{"email":"fuzz@example.com","password":"fuzz-password"}' \
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
 

@@ -8,10 +8,7 @@ import Testing
 @Suite struct ConcurrencyTests {
     @Test func aKeysCreditLimitHoldsUnderFiftyConcurrentClients() async throws {
         try await withTallyServer { client, db in
-            let admin = try await makeAdmin(client, db)
-            let user = try await signup(client, "user@example.com")
-            try await grant(client, admin, user: user.id, 5000)
-            let key = try await newKey(client, user, ["name": "capped", "credit_limit": 300])
+            let (_, _, key) = try await fundedUser(client, db, credits: 5000, key: ["name": "capped", "credit_limit": 300])
             let port = try #require(client.port)
 
             let results = try await withThrowingTaskGroup(of: [(Int, Int, String?)].self) { group in
@@ -44,10 +41,7 @@ import Testing
 
     @Test func holdsAndSpendsMixedKeepAvailableExact() async throws {
         try await withTallyServer { client, db in
-            let admin = try await makeAdmin(client, db)
-            let user = try await signup(client, "user@example.com")
-            try await grant(client, admin, user: user.id, 1500)
-            let key = try await newKey(client, user)
+            let (_, _, key) = try await fundedUser(client, db, credits: 1500)
             let port = try #require(client.port)
 
             /// What each worker saw succeed: spent (consumed + captured) and still held.

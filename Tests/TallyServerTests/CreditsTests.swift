@@ -77,6 +77,16 @@ func newKey(_ client: some TestClientProtocol, _ user: Actor, _ body: [String: A
     return try #require(object(response.body)["key"] as? String, "key: \(String(buffer: response.body))")
 }
 
+/// An admin, a user granted `credits` (expiring at `expires`), and an API key of the user's made with `key`.
+func fundedUser(
+    _ client: some TestClientProtocol, _ db: ConnectionSettings, credits: Int, expires: String? = nil, key: [String: Any] = ["name": "key"]
+) async throws -> (admin: Actor, user: Actor, key: String) {
+    let admin = try await makeAdmin(client, db)
+    let user = try await signup(client, "user@example.com")
+    try await grant(client, admin, user: user.id, credits, expires: expires)
+    return (admin, user, try await newKey(client, user, key))
+}
+
 func audit(_ db: ConnectionSettings) async throws -> AuditReport {
     try await withPostgresClient(db) { try await Audit.run($0) }
 }

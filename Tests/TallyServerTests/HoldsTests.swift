@@ -9,10 +9,7 @@ import Testing
 @Suite struct HoldsTests {
     @Test func reserveCaptureAndReleaseMoveAvailableAndTheLedger() async throws {
         try await withTallyServer { client, db in
-            let admin = try await makeAdmin(client, db)
-            let user = try await signup(client, "user@example.com")
-            try await grant(client, admin, user: user.id, 100)
-            let key = try await newKey(client, user)
+            let (_, _, key) = try await fundedUser(client, db, credits: 100)
 
             let placed = try await call(client, "/v1/credits/holds", .post, key, ["amount": 30, "ttl_seconds": 60, "description": "render"])
             #expect(placed.status == .created)
@@ -62,10 +59,7 @@ import Testing
 
     @Test func holdsCountAgainstTheKeysLimitUntilTheySettle() async throws {
         try await withTallyServer { client, db in
-            let admin = try await makeAdmin(client, db)
-            let user = try await signup(client, "user@example.com")
-            try await grant(client, admin, user: user.id, 1000)
-            let key = try await newKey(client, user, ["name": "limited", "credit_limit": 50])
+            let (_, _, key) = try await fundedUser(client, db, credits: 1000, key: ["name": "limited", "credit_limit": 50])
 
             let hold = try #require(object(try await call(client, "/v1/credits/holds", .post, key, ["amount": 40]).body)["hold_id"] as? String)
             let refused = try await call(client, "/v1/credits/consume", .post, key, ["amount": 20])
@@ -83,10 +77,7 @@ import Testing
 
     @Test func expiredHoldsReleaseThemselvesInTheBackground() async throws {
         try await withTallyServer(maintenanceInterval: .milliseconds(100)) { client, db in
-            let admin = try await makeAdmin(client, db)
-            let user = try await signup(client, "user@example.com")
-            try await grant(client, admin, user: user.id, 100)
-            let key = try await newKey(client, user)
+            let (_, _, key) = try await fundedUser(client, db, credits: 100)
             let hold = try #require(object(try await call(client, "/v1/credits/holds", .post, key, ["amount": 60, "ttl_seconds": 600]).body)["hold_id"] as? String)
             #expect(try await scalar(db, "SELECT held FROM user_credits") == 60)
 
@@ -109,10 +100,7 @@ import Testing
 
     @Test func anExpiredHoldIsReleasedWhenTheAccountIsRead() async throws {
         try await withTallyServer(maintenanceInterval: .seconds(3600)) { client, db in
-            let admin = try await makeAdmin(client, db)
-            let user = try await signup(client, "user@example.com")
-            try await grant(client, admin, user: user.id, 100)
-            let key = try await newKey(client, user)
+            let (_, user, key) = try await fundedUser(client, db, credits: 100)
             _ = try await call(client, "/v1/credits/holds", .post, key, ["amount": 60])
             try await withSingleConnection(db) { try await $0.execute("UPDATE credit_holds SET expires_at = now() - interval '1 second'") }
             let balance = object(try await call(client, "/v1/credits/balance", .get, user.token).body)
@@ -123,10 +111,7 @@ import Testing
 
     @Test func heldCreditsOutliveTheirGrantUntilTheHoldSettles() async throws {
         try await withTallyServer { client, db in
-            let admin = try await makeAdmin(client, db)
-            let user = try await signup(client, "user@example.com")
-            try await grant(client, admin, user: user.id, 100, expires: "2099-01-01T00:00:00Z")
-            let key = try await newKey(client, user)
+            let (_, _, key) = try await fundedUser(client, db, credits: 100, expires: "2099-01-01T00:00:00Z")
             let hold = try #require(object(try await call(client, "/v1/credits/holds", .post, key, ["amount": 60]).body)["hold_id"] as? String)
             try await withSingleConnection(db) { try await $0.execute("UPDATE credit_grants SET expires_at = now() - interval '1 second'") }
 
@@ -144,10 +129,7 @@ import Testing
 
     @Test func badHoldRequestsAre4xxProblems() async throws {
         try await withTallyServer { client, db in
-            let admin = try await makeAdmin(client, db)
-            let user = try await signup(client, "user@example.com")
-            try await grant(client, admin, user: user.id, 100)
-            let key = try await newKey(client, user)
+            let (_, user, key) = try await fundedUser(client, db, credits: 100)
             let cases: [(String, [String: Any]?, Int)] = [
                 ("/v1/credits/holds", ["amount": 0], 400),
                 ("/v1/credits/holds", ["amount": -5], 400),

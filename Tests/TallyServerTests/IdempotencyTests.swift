@@ -16,10 +16,7 @@ import Testing
 
     @Test func aRetryGetsTheFirstAnswerAndSpendsOnce() async throws {
         try await withTallyServer { client, db in
-            let admin = try await makeAdmin(client, db)
-            let user = try await signup(client, "user@example.com")
-            try await grant(client, admin, user: user.id, 100)
-            let key = try await newKey(client, user)
+            let (admin, user, key) = try await fundedUser(client, db, credits: 100)
 
             let first = try await consume(client, key, idempotencyKey: "order-1", ["amount": 10, "description": "search"])
             #expect(first.status == .ok)
@@ -70,10 +67,7 @@ import Testing
 
     @Test func twentyRequestsWithOneKeyAtOnceSpendOnce() async throws {
         try await withTallyServer { client, db in
-            let admin = try await makeAdmin(client, db)
-            let user = try await signup(client, "user@example.com")
-            try await grant(client, admin, user: user.id, 1000)
-            let key = try await newKey(client, user)
+            let (_, _, key) = try await fundedUser(client, db, credits: 1000)
             let port = try #require(client.port)
 
             let answers = try await withThrowingTaskGroup(of: Answer.self) { group in
@@ -105,10 +99,7 @@ import Testing
     @Test func answersAreKeptForTwentyFourHoursThenPurged() async throws {
         // The server's own purge must not run while the test ages keys by hand.
         try await withTallyServer(maintenanceInterval: .seconds(3600)) { client, db in
-            let admin = try await makeAdmin(client, db)
-            let user = try await signup(client, "user@example.com")
-            try await grant(client, admin, user: user.id, 100)
-            let key = try await newKey(client, user)
+            let (_, _, key) = try await fundedUser(client, db, credits: 100)
             #expect(try await consume(client, key, idempotencyKey: "day-old", ["amount": 1]).status == .ok)
             #expect(try await consume(client, key, idempotencyKey: "two-days-old", ["amount": 1]).status == .ok)
             try await withSingleConnection(db) { connection in

@@ -8,10 +8,7 @@ import Testing
 @Suite struct LedgerAndAccessTests {
     @Test func transactionsPageNewestFirstWithCursors() async throws {
         try await withTallyServer { client, db in
-            let admin = try await makeAdmin(client, db)
-            let user = try await signup(client, "user@example.com")
-            try await grant(client, admin, user: user.id, 100)
-            let key = try await newKey(client, user)
+            let (_, user, key) = try await fundedUser(client, db, credits: 100)
             for n in 1...24 {
                 #expect(try await call(client, "/v1/credits/consume", .post, key, ["amount": 1, "metadata": ["n": n]]).status == .ok)
             }
