@@ -57,6 +57,7 @@ let package = Package(
             dependencies: [
                 "TallyMigrate", "TallyPostgres", "TallySchema",
                 .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
+                .product(name: "Metrics", package: "swift-metrics"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -1,4 +1,5 @@
 import Foundation
+import Metrics
 import PostgresNIO
 
 /// Group commit for the consume path. Spends queue in one of `lanes` lanes, chosen by account, so one
@@ -63,10 +64,14 @@ final class ConsumeBatcher: @unchecked Sendable {
         return batch
     }
 
+    /// `tally_consume_batch_size`: spends per statement, the measure of how much grouping happens.
+    private let batchSize = Recorder(label: "tally_consume_batch_size")
+
     private func drain(_ lane: Int) async {
         while true {
             let batch = next(lane)
             if batch.isEmpty { return }
+            batchSize.record(batch.count)
             await run(batch)
         }
     }

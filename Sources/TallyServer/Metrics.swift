@@ -4,13 +4,15 @@ import Prometheus
 
 /// Prometheus metrics at `GET /metrics`: requests by route, method and status
 /// (`tally_http_requests_total`), their latency (`tally_http_request_duration_seconds`, a histogram),
-/// requests in flight, and consume outcomes (`tally_consume_total`).
+/// requests in flight, consume outcomes (`tally_consume_total`) and how many spends each group commit
+/// carried (`tally_consume_batch_size`, a histogram).
 public enum TallyMetrics {
     public static let registry = PrometheusCollectorRegistry()
 
     /// swift-metrics can be bootstrapped once per process; every application built here shares the registry.
     static let bootstrapped: Void = {
         var factory = PrometheusMetricsFactory(registry: registry)
+        factory.valueHistogramBuckets["tally_consume_batch_size"] = [1, 2, 4, 8, 16, 32, 64, 128]
         factory.nameAndLabelSanitizer = { name, labels in (prometheusName(name), labels.map { (prometheusLabel($0.0), $0.1) }) }
         MetricsSystem.bootstrap(factory)
     }()
