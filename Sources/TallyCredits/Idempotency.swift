@@ -64,12 +64,14 @@ public struct Idempotency: Sendable {
                 guard locked else {
                     throw CreditsError(.idempotencyInProgress, "a request with this Idempotency-Key is still running; retry after it finishes")
                 }
-                for try await (hash, storedMethod, storedPath, status, contentType, body) in try await connection.query(
+                var stored: (String, String, String, Int, String?, Data)?
+                for try await row in try await connection.query(
                     """
                     SELECT request_hash, method, path, status_code, content_type, response_body FROM idempotency_keys
                     WHERE scope = \(scope) AND key = \(key) AND created_at > now() - make_interval(secs => \(retentionSeconds))
                     """, logger: LocalCluster.quietLogger
-                ).decode((String, String, String, Int, String?, Data).self) {
+                ).decode((String, String, String, Int, String?, Data).self) { stored = row }
+                if let (hash, storedMethod, storedPath, status, contentType, body) = stored {
                     guard hash == requestHash, storedMethod == method, storedPath == path else {
                         throw CreditsError(.idempotencyKeyReused, "this Idempotency-Key was used for a different request (\(storedMethod) \(storedPath) with another body); use a new key for a new request")
                     }

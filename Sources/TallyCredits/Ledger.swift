@@ -95,8 +95,11 @@ public struct Ledger: Sendable {
         case .user(let user): "SELECT id, balance, held, \(unescaped: Self.dueColumns) FROM user_credits a WHERE user_id = \(user) FOR UPDATE"
         case .team(let team): "SELECT id, balance, held, \(unescaped: Self.dueColumns) FROM user_credits a WHERE team_id = \(team) FOR UPDATE"
         }
-        for try await (account, balance, held, holdsDue, grantsDue) in try await connection.query(query, logger: LocalCluster.quietLogger)
-            .decode((UUID, Int64, Int64, Bool, Bool).self) {
+        var locked: (UUID, Int64, Int64, Bool, Bool)?
+        for try await row in try await connection.query(query, logger: LocalCluster.quietLogger).decode((UUID, Int64, Int64, Bool, Bool).self) {
+            locked = row
+        }
+        if let (account, balance, held, holdsDue, grantsDue) = locked {
             let (b, h) = try await settle(account, balance: balance, held: held, holdsDue: holdsDue, grantsDue: grantsDue, on: connection)
             return (account, b, h)
         }
@@ -107,12 +110,13 @@ public struct Ledger: Sendable {
 
     /// `lockAccount(of:)` for an account known by id.
     func lockAccount(_ account: UUID, on connection: PostgresConnection) async throws -> (balance: Int64, held: Int64) {
-        for try await (balance, held, holdsDue, grantsDue) in try await connection.query(
+        var locked: (Int64, Int64, Bool, Bool)?
+        for try await row in try await connection.query(
             "SELECT balance, held, \(unescaped: Self.dueColumns) FROM user_credits a WHERE id = \(account) FOR UPDATE", logger: LocalCluster.quietLogger
-        ).decode((Int64, Int64, Bool, Bool).self) {
-            return try await settle(account, balance: balance, held: held, holdsDue: holdsDue, grantsDue: grantsDue, on: connection)
-        }
-        throw CreditsError(.notFound, "no credit account \(account)")
+        ).decode((Int64, Int64, Bool, Bool).self) { locked = row }
+        guard let (balance, held, holdsDue, grantsDue) = locked else { throw CreditsError(.notFound, "no credit account \(account)") }
+        // Settled after the lock's rows are read: the connection runs one query at a time.
+        return try await settle(account, balance: balance, held: held, holdsDue: holdsDue, grantsDue: grantsDue, on: connection)
     }
 
     /// Whether the account (aliased `a`) has holds past their expiry, and grants past theirs with credits left.
