@@ -88,9 +88,7 @@ public struct CreditsController: Sendable {
         }
         routes.post("v1/credits/consume") { request, context -> ConsumeResult in
             // The spend itself checks the key is live, so a recently seen key skips the lookup.
-            guard let token = request.bearerToken, !token.hasPrefix("tly_sess_") else {
-                throw CreditsError(.unauthenticated, "spending needs an API key: Authorization: Bearer tly_…")
-            }
+            let token = try apiKeyToken(of: request)
             let key = try await keys.principal(for: token)
             var request = request
             let (body, raw) = try await request.decodeStrictWithObject(ConsumeBody.self, context: context)
@@ -164,10 +162,15 @@ public struct CreditsController: Sendable {
     }
 
     func apiKey(of request: Request) async throws -> APIKeyPrincipal {
+        try await keys.authenticate(try apiKeyToken(of: request))
+    }
+
+    /// The request's bearer token when it is an API key (not a session token).
+    func apiKeyToken(of request: Request) throws -> String {
         guard let token = request.bearerToken, !token.hasPrefix("tly_sess_") else {
             throw CreditsError(.unauthenticated, "spending needs an API key: Authorization: Bearer tly_…")
         }
-        return try await keys.authenticate(token)
+        return token
     }
 }
 
