@@ -37,6 +37,8 @@ public struct Idempotency: Sendable {
         self.retention = retention
     }
 
+    private var retentionSeconds: Double { Double(retention.components.seconds) }
+
     /// Whether `key` is usable as an idempotency key: 1 to 255 visible ASCII characters.
     public static func validate(_ key: String) throws {
         guard (1...255).contains(key.utf8.count), key.utf8.allSatisfy({ (0x21...0x7e).contains($0) }) else {
@@ -53,7 +55,6 @@ public struct Idempotency: Sendable {
         operation: () async throws -> StoredResponse
     ) async throws -> Outcome {
         try Self.validate(key)
-        let retentionSeconds = Double(retention.components.seconds)
         return try await client.withConnection { connection in
             try await connection.execute("BEGIN")
             do {
@@ -101,8 +102,7 @@ public struct Idempotency: Sendable {
     /// Deletes keys older than the retention; returns how many.
     @discardableResult
     public func purgeExpired() async throws -> Int {
-        let retentionSeconds = Double(retention.components.seconds)
-        return try await client.withConnection { connection in
+        try await client.withConnection { connection in
             var deleted = 0
             for try await _ in try await connection.query(
                 "DELETE FROM idempotency_keys WHERE created_at <= now() - make_interval(secs => \(retentionSeconds)) RETURNING 1",

@@ -66,24 +66,18 @@ public struct Ledger: Sendable {
         self.batcher = ConsumeBatcher(client: client, lanes: consumeLanes)
     }
 
-    /// The account of `owner`, created (empty) on first use. The common case, an existing account, is one read.
-    func accountID(for owner: AccountOwner, on connection: PostgresConnection) async throws -> UUID {
-        let (find, create): (PostgresQuery, PostgresQuery) = switch owner {
-        case .user(let user): (
-            "SELECT id FROM user_credits WHERE user_id = \(user)",
+    /// Creates `owner`'s (empty) account, or finds it when another transaction just did; its id.
+    private func createAccount(for owner: AccountOwner, on connection: PostgresConnection) async throws -> UUID {
+        let create: PostgresQuery = switch owner {
+        case .user(let user):
             "INSERT INTO user_credits (user_id) VALUES (\(user)) ON CONFLICT (user_id) DO UPDATE SET updated_at = user_credits.updated_at RETURNING id"
-        )
-        case .team(let team): (
-            "SELECT id FROM user_credits WHERE team_id = \(team)",
+        case .team(let team):
             "INSERT INTO user_credits (team_id) VALUES (\(team)) ON CONFLICT (team_id) DO UPDATE SET updated_at = user_credits.updated_at RETURNING id"
-        )
         }
-        for query in [find, create] {
-            for try await id in try await connection.query(query, logger: LocalCluster.quietLogger).decode(UUID.self) {
-                return id
-            }
-        }
-        throw CreditsError(.notFound, "no credit account for that owner")
+        var account: UUID?
+        for try await id in try await connection.query(create, logger: LocalCluster.quietLogger).decode(UUID.self) { account = id }
+        guard let account else { throw CreditsError(.notFound, "no credit account for that owner") }
+        return account
     }
 
     /// Locks `owner`'s account row for the rest of the transaction (creating the account on first use),
@@ -103,7 +97,8 @@ public struct Ledger: Sendable {
             let (b, h) = try await settle(account, balance: balance, held: held, holdsDue: holdsDue, grantsDue: grantsDue, on: connection)
             return (account, b, h)
         }
-        let account = try await accountID(for: owner, on: connection)
+        // First use: the lock found no account.
+        let account = try await createAccount(for: owner, on: connection)
         let (balance, held) = try await lockAccount(account, on: connection)
         return (account, balance, held)
     }

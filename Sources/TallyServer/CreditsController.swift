@@ -141,8 +141,13 @@ public struct CreditsController: Sendable {
     }
 
     /// `tally_consume_total{outcome=…}`: accepted, insufficient-credits, key-limit-exceeded or refused.
+    /// Made once (after the metrics system is bootstrapped, on first use), not per request.
+    static let consumeCounters: [String: Counter] = Dictionary(uniqueKeysWithValues: ["accepted", "insufficient-credits", "key-limit-exceeded", "refused"].map {
+        ($0, Counter(label: "tally_consume_total", dimensions: [("outcome", $0)]))
+    })
+
     static func countConsume(_ outcome: String) {
-        Counter(label: "tally_consume_total", dimensions: [("outcome", outcome)]).increment()
+        consumeCounters[outcome]?.increment()
     }
 
     /// The account a request reads: the API key's, or with a session the user's own or (`?team_id=`) a team's

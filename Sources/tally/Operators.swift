@@ -119,7 +119,7 @@ extension DB {
     struct AuditCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "audit",
-            abstract: "Prove the ledger: every account's balance equals its ledger and its grants, and nothing is negative.",
+            abstract: "Prove the ledger: every account's balance equals its ledger and its grants, held equals its open holds, and nothing is negative.",
             discussion: "Exit status 1 with the accounts that fail.")
         @Flag(help: "Print the result as JSON.") var json = false
         @OptionGroup var database: DatabaseOptions
