@@ -36,10 +36,17 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // PostgreSQL's parser (libpg_query), from Debian's libpg-query-dev.
+        .systemLibrary(
+            name: "CPgQuery",
+            path: "Sources/CPgQuery",
+            providers: [.apt(["libpg-query-dev"])]
+        ),
         // Migration folders, history, planner, lint, introspection; knows nothing of credits.
         .target(
             name: "TallyMigrate",
             dependencies: [
+                "CPgQuery",
                 "TallyPostgres",
                 .product(name: "Crypto", package: "swift-crypto"),
             ],

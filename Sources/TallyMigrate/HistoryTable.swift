@@ -2,10 +2,10 @@ import Foundation
 import PostgresNIO
 import TallyPostgres
 
-/// The migration history table, Drizzle-compatible: `id serial, hash text not null, created_at bigint`,
-/// plus Drizzle 1.0's nullable `name text` and `applied_at timestamptz default now()`.
-///
-/// Tally writes `applied_at = NULL` for rows `baseline` marks applied without running them.
+/// Drizzle's migration history table, kept exactly in Drizzle's shape: for 0.x folders
+/// `(id serial, hash text not null, created_at bigint)` and nothing more; for Drizzle 1.0 folders
+/// `name text` and `applied_at timestamptz DEFAULT now()` besides. What Tally knows beyond that (when and by
+/// whom a migration ran, whether `baseline` marked it) lives in `MigrationBookkeeping`'s own schema.
 public struct HistoryTable: Sendable, Equatable, CustomStringConvertible {
     public var schema: String
     public var table: String
@@ -31,74 +31,65 @@ public struct HistoryTable: Sendable, Equatable, CustomStringConvertible {
     public var description: String { "\(schema).\(table)" }
     /// The quoted, qualified name for SQL.
     public var sql: String { quoteIdentifier(schema) + "." + quoteIdentifier(table) }
-    var failuresSQL: String { quoteIdentifier(schema) + "." + quoteIdentifier("__tally_migration_failures") }
-    var removedSQL: String { quoteIdentifier(schema) + "." + quoteIdentifier(table + "_removed") }
 
-    /// The key of the session advisory lock that serialises runners on this history table.
+    /// The key of the advisory lock that serialises runners on this history table.
     var lockKey: Int64 {
         let digest = sha256Hex(Data("tally.migrate:\(description)".utf8))
         return Int64(bitPattern: UInt64(digest.prefix(16), radix: 16)!)
     }
 
-    /// One row of the history.
+    /// One row of the history, with what Tally's bookkeeping knows of it.
     public struct Row: Sendable, Equatable, Codable {
         public var id: Int
         public var hash: String
         public var createdAt: Int64?
+        /// Drizzle 1.0's `name` column; nil in a 0.x table.
         public var name: String?
-        /// When it was applied; nil when the table has no `applied_at` column, or for baseline rows.
+        /// When it was applied: Tally's record, else Drizzle 1.0's `applied_at`; nil when nobody recorded it.
         public var appliedAt: Date?
-        /// Written by `baseline`: marked applied without running (`applied_at` is NULL).
+        /// Marked applied by `tally migrate baseline` without running.
         public var baseline: Bool
     }
 
-    /// Creates the schema, the table and the Drizzle 1.0 columns when missing.
-    func ensure(on connection: PostgresConnection) async throws {
-        try await connection.run("CREATE SCHEMA IF NOT EXISTS \(quoteIdentifier(schema))")
-        try await connection.run("""
-            CREATE TABLE IF NOT EXISTS \(sql) (id SERIAL PRIMARY KEY, hash text NOT NULL, created_at bigint)
-            """)
-        try await connection.run("ALTER TABLE \(sql) ADD COLUMN IF NOT EXISTS name text")
-        try await connection.run("ALTER TABLE \(sql) ADD COLUMN IF NOT EXISTS applied_at timestamptz DEFAULT now()")
-        try await connection.run("""
-            CREATE TABLE IF NOT EXISTS \(failuresSQL) (
-                history_table text NOT NULL, tag text NOT NULL, hash text NOT NULL, statement int,
-                error text NOT NULL, failed_at timestamptz NOT NULL DEFAULT now(),
-                PRIMARY KEY (history_table, tag))
-            """)
-    }
-
-    func exists(on connection: PostgresConnection) async throws -> Bool {
-        let rows = try await connection.query(
-            "SELECT 1 FROM pg_tables WHERE schemaname = \(schema) AND tablename = \(table)", logger: LocalCluster.quietLogger)
-        for try await _ in rows { return true }
-        return false
-    }
-
-    /// All rows, oldest first; empty when the table does not exist yet.
-    func rows(on connection: PostgresConnection) async throws -> [Row] {
-        guard try await exists(on: connection) else { return [] }
-        let columns = try await columnNames(on: connection)
-        let name = columns.contains("name") ? "name" : "NULL::text"
-        let appliedAt = columns.contains("applied_at") ? "applied_at" : "NULL::timestamptz"
-        let baseline = columns.contains("applied_at") ? "applied_at IS NULL" : "false"
+    /// The columns the table has; empty when it does not exist.
+    func columns(on connection: PostgresConnection) async throws -> Set<String> {
         let result = try await connection.query(
-            "SELECT id, hash, created_at, \(unescaped: name), \(unescaped: appliedAt), \(unescaped: baseline) FROM \(unescaped: sql) ORDER BY id",
-            logger: LocalCluster.quietLogger)
-        var out: [Row] = []
-        for try await (id, hash, createdAt, name, appliedAt, baseline) in result.decode((Int, String, Int64?, String?, Date?, Bool).self) {
-            out.append(Row(id: id, hash: hash, createdAt: createdAt, name: name, appliedAt: appliedAt, baseline: baseline))
-        }
-        return out
-    }
-
-    private func columnNames(on connection: PostgresConnection) async throws -> Set<String> {
-        let result = try await connection.query(
-            "SELECT column_name::text FROM information_schema.columns WHERE table_schema = \(schema) AND table_name = \(table)",
+            "SELECT attname::text FROM pg_attribute WHERE attrelid = to_regclass(\(sql)) AND attnum > 0 AND NOT attisdropped",
             logger: LocalCluster.quietLogger)
         var names: Set<String> = []
         for try await name in result.decode(String.self) { names.insert(name) }
         return names
+    }
+
+    /// All rows, oldest first; empty when the table does not exist yet. `created_at` may be bigint, numeric
+    /// or text (some apps create the table themselves).
+    func rows(on connection: PostgresConnection) async throws -> [Row] {
+        let columns = try await columns(on: connection)
+        guard !columns.isEmpty else { return [] }
+        let name = columns.contains("name") ? "h.name::text" : "NULL::text"
+        let drizzleAppliedAt = columns.contains("applied_at") ? "h.applied_at::timestamptz" : "NULL::timestamptz"
+        let bookkeeping = try await MigrationBookkeeping.exists(on: connection)
+        let join = bookkeeping
+            ? "LEFT JOIN \(MigrationBookkeeping.applied) t ON t.history_table = \(quoteLiteral(description)) AND t.history_id = h.id"
+            : ""
+        let appliedAt = bookkeeping ? "COALESCE(t.applied_at, \(drizzleAppliedAt))" : drizzleAppliedAt
+        let baseline = bookkeeping ? "COALESCE(t.baseline, false)" : "false"
+        let result = try await connection.query(PostgresQuery(unsafeSQL: """
+            SELECT h.id::int, h.hash::text, h.created_at::text, \(name), \(appliedAt), \(baseline)
+            FROM \(sql) h \(join) ORDER BY h.id
+            """), logger: LocalCluster.quietLogger)
+        var out: [Row] = []
+        for try await (id, hash, createdAt, name, appliedAt, baseline) in result.decode((Int, String, String?, String?, Date?, Bool).self) {
+            out.append(Row(id: id, hash: hash, createdAt: createdAt.flatMap(Self.millis), name: name, appliedAt: appliedAt, baseline: baseline))
+        }
+        return out
+    }
+
+    /// `created_at` as text (from bigint, numeric or text) to milliseconds.
+    static func millis(_ text: String) -> Int64? {
+        if let n = Int64(text) { return n }
+        if let d = Decimal(string: text) { return Int64(truncating: NSDecimalNumber(decimal: d)) }
+        return nil
     }
 
     /// Other `__drizzle_migrations` tables in the database (the seed's `public.__drizzle_migrations`), with their row counts.
@@ -118,40 +109,36 @@ public struct HistoryTable: Sendable, Equatable, CustomStringConvertible {
         return out
     }
 
-    /// The failure recorded by the last run of each migration that failed and has not succeeded since.
-    func failures(on connection: PostgresConnection) async throws -> [MigrationFailure] {
-        let exists = try await connection.query(
-            "SELECT 1 FROM pg_tables WHERE schemaname = \(schema) AND tablename = '__tally_migration_failures'",
+    /// Writes the history row Drizzle would write for `migration` (with `name` in a 1.0 table; `applied_at`
+    /// is the column's default) and Tally's record of it, in the caller's transaction.
+    func insert(_ migration: Migration, baseline: Bool, columns: Set<String>, on connection: PostgresConnection) async throws {
+        let query: PostgresQuery = columns.contains("name")
+            ? "INSERT INTO \(unescaped: sql) (hash, created_at, name) VALUES (\(migration.hash), \(migration.createdAt), \(migration.tag)) RETURNING id::int"
+            : "INSERT INTO \(unescaped: sql) (hash, created_at) VALUES (\(migration.hash), \(migration.createdAt)) RETURNING id::int"
+        var id = 0
+        for try await value in try await connection.query(query, logger: LocalCluster.quietLogger).decode(Int.self) { id = value }
+        try await connection.execute(
+            """
+            INSERT INTO \(unescaped: MigrationBookkeeping.applied) (history_table, history_id, hash, tag, baseline)
+            VALUES (\(description), \(id), \(migration.hash), \(migration.tag), \(baseline))
+            ON CONFLICT (history_table, history_id) DO UPDATE SET hash = excluded.hash, tag = excluded.tag,
+                baseline = excluded.baseline, applied_at = now(), applied_by = current_user
+            """,
             logger: LocalCluster.quietLogger)
-        var found = false
-        for try await _ in exists { found = true }
-        guard found else { return [] }
-        let result = try await connection.query(
-            "SELECT tag, hash, statement, error, failed_at FROM \(unescaped: failuresSQL) WHERE history_table = \(description) ORDER BY failed_at",
-            logger: LocalCluster.quietLogger)
-        var out: [MigrationFailure] = []
-        for try await (tag, hash, statement, error, at) in result.decode((String, String, Int?, String, Date).self) {
-            out.append(MigrationFailure(tag: tag, hash: hash, statement: statement, error: error, failedAt: at))
-        }
-        return out
     }
 }
 
-/// What the last failed run of a migration left behind for the next one to report.
-public struct MigrationFailure: Sendable, Codable, Equatable {
-    public var tag: String
-    public var hash: String
-    public var statement: Int?
-    public var error: String
-    public var failedAt: Date
+/// A SQL string literal: only for names Tally built itself (history table names are validated).
+func quoteLiteral(_ text: String) -> String {
+    "'" + text.replacingOccurrences(of: "'", with: "''") + "'"
 }
 
 extension PostgresConnection {
-    /// Runs SQL text without parameters, one statement at a time (PostgreSQL's extended protocol
-    /// takes one statement per query).
+    /// Runs SQL text without parameters, one statement at a time as the parser splits it (the extended
+    /// protocol takes one statement per query).
     func run(_ sql: String) async throws {
-        for statement in SQLStatements.split(sql) {
-            try await execute(PostgresQuery(unsafeSQL: statement.text))
+        for piece in try SQLParser.split(sql) {
+            try await execute(PostgresQuery(unsafeSQL: piece.text))
         }
     }
 

@@ -43,6 +43,12 @@ public struct MigrationReport: Sendable, Codable {
     public var otherHistoryTables: [OtherHistoryTable]
     /// Migrations whose last run failed, with where and why.
     public var failures: [MigrationFailure]
+    /// What reading the folder noticed and ignored (files Drizzle does not run, text that is not UTF-8).
+    public var notes: [String] = []
+    /// Foreign keys an applied migration added NOT VALID that are still to be validated (`up` finishes them).
+    public var unvalidated: [String] = []
+    /// Indexes left INVALID, as an interrupted `CREATE INDEX CONCURRENTLY` leaves them.
+    public var invalidIndexes: [String] = []
 
     public var pending: [Entry] { entries.filter { $0.state == .pending } }
     public var changed: [Entry] { entries.filter { $0.state == .changed } }

@@ -176,8 +176,8 @@ extension OrphanScan {
         var out: [(ForeignKeyDefinition, String)] = []
         for entry in report.pending {
             guard let migration = migrator.folder.migrations.first(where: { $0.tag == entry.tag }) else { continue }
-            for statement in migration.statements {
-                if let fk = DDL.addedForeignKey(in: statement.text) { out.append((fk, "pending migration \(entry.tag)")) }
+            for statement in migration.statements.flatMap(\.flattened) {
+                for fk in statement.addedForeignKeys { out.append((fk, "pending migration \(entry.tag)")) }
             }
         }
         return out

@@ -41,7 +41,13 @@ public struct Plan: Sendable, Codable {
     public var migrations: [Migration]
     /// True when a pending migration would fail on the data (orphans for a foreign key it adds).
     public var blocked: Bool { migrations.contains { $0.foreignKeys.contains { $0.orphanedRows > 0 } } }
-    public var findings: Int { migrations.reduce(0) { $0 + $1.statements.reduce(0) { $0 + $1.findings.filter { $0.severity != "info" }.count } } }
+    /// Lint findings of error severity: `up` would fail or do harm.
+    public var errors: Int { count("error") }
+    public var warnings: Int { count("warning") }
+
+    private func count(_ severity: String) -> Int {
+        migrations.reduce(0) { $0 + $1.statements.reduce(0) { $0 + $1.findings.filter { $0.severity == severity }.count } }
+    }
 }
 
 extension Migrator {
@@ -54,28 +60,40 @@ extension Migrator {
             for entry in report.pending {
                 guard let migration = folder.migrations.first(where: { $0.tag == entry.tag }) else { continue }
                 let statements = migration.statements
-                let created = Set(statements.compactMap { DDL.createdTable(in: $0.text) })
-                let online = options.strictSQL ? [:] : Self.onlineForeignKeys(migration)
-                let setsLockTimeout = statements.contains { $0.text.lowercased().contains("lock_timeout") }
+                let created = Set(statements.flatMap(\.flattened).compactMap(\.createdTable))
+                let setsLockTimeout = statements.contains {
+                    if case .variableSet(let set) = $0.node { return set.name == "lock_timeout" } else { return false }
+                }
                 var planned: [Plan.Statement] = []
                 var keys: [OrphanReport] = []
                 for (n, statement) in statements.enumerated() {
                     let newTables = created.union(createdSoFar)
-                    var findings = try await Lint.check(statement.text, newTables: newTables, onlineRewrite: online[n] != nil, on: connection)
+                    let online = !options.strictSQL && !migration.requiresNoTransaction && statement.onlineForeignKey != nil
+                    var findings: [Plan.Finding] = []
+                    var locks: [Plan.Lock] = []
+                    for part in statement.flattened {
+                        findings += try await Lint.check(part, newTables: newTables, onlineRewrite: online, on: connection)
+                        locks += Lint.locks(part, newTables: newTables, onlineRewrite: online)
+                    }
+                    if statement.dynamicSQL > 0 {
+                        findings.append(.init(rule: "dynamic-sql", severity: "info",
+                                              message: "this DO block runs \(statement.dynamicSQL) EXECUTE statement(s) whose SQL is built at run time; Tally cannot see their locks"))
+                    }
                     if n == 0, !setsLockTimeout {
                         findings.append(.init(
                             rule: "require-timeout-settings", severity: "info",
                             message: "the file sets no lock_timeout: Tally sets \(options.lockTimeout) per statement, but a tool running it as written waits behind any long transaction while blocking every query queued after it"))
                     }
-                    planned.append(.init(
-                        number: n + 1, line: statement.line, sql: statement.text,
-                        locks: Lint.locks(statement.text, newTables: newTables, onlineRewrite: online[n] != nil), findings: findings))
-                    if let fk = DDL.addedForeignKey(in: statement.text) {
-                        if try await tableExists(fk.table, on: connection), try await tableExists(fk.referencedTable, on: connection) {
+                    planned.append(.init(number: n + 1, line: statement.line, sql: statement.text, locks: locks, findings: findings))
+                    for fk in statement.flattened.flatMap(\.addedForeignKeys) {
+                        if !newTables.contains(fk.table), try await tableExists(fk.table, on: connection),
+                            try await tableExists(fk.referencedTable, on: connection),
+                            try await OrphanScan.missingColumns(fk.table, fk.columns, on: connection)?.isEmpty == true
+                        {
                             keys.append(try await OrphanScan.scan(fk, source: "migration \(migration.tag)", on: connection))
                         } else {
-                            // A table a pending migration creates: empty, so nothing can violate the key.
-                            keys.append(OrphanReport(foreignKey: fk, source: "migration \(migration.tag) (new table)", orphanedRows: 0, sampleKeys: [], seconds: 0))
+                            // A table or column the migrations create: empty, so nothing can violate the key yet.
+                            keys.append(OrphanReport(foreignKey: fk, source: "migration \(migration.tag) (new table or column)", orphanedRows: 0, sampleKeys: [], seconds: 0))
                         }
                     }
                 }
@@ -91,120 +109,129 @@ extension Migrator {
     }
 }
 
-/// Lock modes and lint rules for single statements.
+/// Lock modes and lint rules (squawk's names) for single statements, read from their parse trees.
 enum Lint {
-    static func locks(_ sql: String, newTables: Set<QualifiedName>, onlineRewrite: Bool) -> [Plan.Lock] {
-        let t = DDL.tokens(sql)
-        let words = t.prefix(8).compactMap(\.keyword)
-        func name(at index: Int) -> QualifiedName? {
-            var i = index
-            DDL.skipKeywords(t, &i, ["ONLY", "IF", "EXISTS", "NOT", "CONCURRENTLY"])
-            return DDL.qualifiedName(t, &i)
-        }
-        if words.starts(with: ["CREATE", "TABLE"]) || (words.first == "CREATE" && words.contains("TABLE") && !words.contains("INDEX")) {
-            guard let table = DDL.createdTable(in: sql) else { return [] }
+    static func locks(_ statement: SQLStatement, newTables: Set<QualifiedName>, onlineRewrite: Bool) -> [Plan.Lock] {
+        switch statement.node {
+        case .createStmt, .createTableAs:
+            guard let table = statement.createdTable else { return [] }
             return [.init(table: table.description, mode: "ACCESS EXCLUSIVE", effect: "new table: nothing else uses it yet")]
-        }
-        if let fk = DDL.addedForeignKey(in: sql) {
-            if newTables.contains(fk.table) {
-                return [.init(table: fk.table.description, mode: "SHARE ROW EXCLUSIVE", effect: "new table: brief"),
-                        .init(table: fk.referencedTable.description, mode: "SHARE ROW EXCLUSIVE", effect: "blocks writes to it briefly")]
+        case .alterTable(let alter):
+            let table = alter.relation.qualifiedName
+            let commands = alter.commands
+            if let fk = statement.addedForeignKeys.first, commands.count == 1, commands[0].subtype == "AT_AddConstraint" {
+                if newTables.contains(fk.table) {
+                    return [.init(table: fk.table.description, mode: "SHARE ROW EXCLUSIVE", effect: "new table: brief"),
+                            .init(table: fk.referencedTable.description, mode: "SHARE ROW EXCLUSIVE", effect: "blocks writes to it briefly")]
+                }
+                if onlineRewrite || fk.notValid {
+                    return [.init(table: fk.table.description, mode: "SHARE ROW EXCLUSIVE", effect: "NOT VALID: no scan, writes wait only a moment"),
+                            .init(table: fk.referencedTable.description, mode: "SHARE ROW EXCLUSIVE", effect: "a moment"),
+                            .init(table: fk.table.description, mode: "SHARE UPDATE EXCLUSIVE", effect: "VALIDATE CONSTRAINT scans the table; reads and writes go on")]
+                }
+                return [.init(table: fk.table.description, mode: "SHARE ROW EXCLUSIVE", effect: "blocks writes while the whole table is scanned"),
+                        .init(table: fk.referencedTable.description, mode: "SHARE ROW EXCLUSIVE", effect: "blocks writes while the scan runs")]
             }
-            if onlineRewrite || fk.notValid {
-                return [.init(table: fk.table.description, mode: "SHARE ROW EXCLUSIVE", effect: "NOT VALID: no scan, writes wait only a moment"),
-                        .init(table: fk.referencedTable.description, mode: "SHARE ROW EXCLUSIVE", effect: "a moment"),
-                        .init(table: fk.table.description, mode: "SHARE UPDATE EXCLUSIVE", effect: "VALIDATE CONSTRAINT scans the table; reads and writes go on")]
-            }
-            return [.init(table: fk.table.description, mode: "SHARE ROW EXCLUSIVE", effect: "blocks writes while the whole table is scanned"),
-                    .init(table: fk.referencedTable.description, mode: "SHARE ROW EXCLUSIVE", effect: "blocks writes while the scan runs")]
-        }
-        if words.starts(with: ["ALTER", "TABLE"]), let table = name(at: 2) {
-            if words.contains("VALIDATE") {
+            if !commands.isEmpty, commands.allSatisfy({ $0.subtype == "AT_ValidateConstraint" }) {
                 return [.init(table: table.description, mode: "SHARE UPDATE EXCLUSIVE", effect: "scans; reads and writes go on")]
             }
             let effect = newTables.contains(table) ? "new table: nothing else uses it yet" : "blocks reads and writes until it commits"
             return [.init(table: table.description, mode: "ACCESS EXCLUSIVE", effect: effect)]
-        }
-        if words.first == "CREATE", words.contains("INDEX") {
-            guard let on = t.firstIndex(where: { $0.keyword == "ON" }), let table = name(at: on + 1) else { return [] }
-            if words.contains("CONCURRENTLY") {
+        case .index(let index):
+            let table = index.relation.qualifiedName
+            if index.concurrent == true {
                 return [.init(table: table.description, mode: "SHARE UPDATE EXCLUSIVE", effect: "builds while reads and writes go on")]
             }
             return [.init(table: table.description, mode: "SHARE", effect: newTables.contains(table) ? "new table: brief" : "blocks writes while the index builds")]
+        case .drop(let drop) where drop.removeType == "OBJECT_TABLE":
+            _ = drop
+            return [.init(table: "(the dropped table)", mode: "ACCESS EXCLUSIVE", effect: "blocks everything until it commits")]
+        case .drop(let drop) where drop.removeType == "OBJECT_INDEX":
+            let concurrent = drop.concurrent == true
+            return [.init(table: "(the index's table)", mode: concurrent ? "SHARE UPDATE EXCLUSIVE" : "ACCESS EXCLUSIVE",
+                          effect: concurrent ? "reads and writes go on" : "blocks everything until it commits")]
+        case .dml(_, let relation):
+            return [.init(table: relation?.qualifiedName.description ?? "(rows it touches)", mode: "ROW EXCLUSIVE", effect: "row locks; long if it touches many rows")]
+        default:
+            return []
         }
-        if words.starts(with: ["DROP", "TABLE"]), let table = name(at: 2) {
-            return [.init(table: table.description, mode: "ACCESS EXCLUSIVE", effect: "blocks everything until it commits")]
-        }
-        if words.starts(with: ["DROP", "INDEX"]) {
-            return [.init(table: "(the index's table)", mode: words.contains("CONCURRENTLY") ? "SHARE UPDATE EXCLUSIVE" : "ACCESS EXCLUSIVE", effect: words.contains("CONCURRENTLY") ? "reads and writes go on" : "blocks everything until it commits")]
-        }
-        if let first = words.first, ["INSERT", "UPDATE", "DELETE"].contains(first) {
-            return [.init(table: "(rows it touches)", mode: "ROW EXCLUSIVE", effect: "row locks; long if it touches many rows")]
-        }
-        if words.first == "DO" {
-            return [.init(table: "(unknown)", mode: "(runs code)", effect: "a DO block takes whatever locks its statements take")]
-        }
-        return []
     }
 
-    static func check(_ sql: String, newTables: Set<QualifiedName>, onlineRewrite: Bool, on connection: PostgresConnection) async throws -> [Plan.Finding] {
-        let t = DDL.tokens(sql)
-        let words = t.compactMap(\.keyword)
+    static func check(_ statement: SQLStatement, newTables: Set<QualifiedName>, onlineRewrite: Bool, on connection: PostgresConnection) async throws -> [Plan.Finding] {
         var findings: [Plan.Finding] = []
-        func tableAfter(_ index: Int) -> QualifiedName? {
-            var i = index
-            DDL.skipKeywords(t, &i, ["ONLY", "IF", "EXISTS", "NOT", "CONCURRENTLY"])
-            return DDL.qualifiedName(t, &i)
-        }
-        let alterTable = words.starts(with: ["ALTER", "TABLE"]) ? tableAfter(2) : nil
-        let existingAltered = alterTable.map { !newTables.contains($0) } ?? false
-
-        if let fk = DDL.addedForeignKey(in: sql), !fk.notValid, !newTables.contains(fk.table) {
+        for fk in statement.addedForeignKeys where !fk.notValid && !newTables.contains(fk.table) {
             findings.append(onlineRewrite
                 ? .init(rule: "adding-foreign-key-constraint", severity: "info",
                         message: "foreign key without NOT VALID on an existing table: Tally adds it NOT VALID and validates it in a separate transaction (--strict-sql would run it as written and block writes for a full scan)")
                 : .init(rule: "adding-foreign-key-constraint", severity: "warning",
                         message: "foreign key without NOT VALID on an existing table blocks writes to both tables while it scans; add it NOT VALID, then VALIDATE CONSTRAINT in another transaction"))
         }
-        if words.first == "CREATE", words.contains("INDEX"), !words.contains("CONCURRENTLY"),
-           let on = t.firstIndex(where: { $0.keyword == "ON" }), let table = tableAfter(on + 1), !newTables.contains(table) {
+        switch statement.node {
+        case .index(let index) where index.concurrent != true && !newTables.contains(index.relation.qualifiedName):
             findings.append(.init(rule: "require-concurrent-index-creation", severity: "warning",
-                                  message: "CREATE INDEX without CONCURRENTLY blocks writes to \(table) while it builds; use CREATE INDEX CONCURRENTLY (Tally then runs the migration outside a transaction)"))
-        }
-        if let table = alterTable, existingAltered {
-            let text = words.joined(separator: " ")
+                                  message: "CREATE INDEX without CONCURRENTLY blocks writes to \(index.relation.qualifiedName) while it builds; use CREATE INDEX CONCURRENTLY (Tally then runs the migration outside a transaction)"))
+        case .alterTable(let alter) where !newTables.contains(alter.relation.qualifiedName):
+            let table = alter.relation.qualifiedName
             let filled = try await hasRows(table, on: connection)
-            if text.contains("SET NOT NULL"), filled {
-                findings.append(.init(rule: "adding-not-nullable-field", severity: "warning",
-                                      message: "SET NOT NULL scans \(table) under ACCESS EXCLUSIVE; add a CHECK (col IS NOT NULL) NOT VALID constraint, VALIDATE it, then SET NOT NULL"))
+            for command in alter.commands {
+                switch command.subtype {
+                case "AT_SetNotNull" where filled:
+                    findings.append(.init(rule: "adding-not-nullable-field", severity: "warning",
+                                          message: "SET NOT NULL scans \(table) under ACCESS EXCLUSIVE; add a CHECK (col IS NOT NULL) NOT VALID constraint, VALIDATE it, then SET NOT NULL"))
+                case "AT_AddColumn" where filled:
+                    if case .columnDef(let column)? = command.def {
+                        let kinds = column.constraintList.map(\.contype)
+                        if kinds.contains("CONSTR_NOTNULL") && !kinds.contains("CONSTR_DEFAULT") && !kinds.contains("CONSTR_IDENTITY") && !kinds.contains("CONSTR_GENERATED") {
+                            findings.append(.init(rule: "adding-required-field", severity: "error",
+                                                  message: "a NOT NULL column without a DEFAULT fails on \(table), which has rows; give it a DEFAULT or add it nullable and backfill"))
+                        }
+                    }
+                case "AT_AlterColumnType":
+                    findings.append(.init(rule: "changing-column-type", severity: "warning",
+                                          message: "changing a column's type usually rewrites \(table) under ACCESS EXCLUSIVE; add a new column, backfill, and switch"))
+                case "AT_DropColumn":
+                    findings.append(.init(rule: "ban-drop-column", severity: "warning",
+                                          message: "dropping a column breaks code that still reads it (both services share this database); deploy code that no longer uses it first"))
+                default: break
+                }
             }
-            if text.contains("ADD COLUMN") || (words.contains("ADD") && !words.contains("CONSTRAINT")), text.contains("NOT NULL"), !words.contains("DEFAULT"), filled {
-                findings.append(.init(rule: "adding-required-field", severity: "error",
-                                      message: "a NOT NULL column without a DEFAULT fails on \(table), which has rows; give it a DEFAULT or add it nullable and backfill"))
-            }
-            if words.contains("TYPE"), words.filter({ $0 == "ALTER" }).count >= 2 {
-                findings.append(.init(rule: "changing-column-type", severity: "warning",
-                                      message: "changing a column's type usually rewrites \(table) under ACCESS EXCLUSIVE; add a new column, backfill, and switch"))
-            }
-            if text.contains("DROP COLUMN") {
-                findings.append(.init(rule: "ban-drop-column", severity: "warning",
-                                      message: "dropping a column breaks code that still reads it (both services share this database); deploy code that no longer uses it first"))
-            }
-        }
-        if words.starts(with: ["DROP", "TABLE"]) {
+        case .drop(let drop) where drop.removeType == "OBJECT_TABLE":
             findings.append(.init(rule: "ban-drop-table", severity: "warning",
                                   message: "dropping a table loses its data; back it up (tally db backup) and make sure no service uses it"))
+        default: break
         }
-        for token in t {
-            if case .quoted(let name) = token, name.utf8.count > 63 {
-                findings.append(.init(rule: "identifier-too-long", severity: "error",
-                                      message: "\"\(name)\" is \(name.utf8.count) bytes; PostgreSQL truncates names to 63, so the object gets a different name than the one the code expects"))
-            } else if case .word(let name) = token, name.utf8.count > 63 {
-                findings.append(.init(rule: "identifier-too-long", severity: "error",
-                                      message: "\(name) is \(name.utf8.count) bytes; PostgreSQL truncates names to 63"))
-            }
+        for name in truncatedIdentifiers(statement) {
+            findings.append(.init(rule: "identifier-too-long", severity: "error",
+                                  message: "an identifier starting \"\(name.prefix(20))…\" is longer than 63 bytes; PostgreSQL truncates it to \"\(name)\", so the object gets a different name than the one the code expects"))
         }
         return findings
+    }
+
+    /// Names the parser truncated to 63 bytes (it truncates as the server does): a 63-byte name that the
+    /// statement's text continues past.
+    static func truncatedIdentifiers(_ statement: SQLStatement) -> [String] {
+        var names: [String] = []
+        switch statement.node {
+        case .createStmt(let s):
+            names.append(s.relation.relname)
+            for case .columnDef(let c) in s.tableElts ?? [] { names += [c.colname].compactMap { $0 } + c.constraintList.compactMap(\.conname) }
+            for case .constraint(let c) in s.tableElts ?? [] { names += [c.conname].compactMap { $0 } }
+        case .alterTable(let s):
+            names.append(s.relation.relname)
+            for command in s.commands {
+                names += [command.name].compactMap { $0 }
+                if case .constraint(let c)? = command.def { names += [c.conname].compactMap { $0 } }
+                if case .columnDef(let c)? = command.def { names += [c.colname].compactMap { $0 } }
+            }
+        case .index(let s):
+            names += [s.idxname, s.relation.relname].compactMap { $0 }
+        default: break
+        }
+        return names.filter { name in
+            guard name.utf8.count == 63, let range = statement.text.range(of: name) else { return false }
+            guard let next = statement.text[range.upperBound...].first else { return false }
+            return next != "\"" && (next.isLetter || next.isNumber || next == "_" || next == "$" || !next.isASCII)
+        }
     }
 
     static func hasRows(_ table: QualifiedName, on connection: PostgresConnection) async throws -> Bool {

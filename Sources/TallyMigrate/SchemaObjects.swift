@@ -10,7 +10,7 @@ enum SchemaObjects {
             WITH rel AS (
                 SELECT c.oid, c.relname, c.relkind, n.nspname
                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'
+                WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'tally_migrate') AND n.nspname NOT LIKE 'pg_toast%'
                   AND n.nspname NOT LIKE 'pg_temp%'
             )
             SELECT CASE relkind WHEN 'r' THEN 'table' WHEN 'p' THEN 'table' WHEN 'v' THEN 'view'
@@ -61,7 +61,10 @@ enum SchemaObjects {
         _ migrations: [Migration], live: ConnectionSettings, excluding history: HistoryTable,
         progress: @Sendable (String) -> Void
     ) async throws -> [String: Set<String>] {
-        try await withScratchDatabase(live, purpose: "checking what the migrations create") { scratch in
+        try await withScratchDatabase(
+            live, purpose: "checking what the migrations create", history: history,
+            otherwise: "or mark them anyway with --force if you know the schema is there"
+        ) { scratch in
             progress("Applying \(migrations.count) migration(s) to scratch database \(scratch.database) to see what they create.")
             return try await withSingleConnection(scratch) { connection in
                 var before = try await list(on: connection, excluding: history)
@@ -85,27 +88,50 @@ enum SchemaObjects {
             } catch {
                 throw MigrateError(
                     .baselineRefused,
-                    "\(migration.tag) fails on an empty database at statement \(n + 1) (line \(statement.line)): \(describe(error)). The check needs migrations that apply cleanly; fix the file or use --force.")
+                    "\(migration.tag) fails on a scratch database at statement \(n + 1) (\(migration.file):\(statement.line)): \(describe(error)). The check applies the migrations to an empty database with the live one's extensions; fix the file so it applies there.")
             }
         }
     }
 
-    /// A new empty database on the same server for `body`, dropped afterwards whatever happens.
+    /// A new empty database on the same server for `body`, dropped afterwards whatever happens. It gets the
+    /// live database's extensions (a migration may use `vector` or `citext` without creating it) and an
+    /// empty history table of the same shape (a migration may read or write it).
     static func withScratchDatabase<T: Sendable>(
-        _ live: ConnectionSettings, purpose: String, _ body: (ConnectionSettings) async throws -> T
+        _ live: ConnectionSettings, purpose: String, history: HistoryTable = .drizzleDefault, otherwise: String,
+        _ body: (ConnectionSettings) async throws -> T
     ) async throws -> T {
         let scratch = "tally_scratch_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(16).lowercased()
+        var extensions: [String] = []
+        var historyColumns: Set<String> = []
         do {
             try await withSingleConnection(live) { connection in
+                for try await name in try await connection.query(
+                    "SELECT extname::text FROM pg_extension WHERE extname <> 'plpgsql' ORDER BY oid", logger: LocalCluster.quietLogger
+                ).decode(String.self) { extensions.append(name) }
+                historyColumns = try await history.columns(on: connection)
                 try await connection.run("CREATE DATABASE \(quoteIdentifier(scratch))")
             }
         } catch {
             throw MigrateError(
                 .baselineRefused,
-                "\(purpose) needs a scratch database on the server, and creating one failed: \(describe(error)). Grant CREATEDB to this user (or skip the check with --force where the command has it).")
+                "\(purpose) needs a scratch database on the server, and creating one failed: \(describe(error)). Grant CREATEDB to this user, \(otherwise).")
         }
         do {
-            let result = try await body(live.with(database: scratch))
+            let settings = live.with(database: scratch)
+            try await withSingleConnection(settings) { connection in
+                for name in extensions {
+                    do {
+                        try await connection.run("CREATE EXTENSION IF NOT EXISTS \(quoteIdentifier(name)) CASCADE")
+                    } catch {
+                        throw MigrateError(.baselineRefused, "\(purpose): the live database has extension \(name), and the scratch database cannot create it: \(describe(error)). \(otherwise.prefix(1).uppercased() + otherwise.dropFirst()).")
+                    }
+                }
+                try await connection.run("CREATE SCHEMA IF NOT EXISTS \(quoteIdentifier(history.schema))")
+                try await connection.run("CREATE TABLE IF NOT EXISTS \(history.sql) (id SERIAL PRIMARY KEY, hash text NOT NULL, created_at bigint)")
+                if historyColumns.contains("name") { try await connection.run("ALTER TABLE \(history.sql) ADD COLUMN name text") }
+                if historyColumns.contains("applied_at") { try await connection.run("ALTER TABLE \(history.sql) ADD COLUMN applied_at timestamptz DEFAULT now()") }
+            }
+            let result = try await body(settings)
             try await dropScratch(scratch, admin: live)
             return result
         } catch {

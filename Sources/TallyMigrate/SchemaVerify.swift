@@ -15,7 +15,7 @@ public struct SchemaVerification: Sendable, Codable {
     }
 
     public struct Finding: Sendable, Codable, Equatable {
-        /// "redundant-foreign-key", "not-valid-constraint" or "unindexed-foreign-key".
+        /// "redundant-foreign-key", "not-valid-constraint", "unindexed-foreign-key" or "invalid-index".
         public var kind: String
         public var message: String
     }
@@ -33,7 +33,7 @@ public enum SchemaVerify {
             WITH rel AS (
                 SELECT c.oid, c.relname, c.relkind, n.nspname
                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'tally_archive')
+                WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'tally_archive', 'tally_migrate')
                   AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'
             )
             SELECT 'table ' || nspname || '.' || relname, 'table' FROM rel WHERE relkind IN ('r', 'p')
@@ -63,15 +63,22 @@ public enum SchemaVerify {
         return out
     }
 
-    /// Compares `live` with `folder`'s migrations applied to a scratch database.
+    /// Compares `live` with what `folder`'s applied migrations (those its history records) produce on a
+    /// scratch database; pending migrations are not drift.
     public static func verify(
         _ live: ConnectionSettings, against folder: MigrationFolder, historyTable: HistoryTable,
         progress: @Sendable (String) -> Void = { _ in }
     ) async throws -> SchemaVerification {
-        let expected = try await SchemaObjects.withScratchDatabase(live, purpose: "verify") { scratch in
-            progress("Applying \(folder.migrations.count) migration(s) to scratch database \(scratch.database).")
+        let report = try await Migrator(folder: folder, database: live, historyTable: historyTable).status()
+        let appliedTags = Set(report.entries.filter { $0.state == .applied || $0.state == .baseline || $0.state == .changed }.map(\.tag))
+        let applied = folder.migrations.filter { appliedTags.contains($0.tag) }
+        let pending = folder.migrations.count - applied.count
+        let expected = try await SchemaObjects.withScratchDatabase(
+            live, purpose: "tally db verify", history: historyTable, otherwise: "or run it as a user that may create databases"
+        ) { scratch in
+            progress("Applying the \(applied.count) applied migration(s) to scratch database \(scratch.database)\(pending > 0 ? " (\(pending) pending, not compared)" : "").")
             return try await withSingleConnection(scratch) { connection in
-                for migration in folder.migrations { try await SchemaObjects.applyPlainly(migration, on: connection) }
+                for migration in applied { try await SchemaObjects.applyPlainly(migration, on: connection) }
                 return try await snapshot(on: connection, excluding: historyTable)
             }
         }
@@ -93,6 +100,9 @@ public enum SchemaVerify {
     /// Redundant foreign keys, NOT VALID constraints, and foreign keys with no index on their columns.
     static func findings(on connection: PostgresConnection) async throws -> [SchemaVerification.Finding] {
         var out: [SchemaVerification.Finding] = []
+        for index in try await MigrationBookkeeping.invalidIndexes(on: connection) {
+            out.append(.init(kind: "invalid-index", message: "\(index) is INVALID (an interrupted CREATE INDEX CONCURRENTLY leaves one): it costs every write and serves no read; `tally migrate up` rebuilds it when its migration runs again, or DROP INDEX CONCURRENTLY \(index.sql)"))
+        }
         let keys = try await OrphanScan.declaredForeignKeys(on: connection).map(\.0)
         var groups: [String: [String]] = [:]
         for fk in keys {

@@ -59,15 +59,32 @@ extension TallyPostgresError {
 /// A short, password-free description of a postgres-nio error: PostgreSQL's own message when there is one.
 public func describe(_ error: any Error) -> String {
     if let error = error as? PSQLError {
-        if let message = error.serverInfo?[.message] {
-            let code = error.serverInfo?[.sqlState].map { " (SQLSTATE \($0))" } ?? ""
-            return message + code
+        if let info = error.serverInfo, let message = info[.message] {
+            var text = message + (info[.sqlState].map { " (SQLSTATE \($0))" } ?? "")
+            if let detail = info[.detail] { text += "; detail: " + detail }
+            if let hint = info[.hint] { text += "; hint: " + hint }
+            return text
         }
         if let underlying = error.underlying { return "\(error.code): \(underlying)" }
         return "\(error.code)"
     }
+    if let error = error as? PostgresDecodingError {
+        return "cannot read column \(error.columnName) (PostgreSQL type \(error.postgresType)) as \(error.targetType) (\(error.file):\(error.line))"
+    }
     if let error = error as? TallyPostgresError { return error.message }
     return "\(error)"
+}
+
+/// An error as a user should see it: postgres-nio's errors describe themselves with a placeholder
+/// ("Generic description to prevent accidental leakage…"), so they become the server's own message.
+public struct DatabaseFailure: Error, CustomStringConvertible {
+    public var description: String
+
+    /// `error` itself, or a `DatabaseFailure` with its real cause when it comes from postgres-nio.
+    public static func userFacing(_ error: any Error) -> any Error {
+        if error is PSQLError || error is PostgresDecodingError { return DatabaseFailure(description: describe(error)) }
+        return error
+    }
 }
 
 /// Runs `operation`, failing with `TimeoutError` when it takes longer than `duration`.

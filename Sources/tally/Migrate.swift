@@ -85,7 +85,7 @@ struct Migrate: AsyncParsableCommand {
 
     struct Validate: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Check the folder and the history, for CI: exit 1 on a changed file or an unknown history row.",
+            abstract: "Check the folder and the history, for CI: exit 1 on a changed file, an unknown history row, or work an interrupted run left (a key still NOT VALID, an INVALID index).",
             discussion: "Also fails on a pending migration older than the newest applied one with --strict."
         )
         @OptionGroup var options: Options
@@ -95,7 +95,8 @@ struct Migrate: AsyncParsableCommand {
         func run() async throws {
             let report = try await options.migrator().status()
             let outOfOrder = report.pending.filter(\.olderThanNewestApplied)
-            let ok = report.isConsistent && (!strict || (outOfOrder.isEmpty && report.failures.isEmpty))
+            let unfinished = !report.unvalidated.isEmpty || !report.invalidIndexes.isEmpty
+            let ok = report.isConsistent && !unfinished && (!strict || (outOfOrder.isEmpty && report.failures.isEmpty))
             if options.json {
                 struct Validation: Encodable { var ok: Bool; var report: MigrationReport }
                 try printJSON(Validation(ok: ok, report: report))
@@ -192,7 +193,7 @@ struct Migrate: AsyncParsableCommand {
     struct Repair: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Realign history rows with the files: rewrite changed hashes, archive rows no file matches.",
-            discussion: "Shows the difference first and changes nothing until confirmed (--yes for scripts). Removed rows are kept in <history table>_removed."
+            discussion: "Shows the difference first and changes nothing until confirmed (--yes for scripts). Removed rows are kept in tally_migrate.removed_history_rows."
         )
         @OptionGroup var options: Options
         @Flag(help: "Apply without asking.") var yes = false
@@ -210,7 +211,7 @@ struct Migrate: AsyncParsableCommand {
                 throw ExitCode.failure
             }
             let result = try await migrator.repair(apply: true)
-            if options.json { try printJSON(result) } else { print("Repaired: \(result.rewrites.count) rewritten, \(result.removed.count + result.notApplied.count) removed (kept in \(migrator.historyTable.description)_removed).\(result.notApplied.isEmpty ? "" : " Now pending again: \(result.notApplied.map(\.tag).joined(separator: ", ")); apply with `tally migrate up`.")") }
+            if options.json { try printJSON(result) } else { print("Repaired: \(result.rewrites.count) rewritten, \(result.removed.count + result.notApplied.count) removed (kept in tally_migrate.removed_history_rows).\(result.notApplied.isEmpty ? "" : " Now pending again: \(result.notApplied.map(\.tag).joined(separator: ", ")); apply with `tally migrate up`.")") }
         }
     }
 
@@ -267,7 +268,7 @@ private func printReport(_ report: MigrationReport) {
         var hash = String(entry.hash.prefix(12))
         if entry.state == .changed { hash = "file \(entry.hash.prefix(12)) ≠ row \(entry.rowHash?.prefix(12) ?? "")" }
         if entry.olderThanNewestApplied { state += " (older than newest applied)" }
-        rows.append([String(entry.index), entry.tag, state, entry.appliedAt.map { formatter.string(from: $0) } ?? (entry.state == .baseline ? "(marked)" : "-"), hash])
+        rows.append([String(entry.index), entry.tag, state, entry.appliedAt.map { formatter.string(from: $0) } ?? (entry.state == .baseline ? "(marked)" : (entry.state == .applied ? "(not recorded)" : "-")), hash])
     }
     printTable(rows)
     if !report.unknownRows.isEmpty {
@@ -277,6 +278,13 @@ private func printReport(_ report: MigrationReport) {
             unknown.append([String(row.id), row.hash, row.createdAt.map(String.init) ?? "null", row.name ?? "-"])
         }
         printTable(unknown)
+    }
+    for note in report.notes { print("\nNote: \(note)") }
+    for key in report.unvalidated {
+        print("\nStill to validate: \(key), added NOT VALID by a run that stopped; `tally migrate up` validates it.")
+    }
+    for index in report.invalidIndexes {
+        print("\nINVALID index \(index): an interrupted CREATE INDEX CONCURRENTLY left it; `tally migrate up` drops and rebuilds it when its migration runs again (else DROP INDEX CONCURRENTLY it).")
     }
     for failure in report.failures {
         print("\nLast run of \(failure.tag) failed\(failure.statement.map { " at statement \($0)" } ?? ""): \(failure.error)")
@@ -307,7 +315,7 @@ private func printRepair(_ result: Migrator.RepairResult, table: String) {
         printTable(rows)
     }
     if !result.removed.isEmpty {
-        print("History rows no file matches (will be moved to \(table)_removed):")
+        print("History rows no file matches (will be moved to tally_migrate.removed_history_rows):")
         var rows: [[String]] = [["ID", "HASH", "CREATED_AT"]]
         for r in result.removed { rows.append([String(r.id), r.hash, r.createdAt.map(String.init) ?? "null"]) }
         printTable(rows)
@@ -332,7 +340,7 @@ extension Migrate {
         static let configuration = CommandConfiguration(
             commandName: "plan",
             abstract: "Show what `up` would do: statements, the locks each takes, lint findings, and orphans for every foreign key added.",
-            discussion: "Changes nothing. Lint follows squawk's rules. Exit status 1 when a pending migration would fail on the data (rows that violate a foreign key it adds)."
+            discussion: "Changes nothing. Lint follows squawk's rules, inside DO blocks too. Exit status 1 when a pending migration would fail on the data (rows that violate a foreign key it adds) or a lint finding is an error."
         )
         @OptionGroup var options: Options
         @Flag(help: "Plan the files exactly as written (no online foreign keys).") var strictSQL = false
@@ -346,7 +354,7 @@ extension Migrate {
             } else {
                 printPlan(plan)
             }
-            if plan.blocked { throw ExitCode.failure }
+            if plan.blocked || plan.errors > 0 { throw ExitCode.failure }
         }
     }
 }
@@ -377,5 +385,11 @@ private func printPlan(_ plan: Plan) {
         }
         print("")
     }
-    print(plan.blocked ? "Blocked: a pending migration would fail on the data." : "\(plan.migrations.count) migration(s) ready; \(plan.findings) lint warning(s).")
+    if plan.blocked {
+        print("Blocked: a pending migration would fail on the data.")
+    } else if plan.errors > 0 {
+        print("Blocked: \(plan.errors) lint error(s) (`up` would fail or do harm); \(plan.warnings) warning(s).")
+    } else {
+        print("\(plan.migrations.count) migration(s) ready; \(plan.warnings) lint warning(s).")
+    }
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import TallyPostgres
 
 @main
 struct Tally: AsyncParsableCommand {
@@ -15,4 +16,18 @@ struct Tally: AsyncParsableCommand {
         version: "tally \(version)",
         subcommands: [Serve.self, Migrate.self, DB.self, Users.self, Credits.self, Keys.self, Smoke.self]
     )
+
+    /// Runs the command; a database error reaches the user as the server's message, never a placeholder.
+    static func main() async {
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            exit(withError: DatabaseFailure.userFacing(error))
+        }
+    }
 }

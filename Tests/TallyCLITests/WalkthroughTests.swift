@@ -103,7 +103,7 @@ import Testing
             #expect(up.status == 0, Comment(rawValue: up.stderr))
             #expect(up.stdout.contains("Applied 1: 0002_flashy_nova"))
             #expect(up.stderr.contains("Backup: " + scratch + "/backups/"))
-            #expect(up.stderr.contains("added NOT VALID, validated after"))
+            #expect(up.stderr.contains("go in NOT VALID and are validated after commit"))
 
             // 7. Verify: the duplicate team key is the only drift.
             let verify = try await tally("db", "verify", "--dir", dir)

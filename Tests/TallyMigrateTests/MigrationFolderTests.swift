@@ -25,13 +25,13 @@ import Testing
         #expect(first[3].text.hasPrefix("DO $$"))
         #expect(first[3].text.hasSuffix("END $$"))
 
-        let tricky = SQLStatements.split("""
+        let tricky = try SQLStatement.parse("""
             -- comment; not a statement
             SELECT 'a;b', "x;y", E'it\\'s;';
             /* block; /* nested; */ */ SELECT 2;
             CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; SELECT 2; END;
             SELECT $tag$ ; $tag$;
-            """)
+            """, startLine: 1, file: "tricky.sql")
         #expect(tricky.count == 4)
         #expect(tricky[0].text.contains("E'it\\'s;'"))
         #expect(tricky[2].text.hasSuffix("END"))
@@ -69,7 +69,6 @@ import Testing
 
     @Test(arguments: [
         BadFolder(name: "journal entry with no file", setUp: { try FileManager.default.removeItem(atPath: $0 + "/0001_b.sql") }, mentions: ["0001_b", "has no file"]),
-        BadFolder(name: "file with no entry", setUp: { try "SELECT 1;".write(toFile: $0 + "/0002_stray.sql", atomically: true, encoding: .utf8) }, mentions: ["0002_stray.sql", "no entry"]),
         BadFolder(name: "duplicate tag", setUp: { path in
             try #"{"entries":[{"idx":0,"when":1,"tag":"0000_a"},{"idx":1,"when":2,"tag":"0000_a"},{"idx":2,"when":3,"tag":"0001_b"}]}"#
                 .write(toFile: path + "/meta/_journal.json", atomically: true, encoding: .utf8)
@@ -79,9 +78,9 @@ import Testing
                 .write(toFile: path + "/meta/_journal.json", atomically: true, encoding: .utf8)
         }, mentions: ["idx 0 appears twice"]),
         BadFolder(name: "invalid JSON", setUp: { try "{ entries: [".write(toFile: $0 + "/meta/_journal.json", atomically: true, encoding: .utf8) }, mentions: ["_journal.json", "not a valid Drizzle journal"]),
-        BadFolder(name: "non-UTF-8 file", setUp: { path in
-            try Data([0x53, 0x45, 0x4c, 0x45, 0x43, 0x54, 0x20, 0xff, 0xfe, 0x3b]).write(to: URL(fileURLWithPath: path + "/0001_b.sql"))
-        }, mentions: ["0001_b.sql", "not valid UTF-8", "offset 7"]),
+        BadFolder(name: "statement the parser refuses", setUp: { path in
+            try "SELECT 1;\n--> statement-breakpoint\nCREATE TABLE t (id int\n;".write(toFile: path + "/0001_b.sql", atomically: true, encoding: .utf8)
+        }, mentions: ["0001_b.sql:4", "syntax error"]),
     ])
     func badFoldersAreClearErrorsNamingTheFile(_ bad: BadFolder) throws {
         let folder = try DrizzleFolder([("0000_a", 1, "SELECT 1;"), ("0001_b", 2, "SELECT 2;")])

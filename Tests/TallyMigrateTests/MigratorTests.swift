@@ -107,7 +107,7 @@ import Testing
             #expect(after.isConsistent)
             #expect(after.entries.map(\.state) == [.applied, .applied])
             // The removed row is kept, restorable.
-            #expect(try await query(db, "SELECT hash FROM drizzle.__drizzle_migrations_removed", as: String.self)
+            #expect(try await query(db, "SELECT hash FROM tally_migrate.removed_history_rows", as: String.self)
                 == ["e3c7a8f2c09fc8ad3e0d5b64f1a8e7c4b2f9a8e1d0c5b3a4f2e8d7c6b5a4e3f2"])
         }
     }

@@ -30,7 +30,7 @@ import Testing
             let migrator = Migrator(folder: try MigrationFolder(path: nextjsFolder), database: db) { lines.append($0) }
             #expect(try await migrator.up().applied == ["0002_flashy_nova"])
             #expect(try await validated(db) == [true])
-            #expect(lines.all.contains { $0.contains("added NOT VALID, validated after") })
+            #expect(lines.all.contains { $0.contains("go in NOT VALID and are validated after commit") })
             #expect(lines.all.contains { $0.contains("Validating user_credits_user_id_users_id_fk") })
             #expect(try await migrator.status().entries.last?.state == .applied)
         }
@@ -44,7 +44,7 @@ import Testing
             } throws: { error in
                 guard let error = error as? MigrateError else { return false }
                 return error.message.contains("1 row(s) violate it") && error.message.contains("ghost")
-                    && error.message.contains("Nothing was applied") && error.message.contains("tally db orphans --clean")
+                    && error.message.contains("Nothing of the migration was applied") && error.message.contains("tally db orphans --clean")
             }
             #expect(try await validated(db).isEmpty, "no constraint was added")
             let status = try await migrator.status()
@@ -53,22 +53,39 @@ import Testing
         }
     }
 
-    @Test func aStoppedValidationResumesOnTheNextRun() async throws {
+    @Test func aStoppedValidationResumesFromItsRecordOnTheNextRun() async throws {
         try await TestDatabase.withFreshDatabase { db in
-            let migrator = try await seed(db, orphan: true)
-            // As if a run added the key NOT VALID and then met an orphan while validating.
-            try await execute(db, #"ALTER TABLE "user_credits" ADD CONSTRAINT "user_credits_user_id_users_id_fk" FOREIGN KEY ("user_id") REFERENCES "public"."users"("id") ON DELETE cascade NOT VALID"#)
+            let migrator = try await seed(db, orphan: false)
+            _ = try await migrator.up()
+            // As a run leaves it when it is killed after commit, during VALIDATE: the key in place NOT VALID and
+            // Tally's record of it; meanwhile a row that breaks the key arrived (replication bypasses the check).
+            let hash = try MigrationFolder(path: nextjsFolder).migration(tag: "0002_flashy_nova").hash
+            try await execute(db, """
+                ALTER TABLE user_credits DROP CONSTRAINT user_credits_user_id_users_id_fk;
+                ALTER TABLE "user_credits" ADD CONSTRAINT "user_credits_user_id_users_id_fk" FOREIGN KEY ("user_id") REFERENCES "public"."users"("id") ON DELETE cascade NOT VALID;
+                SET session_replication_role = replica;
+                INSERT INTO user_credits (user_id, balance) VALUES ('ghost', 5);
+                INSERT INTO tally_migrate.validations (history_table, hash, tag, position, table_schema, table_name, constraint_name)
+                VALUES ('drizzle.__drizzle_migrations', '\(hash)', '0002_flashy_nova', 1, 'public', 'user_credits', 'user_credits_user_id_users_id_fk')
+                """)
+            let lines = Lines()
+            let resuming = Migrator(folder: try MigrationFolder(path: nextjsFolder), database: db) { lines.append($0) }
+            #expect(try await resuming.status().unvalidated == ["user_credits_user_id_users_id_fk on public.user_credits (migration 0002_flashy_nova)"])
             await #expect {
-                try await migrator.up()
+                try await resuming.up()
             } throws: { error in
-                (error as? MigrateError)?.message.contains("was added NOT VALID (new writes are checked) but validating it failed") == true
+                (error as? MigrateError)?.message.contains("is in place NOT VALID (new writes are checked), but validating it failed") == true
             }
+            #expect(lines.all.contains { $0.contains("Resuming: 0002_flashy_nova is applied") })
             #expect(try await validated(db) == [false])
-            #expect(try await migrator.status().pending.map(\.tag) == ["0002_flashy_nova"], "no history row until valid")
+            let status = try await resuming.status()
+            #expect(status.entries.last?.state == .applied, "the migration committed with its history row")
+            #expect(status.unvalidated.count == 1)
 
             try await execute(db, "DELETE FROM user_credits WHERE user_id = 'ghost'")
-            #expect(try await migrator.up().applied == ["0002_flashy_nova"])
+            #expect(try await resuming.up().applied.isEmpty)
             #expect(try await validated(db) == [true])
+            #expect(try await resuming.status().unvalidated.isEmpty)
         }
     }
 
@@ -85,23 +102,36 @@ import Testing
         }
     }
 
-    @Test func parsesForeignKeysAndCreatedTables() {
-        let fk = DDL.addedForeignKey(in: #"ALTER TABLE "user_credits" ADD CONSTRAINT "user_credits_user_id_users_id_fk" FOREIGN KEY ("user_id") REFERENCES "public"."users"("id") ON DELETE cascade ON UPDATE no action"#)
+    @Test func parsesForeignKeysAndCreatedTables() throws {
+        func statement(_ sql: String) throws -> SQLStatement { try SQLStatement.parse(sql, startLine: 1, file: "test.sql")[0] }
+        let fk = try statement(#"ALTER TABLE "user_credits" ADD CONSTRAINT "user_credits_user_id_users_id_fk" FOREIGN KEY ("user_id") REFERENCES "public"."users"("id") ON DELETE cascade ON UPDATE no action"#).addedForeignKeys.first
         #expect(fk?.name == "user_credits_user_id_users_id_fk")
         #expect(fk?.table == QualifiedName(name: "user_credits"))
         #expect(fk?.columns == ["user_id"])
         #expect(fk?.referencedTable == QualifiedName(schema: "public", name: "users"))
         #expect(fk?.referencedColumns == ["id"])
         #expect(fk?.notValid == false)
-        #expect(DDL.addedForeignKey(in: "alter table only app.Orders add foreign key (customer_id) references Customers not valid")?.notValid == true)
-        #expect(DDL.addedForeignKey(in: "ALTER TABLE t ADD COLUMN x int") == nil)
-        #expect(DDL.createdTable(in: #"CREATE TABLE IF NOT EXISTS "Teams" (id int)"#) == QualifiedName(name: "Teams"))
-        #expect(DDL.createdTable(in: "create unlogged table s.t (id int)") == QualifiedName(schema: "s", name: "t"))
+        #expect(try statement("alter table only app.Orders add foreign key (customer_id) references Customers not valid").addedForeignKeys.first?.notValid == true)
+        #expect(try statement("alter table only app.Orders add foreign key (customer_id) references Customers not valid").addedForeignKeys.first?.table == QualifiedName(schema: "app", name: "orders"))
+        #expect(try statement("ALTER TABLE t ADD COLUMN x int").addedForeignKeys.isEmpty)
+        #expect(try statement(#"CREATE TABLE IF NOT EXISTS "Teams" (id int)"#).createdTable == QualifiedName(name: "Teams"))
+        #expect(try statement("create unlogged table s.t (id int)").createdTable == QualifiedName(schema: "s", name: "t"))
 
-        // Created in the same migration: plain; on an existing table: online.
-        let migration = Migration(index: 0, tag: "x", createdAt: 0, hash: "", sql: "", chunks: [
-            "CREATE TABLE a (id int primary key); ALTER TABLE a ADD CONSTRAINT a_fk FOREIGN KEY (id) REFERENCES b(id); ALTER TABLE c ADD CONSTRAINT c_fk FOREIGN KEY (a_id) REFERENCES a(id);"
-        ])
-        #expect(Migrator.onlineForeignKeys(migration).mapValues(\.name) == [2: "c_fk"])
+        // Only a statement that adds one named key and nothing else can be rewritten; DO blocks too.
+        #expect(try statement("ALTER TABLE c ADD CONSTRAINT c_fk FOREIGN KEY (a_id) REFERENCES a(id)").onlineForeignKey?.rewritten.hasSuffix("\nNOT VALID") == true)
+        #expect(try statement("ALTER TABLE c ADD COLUMN x int, ADD CONSTRAINT c_fk FOREIGN KEY (x) REFERENCES a(id)").onlineForeignKey == nil)
+        #expect(try statement("ALTER TABLE c ADD FOREIGN KEY (x) REFERENCES a(id)").onlineForeignKey == nil, "no name to validate by")
+        let wrapped = try statement("""
+            DO $$ BEGIN
+             ALTER TABLE "c" ADD CONSTRAINT "c_fk" FOREIGN KEY ("a_id") REFERENCES "public"."a"("id") ON DELETE cascade;
+            EXCEPTION
+             WHEN duplicate_object THEN null;
+            END $$
+            """)
+        let online = try #require(wrapped.onlineForeignKey)
+        #expect(online.key.name == "c_fk")
+        #expect(online.rewritten.contains("ON DELETE cascade\nNOT VALID;"))
+        #expect(online.rewritten.contains("WHEN duplicate_object THEN null;"))
+        #expect(try statement("DO $$ BEGIN ALTER TABLE c ADD CONSTRAINT c_fk FOREIGN KEY (a_id) REFERENCES a(id); CREATE INDEX i ON c (a_id); END $$").onlineForeignKey == nil)
     }
 }
