@@ -84,6 +84,14 @@ extension Migrator {
                 // Which tables exist before the migration: a key on one of them is added online.
                 var existing: [String: String] = [:]
                 for key in online.values { existing[key.relation] = try await regclass(key.relation, on: connection) }
+                if !options.strictSQL {
+                    for (n, statement) in migration.statements.enumerated() where online[n] == nil {
+                        let keys = statement.flattened.flatMap(\.addedForeignKeys).filter { !$0.notValid }
+                        for key in keys where try await regclass(key.table.sql, on: connection) != nil {
+                            progress("\(migration.tag): statement \(n + 1) (\(migration.file):\(statement.line)) adds \(key.name ?? "a foreign key") on \(key.table) in a form Tally cannot prove the same when run NOT VALID (\(key.name == nil ? "the key has no name" : "other changes in the same statement")); it runs as written and scans \(key.table) while writes to it wait.")
+                        }
+                    }
+                }
                 var pending: [MigrationBookkeeping.PendingValidation] = []
                 for (n, statement) in migration.statements.enumerated() {
                     current = n + 1

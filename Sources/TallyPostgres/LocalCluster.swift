@@ -324,7 +324,8 @@ public struct LocalCluster: Sendable {
             "port = \(port)",
             "unix_socket_directories = '\(socketDirectory ?? "")'",
             "unix_socket_permissions = 0700",
-            "max_connections = 200",
+            // The test suite runs every test at once, each with its own database and pool.
+            "max_connections = \(tuning == .fastUnsafe ? 500 : 200)",
         ]
         if tuning == .fastUnsafe {
             lines += ["fsync = off", "synchronous_commit = off", "full_page_writes = off"]

@@ -12,16 +12,18 @@ struct Migrate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Apply and inspect schema migrations (Drizzle-compatible history).",
         discussion: """
-            Works on Tally's own schema by default, or on any Drizzle migrations folder (meta/_journal.json \
-            + TAG.sql) or plain folder of NNNN_name.sql files with --dir. The history lives in \
-            drizzle.__drizzle_migrations (hash = SHA-256 of the file, created_at = the journal's `when`, as \
-            Drizzle writes them), so a Drizzle app sharing the database sees the same history.
+            Works on Tally's own schema by default, or with --dir on any Drizzle 0.x folder (meta/_journal.json \
+            + TAG.sql), Drizzle 1.0 folder (<YYYYMMDDHHMMSS>_<name>/migration.sql) or plain folder of \
+            NNNN_name.sql files. SQL is read with PostgreSQL's own parser. The history lives in \
+            drizzle.__drizzle_migrations in exactly Drizzle's shape (hash = SHA-256 of the file, created_at = \
+            the journal's `when`; name and applied_at for 1.0 folders), so a Drizzle app sharing the database \
+            sees the same history; Tally's own records are in the schema tally_migrate.
             """,
         subcommands: [Status.self, PlanCommand.self, Up.self, Validate.self, Baseline.self, Repair.self, Down.self]
     )
 
     struct Options: ParsableArguments {
-        @Option(name: .customLong("dir"), help: ArgumentHelp("Migrations folder (default: Tally's own schema).", valueName: "path"))
+        @Option(name: .customLong("dir"), help: ArgumentHelp("Migrations folder: Drizzle 0.x or 1.0, or NNNN_name.sql files (default: Tally's own schema).", valueName: "path"))
         var directory: String?
 
         @Option(help: ArgumentHelp("History table as schema.table.", valueName: "table"))
@@ -114,13 +116,16 @@ struct Migrate: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Apply pending migrations, each in its own transaction with its history row.",
             discussion: """
-                One runner at a time per history table (a second waits, then finds nothing to do). A migration \
-                that fails is rolled back whole and the error names the migration, the statement and \
+                One runner at a time per history table (a second waits, then finds nothing to do). Each \
+                migration's statements run in file order in one transaction with its history row; a failure \
+                rolls it back whole and names the migration, the statement, file and line, SQLSTATE and \
                 PostgreSQL's message. Migrations with CREATE INDEX CONCURRENTLY run outside a transaction, \
-                statement by statement, with the history row written last. A foreign key added to an existing \
-                table is added online: orphans are counted first (any stops the migration), then the key is \
-                added NOT VALID, committed, and validated in its own transaction, so writes never wait for a \
-                table scan; --strict-sql runs the file as written.
+                statement by statement, with the history row written last; an INVALID index an interrupted run \
+                left is dropped and rebuilt. A statement that adds one named foreign key to an existing table \
+                (also inside drizzle-kit's DO block) is run NOT VALID, after its orphans are counted in the same \
+                transaction (any stops the migration); the key is recorded and validated after commit in its \
+                own transaction, so writes never wait for a table scan, and a killed run resumes from the \
+                record. --strict-sql runs the files as written.
                 """
         )
         @OptionGroup var options: Options

@@ -9,8 +9,9 @@ extension DB {
         static let configuration = CommandConfiguration(
             abstract: "Compare the live schema with what the migrations produce, and look for redundant, NOT VALID and unindexed foreign keys.",
             discussion: """
-                The migrations are applied to a scratch database on the same server (the user needs CREATEDB) and \
-                both are introspected: tables, columns with types, nullability and defaults, primary key, unique, \
+                The migrations the history records as applied are run on a scratch database on the same server \
+                (the user needs CREATEDB; it gets the live database's extensions and an empty history table), and \
+                both are introspected; pending migrations are not drift. Compared: tables, columns with types, nullability and defaults, primary key, unique, \
                 check and foreign-key constraints with their actions, indexes. Exit status 1 on drift; with \
                 --strict also on any finding.
                 """
@@ -19,7 +20,7 @@ extension DB {
         var directory: String?
         @Option(help: ArgumentHelp("History table to leave out of the comparison, as schema.table.", valueName: "table"))
         var historyTable: String = HistoryTable.drizzleDefault.description
-        @Flag(help: "Also fail on redundant, NOT VALID or unindexed foreign keys.") var strict = false
+        @Flag(help: "Also fail on redundant, NOT VALID or unindexed foreign keys, or an INVALID index.") var strict = false
         @Flag(help: "Print the result as JSON.") var json = false
         @OptionGroup var database: DatabaseOptions
 

@@ -27,7 +27,33 @@ import Glibc
             ("0001_key", #"ALTER TABLE "child" ADD CONSTRAINT "child_parent_id_parent_id_fk" FOREIGN KEY ("parent_id") REFERENCES "public"."parent"("id");"#),
         ])
         defer { folder.remove() }
-        try await interrupted(folder, at: "VALIDATE CONSTRAINT", terminateBackend: false) { db, before in
+        // Made certain, not timed: the migration's transaction is held just before it commits (a lock on a
+        // failure row it deletes last); a second session queues to lock the validation record the migration
+        // wrote, and gets it the moment the migration commits. The validation's transaction then runs
+        // VALIDATE and waits before its own commit (it deletes that record), and the kill lands there.
+        let hash = try Command.run("/usr/bin/sha256sum", [folder.path + "/0001_key.sql"]).output.prefix(64)
+        try await interrupted(
+            folder, at: "VALIDATE CONSTRAINT", orAt: "DELETE FROM tally_migrate.validations", terminateBackend: false,
+            before: { holdCommit, _ in
+                try await holdCommit.execute("INSERT INTO tally_migrate.failures (history_table, tag, hash, statement, error) VALUES ('drizzle.__drizzle_migrations', '0001_key', 'earlier', 1, 'an earlier failure')", logger: LocalCluster.quietLogger)
+                try await holdCommit.execute("BEGIN", logger: LocalCluster.quietLogger)
+                try await holdCommit.execute("SELECT 1 FROM tally_migrate.failures WHERE tag = '0001_key' FOR UPDATE", logger: LocalCluster.quietLogger)
+            },
+            block: { holdCommit, holdRecord, db in
+                #expect(try await waitForLockWait(on: "DELETE FROM tally_migrate.failures", in: db), "the migration waits before its commit")
+                try await holdRecord.execute("BEGIN", logger: LocalCluster.quietLogger)
+                let queued = Task {
+                    try await holdRecord.execute(PostgresQuery(unsafeSQL: """
+                        INSERT INTO tally_migrate.validations (history_table, hash, tag, position, table_schema, table_name, constraint_name)
+                        VALUES ('drizzle.__drizzle_migrations', '\(hash)', '0001_key', 1, 'public', 'child', 'child_parent_id_parent_id_fk')
+                        ON CONFLICT (history_table, hash, position) DO UPDATE SET recorded_at = tally_migrate.validations.recorded_at
+                        """), logger: LocalCluster.quietLogger)
+                }
+                #expect(try await waitForLockWait(on: "INSERT INTO tally_migrate.validations", in: db), "the record's lock is queued")
+                try await holdCommit.execute("ROLLBACK", logger: LocalCluster.quietLogger)
+                try await queued.value
+            }
+        ) { db, before in
             #expect(before.contains("Still to validate: child_parent_id_parent_id_fk"), Comment(rawValue: before))
         } resumed: { output in
             #expect(output.contains("Resuming: 0001_key is applied"), Comment(rawValue: output))
@@ -47,9 +73,15 @@ import Glibc
                 """),
         ])
         defer { folder.remove() }
+        // A transaction holding an older snapshot makes the build wait before it marks the index valid, as
+        // any long-running report would: the index exists INVALID while it waits.
         try await interrupted(
             folder, at: "CREATE INDEX CONCURRENTLY", terminateBackend: true,
-            readyWhen: "SELECT relname::text FROM pg_class WHERE relname = 'big_v_idx'"
+            before: { blocker, _ in
+                try await blocker.execute("BEGIN ISOLATION LEVEL REPEATABLE READ", logger: LocalCluster.quietLogger)
+                try await blocker.execute("SELECT count(*) FROM big", logger: LocalCluster.quietLogger)
+            },
+            readyWhen: "SELECT c.relname::text FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid WHERE c.relname = 'big_v_idx' AND NOT i.indisvalid"
         ) { db, before in
             #expect(before.contains("INVALID index public.big_v_idx"), Comment(rawValue: before))
         } resumed: { output in
@@ -60,7 +92,10 @@ import Glibc
     /// Applies `folder` once uninterrupted (the reference) and once killed while a query containing `marker`
     /// runs, then again; compares schema and history.
     func interrupted(
-        _ folder: Folder, at marker: String, terminateBackend: Bool, readyWhen: String? = nil,
+        _ folder: Folder, at marker: String, orAt otherMarker: String? = nil, terminateBackend: Bool,
+        before: (PostgresConnection, PostgresConnection) async throws -> Void = { _, _ in },
+        block: (PostgresConnection, PostgresConnection, ConnectionSettings) async throws -> Void = { _, _, _ in },
+        readyWhen: String? = nil,
         stopped: (ConnectionSettings, String) async throws -> Void, resumed: (String) -> Void
     ) async throws {
         try await TestDatabase.withFreshDatabase { reference in
@@ -70,23 +105,28 @@ import Glibc
             try await TestDatabase.withFreshDatabase { db in
                 let first = try await TallyProcess.run(["migrate", "up", "--to", "0000_big", "--dir", folder.path, "--no-backup", "--database-url", db.url()])
                 #expect(first.status == 0, Comment(rawValue: first.stderr))
-                let launched = try TallyProcess.launch(["migrate", "up", "--dir", folder.path, "--no-backup", "--database-url", db.url()])
-                let backend = try await waitForQuery(containing: marker, in: db)
-                #expect(backend != nil, "saw \(marker) running")
-                if let readyWhen {
-                    var tries = 0
-                    while try await rows(db, readyWhen).isEmpty, tries < 1000 {
-                        tries += 1
-                        try await Task.sleep(for: .milliseconds(5))
+                let killed = try await withSingleConnection(db) { first in
+                    try await withSingleConnection(db) { second in
+                        try await before(first, second)
+                        let launched = try TallyProcess.launch(["migrate", "up", "--dir", folder.path, "--no-backup", "--database-url", db.url()])
+                        try await block(first, second, db)
+                        let backend = try await waitForQuery(containing: [marker] + (otherMarker.map { [$0] } ?? []), in: db)
+                        #expect(backend != nil, "saw \(marker) running")
+                        if let readyWhen {
+                            #expect(try await poll(db, readyWhen, every: .milliseconds(5), times: 6000) { !$0.isEmpty } != nil, "\(readyWhen)")
+                        }
+                        kill(launched.pid, SIGKILL)
+                        let killed = await TallyProcess.collect(launched)
+                        if terminateBackend, let backend {
+                            // The connection dies with the client, as when a deploy host goes away.
+                            _ = try await rows(db, "SELECT pg_terminate_backend(\(backend))::text")
+                        }
+                        try await first.execute("ROLLBACK", logger: LocalCluster.quietLogger)
+                        try await second.execute("ROLLBACK", logger: LocalCluster.quietLogger)
+                        return killed
                     }
                 }
-                kill(launched.pid, SIGKILL)
-                let killed = await TallyProcess.collect(launched)
-                #expect(killed.status != 0)
-                if terminateBackend, let backend {
-                    // The connection dies with the client, as when a deploy host goes away.
-                    _ = try await rows(db, "SELECT pg_terminate_backend(\(backend))::text")
-                }
+                #expect(killed.status != 0, "killed before it finished")
                 try await waitUntilIdle(db)
 
                 let validate = try await TallyProcess.run(["migrate", "validate", "--dir", folder.path, "--database-url", db.url()])
@@ -113,31 +153,40 @@ import Glibc
     }
 
     /// The backend pid running a query that contains `marker` on `db`, once one is seen (within a minute).
-    func waitForQuery(containing marker: String, in db: ConnectionSettings) async throws -> Int? {
-        let sql = "SELECT pid::text FROM pg_stat_activity WHERE datname = '\(db.database)' AND state = 'active' AND query ILIKE '%\(marker)%' AND pid <> pg_backend_pid()"
-        for _ in 0..<3000 {
-            if let pid = try await rows(db, sql).first { return Int(pid) }
-            try await Task.sleep(for: .milliseconds(20))
-        }
-        return nil
+    func waitForQuery(containing markers: [String], in db: ConnectionSettings) async throws -> Int? {
+        let matches = markers.map { "query ILIKE '%\($0)%'" }.joined(separator: " OR ")
+        let sql = "SELECT pid::text FROM pg_stat_activity WHERE datname = '\(db.database)' AND state = 'active' AND (\(matches)) AND pid <> pg_backend_pid()"
+        return try await poll(db, sql, every: .milliseconds(20), times: 3000) { !$0.isEmpty }?.first.flatMap { Int($0) }
     }
 
     /// Waits until no other session works on `db` (a killed client's backend finishes its statement first).
     func waitUntilIdle(_ db: ConnectionSettings) async throws {
         let sql = "SELECT count(*)::text FROM pg_stat_activity WHERE datname = '\(db.database)' AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
-        for _ in 0..<600 {
-            if try await rows(db, sql) == ["0"] { return }
-            try await Task.sleep(for: .milliseconds(100))
+        _ = try await poll(db, sql, every: .milliseconds(100), times: 600) { $0 == ["0"] }
+    }
+
+    /// Runs `sql` on one connection until `done` holds for its rows (returned) or `times` tries pass (nil).
+    func poll(_ db: ConnectionSettings, _ sql: String, every interval: Duration, times: Int, until done: ([String]) -> Bool) async throws -> [String]? {
+        try await withSingleConnection(db) { connection in
+            for _ in 0..<times {
+                var out: [String] = []
+                for try await value in try await connection.query(PostgresQuery(unsafeSQL: sql), logger: LocalCluster.quietLogger).decode(String.self) {
+                    out.append(value)
+                }
+                if done(out) { return out }
+                try await Task.sleep(for: interval)
+            }
+            return nil
         }
     }
 
+    /// Waits (up to a minute) until a session of `db` running a query that starts with `prefix` waits for a lock.
+    func waitForLockWait(on prefix: String, in db: ConnectionSettings) async throws -> Bool {
+        let sql = "SELECT pid::text FROM pg_stat_activity WHERE datname = '\(db.database)' AND wait_event_type = 'Lock' AND query LIKE '\(prefix)%'"
+        return try await poll(db, sql, every: .milliseconds(10), times: 6000) { !$0.isEmpty } != nil
+    }
+
     func rows(_ db: ConnectionSettings, _ sql: String) async throws -> [String] {
-        try await withSingleConnection(db) { connection in
-            var out: [String] = []
-            for try await value in try await connection.query(PostgresQuery(unsafeSQL: sql), logger: LocalCluster.quietLogger).decode(String.self) {
-                out.append(value)
-            }
-            return out
-        }
+        try await poll(db, sql, every: .zero, times: 1) { _ in true } ?? []
     }
 }
