@@ -22,7 +22,7 @@ import Glibc
                 --> statement-breakpoint
                 INSERT INTO "parent" SELECT g FROM generate_series(1, 1000) g;
                 --> statement-breakpoint
-                INSERT INTO "child" ("parent_id") SELECT 1 + g % 1000 FROM generate_series(1, 1500000) g;
+                INSERT INTO "child" ("parent_id") SELECT 1 + g % 1000 FROM generate_series(1, 20000) g;
                 """),
             ("0001_key", #"ALTER TABLE "child" ADD CONSTRAINT "child_parent_id_parent_id_fk" FOREIGN KEY ("parent_id") REFERENCES "public"."parent"("id");"#),
         ])
@@ -65,7 +65,7 @@ import Glibc
             ("0000_big", """
                 CREATE TABLE "big" ("id" bigserial PRIMARY KEY NOT NULL, "v" integer NOT NULL);
                 --> statement-breakpoint
-                INSERT INTO "big" ("v") SELECT g % 9973 FROM generate_series(1, 1500000) g;
+                INSERT INTO "big" ("v") SELECT g % 9973 FROM generate_series(1, 20000) g;
                 """),
             ("0001_index", """
                 -- Built without blocking writes.
