@@ -11,14 +11,20 @@ public struct APIKey: Sendable, Codable, Equatable {
     public var creditLimit: Int64?
     public var used: Int64
     public var createdAt: Date
+    /// The user who made it; the key acts for them while they keep their access.
+    public var createdBy: UUID
     public var revokedAt: Date?
+    /// Why it was revoked: by its creator, by a team owner or admin, or its creator left the team.
+    public var revokedReason: String?
 
     enum CodingKeys: String, CodingKey {
         case id, name, prefix, used
         case teamID = "team_id"
         case creditLimit = "credit_limit"
         case createdAt = "created_at"
+        case createdBy = "created_by"
         case revokedAt = "revoked_at"
+        case revokedReason = "revoked_reason"
     }
 }
 
@@ -67,7 +73,9 @@ public struct APIKeys: Sendable {
                 "INSERT INTO api_keys (user_id, team_id, name, prefix, key_hash) VALUES (\(user.id), \(teamID), \(name), \(prefix), \(hash)) RETURNING id, created_at",
                 logger: LocalCluster.quietLogger
             ).decode((UUID, Date).self) {
-                created = APIKey(id: id, name: name, prefix: prefix, teamID: teamID, creditLimit: creditLimit, used: 0, createdAt: createdAt, revokedAt: nil)
+                created = APIKey(
+                    id: id, name: name, prefix: prefix, teamID: teamID, creditLimit: creditLimit, used: 0, createdAt: createdAt,
+                    createdBy: user.id, revokedAt: nil, revokedReason: nil)
             }
             guard let created else { throw CreditsError(.invalidInput, "the key was not created") }
             try await connection.execute("INSERT INTO api_key_credits (api_key_id, user_id, credit_limit) VALUES (\(created.id), \(user.id), \(creditLimit))")
@@ -75,32 +83,45 @@ public struct APIKeys: Sendable {
         }
     }
 
-    /// The keys `user` created.
+    /// The keys `user` created, and every key that spends from a team `user` owns or administers.
     public func list(for user: User) async throws -> [APIKey] {
         try await client.connection { connection in
             var keys: [APIKey] = []
-            for try await (id, name, prefix, team, limit, used, created, revoked) in try await connection.query(
+            for try await (id, name, prefix, team, limit, used, created, creator, revoked, reason) in try await connection.query(
                 """
-                SELECT k.id, k.name, k.prefix, k.team_id, c.credit_limit, COALESCE(c.used, 0), k.created_at, k.revoked_at
+                SELECT k.id, k.name, k.prefix, k.team_id, c.credit_limit, COALESCE(c.used, 0), k.created_at, k.user_id,
+                       k.revoked_at, k.revoked_reason
                 FROM api_keys k LEFT JOIN api_key_credits c ON c.api_key_id = k.id
-                WHERE k.user_id = \(user.id) ORDER BY k.created_at, k.id
+                WHERE k.user_id = \(user.id)
+                   OR k.team_id IN (SELECT team_id FROM team_members WHERE user_id = \(user.id) AND role IN ('owner', 'admin'))
+                ORDER BY k.created_at, k.id
                 """, logger: LocalCluster.quietLogger
-            ).decode((UUID, String, String, UUID?, Int64?, Int64, Date, Date?).self) {
-                keys.append(APIKey(id: id, name: name, prefix: prefix, teamID: team, creditLimit: limit, used: used, createdAt: created, revokedAt: revoked))
+            ).decode((UUID, String, String, UUID?, Int64?, Int64, Date, UUID, Date?, String?).self) {
+                keys.append(APIKey(
+                    id: id, name: name, prefix: prefix, teamID: team, creditLimit: limit, used: used, createdAt: created,
+                    createdBy: creator, revokedAt: revoked, revokedReason: reason))
             }
             return keys
         }
     }
 
-    /// Revokes a key of `user`'s at once; not-found for anyone else's.
+    /// Revokes at once a key `user` made, or one that spends from a team `user` owns or administers;
+    /// not-found for any other.
     public func revoke(_ id: UUID, by user: User) async throws {
         try await client.connection { connection in
             var found = false
             for try await _ in try await connection.query(
-                "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, now()) WHERE id = \(id) AND user_id = \(user.id) RETURNING id",
+                """
+                UPDATE api_keys SET revoked_at = COALESCE(revoked_at, now()),
+                    revoked_reason = COALESCE(revoked_reason, CASE WHEN user_id = \(user.id) THEN 'revoked by its creator' ELSE 'revoked by a team owner or admin' END),
+                    revoked_by = COALESCE(revoked_by, \(user.id))
+                WHERE id = \(id) AND (user_id = \(user.id)
+                   OR team_id IN (SELECT team_id FROM team_members WHERE user_id = \(user.id) AND role IN ('owner', 'admin')))
+                RETURNING id
+                """,
                 logger: LocalCluster.quietLogger
             ) { found = true }
-            guard found else { throw CreditsError(.notFound, "no API key \(id) among yours; GET /v1/api-keys lists them") }
+            guard found else { throw CreditsError(.notFound, "no API key \(id) among yours or your teams'; GET /v1/api-keys lists them") }
         }
     }
 

@@ -38,6 +38,9 @@ public struct SessionGrant: Sendable, Codable, Equatable {
 /// of the cooperative pool). Emails are unique and compared case-insensitively. A wrong password and an
 /// unknown email get the same error, after the same amount of bcrypt work.
 public struct Auth: Sendable {
+    /// Session tokens start with this; API keys with `tly_` alone.
+    public static let sessionTokenPrefix = "tly_sess_"
+
     public let client: PostgresClient
     public var bcryptCost: UInt8
     public var sessionLifetime: Duration
@@ -146,7 +149,7 @@ public struct Auth: Sendable {
     }
 
     private func newSession(for user: User) async throws -> SessionGrant {
-        let token = "tly_sess_" + randomHex(bytes: 32)
+        let token = Self.sessionTokenPrefix + randomHex(bytes: 32)
         let hash = Self.tokenHash(token)
         let seconds = Int(sessionLifetime.components.seconds)
         let expires = try await client.connection { connection -> Date in

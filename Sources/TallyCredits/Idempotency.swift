@@ -49,9 +49,11 @@ public struct Idempotency: Sendable {
     /// Runs `operation` once per (scope, key). A replay needs the same method, path and request body
     /// (`requestHash`); anything else with the key is idempotency-key-reused. Answers with a 5xx status, or
     /// that `keep` refuses, are not stored and their effects are rolled back, so the client may retry.
+    /// What is stored (and replayed) is `storing(answer)`: the caller removes secrets there.
     public func perform(
         scope: String, key: String, method: String, path: String, requestHash: String,
         keep: @Sendable (StoredResponse) -> Bool = { $0.status < 500 },
+        storing: @Sendable (StoredResponse) -> StoredResponse = { $0 },
         operation: () async throws -> StoredResponse
     ) async throws -> Outcome {
         try Self.validate(key)
@@ -84,9 +86,10 @@ public struct Idempotency: Sendable {
                     try await connection.execute("ROLLBACK")
                     return .fresh(response)
                 }
+                let kept = storing(response)
                 try await connection.execute("""
                     INSERT INTO idempotency_keys (scope, key, request_hash, method, path, status_code, content_type, response_body)
-                    VALUES (\(scope), \(key), \(requestHash), \(method), \(path), \(response.status), \(response.contentType), \(Data(response.body)))
+                    VALUES (\(scope), \(key), \(requestHash), \(method), \(path), \(kept.status), \(kept.contentType), \(Data(kept.body)))
                     ON CONFLICT (scope, key) DO UPDATE SET request_hash = excluded.request_hash, method = excluded.method, path = excluded.path,
                         status_code = excluded.status_code, content_type = excluded.content_type, response_body = excluded.response_body, created_at = now()
                     """)

@@ -85,6 +85,9 @@ public struct Teams: Sendable {
         }
     }
 
+    /// Removes `member` from `team`. Owners and admins remove others; anyone may leave; only an owner removes
+    /// another owner; the team keeps at least one owner. In the same transaction every API key the member
+    /// made for the team is revoked, with the reason, so it stops spending at once.
     public func removeMember(_ member: UUID, from team: UUID, by user: User) async throws {
         let mine = try await self.role(of: user, in: team)
         guard member == user.id || mine == "owner" || mine == "admin" else {
@@ -96,12 +99,21 @@ public struct Teams: Sendable {
             for try await id in try await connection.query(
                 "SELECT user_id FROM team_members WHERE team_id = \(team) AND role = 'owner' FOR UPDATE", logger: LocalCluster.quietLogger
             ).decode(UUID.self) { owners.append(id) }
+            if owners.contains(member), member != user.id, mine != "owner" {
+                throw CreditsError(.forbidden, "only an owner removes another owner")
+            }
             if owners == [member] { throw CreditsError(.conflict, "a team keeps at least one owner; make someone else owner first") }
             var removed = false
             for try await _ in try await connection.query(
                 "DELETE FROM team_members WHERE team_id = \(team) AND user_id = \(member) RETURNING user_id", logger: LocalCluster.quietLogger
             ) { removed = true }
             guard removed else { throw CreditsError(.notFound, "that user is not a member of this team") }
+            let reason = member == user.id ? "its creator left the team" : "its creator was removed from the team"
+            try await connection.execute(
+                """
+                UPDATE api_keys SET revoked_at = now(), revoked_reason = \(reason), revoked_by = \(user.id)
+                WHERE team_id = \(team) AND user_id = \(member) AND revoked_at IS NULL
+                """, logger: LocalCluster.quietLogger)
         }
     }
 }

@@ -170,17 +170,28 @@ extension OrphanScan {
         }
     }
 
-    /// Foreign keys that pending migrations of `migrator`'s folder would add.
+    /// Foreign keys that pending migrations of `migrator`'s folder would add to tables and columns that exist
+    /// now. A key on a table or column a pending migration creates has no rows to check yet; `migrate up`
+    /// counts its orphans inside the migration's transaction, right before the key goes in.
     public static func pendingForeignKeys(_ migrator: Migrator) async throws -> [(ForeignKeyDefinition, String)] {
         let report = try await migrator.status()
-        var out: [(ForeignKeyDefinition, String)] = []
+        var keys: [(ForeignKeyDefinition, String)] = []
         for entry in report.pending {
             guard let migration = migrator.folder.migrations.first(where: { $0.tag == entry.tag }) else { continue }
             for statement in migration.statements.flatMap(\.flattened) {
-                for fk in statement.addedForeignKeys { out.append((fk, "pending migration \(entry.tag)")) }
+                for fk in statement.addedForeignKeys { keys.append((fk, "pending migration \(entry.tag)")) }
             }
         }
-        return out
+        return try await withSingleConnection(migrator.database) { connection in
+            var out: [(ForeignKeyDefinition, String)] = []
+            for (fk, source) in keys {
+                guard try await missingColumns(fk.table, fk.columns, on: connection)?.isEmpty == true,
+                    try await missingColumns(fk.referencedTable, fk.referencedColumns, on: connection)?.isEmpty == true
+                else { continue }
+                out.append((fk, source))
+            }
+            return out
+        }
     }
 }
 

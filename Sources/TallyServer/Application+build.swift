@@ -58,13 +58,14 @@ public func buildRouter(client: PostgresClient, auth: Auth, idempotency: Idempot
     router.add(middleware: MetricsMiddleware())
     router.add(middleware: LogRequestsMiddleware(.debug))
     router.add(middleware: ProblemMiddleware())
-    router.add(middleware: IdempotencyMiddleware(idempotency: idempotency ?? Idempotency(client: client)))
+    let keys = APIKeys(client: client)
+    router.add(middleware: IdempotencyMiddleware(idempotency: idempotency ?? Idempotency(client: client), auth: auth, keys: keys))
     router.addRoutes(HealthController(client: client).endpoints)
     router.addRoutes(TallyMetrics.endpoints)
     router.addRoutes(OpenAPIDocument.endpoints)
     router.addRoutes(AuthController(auth: auth).endpoints)
     let teams = Teams(client: client)
     router.addRoutes(TeamsController(auth: auth, teams: teams).endpoints)
-    router.addRoutes(CreditsController(auth: auth, keys: APIKeys(client: client), ledger: Ledger(client: client), teams: teams).endpoints)
+    router.addRoutes(CreditsController(auth: auth, keys: keys, ledger: Ledger(client: client), teams: teams).endpoints)
     return router
 }

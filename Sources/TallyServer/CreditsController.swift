@@ -153,8 +153,11 @@ public struct CreditsController: Sendable {
     /// The account a request reads: the API key's, or with a session the user's own or (`?team_id=`) a team's
     /// the user belongs to.
     func owner(of request: Request) async throws -> AccountOwner {
-        if let token = request.bearerToken, !token.hasPrefix("tly_sess_") {
+        if let token = request.bearerToken, !token.hasPrefix(Auth.sessionTokenPrefix) {
             let key = try await keys.authenticate(token)
+            if request.uri.queryParameters.get("team_id") != nil {
+                throw CreditsError(.invalidInput, "team_id is for sessions: an API key reads only the account it spends from; drop team_id")
+            }
             return key.teamID.map { .team($0) } ?? .user(key.userID)
         }
         let user = try await auth.user(from: request)
@@ -172,7 +175,7 @@ public struct CreditsController: Sendable {
 
     /// The request's bearer token when it is an API key (not a session token).
     func apiKeyToken(of request: Request) throws -> String {
-        guard let token = request.bearerToken, !token.hasPrefix("tly_sess_") else {
+        guard let token = request.bearerToken, !token.hasPrefix(Auth.sessionTokenPrefix) else {
             throw CreditsError(.unauthenticated, "spending needs an API key: Authorization: Bearer tly_…")
         }
         return token

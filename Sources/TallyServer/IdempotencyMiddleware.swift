@@ -12,15 +12,23 @@ extension HTTPField.Name {
 /// `Idempotency-Key` on any authenticated POST: the first answer is stored with the request's effects, in the
 /// same transaction, and a retry with the same key and body gets it back with `Idempotent-Replayed: true`.
 /// The same key with another body, or while the first request still runs, is a 409 problem. Keys are scoped
-/// to the credential (API key or session) that sent them. Answers are not stored when the credential was
-/// refused (401) or the server failed (5xx); those requests may be retried with the same key.
+/// to the credential (API key or session) that sent them, and that credential is checked before anything
+/// else: a replay needs it valid now (a revoked key or an ended session gets 401, never the stored answer).
+/// Answers are not stored when the credential was refused (401) or the server failed (5xx); those requests
+/// may be retried with the same key. No secret is stored: a created API key's answer is kept without the
+/// key, and the auth routes (which answer with session tokens) ignore the header.
 struct IdempotencyMiddleware<Context: RequestContext>: RouterMiddleware {
     let idempotency: Idempotency
+    let auth: Auth
+    let keys: APIKeys
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        guard request.method == .post, let key = request.headers[.idempotencyKey], let token = request.bearerToken else {
+        guard request.method == .post, let key = request.headers[.idempotencyKey], let token = request.bearerToken,
+              !request.uri.path.hasPrefix("/v1/auth/")
+        else {
             return try await next(request, context)
         }
+        try await authorize(token, path: request.uri.path)
         var request = request
         let body: ByteBuffer
         do {
@@ -32,7 +40,8 @@ struct IdempotencyMiddleware<Context: RequestContext>: RouterMiddleware {
         hashed.append(Self.canonical(Data(buffer: body)))
         let outcome = try await idempotency.perform(
             scope: Auth.tokenHash(token), key: key, method: request.method.rawValue, path: request.uri.path, requestHash: sha256Hex(hashed),
-            keep: { $0.status < 500 && $0.status != 401 }
+            keep: { $0.status < 500 && $0.status != 401 },
+            storing: Self.withoutSecrets
         ) { [request] in
             let response: Response
             do {
@@ -48,6 +57,29 @@ struct IdempotencyMiddleware<Context: RequestContext>: RouterMiddleware {
         case .replayed(let stored):
             return Self.response(stored, replayed: true)
         }
+    }
+
+    /// The credential is valid now, and may use the route: a session for admin routes must be an admin's.
+    func authorize(_ token: String, path: String) async throws {
+        if token.hasPrefix(Auth.sessionTokenPrefix) {
+            let user = try await auth.user(forToken: token)
+            if path.hasPrefix("/v1/admin/"), !user.isAdmin { throw CreditsError(.forbidden, "only admins grant credits") }
+        } else {
+            _ = try await keys.authenticate(token)
+        }
+    }
+
+    /// The answer as stored: a created API key's `key` is replaced by a note, since a key is shown once.
+    @Sendable static func withoutSecrets(_ stored: StoredResponse) -> StoredResponse {
+        guard var object = (try? JSONSerialization.jsonObject(with: Data(stored.body))) as? [String: Any],
+              let key = object["key"] as? String, key.hasPrefix("tly_")
+        else { return stored }
+        object["key"] = nil
+        object["key_shown_once"] = "the key was shown in the first answer only and is not kept; if it was lost, revoke this key (DELETE /v1/api-keys/{id}) and create another"
+        guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else { return stored }
+        var redacted = stored
+        redacted.body = [UInt8](data)
+        return redacted
     }
 
     /// The body as compared between a request and its retry: JSON with its keys sorted, so the same fields

@@ -134,10 +134,14 @@ public enum OpenAPIDocument {
             "APIKey": object(
                 [
                     "id": id, "name": text, "prefix": text, "team_id": nullable("string", format: "uuid"),
-                    "credit_limit": nullable("integer", format: "int64"), "used": credits, "created_at": time,
-                    "revoked_at": nullable("string", format: "date-time"),
-                ], required: ["id", "name", "prefix", "used", "created_at"]),
-            "CreatedAPIKey": object(["api_key": ref("APIKey"), "key": ["type": "string", "description": "Shown this once"]], required: ["api_key", "key"]),
+                    "credit_limit": nullable("integer", format: "int64"), "used": credits, "created_at": time, "created_by": id,
+                    "revoked_at": nullable("string", format: "date-time"), "revoked_reason": nullable("string"),
+                ], required: ["id", "name", "prefix", "used", "created_at", "created_by"]),
+            "CreatedAPIKey": object(
+                [
+                    "api_key": ref("APIKey"), "key": ["type": "string", "description": "Shown this once"],
+                    "key_shown_once": ["type": "string", "description": "Instead of key, in an Idempotency-Key replay: the key is never stored"],
+                ], required: ["api_key"]),
             "Grant": object(
                 [
                     "id": id, "account_id": id, "amount": credits, "priority": ["type": "integer"], "expires_at": nullable("string", format: "date-time"),

@@ -19,7 +19,16 @@ struct DatabaseOptions: ParsableArguments {
             valueName: "path"))
     var dataDirectory: String?
 
-    /// The URL from the flag, else from the environment; nil means the embedded cluster.
+    /// An empty `--database-url` is a mistake (an unset variable in a script), not a request for the
+    /// embedded cluster: only an absent flag means that.
+    func validate() throws {
+        if let databaseURL, databaseURL.trimmingCharacters(in: .whitespaces).isEmpty {
+            throw ValidationError("--database-url is empty (an unset variable?); give a postgres:// URL, or leave the option out to use the embedded cluster")
+        }
+    }
+
+    /// The URL from the flag, else from the environment; nil means the embedded cluster. An empty
+    /// DATABASE_URL counts as unset.
     var externalURL: String? {
         if let databaseURL, !databaseURL.isEmpty { return databaseURL }
         if let env = ProcessInfo.processInfo.environment["DATABASE_URL"], !env.isEmpty { return env }

@@ -88,6 +88,17 @@ import TallyPostgres
         #expect(result.stdout.contains("not created"))
     }
 
+    @Test func anEmptyDatabaseURLIsAnErrorNotANewCluster() async throws {
+        let folder = try temporaryFolder()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        for command in [["db", "status"], ["migrate", "status"], ["db", "url"]] {
+            let result = try await TallyProcess.run(command + ["--database-url", "", "--data-dir", folder + "/cluster"])
+            #expect(result.status != 0, "\(command)")
+            #expect(result.stderr.contains("--database-url is empty"), "\(command): \(result.stderr)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: folder + "/cluster"), "no cluster was created")
+    }
+
     @Test func badDatabaseURLIsAClearErrorWithoutThePassword() async throws {
         let result = try await TallyProcess.run(["db", "url"], environment: ["DATABASE_URL": "postgres://u:VerySecret1@h:99999/db"])
         #expect(result.status != 0)

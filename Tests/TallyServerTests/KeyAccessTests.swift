@@ -1,0 +1,185 @@
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import PostgresNIO
+import TallyCredits
+import TallyPostgres
+import Testing
+@testable import TallyServer
+
+/// A key acts for its creator and the creator's current access; replays need the credential that stored
+/// them, valid now; no secret is kept in the database.
+@Suite struct KeyAccessTests {
+    func consume(_ client: some TestClientProtocol, _ key: String, _ amount: Int, idempotencyKey: String? = nil) async throws -> TestResponse {
+        var headers: HTTPFields = [.authorization: "Bearer \(key)"]
+        if let idempotencyKey { headers[.idempotencyKey] = idempotencyKey }
+        return try await client.execute(uri: "/v1/credits/consume", method: .post, headers: headers, body: json(["amount": amount]))
+    }
+
+    /// A team owned by `owner` with `member` in it as `role`, funded with `credits`.
+    func team(_ client: some TestClientProtocol, owner: Actor, admin: Actor, member: Actor, role: String, credits: Int) async throws -> String {
+        let created = try await call(client, "/v1/teams", .post, owner.token, ["name": "Core"])
+        let team = try #require((object(created.body)["team"] as? [String: Any])?["id"] as? String)
+        let me = object(try await call(client, "/v1/me", .get, member.token).body)["user"] as? [String: Any]
+        let email = try #require(me?["email"] as? String)
+        #expect(try await call(client, "/v1/teams/\(team)/members", .post, owner.token, ["email": email, "role": role]).status == .created)
+        try await grant(client, admin, team: team, credits)
+        return team
+    }
+
+    @Test func aRemovedMembersTeamKeysStopAtOnceAndSayWhy() async throws {
+        try await withTallyServer { client, db in
+            let admin = try await makeAdmin(client, db)
+            let owner = try await signup(client, "owner@example.com")
+            let carol = try await signup(client, "carol@example.com")
+            let team = try await team(client, owner: owner, admin: admin, member: carol, role: "admin", credits: 100)
+            let key = try await newKey(client, carol, ["name": "carol's team key", "team_id": team])
+            #expect(try await consume(client, key, 5).status == .ok)
+
+            // The owner sees every key that spends from the team, with who created it.
+            let listed = object(try await call(client, "/v1/api-keys", .get, owner.token).body)["api_keys"] as? [[String: Any]] ?? []
+            #expect(listed.count == 1)
+            #expect(listed.first?["created_by"] as? String == carol.id)
+            #expect(listed.first?["team_id"] as? String == team)
+
+            #expect(try await call(client, "/v1/teams/\(team)/members/\(carol.id)", .delete, owner.token).status == .noContent)
+            #expect(try await consume(client, key, 5).status == .unauthorized)
+            #expect(try await call(client, "/v1/credits/balance", .get, key).status == .unauthorized)
+            #expect(try await call(client, "/v1/credits/holds", .post, key, ["amount": 1]).status == .unauthorized)
+            #expect(try await scalar(db, "SELECT count(*) FROM credit_transactions WHERE kind = 'consume'") == 1)
+
+            let after = object(try await call(client, "/v1/api-keys", .get, owner.token).body)["api_keys"] as? [[String: Any]] ?? []
+            #expect(after.first?["revoked_at"] is String)
+            let reason = try #require(after.first?["revoked_reason"] as? String)
+            #expect(reason.contains("removed from the team"), "\(reason)")
+        }
+    }
+
+    @Test func ownersAndAdminsListAndRevokeEveryTeamKey() async throws {
+        try await withTallyServer { client, db in
+            let admin = try await makeAdmin(client, db)
+            let owner = try await signup(client, "owner@example.com")
+            let dana = try await signup(client, "dana@example.com")
+            let erin = try await signup(client, "erin@example.com")
+            let team = try await team(client, owner: owner, admin: admin, member: dana, role: "admin", credits: 100)
+            let email = "erin@example.com"
+            #expect(try await call(client, "/v1/teams/\(team)/members", .post, owner.token, ["email": email, "role": "member"]).status == .created)
+
+            let ownersKey = try await newKey(client, owner, ["name": "owner's", "team_id": team])
+            let danasKey = try await newKey(client, dana, ["name": "dana's", "team_id": team])
+            _ = ownersKey
+            let keys = object(try await call(client, "/v1/api-keys", .get, dana.token).body)["api_keys"] as? [[String: Any]] ?? []
+            #expect(Set(keys.compactMap { $0["name"] as? String }) == ["owner's", "dana's"], "an admin sees the team's keys")
+            let memberKeys = object(try await call(client, "/v1/api-keys", .get, erin.token).body)["api_keys"] as? [[String: Any]] ?? []
+            #expect(memberKeys.isEmpty, "a plain member does not")
+
+            // The owner revokes the admin's key; a member cannot revoke either.
+            let danasID = try #require(keys.first { $0["name"] as? String == "dana's" }?["id"] as? String)
+            #expect(try await call(client, "/v1/api-keys/\(danasID)", .delete, erin.token).status == .notFound)
+            #expect(try await call(client, "/v1/api-keys/\(danasID)", .delete, owner.token).status == .noContent)
+            #expect(try await consume(client, danasKey, 1).status == .unauthorized)
+
+            // An admin cannot remove an owner; an owner can remove an admin.
+            #expect(try await call(client, "/v1/teams/\(team)/members/\(owner.id)", .delete, dana.token).status == .forbidden)
+            #expect(try await call(client, "/v1/teams/\(team)/members/\(dana.id)", .delete, owner.token).status == .noContent)
+        }
+    }
+
+    @Test func aReplayNeedsTheCredentialThatStoredItValidNow() async throws {
+        try await withTallyServer { client, db in
+            let (_, user, key) = try await fundedUser(client, db, credits: 100)
+            #expect(try await consume(client, key, 5, idempotencyKey: "rv-1").status == .ok)
+            let keyID = try #require((object(try await call(client, "/v1/api-keys", .get, user.token).body)["api_keys"] as? [[String: Any]])?.first?["id"] as? String)
+            #expect(try await call(client, "/v1/api-keys/\(keyID)", .delete, user.token).status == .noContent)
+            let replay = try await consume(client, key, 5, idempotencyKey: "rv-1")
+            #expect(replay.status == .unauthorized)
+            #expect(replay.headers[.idempotentReplayed] == nil)
+
+            // A session that made a key, then logged out: the retry is refused, and never shows the key.
+            let session = try await signup(client, "sam@example.com")
+            let made = try await client.execute(
+                uri: "/v1/api-keys", method: .post, headers: [.authorization: "Bearer \(session.token)", .idempotencyKey: "mk-1"], body: json(["name": "k"]))
+            #expect(made.status == .created)
+            #expect(try await call(client, "/v1/auth/logout", .post, session.token).status == .noContent)
+            let again = try await client.execute(
+                uri: "/v1/api-keys", method: .post, headers: [.authorization: "Bearer \(session.token)", .idempotencyKey: "mk-1"], body: json(["name": "k"]))
+            #expect(again.status == .unauthorized)
+            #expect(!String(buffer: again.body).contains("tly_"))
+        }
+    }
+
+    @Test func aRetriedKeyCreationAnswersWithoutTheKey() async throws {
+        try await withTallyServer { client, _ in
+            let user = try await signup(client, "ada@example.com")
+            let headers: HTTPFields = [.authorization: "Bearer \(user.token)", .idempotencyKey: "mk-2"]
+            let first = try await client.execute(uri: "/v1/api-keys", method: .post, headers: headers, body: json(["name": "search"]))
+            #expect(first.status == .created)
+            let key = try #require(object(first.body)["key"] as? String)
+            let retry = try await client.execute(uri: "/v1/api-keys", method: .post, headers: headers, body: json(["name": "search"]))
+            #expect(retry.status == .created)
+            #expect(retry.headers[.idempotentReplayed] == "true")
+            let body = object(retry.body)
+            #expect(body["key"] == nil)
+            #expect((body["key_shown_once"] as? String)?.contains("revoke") == true)
+            #expect((body["api_key"] as? [String: Any])?["id"] as? String == (object(first.body)["api_key"] as? [String: Any])?["id"] as? String)
+            #expect(!String(buffer: retry.body).contains(key))
+        }
+    }
+
+    @Test func anAPIKeyCannotAskForAnotherAccount() async throws {
+        try await withTallyServer { client, db in
+            let (_, _, key) = try await fundedUser(client, db, credits: 10)
+            let balance = try await call(client, "/v1/credits/balance?team_id=\(UUID())", .get, key)
+            #expect(balance.status == .badRequest)
+            #expect((object(balance.body)["detail"] as? String)?.contains("team_id") == true)
+            #expect(try await call(client, "/v1/credits/transactions?team_id=x", .get, key).status == .badRequest)
+            #expect(try await call(client, "/v1/credits/balance", .get, key).status == .ok)
+        }
+    }
+
+    /// After a walkthrough that issues sessions and keys every way the API can (with and without
+    /// Idempotency-Key, logins with a Bearer), no table holds any of them in plaintext.
+    @Test func noSecretIsStoredInAnyTable() async throws {
+        try await withTallyServer { client, db in
+            let (admin, user, key) = try await fundedUser(client, db, credits: 100)
+            var secrets = [admin.token, user.token, key]
+            for n in 0..<3 {
+                let made = try await client.execute(
+                    uri: "/v1/api-keys", method: .post, headers: [.authorization: "Bearer \(user.token)", .idempotencyKey: "make-\(n)"],
+                    body: json(["name": "k\(n)"]))
+                secrets.append(try #require(object(made.body)["key"] as? String))
+            }
+            for path in ["/v1/auth/login", "/v1/auth/signup"] {
+                let email = path.hasSuffix("login") ? "user@example.com" : "new@example.com"
+                let answer = try await client.execute(
+                    uri: path, method: .post, headers: [.authorization: "Bearer \(key)", .idempotencyKey: "auth-\(path)"],
+                    body: json(["email": email, "password": "password123"]))
+                secrets.append(try #require(object(answer.body)["token"] as? String, "\(path): \(String(buffer: answer.body))"))
+            }
+            #expect(try await consume(client, key, 1, idempotencyKey: "spend-1").status == .ok)
+
+            let dump = try await withPostgresClient(db) { client in
+                var tables: [String] = []
+                for try await name in try await client.query(
+                    "SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')"
+                ).decode(String.self) { tables.append(name) }
+                var text = ""
+                for table in tables {
+                    for try await row in try await client.query(PostgresQuery(unsafeSQL: "SELECT t::text FROM \(table) t")).decode(String.self) {
+                        text += row + "\n"
+                    }
+                }
+                // Stored answers are bytea: read them as text too.
+                for try await row in try await client.query("SELECT convert_from(response_body, 'UTF8') FROM idempotency_keys").decode(String.self) {
+                    text += row + "\n"
+                }
+                return text
+            }
+            #expect(dump.contains("user@example.com"), "the dump covers the tables")
+            for secret in secrets {
+                #expect(!dump.contains(secret), "a secret is stored: \(secret.prefix(12))…")
+                #expect(!dump.contains(String(secret.dropFirst(4))), "a secret's random part is stored")
+            }
+        }
+    }
+}
