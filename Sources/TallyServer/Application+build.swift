@@ -57,7 +57,8 @@ public func buildRouter(client: PostgresClient, auth: Auth, idempotency: Idempot
     let router = Router(context: TallyRequestContext.self)
     router.add(middleware: MetricsMiddleware())
     router.add(middleware: LogRequestsMiddleware(.debug))
-    router.add(middleware: ProblemMiddleware())
+    let routes = RouteTable()
+    router.add(middleware: ProblemMiddleware(routes: routes))
     let keys = APIKeys(client: client)
     router.add(middleware: IdempotencyMiddleware(idempotency: idempotency ?? Idempotency(client: client), auth: auth, keys: keys))
     router.addRoutes(HealthController(client: client).endpoints)
@@ -67,5 +68,6 @@ public func buildRouter(client: PostgresClient, auth: Auth, idempotency: Idempot
     let teams = Teams(client: client)
     router.addRoutes(TeamsController(auth: auth, teams: teams).endpoints)
     router.addRoutes(CreditsController(auth: auth, keys: keys, ledger: Ledger(client: client), teams: teams).endpoints)
+    routes.set(router.routes.map { (method: $0.method.rawValue, path: "\($0.path)") })
     return router
 }

@@ -10,6 +10,8 @@ public struct Problem: Error, HTTPResponseError, Sendable, Codable, Equatable {
     public var title: String
     public var statusCode: Int
     public var detail: String
+    /// For a 405: the methods the path has, sent as the `Allow` header.
+    public var allow: String? = nil
 
     enum CodingKeys: String, CodingKey {
         case type, title, detail
@@ -30,10 +32,9 @@ public struct Problem: Error, HTTPResponseError, Sendable, Codable, Equatable {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         let data = try encoder.encode(self)
-        return Response(
-            status: status,
-            headers: [.contentType: "application/problem+json", .cacheControl: "no-store"],
-            body: .init(byteBuffer: ByteBuffer(bytes: data)))
+        var headers: HTTPFields = [.contentType: "application/problem+json", .cacheControl: "no-store"]
+        if let allow { headers[.allow] = allow }
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
     }
 
     /// The status each domain error answers with.
@@ -58,14 +59,57 @@ public struct Problem: Error, HTTPResponseError, Sendable, Codable, Equatable {
 /// The one place errors become HTTP answers: Hummingbird's errors keep their status as a problem, anything
 /// else is logged and answered as a 500 problem without internals.
 public struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
-    public init() {}
+    /// The router's routes, for a 405 with `Allow` when a path exists under other methods.
+    let routes: RouteTable
+
+    public init(routes: RouteTable = RouteTable()) {
+        self.routes = routes
+    }
 
     public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         do {
             return try await next(request, context)
+        } catch let error as HTTPError where error.status == .notFound {
+            let methods = routes.methods(for: request.uri.path)
+            guard !methods.isEmpty, !methods.contains(request.method.rawValue) else {
+                throw Problem.from(error, request: request, logger: context.logger)
+            }
+            var problem = Problem(
+                .methodNotAllowed, type: "method-not-allowed", title: "Method not allowed",
+                detail: "\(request.uri.path) answers \(methods.joined(separator: ", ")), not \(request.method.rawValue)")
+            problem.allow = methods.joined(separator: ", ")
+            throw problem
         } catch {
             throw Problem.from(error, request: request, logger: context.logger)
         }
+    }
+}
+
+/// Route paths and their methods, filled once the router has its routes.
+public final class RouteTable: @unchecked Sendable {
+    private let lock = NSLock()
+    private var routes: [(segments: [Substring], method: String)] = []
+
+    public init() {}
+
+    /// Keeps `routes` (method and path as the router describes them, `{name}` or `:name` for parameters).
+    public func set(_ routes: [(method: String, path: String)]) {
+        lock.withLock {
+            self.routes = routes.map { ($0.path.split(separator: "/"), $0.method) }
+        }
+    }
+
+    /// The methods of the routes whose path matches `path`, sorted.
+    public func methods(for path: String) -> [String] {
+        let parts = path.split(separator: "/")
+        let matching = lock.withLock {
+            routes.filter { route in
+                route.segments.count == parts.count && zip(route.segments, parts).allSatisfy { pattern, part in
+                    pattern == part || pattern.hasPrefix(":") || (pattern.hasPrefix("{") && pattern.hasSuffix("}"))
+                }
+            }.map(\.method)
+        }
+        return Array(Set(matching)).sorted()
     }
 }
 

@@ -25,6 +25,26 @@ import Testing
         }
     }
 
+    @Test func aMethodThePathDoesNotHaveIs405WithAllow() async throws {
+        try await withTallyServer { client, _ in
+            for (uri, method, allow) in [
+                ("/v1/credits/balance", HTTPRequest.Method.delete, "GET"),
+                ("/v1/credits/consume", .get, "POST"),
+                ("/v1/api-keys", .put, "GET, POST"),
+                ("/v1/api-keys/\(UUID())", .get, "DELETE"),
+                ("/v1/credits/holds/\(UUID())/capture", .get, "POST"),
+            ] {
+                let answer = try await client.execute(uri: uri, method: method)
+                #expect(answer.status == .methodNotAllowed, "\(method) \(uri)")
+                #expect(answer.headers[.allow] == allow, "\(method) \(uri)")
+                #expect(answer.headers[.contentType] == "application/problem+json")
+                #expect(object(answer.body)["type"] as? String == "/problems/method-not-allowed")
+            }
+            #expect(try await client.execute(uri: "/v1/nothing-here", method: .get).status == .notFound)
+            #expect(try await client.execute(uri: "/v1/credits/balance/extra", method: .get).status == .notFound)
+        }
+    }
+
     @Test func metricsAreServedInPrometheusTextFormat() async throws {
         // Exact counts are checked against a `tally serve` process of its own (ServeCommandTests): the metrics
         // registry is per process, and tests here share one.
