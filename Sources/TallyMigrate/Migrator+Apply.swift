@@ -38,36 +38,40 @@ extension Migrator {
         let count = migration.statements.count
         progress("Applying \(migration.tag) (\(count) statement\(count == 1 ? "" : "s")\(online.isEmpty ? "" : "; foreign keys on existing tables go in NOT VALID and are validated after commit"))")
         var toValidate: [MigrationBookkeeping.PendingValidation] = []
-        try await withLockRetries(migration, on: connection) {
+        try await retryingLockTimeouts({ "\(migration.tag): statement \(($0 as? StatementFailure)?.statement ?? 0)" }) {
             toValidate = try await runTransaction(migration, online: online, columns: columns, on: connection)
-        } failed: { failure in
-            try await failed(migration, statement: failure.statement, error: failure.underlying, attempts: options.lockRetries + 1, rolledBack: true, on: connection)
+        } failed: { error, attempts in
+            if let orphans = error as? OrphansFound {
+                try? await MigrationBookkeeping.recordFailure(migration, statement: orphans.statement, message: orphans.message, history: historyTable, on: connection)
+                return MigrateError(.migrationFailed, orphans.message)
+            }
+            guard let failure = error as? StatementFailure else { return error }
+            return try await failed(migration, statement: failure.statement, error: failure.underlying, attempts: attempts, rolledBack: true, on: connection)
         }
         try await validate(toValidate, on: connection)
     }
 
-    /// Runs `body`, retrying a lock timeout with doubling backoff; any other statement failure goes to `failed`.
-    private func withLockRetries(
-        _ migration: Migration, on connection: PostgresConnection, _ body: () async throws -> Void,
-        failed: (StatementFailure) async throws -> MigrateError
+    /// Runs `body`, and again after a lock timeout, with doubling backoff, up to `lockRetries` times; any other
+    /// error, or the last lock timeout, is handed to `failed` with the attempts made, and what it returns is
+    /// thrown. `waiting` names what waited, for the progress line.
+    private func retryingLockTimeouts(
+        _ waiting: (any Error) -> String, _ body: () async throws -> Void,
+        failed: (any Error, _ attempts: Int) async throws -> any Error
     ) async throws {
         var attempt = 0
         while true {
             do {
                 try await body()
                 return
-            } catch let failure as StatementFailure {
-                if Self.isLockTimeout(failure.underlying), attempt < options.lockRetries {
+            } catch {
+                if Self.isLockTimeout((error as? StatementFailure)?.underlying ?? error), attempt < options.lockRetries {
                     let wait = options.retryBackoff * (1 << attempt)
                     attempt += 1
-                    progress("\(migration.tag): statement \(failure.statement) could not get its lock within \(options.lockTimeout); retry \(attempt) of \(options.lockRetries) in \(wait)")
+                    progress("\(waiting(error)) could not get its lock within \(options.lockTimeout); retry \(attempt) of \(options.lockRetries) in \(wait)")
                     try await Task.sleep(for: wait)
                     continue
                 }
-                throw try await failed(failure)
-            } catch let orphans as OrphansFound {
-                try? await MigrationBookkeeping.recordFailure(migration, statement: orphans.statement, message: orphans.message, history: historyTable, on: connection)
-                throw MigrateError(.migrationFailed, orphans.message)
+                throw try await failed(error, attempt + 1)
             }
         }
     }
@@ -140,29 +144,18 @@ extension Migrator {
                 continue
             }
             progress("Validating \(key.constraint) on \(key.table) (reads the table; writes go on)")
-            var attempt = 0
-            while true {
-                do {
-                    try await connection.transaction {
-                        try await setTimeouts(local: true, on: connection)
-                        try await connection.run("ALTER TABLE \(key.table.sql) VALIDATE CONSTRAINT \(quoteIdentifier(key.constraint))")
-                        try await MigrationBookkeeping.clearValidation(key, history: historyTable, on: connection)
-                    }
-                    break
-                } catch {
-                    if Self.isLockTimeout(error), attempt < options.lockRetries {
-                        let wait = options.retryBackoff * (1 << attempt)
-                        attempt += 1
-                        progress("Validating \(key.constraint): no lock within \(options.lockTimeout); retry \(attempt) of \(options.lockRetries) in \(wait)")
-                        try await Task.sleep(for: wait)
-                        continue
-                    }
-                    let message = "migration \(key.tag) is applied and \(key.constraint) on \(key.table) is in place NOT VALID (new writes are checked), but validating it failed: \(describe(error)). Clean the rows with `tally db orphans --clean`, then run `tally migrate up` again: it resumes with this validation."
-                    if let migration = folder.migrations.first(where: { $0.hash == key.hash }) {
-                        try? await MigrationBookkeeping.recordFailure(migration, statement: key.position, message: message, history: historyTable, on: connection)
-                    }
-                    throw MigrateError(.migrationFailed, message)
+            try await retryingLockTimeouts({ _ in "Validating \(key.constraint)" }) {
+                try await connection.transaction {
+                    try await setTimeouts(local: true, on: connection)
+                    try await connection.run("ALTER TABLE \(key.table.sql) VALIDATE CONSTRAINT \(quoteIdentifier(key.constraint))")
+                    try await MigrationBookkeeping.clearValidation(key, history: historyTable, on: connection)
                 }
+            } failed: { error, _ in
+                let message = "migration \(key.tag) is applied and \(key.constraint) on \(key.table) is in place NOT VALID (new writes are checked), but validating it failed: \(describe(error)). Clean the rows with `tally db orphans --clean`, then run `tally migrate up` again: it resumes with this validation."
+                if let migration = folder.migrations.first(where: { $0.hash == key.hash }) {
+                    try? await MigrationBookkeeping.recordFailure(migration, statement: key.position, message: message, history: historyTable, on: connection)
+                }
+                return MigrateError(.migrationFailed, message)
             }
         }
     }
@@ -197,21 +190,10 @@ extension Migrator {
                 progress("\(invalid) is INVALID, left by an interrupted CREATE INDEX CONCURRENTLY; dropping it to build it again.")
                 try await connection.run("DROP INDEX CONCURRENTLY IF EXISTS \(invalid.sql)")
             }
-            var attempt = 0
-            while true {
-                do {
-                    try await connection.execute(PostgresQuery(unsafeSQL: statement.text))
-                    break
-                } catch {
-                    if Self.isLockTimeout(error), attempt < options.lockRetries {
-                        let wait = options.retryBackoff * (1 << attempt)
-                        attempt += 1
-                        progress("\(migration.tag): statement \(n + 1) could not get its lock; retry \(attempt) of \(options.lockRetries) in \(wait)")
-                        try await Task.sleep(for: wait)
-                        continue
-                    }
-                    throw try await failed(migration, statement: n + 1, error: error, attempts: attempt + 1, rolledBack: false, on: connection)
-                }
+            try await retryingLockTimeouts({ _ in "\(migration.tag): statement \(n + 1)" }) {
+                try await connection.execute(PostgresQuery(unsafeSQL: statement.text))
+            } failed: { error, attempts in
+                try await failed(migration, statement: n + 1, error: error, attempts: attempts, rolledBack: false, on: connection)
             }
         }
         do {
