@@ -1,8 +1,10 @@
 # Shared by the scripts in Benchmarks/ and scripts/ (source it from the repository's root).
 # Builds the release `tally`, finds PostgreSQL's programs, and gives each script a scratch database.
 
-swift build -c release --product tally >/dev/null
-TALLY="$PWD/.build/release/tally"
+# TALLY_BENCH_CONFIG=debug measures the debug build (no release build needed; slower, so a conservative figure).
+CONFIG="${TALLY_BENCH_CONFIG:-release}"
+swift build -c "$CONFIG" --product tally >/dev/null
+TALLY="$PWD/.build/$CONFIG/tally"
 PGBIN=$(dirname "$(readlink -f "$(command -v pg_ctl || ls /usr/lib/postgresql/*/bin/pg_ctl | sort -V | tail -1)")")
 PGBENCH="$PGBIN/pgbench"
 PSQL="$PGBIN/psql"

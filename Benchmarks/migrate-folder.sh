@@ -14,6 +14,7 @@ cd "$(dirname "$0")/.."
 COUNT="${1:-186}"
 
 source Benchmarks/common.sh
+SERVER_URL="${DATABASE_URL:-$("$TALLY" db url)}"
 WORK=$(mktemp -d); trap 'rm -rf "$WORK"' EXIT
 GENERATED="$WORK/generated"
 mkdir -p "$GENERATED/meta"
@@ -71,6 +72,7 @@ for folder in "$GENERATED" Tests/DrizzleCorpus/*/; do
   mapfile -t files < <(files_in_order "$folder")
   args=(); for f in "${files[@]}"; do args+=(-f "$f"); done
 
+  export DATABASE_URL="$SERVER_URL"
   scratch_database tally_bench_migrate_tally
   start=$(now)
   "$TALLY" migrate up --dir "$folder" --no-backup >/dev/null 2>"$WORK/tally.err" || { cat "$WORK/tally.err"; exit 1; }
@@ -78,6 +80,7 @@ for folder in "$GENERATED" Tests/DrizzleCorpus/*/; do
   "$PGBIN/pg_dump" --schema-only --no-owner -N drizzle -N tally_migrate "$URL" | grep -v '^\\\(un\)\?restrict' > "$WORK/tally.sql"
   drop_scratch_database
 
+  export DATABASE_URL="$SERVER_URL"
   scratch_database tally_bench_migrate_psql
   start=$(now)
   "$PSQL" "$URL" -X -q -v ON_ERROR_STOP=1 "${args[@]}" >/dev/null
