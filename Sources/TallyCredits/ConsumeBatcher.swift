@@ -1,6 +1,7 @@
 import Foundation
 import Metrics
 import PostgresNIO
+import TallyPostgres
 
 /// Group commit for the consume path. Spends queue in one of `lanes` lanes, chosen by account, so one
 /// account's spends always share a lane and never wait on each other's row locks across lanes. Each lane sends
@@ -72,21 +73,36 @@ final class ConsumeBatcher: @unchecked Sendable {
             let batch = next(lane)
             if batch.isEmpty { return }
             batchSize.record(batch.count)
-            await run(batch)
+            await run(batch, lane: lane)
         }
     }
 
-    private func run(_ batch: [Pending]) async {
+    /// Everything queued in `lane`, removed from it.
+    private func takeAll(_ lane: Int) -> [Pending] {
+        lock.lock()
+        defer { lock.unlock() }
+        let all = queues[lane]
+        queues[lane].removeAll()
+        return all
+    }
+
+    private func run(_ batch: [Pending], lane: Int) async {
         do {
-            let outcomes = try await client.withConnection { connection in try await Ledger.spend(batch.map(\.request), on: connection) }
+            let requests = batch.map(\.request)
+            let outcomes = try await client.leased { connection in try await Ledger.spend(requests, on: connection) }
             for (pending, outcome) in zip(batch, outcomes) { pending.continuation.resume(returning: outcome) }
-        } catch let error as PSQLError where error.serverInfo != nil && batch.count > 1 {
+        } catch let error as CreditsError where error.code == .databaseUnavailable {
+            // The spends queued meanwhile would wait as long again: they fail now too, so no spend waits
+            // for a connection longer than the limit once.
+            for pending in batch + takeAll(lane) { pending.continuation.resume(throwing: error) }
+        } catch let error as PSQLError where error.serverInfo != nil && batch.count > 1 && !DatabaseFailure.isConnectionLoss(error) {
             // The server refused the statement, so the whole batch was rolled back: run each spend alone, so
             // only the one at fault fails. (A connection lost mid-statement is not retried: the batch may
             // have committed.)
             for pending in batch {
                 do {
-                    let outcome = try await client.withConnection { connection in try await Ledger.spend([pending.request], on: connection) }
+                    let request = pending.request
+                    let outcome = try await client.leased { connection in try await Ledger.spend([request], on: connection) }
                     pending.continuation.resume(returning: outcome[0])
                 } catch {
                     pending.continuation.resume(throwing: error)

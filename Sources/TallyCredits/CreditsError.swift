@@ -13,6 +13,8 @@ public struct CreditsError: Error, CustomStringConvertible, Sendable, Equatable 
         case keyLimitExceeded = "key-limit-exceeded"
         case idempotencyKeyReused = "idempotency-key-reused"
         case idempotencyInProgress = "idempotency-request-in-progress"
+        /// The database gave no connection in time: nothing was done, retry shortly.
+        case databaseUnavailable = "database-unavailable"
     }
 
     public var code: Code

@@ -57,7 +57,7 @@ public struct Idempotency: Sendable {
         operation: () async throws -> StoredResponse
     ) async throws -> Outcome {
         try Self.validate(key)
-        return try await client.withConnection { connection in
+        return try await client.leased { connection in
             try await connection.execute("BEGIN")
             do {
                 var locked = false

@@ -80,6 +80,14 @@ public func describe(_ error: any Error) -> String {
 public struct DatabaseFailure: Error, CustomStringConvertible {
     public var description: String
 
+    /// The connection to the server broke or the server is shutting down or starting (SQLSTATE classes 08
+    /// and 57P): not a refusal of the statement, so whatever was sent may or may not have committed.
+    public static func isConnectionLoss(_ error: any Error) -> Bool {
+        guard let error = error as? PSQLError else { return false }
+        if let state = error.serverInfo?[.sqlState] { return state.hasPrefix("08") || state.hasPrefix("57P") }
+        return [.serverClosedConnection, .connectionError, .uncleanShutdown, .clientClosedConnection, .poolClosed].contains(error.code)
+    }
+
     /// `error` itself, or a `DatabaseFailure` with its real cause when it comes from postgres-nio.
     public static func userFacing(_ error: any Error) -> any Error {
         if error is PSQLError || error is PostgresDecodingError { return DatabaseFailure(description: describe(error)) }

@@ -16,11 +16,15 @@ public struct ServerSettings: Sendable {
     public var maintenanceInterval: Duration
     /// How long an `Idempotency-Key`'s answer is kept (at least 24 hours in production).
     public var idempotencyRetention: Duration
+    /// How long a request waits for a database connection before it answers 503 with `Retry-After`.
+    public var databaseWait: Duration
 
     public init(
         host: String = "127.0.0.1", port: Int = 8080, database: ConnectionSettings, logLevel: Logger.Level = .info,
-        bcryptCost: UInt8 = 12, maintenanceInterval: Duration = .seconds(5), idempotencyRetention: Duration = .seconds(24 * 3600)
+        bcryptCost: UInt8 = 12, maintenanceInterval: Duration = .seconds(5), idempotencyRetention: Duration = .seconds(24 * 3600),
+        databaseWait: Duration = .seconds(3)
     ) {
+        self.databaseWait = databaseWait
         self.host = host
         self.port = port
         self.database = database
@@ -41,7 +45,8 @@ public func buildApplication(_ settings: ServerSettings) -> some ApplicationProt
     logger.logLevel = settings.logLevel
     let client = PostgresClient(configuration: settings.database.clientConfiguration(), backgroundLogger: logger)
     let idempotency = Idempotency(client: client, retention: settings.idempotencyRetention)
-    let router = buildRouter(client: client, auth: Auth(client: client, bcryptCost: settings.bcryptCost), idempotency: idempotency)
+    let router = buildRouter(
+        client: client, auth: Auth(client: client, bcryptCost: settings.bcryptCost), idempotency: idempotency, databaseWait: settings.databaseWait)
     let maintenance = MaintenanceService(ledger: Ledger(client: client), idempotency: idempotency, interval: settings.maintenanceInterval, logger: logger)
     return Application(
         router: router,
@@ -52,9 +57,12 @@ public func buildApplication(_ settings: ServerSettings) -> some ApplicationProt
 }
 
 /// The routes, separate from the application so tests can drive them directly.
-public func buildRouter(client: PostgresClient, auth: Auth, idempotency: Idempotency? = nil) -> Router<TallyRequestContext> {
+public func buildRouter(
+    client: PostgresClient, auth: Auth, idempotency: Idempotency? = nil, databaseWait: Duration = .seconds(3)
+) -> Router<TallyRequestContext> {
     TallyMetrics.bootstrapped
     let router = Router(context: TallyRequestContext.self)
+    router.add(middleware: DatabaseWaitMiddleware(limit: databaseWait))
     router.add(middleware: MetricsMiddleware())
     router.add(middleware: LogRequestsMiddleware(.debug))
     let routes = RouteTable()
@@ -70,4 +78,14 @@ public func buildRouter(client: PostgresClient, auth: Auth, idempotency: Idempot
     router.addRoutes(CreditsController(auth: auth, keys: keys, ledger: Ledger(client: client), teams: teams).endpoints)
     routes.set(router.routes.map { (method: $0.method.rawValue, path: "\($0.path)") })
     return router
+}
+
+/// Bounds every database connection wait of a request (`DatabaseWait.limit`), so while the database is away
+/// the request answers 503 with `Retry-After` instead of hanging.
+struct DatabaseWaitMiddleware<Context: RequestContext>: RouterMiddleware {
+    let limit: Duration
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        try await DatabaseWait.$limit.withValue(limit) { try await next(request, context) }
+    }
 }

@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import Logging
 import TallyCredits
+import TallyPostgres
 
 /// An RFC 9457 problem: every error Tally answers with, as `application/problem+json`.
 /// `type` is stable (scripts and clients match on it); `detail` says what happened and what to do.
@@ -12,6 +13,8 @@ public struct Problem: Error, HTTPResponseError, Sendable, Codable, Equatable {
     public var detail: String
     /// For a 405: the methods the path has, sent as the `Allow` header.
     public var allow: String? = nil
+    /// For a 503: seconds to wait before retrying, sent as `Retry-After`.
+    public var retryAfter: Int? = nil
 
     enum CodingKeys: String, CodingKey {
         case type, title, detail
@@ -34,6 +37,7 @@ public struct Problem: Error, HTTPResponseError, Sendable, Codable, Equatable {
         let data = try encoder.encode(self)
         var headers: HTTPFields = [.contentType: "application/problem+json", .cacheControl: "no-store"]
         if let allow { headers[.allow] = allow }
+        if let retryAfter { headers[.retryAfter] = String(retryAfter) }
         return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
     }
 
@@ -47,8 +51,10 @@ public struct Problem: Error, HTTPResponseError, Sendable, Codable, Equatable {
         case .notFound: .notFound
         case .conflict, .idempotencyKeyReused, .idempotencyInProgress: .conflict
         case .insufficientCredits, .keyLimitExceeded: HTTPResponse.Status(code: 402, reasonPhrase: "Payment Required")
+        case .databaseUnavailable: .serviceUnavailable
         }
         self.init(status, type: error.code.rawValue, title: status.reasonPhrase, detail: error.message)
+        if error.code == .databaseUnavailable { retryAfter = 1 }
     }
 
     public static func notFound(_ path: String) -> Problem {
@@ -122,6 +128,13 @@ extension Problem {
             return problem
         case let error as CreditsError:
             return Problem(error)
+        case let error where DatabaseFailure.isConnectionLoss(error):
+            logger.warning("database connection lost during a request", metadata: ["error": "\(describe(error))"])
+            var problem = Problem(
+                .serviceUnavailable, type: "database-unavailable", title: "Service Unavailable",
+                detail: "the connection to the database was lost while this request ran, so it may or may not have taken effect; retrying with the same Idempotency-Key is safe (it gives the first outcome, or runs once)")
+            problem.retryAfter = 1
+            return problem
         case let error as HTTPError:
             if error.status == .notFound {
                 return Problem.notFound(request.uri.path)

@@ -21,10 +21,13 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Port to listen on.") var port: Int = 8080
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.") var logLevel: Logger.Level = .info
     @Flag(help: "Apply pending migrations before serving (always done for the embedded database).") var migrate = false
+    @Option(help: ArgumentHelp("How long a request waits for a database connection before it answers 503 with Retry-After, in seconds.", valueName: "seconds"))
+    var databaseWait: Double = 3
     @OptionGroup var database: DatabaseOptions
 
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be between 0 and 65535") }
+        guard databaseWait > 0 else { throw ValidationError("--database-wait must be more than 0 seconds") }
     }
 
     func run() async throws {
@@ -33,7 +36,8 @@ struct Serve: AsyncParsableCommand {
         printErr("Database: \(settings)")
         let applied = try await SchemaGate.prepare(settings, apply: migrate || database.externalURL == nil) { printErr($0) }
         if !applied.isEmpty { printErr("Applied migrations: \(applied.joined(separator: ", "))") }
-        let app = buildApplication(ServerSettings(host: host, port: port, database: settings, logLevel: logLevel))
+        let app = buildApplication(ServerSettings(
+            host: host, port: port, database: settings, logLevel: logLevel, databaseWait: .milliseconds(Int64(databaseWait * 1000))))
         try await app.runService()
     }
 }
