@@ -49,14 +49,15 @@ extension Ledger {
         guard (1...Self.maximumPageSize).contains(limit) else {
             throw CreditsError(.invalidInput, "limit must be between 1 and \(Self.maximumPageSize)")
         }
-        var after = Int64.max
+        let before: Int64
         if let cursor {
             guard let id = Self.decodeCursor(cursor) else {
                 throw CreditsError(.invalidInput, "cursor is not one this API gave out; pass a page's next_cursor unchanged")
             }
-            after = id
+            before = id
+        } else {
+            before = .max
         }
-        let before = after
         return try await client.transaction { connection in
             // Settle expiries first, so the page shows what the balance shows.
             let (account, _, _) = try await lockAccount(of: owner, on: connection)

@@ -23,17 +23,7 @@ extension PostgresClient {
         if let connection = RequestTransaction.connection {
             return try await Self.inSavepoint(connection, body)
         }
-        return try await leased { connection in
-            try await connection.execute("BEGIN")
-            do {
-                let result = try await body(connection)
-                try await connection.execute("COMMIT")
-                return result
-            } catch {
-                try? await connection.execute("ROLLBACK")
-                throw error
-            }
-        }
+        return try await leased { connection in try await connection.transaction { try await body(connection) } }
     }
 
     /// A pooled connection, or the request transaction's (in a savepoint, so a failed statement does not
@@ -100,13 +90,12 @@ extension PostgresClient {
 final class Lease: @unchecked Sendable {
     private enum State {
         case waiting(CheckedContinuation<PostgresConnection, any Error>?)
-        case taken
+        case taken(PostgresConnection)
         case over
     }
 
     private let lock = NSLock()
     private var state = State.waiting(nil)
-    private var taken: PostgresConnection?
     private var returned = false
     private var returnWaiter: CheckedContinuation<Void, Never>?
     let unavailable: CreditsError
@@ -121,10 +110,9 @@ final class Lease: @unchecked Sendable {
             let ready: Result<PostgresConnection, any Error>? = lock.withLock {
                 switch state {
                 case .waiting:
-                    if let taken { return .success(taken) }
                     state = .waiting(continuation)
                     return nil
-                case .taken: return taken.map { .success($0) } ?? .failure(unavailable)
+                case .taken(let connection): return .success(connection)
                 case .over: return .failure(unavailable)
                 }
             }
@@ -136,8 +124,7 @@ final class Lease: @unchecked Sendable {
     func take(_ connection: PostgresConnection) -> Bool {
         let waiter: CheckedContinuation<PostgresConnection, any Error>?? = lock.withLock {
             guard case .waiting(let waiter) = state else { return .none }
-            taken = connection
-            state = .taken
+            state = .taken(connection)
             return .some(waiter)
         }
         guard let waiter else { return false }

@@ -141,17 +141,4 @@ extension PostgresConnection {
             try await execute(PostgresQuery(unsafeSQL: piece.text))
         }
     }
-
-    /// BEGIN, `body`, COMMIT; ROLLBACK and rethrow (the error as thrown) when `body` throws.
-    func transaction<T>(_ body: () async throws -> T) async throws -> T {
-        try await run("BEGIN")
-        do {
-            let result = try await body()
-            try await run("COMMIT")
-            return result
-        } catch {
-            try? await run("ROLLBACK")
-            throw error
-        }
-    }
 }

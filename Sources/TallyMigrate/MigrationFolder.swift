@@ -39,7 +39,7 @@ public struct Migration: Sendable {
         var line = 1
         for chunk in sql.components(separatedBy: "--> statement-breakpoint") {
             statements += try SQLStatement.parse(chunk, startLine: line, file: file)
-            line += chunk.reduce(0) { $1 == "\n" || $1 == "\r\n" ? $0 + 1 : $0 }
+            line += lineBreaks(in: chunk)
         }
         self.statements = statements
     }

@@ -14,33 +14,10 @@ indirect enum ParseNode: Decodable, Sendable {
     case doBlock(DoStmt)
     case defElem(DefElem)
     case string(String)
-    case rename(RenameStmt)
     case reindex(ReindexStmt)
     case variableSet(VariableSetStmt)
     case dml(type: String, relation: RangeVar?)
     case other(String)
-
-    /// The node's type as libpg_query names it, e.g. `AlterTableStmt`.
-    var type: String {
-        switch self {
-        case .createStmt: "CreateStmt"
-        case .createTableAs: "CreateTableAsStmt"
-        case .alterTable: "AlterTableStmt"
-        case .alterTableCmd: "AlterTableCmd"
-        case .constraint: "Constraint"
-        case .columnDef: "ColumnDef"
-        case .index: "IndexStmt"
-        case .drop: "DropStmt"
-        case .doBlock: "DoStmt"
-        case .defElem: "DefElem"
-        case .string: "String"
-        case .rename: "RenameStmt"
-        case .reindex: "ReindexStmt"
-        case .variableSet: "VariableSetStmt"
-        case .dml(let type, _): type
-        case .other(let type): type
-        }
-    }
 
     private struct Key: CodingKey {
         var stringValue: String
@@ -67,7 +44,6 @@ indirect enum ParseNode: Decodable, Sendable {
         case "DoStmt": self = .doBlock(try container.decode(DoStmt.self, forKey: key))
         case "DefElem": self = .defElem(try container.decode(DefElem.self, forKey: key))
         case "String": self = .string(try container.decode(StringValue.self, forKey: key).sval ?? "")
-        case "RenameStmt": self = .rename(try container.decode(RenameStmt.self, forKey: key))
         case "ReindexStmt": self = .reindex(try container.decode(ReindexStmt.self, forKey: key))
         case "VariableSetStmt": self = .variableSet(try container.decode(VariableSetStmt.self, forKey: key))
         case "InsertStmt", "UpdateStmt", "DeleteStmt":
@@ -99,7 +75,6 @@ indirect enum ParseNode: Decodable, Sendable {
     struct CreateStmt: Decodable, Sendable {
         var relation: RangeVar
         var tableElts: [ParseNode]?
-        var if_not_exists: Bool?
     }
 
     struct CreateTableAsStmt: Decodable, Sendable {
@@ -112,7 +87,6 @@ indirect enum ParseNode: Decodable, Sendable {
         var relation: RangeVar
         var cmds: [ParseNode]?
         var objtype: String?
-        var missing_ok: Bool?
 
         var commands: [AlterTableCmd] {
             (cmds ?? []).compactMap { if case .alterTableCmd(let c) = $0 { return c } else { return nil } }
@@ -124,7 +98,6 @@ indirect enum ParseNode: Decodable, Sendable {
         var subtype: String
         var name: String?
         var def: ParseNode?
-        var missing_ok: Bool?
     }
 
     struct Constraint: Decodable, Sendable {
@@ -184,13 +157,6 @@ indirect enum ParseNode: Decodable, Sendable {
         var arg: ParseNode?
     }
 
-    struct RenameStmt: Decodable, Sendable {
-        var renameType: String?
-        var relation: RangeVar?
-        var subname: String?
-        var newname: String?
-    }
-
     struct ReindexStmt: Decodable, Sendable {
         var params: [ParseNode]?
         var concurrently: Bool {
@@ -200,7 +166,6 @@ indirect enum ParseNode: Decodable, Sendable {
 
     struct VariableSetStmt: Decodable, Sendable {
         var name: String?
-        var is_local: Bool?
     }
 
     struct DMLStmt: Decodable, Sendable { var relation: RangeVar? }

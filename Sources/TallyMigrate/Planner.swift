@@ -144,7 +144,6 @@ enum Lint {
             }
             return [.init(table: table.description, mode: "SHARE", effect: newTables.contains(table) ? "new table: brief" : "blocks writes while the index builds")]
         case .drop(let drop) where drop.removeType == "OBJECT_TABLE":
-            _ = drop
             return [.init(table: "(the dropped table)", mode: "ACCESS EXCLUSIVE", effect: "blocks everything until it commits")]
         case .drop(let drop) where drop.removeType == "OBJECT_INDEX":
             let concurrent = drop.concurrent == true

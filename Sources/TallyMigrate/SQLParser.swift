@@ -122,10 +122,10 @@ enum SQLParser {
 
 /// The line (1-based) of a character offset in `text`.
 func lineNumber(ofCharacter offset: Int, in text: String) -> Int {
-    var line = 1
-    for (i, c) in text.enumerated() {
-        if i >= offset { break }
-        if c == "\n" || c == "\r\n" { line += 1 }
-    }
-    return line
+    1 + lineBreaks(in: text.prefix(offset))
+}
+
+/// How many line breaks `text` holds (`\r\n` is one character, and one break).
+func lineBreaks(in text: some Sequence<Character>) -> Int {
+    text.reduce(0) { $1 == "\n" || $1 == "\r\n" ? $0 + 1 : $0 }
 }

@@ -41,9 +41,6 @@ public struct SQLStatement: Sendable {
     /// For a `DO` block: its code, when it is `BEGIN <one statement>; [EXCEPTION …] END`.
     var singleStatementBody: String?
 
-    /// The node type, e.g. `AlterTableStmt`, for messages.
-    public var kind: String { node.type }
-
     /// Splits `chunk` (a part of a file between breakpoints, starting at `startLine`) into statements and
     /// parses each. A statement the parser refuses is an error naming the line and the parser's message.
     static func parse(_ chunk: String, startLine: Int, file: String) throws(MigrateError) -> [SQLStatement] {
@@ -58,10 +55,10 @@ public struct SQLStatement: Sendable {
         let bytes = Array(chunk.utf8)
         for piece in pieces {
             let before = String(decoding: bytes[0..<piece.utf8Offset], as: UTF8.self)
-            let pieceLine = startLine + before.reduce(0) { $1 == "\n" || $1 == "\r\n" ? $0 + 1 : $0 }
+            let pieceLine = startLine + lineBreaks(in: before)
             let line = pieceLine + leadingLines(piece.text)
             let leading = piece.text.prefix(while: \.isWhitespace)
-            let textLine = pieceLine + leading.reduce(0) { $1 == "\n" || $1 == "\r\n" ? $0 + 1 : $0 }
+            let textLine = pieceLine + lineBreaks(in: leading)
             let text = piece.text.trimmingCharacters(in: .whitespacesAndNewlines)
             let nodes: [ParseNode]
             do {
@@ -97,12 +94,12 @@ public struct SQLStatement: Sendable {
         var rest = Substring(text)
         while true {
             let skipped = rest.prefix(while: \.isWhitespace)
-            lines += skipped.reduce(0) { $1 == "\n" || $1 == "\r\n" ? $0 + 1 : $0 }
+            lines += lineBreaks(in: skipped)
             rest = rest.dropFirst(skipped.count)
             if rest.hasPrefix("--") {
                 rest = rest.drop(while: { $0 != "\n" && $0 != "\r\n" })
             } else if rest.hasPrefix("/*"), let end = rest.range(of: "*/") {
-                lines += rest[..<end.upperBound].reduce(0) { $1 == "\n" || $1 == "\r\n" ? $0 + 1 : $0 }
+                lines += lineBreaks(in: rest[..<end.upperBound])
                 rest = rest[end.upperBound...]
             } else {
                 return lines

@@ -126,4 +126,17 @@ extension PostgresConnection {
     public func execute(_ query: PostgresQuery, logger: Logger = LocalCluster.quietLogger) async throws {
         for try await _ in try await self.query(query, logger: logger) {}
     }
+
+    /// BEGIN, `body`, COMMIT; ROLLBACK and rethrow (the error as thrown) when `body` throws.
+    public func transaction<T>(_ body: () async throws -> T) async throws -> T {
+        try await execute("BEGIN")
+        do {
+            let result = try await body()
+            try await execute("COMMIT")
+            return result
+        } catch {
+            try? await execute("ROLLBACK")
+            throw error
+        }
+    }
 }

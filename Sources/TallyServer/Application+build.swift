@@ -24,7 +24,6 @@ public struct ServerSettings: Sendable {
         bcryptCost: UInt8 = 12, maintenanceInterval: Duration = .seconds(5), idempotencyRetention: Duration = .seconds(24 * 3600),
         databaseWait: Duration = .seconds(3)
     ) {
-        self.databaseWait = databaseWait
         self.host = host
         self.port = port
         self.database = database
@@ -32,6 +31,7 @@ public struct ServerSettings: Sendable {
         self.bcryptCost = bcryptCost
         self.maintenanceInterval = maintenanceInterval
         self.idempotencyRetention = idempotencyRetention
+        self.databaseWait = databaseWait
     }
 }
 
