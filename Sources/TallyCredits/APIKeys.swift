@@ -49,11 +49,15 @@ public struct APIKeyPrincipal: Sendable, Equatable {
 /// API keys: `tly_` + 256 random bits, stored as SHA-256 with a display prefix, revocable; each draws on its
 /// owner's account (the team's when it has one) within an optional total `credit_limit` (`api_key_credits`).
 public struct APIKeys: Sendable {
-    public let client: PostgresClient
+    public let database: Database
     let principals = PrincipalCache()
 
+    public init(database: Database) {
+        self.database = database
+    }
+
     public init(client: PostgresClient) {
-        self.client = client
+        self.init(database: Database(client))
     }
 
     public func create(name: String, teamID: UUID?, creditLimit: Int64?, by user: User) async throws -> CreatedAPIKey {
@@ -61,13 +65,13 @@ public struct APIKeys: Sendable {
         guard !name.isEmpty, name.count <= 200 else { throw CreditsError(.invalidInput, "name must have 1 to 200 characters") }
         if let creditLimit, creditLimit < 0 { throw CreditsError(.invalidInput, "credit_limit cannot be negative") }
         if let teamID {
-            let role = try await Teams(client: client).role(of: user, in: teamID)
+            let role = try await Teams(database: database).role(of: user, in: teamID)
             guard role == "owner" || role == "admin" else { throw CreditsError(.forbidden, "only the team's owners and admins create its API keys") }
         }
         let key = "tly_" + randomHex(bytes: 32)
         let prefix = String(key.prefix(12))
         let hash = Auth.tokenHash(key)
-        return try await client.transaction { connection in
+        return try await database.transaction { connection in
             var created: APIKey?
             for try await (id, createdAt) in try await connection.query(
                 "INSERT INTO api_keys (user_id, team_id, name, prefix, key_hash) VALUES (\(user.id), \(teamID), \(name), \(prefix), \(hash)) RETURNING id, created_at",
@@ -85,7 +89,7 @@ public struct APIKeys: Sendable {
 
     /// The keys `user` created, and every key that spends from a team `user` owns or administers.
     public func list(for user: User) async throws -> [APIKey] {
-        try await client.connection { connection in
+        try await database.connection { connection in
             var keys: [APIKey] = []
             for try await (id, name, prefix, team, limit, used, created, creator, revoked, reason) in try await connection.query(
                 """
@@ -108,7 +112,7 @@ public struct APIKeys: Sendable {
     /// Revokes at once a key `user` made, or one that spends from a team `user` owns or administers;
     /// not-found for any other.
     public func revoke(_ id: UUID, by user: User) async throws {
-        try await client.connection { connection in
+        try await database.connection { connection in
             var found = false
             for try await _ in try await connection.query(
                 """
@@ -144,7 +148,7 @@ public struct APIKeys: Sendable {
     /// The live key `key` is; unauthenticated when unknown or revoked.
     public func authenticate(_ key: String) async throws -> APIKeyPrincipal {
         let hash = Auth.tokenHash(key)
-        return try await client.connection { connection in
+        return try await database.connection { connection in
             for try await (id, user, team) in try await connection.query(
                 "SELECT id, user_id, team_id FROM api_keys WHERE key_hash = \(hash) AND revoked_at IS NULL", logger: LocalCluster.quietLogger
             ).decode((UUID, UUID, UUID?).self) {

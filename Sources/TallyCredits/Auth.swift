@@ -41,12 +41,16 @@ public struct Auth: Sendable {
     /// Session tokens start with this; API keys with `tly_` alone.
     public static let sessionTokenPrefix = "tly_sess_"
 
-    public let client: PostgresClient
+    public let database: Database
     public var bcryptCost: UInt8
     public var sessionLifetime: Duration
 
     public init(client: PostgresClient, bcryptCost: UInt8 = 12, sessionLifetime: Duration = .seconds(30 * 24 * 3600)) {
-        self.client = client
+        self.init(database: Database(client), bcryptCost: bcryptCost, sessionLifetime: sessionLifetime)
+    }
+
+    public init(database: Database, bcryptCost: UInt8 = 12, sessionLifetime: Duration = .seconds(30 * 24 * 3600)) {
+        self.database = database
         self.bcryptCost = bcryptCost
         self.sessionLifetime = sessionLifetime
     }
@@ -64,7 +68,7 @@ public struct Auth: Sendable {
         let hash = try await NIOThreadPool.singleton.runIfActive { Bcrypt.hash(password, cost: cost) }
         let user: User
         do {
-            user = try await client.connection { connection in
+            user = try await database.connection { connection in
                 let rows = try await connection.query(
                     """
                     INSERT INTO users (email, name, password_hash, is_admin) VALUES (\(email), \(name), \(hash), \(admin))
@@ -85,7 +89,7 @@ public struct Auth: Sendable {
     public func findUser(_ emailOrID: String) async throws -> User {
         let text = emailOrID.trimmingCharacters(in: .whitespaces)
         let id = UUID(uuidString: text)
-        let user = try await client.connection { connection -> User? in
+        let user = try await database.connection { connection -> User? in
             let rows = try await connection.query(
                 "SELECT id, email, name, is_admin, created_at FROM users WHERE lower(email) = lower(\(text)) OR id = \(id)",
                 logger: LocalCluster.quietLogger)
@@ -99,7 +103,7 @@ public struct Auth: Sendable {
     }
 
     public func login(email: String, password: String) async throws -> SessionGrant {
-        let found = try await client.connection { connection -> (User, String)? in
+        let found = try await database.connection { connection -> (User, String)? in
             let rows = try await connection.query(
                 "SELECT id, email, name, is_admin, created_at, password_hash FROM users WHERE lower(email) = lower(\(email.trimmingCharacters(in: .whitespaces)))",
                 logger: LocalCluster.quietLogger)
@@ -121,7 +125,7 @@ public struct Auth: Sendable {
     @discardableResult
     public func logout(token: String) async throws -> Bool {
         let hash = Self.tokenHash(token)
-        return try await client.connection { connection in
+        return try await database.connection { connection in
             var deleted = false
             for try await _ in try await connection.query("DELETE FROM sessions WHERE token_hash = \(hash) RETURNING id", logger: LocalCluster.quietLogger) {
                 deleted = true
@@ -133,7 +137,7 @@ public struct Auth: Sendable {
     /// The user a live session token belongs to.
     public func user(forToken token: String) async throws -> User {
         let hash = Self.tokenHash(token)
-        let user = try await client.connection { connection -> User? in
+        let user = try await database.connection { connection -> User? in
             let rows = try await connection.query(
                 """
                 SELECT u.id, u.email, u.name, u.is_admin, u.created_at FROM sessions s JOIN users u ON u.id = s.user_id
@@ -152,7 +156,7 @@ public struct Auth: Sendable {
         let token = Self.sessionTokenPrefix + randomHex(bytes: 32)
         let hash = Self.tokenHash(token)
         let seconds = Int(sessionLifetime.components.seconds)
-        let expires = try await client.connection { connection -> Date in
+        let expires = try await database.connection { connection -> Date in
             let rows = try await connection.query(
                 "INSERT INTO sessions (user_id, token_hash, expires_at) VALUES (\(user.id), \(hash), now() + make_interval(secs => \(seconds))) RETURNING expires_at",
                 logger: LocalCluster.quietLogger)

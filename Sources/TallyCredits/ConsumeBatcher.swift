@@ -14,7 +14,7 @@ final class ConsumeBatcher: @unchecked Sendable {
         var continuation: CheckedContinuation<SpendOutcome, any Error>
     }
 
-    let client: PostgresClient
+    let database: Database
     let lanes: Int
     let maximumBatch: Int
     private let lock = NSLock()
@@ -29,8 +29,8 @@ final class ConsumeBatcher: @unchecked Sendable {
         return sent
     }
 
-    init(client: PostgresClient, lanes: Int = 4, maximumBatch: Int = 128) {
-        self.client = client
+    init(database: Database, lanes: Int = 4, maximumBatch: Int = 128) {
+        self.database = database
         self.lanes = max(1, lanes)
         self.maximumBatch = max(1, maximumBatch)
         self.queues = Array(repeating: [], count: self.lanes)
@@ -89,7 +89,7 @@ final class ConsumeBatcher: @unchecked Sendable {
     private func run(_ batch: [Pending], lane: Int) async {
         do {
             let requests = batch.map(\.request)
-            let outcomes = try await client.leased { connection in try await Ledger.spend(requests, on: connection) }
+            let outcomes = try await database.leased { connection in try await Ledger.spend(requests, on: connection) }
             for (pending, outcome) in zip(batch, outcomes) { pending.continuation.resume(returning: outcome) }
         } catch let error as CreditsError where error.code == .databaseUnavailable {
             // The spends queued meanwhile would wait as long again: they fail now too, so no spend waits
@@ -102,7 +102,7 @@ final class ConsumeBatcher: @unchecked Sendable {
             for pending in batch {
                 do {
                     let request = pending.request
-                    let outcome = try await client.leased { connection in try await Ledger.spend([request], on: connection) }
+                    let outcome = try await database.leased { connection in try await Ledger.spend([request], on: connection) }
                     pending.continuation.resume(returning: outcome[0])
                 } catch {
                     pending.continuation.resume(throwing: error)

@@ -29,11 +29,15 @@ public struct Idempotency: Sendable {
         case replayed(StoredResponse)
     }
 
-    public let client: PostgresClient
+    public let database: Database
     public var retention: Duration
 
     public init(client: PostgresClient, retention: Duration = .seconds(24 * 3600)) {
-        self.client = client
+        self.init(database: Database(client), retention: retention)
+    }
+
+    public init(database: Database, retention: Duration = .seconds(24 * 3600)) {
+        self.database = database
         self.retention = retention
     }
 
@@ -57,7 +61,7 @@ public struct Idempotency: Sendable {
         operation: () async throws -> StoredResponse
     ) async throws -> Outcome {
         try Self.validate(key)
-        return try await client.leased { connection in
+        return try await database.leased { connection in
             try await connection.execute("BEGIN")
             do {
                 var locked = false
@@ -96,7 +100,7 @@ public struct Idempotency: Sendable {
                 try await connection.execute("COMMIT")
                 return .fresh(response)
             } catch {
-                try? await connection.execute("ROLLBACK")
+                await connection.rollBack(after: error)
                 throw error
             }
         }
@@ -105,7 +109,7 @@ public struct Idempotency: Sendable {
     /// Deletes keys older than the retention; returns how many.
     @discardableResult
     public func purgeExpired() async throws -> Int {
-        try await client.withConnection { connection in
+        try await database.connection { connection in
             var deleted = 0
             for try await _ in try await connection.query(
                 "DELETE FROM idempotency_keys WHERE created_at <= now() - make_interval(secs => \(retentionSeconds)) RETURNING 1",

@@ -70,14 +70,14 @@ extension Ledger {
     public func consume(_ request: ConsumeRequest) async throws -> ConsumeResult {
         guard request.amount > 0 else { throw CreditsError(.invalidInput, "amount must be a positive integer") }
         var outcome = if RequestTransaction.connection != nil {
-            try await client.transaction { connection in try await Self.spend([request], on: connection)[0] }
+            try await database.transaction { connection in try await Self.spend([request], on: connection)[0] }
         } else {
             try await batcher.submit(request)
         }
         if outcome.outcome == "settle" {
             // A new account, or expiries due: settle and spend in one transaction. now() is fixed within it, so
             // nothing is due again when the spend runs.
-            outcome = try await client.transaction { connection in
+            outcome = try await database.transaction { connection in
                 _ = try await lockAccount(of: request.apiKey.account, on: connection)
                 return try await Self.spend([request], on: connection)[0]
             }

@@ -58,7 +58,7 @@ extension Ledger {
         } else {
             before = .max
         }
-        return try await client.transaction { connection in
+        return try await database.transaction { connection in
             // Settle expiries first, so the page shows what the balance shows.
             let (account, _, _) = try await lockAccount(of: owner, on: connection)
             var entries: [LedgerEntry] = []

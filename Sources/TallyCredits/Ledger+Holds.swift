@@ -45,7 +45,7 @@ extension Ledger {
         guard (1...Self.maximumHoldTTL).contains(ttl) else {
             throw CreditsError(.invalidInput, "ttl_seconds must be between 1 and \(Self.maximumHoldTTL) (7 days)")
         }
-        return try await client.transaction { connection in
+        return try await database.transaction { connection in
             let (account, balance, held) = try await lockAccount(of: key.account, on: connection)
             guard balance - held >= amount else {
                 throw CreditsError(.insufficientCredits, "the account has \(balance - held) credits available; this hold needs \(amount)")
@@ -72,7 +72,7 @@ extension Ledger {
     /// is a `capture` ledger entry charged to the key that placed the hold.
     public func capture(_ holdID: UUID, amount: Int64?, by key: APIKeyPrincipal) async throws -> HoldResult {
         if let amount, amount <= 0 { throw CreditsError(.invalidInput, "amount must be a positive integer; release the hold to spend nothing") }
-        return try await client.transaction { connection in
+        return try await database.transaction { connection in
             let locked = try await lockAccount(of: key.account, on: connection)
             let account = locked.account
             var (balance, held) = (locked.balance, locked.held)
@@ -107,7 +107,7 @@ extension Ledger {
 
     /// Returns all of an open hold to the account.
     public func release(_ holdID: UUID, by key: APIKeyPrincipal) async throws -> HoldResult {
-        try await client.transaction { connection in
+        try await database.transaction { connection in
             let locked = try await lockAccount(of: key.account, on: connection)
             let account = locked.account
             var (balance, held) = (locked.balance, locked.held)
@@ -169,7 +169,7 @@ extension Ledger {
     /// Returns how many accounts it settled. The server's background task calls this; reads settle lazily too.
     @discardableResult
     public func releaseExpiredHolds(limit: Int = 100) async throws -> Int {
-        let accounts = try await client.connection { connection in
+        let accounts = try await database.connection { connection in
             var accounts: [UUID] = []
             for try await id in try await connection.query(
                 "SELECT DISTINCT account_id FROM credit_holds WHERE status = 'open' AND expires_at <= now() LIMIT \(limit)",
@@ -178,7 +178,7 @@ extension Ledger {
             return accounts
         }
         for account in accounts {
-            _ = try await client.transaction { connection in try await lockAccount(account, on: connection) }
+            _ = try await database.transaction { connection in try await lockAccount(account, on: connection) }
         }
         return accounts.count
     }

@@ -57,13 +57,17 @@ public struct CreditGrant: Sendable, Codable, Equatable {
 /// (`SELECT … FOR UPDATE`), and writes one ledger entry per change with the balance after it, so for every
 /// account balance = the sum of its ledger amounts. No statement touches more than one account.
 public struct Ledger: Sendable {
-    public let client: PostgresClient
+    public let database: Database
     let batcher: ConsumeBatcher
 
     /// `consumeLanes`: how many batches of spends may run at once (each on its own connection).
     public init(client: PostgresClient, consumeLanes: Int = 4) {
-        self.client = client
-        self.batcher = ConsumeBatcher(client: client, lanes: consumeLanes)
+        self.init(database: Database(client), consumeLanes: consumeLanes)
+    }
+
+    public init(database: Database, consumeLanes: Int = 4) {
+        self.database = database
+        self.batcher = ConsumeBatcher(database: database, lanes: consumeLanes)
     }
 
     /// Creates `owner`'s (empty) account, or finds it when another transaction just did; its id.
@@ -191,7 +195,7 @@ public struct Ledger: Sendable {
     ) async throws -> CreditGrant {
         guard amount > 0 else { throw CreditsError(.invalidInput, "amount must be a positive integer") }
         if let expiresAt, expiresAt <= Date() { throw CreditsError(.invalidInput, "expires_at is in the past") }
-        return try await client.transaction { connection in
+        return try await database.transaction { connection in
             let (account, balance, _) = try await lockAccount(of: owner, on: connection)
             let (newBalance, overflow) = balance.addingReportingOverflow(amount)
             guard !overflow else { throw CreditsError(.invalidInput, "the balance would overflow a 64-bit integer") }
@@ -212,7 +216,7 @@ public struct Ledger: Sendable {
 
     /// The account's balance, held and available credits and its open grants (expired ones leave first).
     public func balance(of owner: AccountOwner) async throws -> Balance {
-        try await client.transaction { connection in
+        try await database.transaction { connection in
             let (account, balance, held) = try await lockAccount(of: owner, on: connection)
             var grants: [Balance.Grant] = []
             for try await (id, remaining, expires, priority) in try await connection.query(

@@ -20,16 +20,20 @@ public struct Team: Sendable, Codable, Equatable {
 /// so its existence does not leak.
 public struct Teams: Sendable {
     public static let roles = ["owner", "admin", "member"]
-    public let client: PostgresClient
+    public let database: Database
+
+    public init(database: Database) {
+        self.database = database
+    }
 
     public init(client: PostgresClient) {
-        self.client = client
+        self.init(database: Database(client))
     }
 
     public func create(name: String, by user: User) async throws -> Team {
         let name = name.trimmingCharacters(in: .whitespacesAndNewlines)
         guard !name.isEmpty, name.count <= 200 else { throw CreditsError(.invalidInput, "name must have 1 to 200 characters") }
-        return try await client.transaction { connection in
+        return try await database.transaction { connection in
             var team: Team?
             for try await (id, created) in try await connection.query(
                 "INSERT INTO teams (name) VALUES (\(name)) RETURNING id, created_at", logger: LocalCluster.quietLogger
@@ -43,7 +47,7 @@ public struct Teams: Sendable {
     }
 
     public func list(for user: User) async throws -> [Team] {
-        try await client.connection { connection in
+        try await database.connection { connection in
             var teams: [Team] = []
             for try await (id, name, role, created) in try await connection.query(
                 "SELECT t.id, t.name, m.role, t.created_at FROM teams t JOIN team_members m ON m.team_id = t.id WHERE m.user_id = \(user.id) ORDER BY t.created_at, t.id",
@@ -57,7 +61,7 @@ public struct Teams: Sendable {
 
     /// The caller's role in `team`; not-found when they are not a member.
     public func role(of user: User, in team: UUID) async throws -> String {
-        try await client.connection { connection in
+        try await database.connection { connection in
             for try await role in try await connection.query(
                 "SELECT role FROM team_members WHERE team_id = \(team) AND user_id = \(user.id)", logger: LocalCluster.quietLogger
             ).decode(String.self) { return role }
@@ -70,7 +74,7 @@ public struct Teams: Sendable {
         let mine = try await self.role(of: user, in: team)
         guard mine == "owner" || mine == "admin" else { throw CreditsError(.forbidden, "only the team's owners and admins add members") }
         guard role != "owner" || mine == "owner" else { throw CreditsError(.forbidden, "only an owner can make another owner") }
-        try await client.connection { connection in
+        try await database.connection { connection in
             var memberID: UUID?
             for try await id in try await connection.query(
                 "SELECT id FROM users WHERE lower(email) = lower(\(email.trimmingCharacters(in: .whitespaces)))", logger: LocalCluster.quietLogger
@@ -93,7 +97,7 @@ public struct Teams: Sendable {
         guard member == user.id || mine == "owner" || mine == "admin" else {
             throw CreditsError(.forbidden, "only the team's owners and admins remove other members")
         }
-        try await client.transaction { connection in
+        try await database.transaction { connection in
             // Lock the team's owner rows so two removals cannot leave it ownerless.
             var owners: [UUID] = []
             for try await id in try await connection.query(

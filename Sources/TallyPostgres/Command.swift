@@ -13,7 +13,8 @@ public struct CommandResult: Sendable {
     public var succeeded: Bool { status == 0 }
 }
 
-/// Runs PostgreSQL's own programs (initdb, pg_ctl, pg_dump, …) with `posix_spawn` and `waitpid`.
+/// Runs PostgreSQL's own programs (initdb, pg_ctl, pg_dump, …) with `posix_spawn` and `waitpid`; the child
+/// inherits no file descriptor but its standard input, output and error.
 ///
 /// Output goes to a file rather than a pipe: `pg_ctl start` leaves a postmaster behind that would hold a
 /// pipe open forever, and a file cannot fill up and block the child. Foundation's `Process` is not used:
@@ -83,6 +84,8 @@ public enum Command {
             posix_spawn_file_actions_adddup2(&actions, 1, 2)
         }
 
+        closeInheritedDescriptors(&actions)
+
         let cArgs = argv.map { strdup($0) } + [nil]
         let cEnv = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
         defer {
@@ -95,6 +98,27 @@ public enum Command {
             throw TallyPostgresError(.commandFailed, "could not run \(executable): \(String(cString: strerror(rc)))")
         }
         return Child(pid: pid)
+    }
+
+    #if canImport(Glibc)
+    private typealias AddCloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
+    /// glibc 2.34+'s `posix_spawn_file_actions_addclosefrom_np`, which Swift's Glibc module does not export.
+    private static let addCloseFrom: AddCloseFrom? = dlsym(nil, "posix_spawn_file_actions_addclosefrom_np")
+        .map { unsafeBitCast($0, to: AddCloseFrom.self) }
+    #endif
+
+    /// The child gets standard input, output and error only. A postmaster that inherited our sockets (an HTTP
+    /// server's listener and its clients' connections) would hold each of them open for as long as it runs:
+    /// a connection the server closes would never reach its client, which would then wait forever.
+    private static func closeInheritedDescriptors(_ actions: inout posix_spawn_file_actions_t) {
+        #if canImport(Glibc)
+        if let addCloseFrom, addCloseFrom(&actions, 3) == 0 { return }
+        // An older glibc: close what is open now.
+        let open = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd"))?.compactMap(Int32.init) ?? []
+        for descriptor in open where descriptor > 2 {
+            posix_spawn_file_actions_addclose(&actions, descriptor)
+        }
+        #endif
     }
 
     /// Runs `executable` to completion and returns its status and combined output.

@@ -83,6 +83,7 @@ public struct DatabaseFailure: Error, CustomStringConvertible {
     /// The connection to the server broke or the server is shutting down or starting (SQLSTATE classes 08
     /// and 57P): not a refusal of the statement, so whatever was sent may or may not have committed.
     public static func isConnectionLoss(_ error: any Error) -> Bool {
+        if error is ConnectionClosed { return true }
         guard let error = error as? PSQLError else { return false }
         if let state = error.serverInfo?[.sqlState] { return state.hasPrefix("08") || state.hasPrefix("57P") }
         return [.serverClosedConnection, .connectionError, .uncleanShutdown, .clientClosedConnection, .poolClosed].contains(error.code)
@@ -93,6 +94,12 @@ public struct DatabaseFailure: Error, CustomStringConvertible {
         if error is PSQLError || error is PostgresDecodingError { return DatabaseFailure(description: describe(error)) }
         return error
     }
+}
+
+/// The connection closed before the statement was sent: nothing of it ran.
+public struct ConnectionClosed: Error, CustomStringConvertible {
+    public init() {}
+    public var description: String { "the connection to the database closed (the server may be restarting)" }
 }
 
 /// Runs `operation`, failing with `TimeoutError` when it takes longer than `duration`.
@@ -123,7 +130,10 @@ public func quoteIdentifier(_ name: String) -> String {
 
 extension PostgresConnection {
     /// Runs a statement and waits until PostgreSQL has finished it, reading any rows it returns.
+    /// Nothing is sent on a connection that is already closed: postgres-nio (1.33) never answers a statement
+    /// written to a closed channel, so the caller would wait forever; it gets `ConnectionClosed` instead.
     public func execute(_ query: PostgresQuery, logger: Logger = LocalCluster.quietLogger) async throws {
+        guard !isClosed else { throw ConnectionClosed() }
         for try await _ in try await self.query(query, logger: logger) {}
     }
 
@@ -135,8 +145,15 @@ extension PostgresConnection {
             try await execute("COMMIT")
             return result
         } catch {
-            try? await execute("ROLLBACK")
+            await rollBack(after: error)
             throw error
         }
+    }
+
+    /// Undoes the open transaction (with `savepoint`, back to that savepoint) after `error`. When the
+    /// connection is lost, nothing is sent: the server has already rolled the transaction back.
+    public func rollBack(after error: any Error, toSavepoint savepoint: String? = nil) async {
+        guard !isClosed, !DatabaseFailure.isConnectionLoss(error) else { return }
+        try? await execute(savepoint.map { "ROLLBACK TO SAVEPOINT \(unescaped: $0)" } ?? "ROLLBACK")
     }
 }

@@ -18,11 +18,15 @@ public struct ServerSettings: Sendable {
     public var idempotencyRetention: Duration
     /// How long a request waits for a database connection before it answers 503 with `Retry-After`.
     public var databaseWait: Duration
+    /// How long a request may take in all, its body included: past it the answer is 503 with `Retry-After`.
+    public var requestTimeout: Duration
+    /// Header-read and keep-alive timeouts, and the cap on open connections.
+    public var connections: ConnectionLimits
 
     public init(
         host: String = "127.0.0.1", port: Int = 8080, database: ConnectionSettings, logLevel: Logger.Level = .info,
         bcryptCost: UInt8 = 12, maintenanceInterval: Duration = .seconds(5), idempotencyRetention: Duration = .seconds(24 * 3600),
-        databaseWait: Duration = .seconds(3)
+        databaseWait: Duration = .seconds(3), requestTimeout: Duration = .seconds(10), connections: ConnectionLimits = ConnectionLimits()
     ) {
         self.host = host
         self.port = port
@@ -32,6 +36,8 @@ public struct ServerSettings: Sendable {
         self.maintenanceInterval = maintenanceInterval
         self.idempotencyRetention = idempotencyRetention
         self.databaseWait = databaseWait
+        self.requestTimeout = requestTimeout
+        self.connections = connections
     }
 }
 
@@ -43,22 +49,32 @@ public typealias TallyRequestContext = BasicRequestContext
 public func buildApplication(_ settings: ServerSettings) -> some ApplicationProtocol {
     var logger = Logger(label: "tally")
     logger.logLevel = settings.logLevel
-    let client = PostgresClient(configuration: settings.database.clientConfiguration(), backgroundLogger: logger)
-    let idempotency = Idempotency(client: client, retention: settings.idempotencyRetention)
+    let database = Database(settings: settings.database, logger: logger)
+    let idempotency = Idempotency(database: database, retention: settings.idempotencyRetention)
     let router = buildRouter(
-        client: client, auth: Auth(client: client, bcryptCost: settings.bcryptCost), idempotency: idempotency, databaseWait: settings.databaseWait)
-    let maintenance = MaintenanceService(ledger: Ledger(client: client), idempotency: idempotency, interval: settings.maintenanceInterval, logger: logger)
+        database: database, auth: Auth(database: database, bcryptCost: settings.bcryptCost), idempotency: idempotency,
+        databaseWait: settings.databaseWait)
+    let maintenance = MaintenanceService(
+        ledger: Ledger(database: database), idempotency: idempotency, interval: settings.maintenanceInterval, logger: logger)
     return Application(
-        router: router,
+        responder: DeadlineResponder(router.buildResponder(), limit: settings.requestTimeout, logger: logger),
+        server: .http1(limits: settings.connections),
         configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: "tally"),
-        services: [client, maintenance],
+        services: [database, maintenance],
         logger: logger
     )
 }
 
-/// The routes, separate from the application so tests can drive them directly.
+/// The routes over a pool the caller runs (tests drive them directly).
 public func buildRouter(
     client: PostgresClient, auth: Auth, idempotency: Idempotency? = nil, databaseWait: Duration = .seconds(3)
+) -> Router<TallyRequestContext> {
+    buildRouter(database: Database(client), auth: auth, idempotency: idempotency, databaseWait: databaseWait)
+}
+
+/// The routes.
+public func buildRouter(
+    database: Database, auth: Auth, idempotency: Idempotency? = nil, databaseWait: Duration = .seconds(3)
 ) -> Router<TallyRequestContext> {
     TallyMetrics.bootstrapped
     let router = Router(context: TallyRequestContext.self)
@@ -67,15 +83,15 @@ public func buildRouter(
     router.add(middleware: LogRequestsMiddleware(.debug))
     let routes = RouteTable()
     router.add(middleware: ProblemMiddleware(routes: routes))
-    let keys = APIKeys(client: client)
-    router.add(middleware: IdempotencyMiddleware(idempotency: idempotency ?? Idempotency(client: client), auth: auth, keys: keys))
-    router.addRoutes(HealthController(client: client).endpoints)
+    let keys = APIKeys(database: database)
+    router.add(middleware: IdempotencyMiddleware(idempotency: idempotency ?? Idempotency(database: database), auth: auth, keys: keys))
+    router.addRoutes(HealthController(database: database).endpoints)
     router.addRoutes(TallyMetrics.endpoints)
     router.addRoutes(OpenAPIDocument.endpoints)
     router.addRoutes(AuthController(auth: auth).endpoints)
-    let teams = Teams(client: client)
+    let teams = Teams(database: database)
     router.addRoutes(TeamsController(auth: auth, teams: teams).endpoints)
-    router.addRoutes(CreditsController(auth: auth, keys: keys, ledger: Ledger(client: client), teams: teams).endpoints)
+    router.addRoutes(CreditsController(auth: auth, keys: keys, ledger: Ledger(database: database), teams: teams).endpoints)
     routes.set(router.routes.map { (method: $0.method.rawValue, path: "\($0.path)") })
     return router
 }

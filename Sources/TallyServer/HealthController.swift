@@ -6,11 +6,11 @@ import TallyPostgres
 /// `GET /healthz`: whether the server can reach its database, with a clear body either way.
 /// 200 when `SELECT version()` answers within two seconds, 503 otherwise; never a 500.
 public struct HealthController: Sendable {
-    public let client: PostgresClient
+    public let database: Database
     public var timeout: Duration = .seconds(2)
 
-    public init(client: PostgresClient) {
-        self.client = client
+    public init(database: Database) {
+        self.database = database
     }
 
     public struct Health: ResponseEncodable, Equatable {
@@ -40,14 +40,16 @@ public struct HealthController: Sendable {
     }
 
     func health() async throws -> EditedResponse<Health> {
-        let client = self.client
+        let database = self.database
         let clock = ContinuousClock()
         let start = clock.now
         do {
             let version = try await withTimeout(timeout) { () -> String in
-                let rows = try await client.query("SELECT current_setting('server_version')", logger: LocalCluster.quietLogger)
-                for try await (version) in rows.decode(String.self) { return version }
-                return "unknown"
+                try await database.connection { connection in
+                    let rows = try await connection.query("SELECT current_setting('server_version')", logger: LocalCluster.quietLogger)
+                    for try await (version) in rows.decode(String.self) { return version }
+                    return "unknown"
+                }
             }
             let elapsed = clock.now - start
             let ms = Double(elapsed.components.attoseconds) / 1e15 + Double(elapsed.components.seconds) * 1000
@@ -71,11 +73,11 @@ public struct HealthController: Sendable {
     /// `GET /readyz`: whether this instance should get traffic: the database answers within the timeout and
     /// its schema has every migration this build expects (same file contents). 503 with the reasons otherwise.
     func readiness() async throws -> EditedResponse<Readiness> {
-        let client = self.client
+        let database = self.database
         var reasons: [String] = []
         do {
             let missing = try await withTimeout(timeout) {
-                try await client.withConnection { connection in try await SchemaGate.missingMigrations(connection) }
+                try await database.connection { connection in try await SchemaGate.missingMigrations(connection) }
             }
             if !missing.isEmpty {
                 reasons.append("the database lacks migration(s) \(missing.joined(separator: ", ")) this build needs; run `tally migrate up`")

@@ -32,9 +32,15 @@ public struct Problem: Error, HTTPResponseError, Sendable, Codable, Equatable {
     public var status: HTTPResponse.Status { .init(code: statusCode) }
 
     public func response(from request: Request, context: some RequestContext) throws -> Response {
+        response
+    }
+
+    /// The answer: the problem as JSON, with `Allow` and `Retry-After` when set.
+    public var response: Response {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        let data = try encoder.encode(self)
+        // Strings and an integer: encoding cannot fail.
+        let data = (try? encoder.encode(self)) ?? Data()
         var headers: HTTPFields = [.contentType: "application/problem+json", .cacheControl: "no-store"]
         if let allow { headers[.allow] = allow }
         if let retryAfter { headers[.retryAfter] = String(retryAfter) }

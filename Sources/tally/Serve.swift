@@ -23,11 +23,24 @@ struct Serve: AsyncParsableCommand {
     @Flag(help: "Apply pending migrations before serving (always done for the embedded database).") var migrate = false
     @Option(help: ArgumentHelp("How long a request waits for a database connection before it answers 503 with Retry-After, in seconds.", valueName: "seconds"))
     var databaseWait: Double = 3
+    @Option(help: ArgumentHelp("How long a request may take in all, its body included; past it the answer is 503 with Retry-After (a body still arriving: 408). More than --database-wait.", valueName: "seconds"))
+    var requestTimeout: Double = 10
+    @Option(help: ArgumentHelp("How long a client may take to send a request's line and headers, from connecting (or from a later request's first byte); past it the connection is closed.", valueName: "seconds"))
+    var headerTimeout: Double = 10
+    @Option(help: ArgumentHelp("How long a kept-alive connection may sit idle between requests before it is closed.", valueName: "seconds"))
+    var idleTimeout: Double = 75
+    @Option(help: "Connections open at once; one more is answered 503 with Retry-After and closed.")
+    var maxConnections: Int = 4096
     @OptionGroup var database: DatabaseOptions
 
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be between 0 and 65535") }
         guard databaseWait > 0 else { throw ValidationError("--database-wait must be more than 0 seconds") }
+        guard requestTimeout > databaseWait else {
+            throw ValidationError("--request-timeout (\(requestTimeout) s) must be more than --database-wait (\(databaseWait) s), so a request that waited for a connection still has time to run")
+        }
+        guard headerTimeout > 0, idleTimeout > 0 else { throw ValidationError("--header-timeout and --idle-timeout must be more than 0 seconds") }
+        guard maxConnections > 0 else { throw ValidationError("--max-connections must be at least 1") }
     }
 
     func run() async throws {
@@ -36,8 +49,15 @@ struct Serve: AsyncParsableCommand {
         printErr("Database: \(settings)")
         let applied = try await SchemaGate.prepare(settings, apply: migrate || database.externalURL == nil) { printErr($0) }
         if !applied.isEmpty { printErr("Applied migrations: \(applied.joined(separator: ", "))") }
+        let limits = ConnectionLimits(
+            headerTimeout: .seconds(headerTimeout), idleTimeout: .seconds(idleTimeout), maximumConnections: maxConnections)
+        let descriptors = ConnectionLimits.raiseOpenFileLimit(toFit: maxConnections)
+        if descriptors < maxConnections + ConnectionLimits.reservedDescriptors {
+            printErr("Warning: this process may open \(descriptors) files, fewer than --max-connections \(maxConnections) needs; raise `ulimit -n` or lower --max-connections")
+        }
         let app = buildApplication(ServerSettings(
-            host: host, port: port, database: settings, logLevel: logLevel, databaseWait: .milliseconds(Int64(databaseWait * 1000))))
+            host: host, port: port, database: settings, logLevel: logLevel, databaseWait: .seconds(databaseWait),
+            requestTimeout: .seconds(requestTimeout), connections: limits))
         try await app.runService()
     }
 }

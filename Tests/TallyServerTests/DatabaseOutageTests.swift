@@ -16,6 +16,7 @@ import Testing
         var started: Duration
         var seconds: Double
         var transactionID: Int?
+        var problem: String?
     }
 
     /// The test's clock and the outage's moments, shared by the workers.
@@ -35,9 +36,7 @@ import Testing
         func finish() { lock.withLock { done = true } }
     }
 
-    // Run by hand it passes (1,198 answers 200 and 18 answer 503 in a 5 s outage, longest 2.01 s, first 200
-    // 0.32 s after PostgreSQL is back), but the test process then never exits, which would stall CI.
-    @Test(.disabled("the test process does not exit after this test; find out why before enabling it"))
+    @Test
     func spendsAnswer200Or503PromptlyWhileTheDatabaseIsDownAndRecover() async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tally-outage-\(UUID().uuidString.prefix(8))").path
         let cluster = LocalCluster(dataDirectory: directory, tuning: .fastUnsafe)
@@ -50,8 +49,10 @@ import Testing
         let db = admin.with(database: "tally_outage")
         try await SchemaGate.prepare(db, apply: true)
         let wait = Duration.seconds(2)
+        let deadline = 3.0
         let app = buildApplication(ServerSettings(
-            host: "127.0.0.1", port: 0, database: db, logLevel: .critical, bcryptCost: 4, databaseWait: wait))
+            host: "127.0.0.1", port: 0, database: db, logLevel: .critical, bcryptCost: 4, databaseWait: wait,
+            requestTimeout: .seconds(deadline)))
 
         try await app.test(.live) { client in
             let (_, _, key) = try await fundedUser(client, db, credits: 1_000_000)
@@ -71,7 +72,7 @@ import Testing
                             let started = timeline.now
                             let answer = try await send(port: port, "/v1/credits/consume", token: key, body: ["amount": 1], headers: headers)
                             let seconds = Double((timeline.now - started).components.attoseconds) / 1e18 + Double((timeline.now - started).components.seconds)
-                            samples.append(Sample(status: answer.status, started: started, seconds: seconds, transactionID: answer.body["transaction_id"] as? Int))
+                            samples.append(Sample(status: answer.status, started: started, seconds: seconds, transactionID: answer.body["transaction_id"] as? Int, problem: answer.body["type"] as? String))
                         }
                         return samples
                     }
@@ -80,7 +81,7 @@ import Testing
                     try await Task.sleep(for: .milliseconds(1500))
                     timeline.markStopped()
                     _ = try cluster.stop()
-                    try await Task.sleep(for: .seconds(5))
+                    try await Task.sleep(for: .seconds(15))
                     _ = try await cluster.start()
                     timeline.markRestarted()
                     try await Task.sleep(for: .seconds(3))
@@ -98,12 +99,13 @@ import Testing
             let longest = samples.map(\.seconds).max() ?? 0
             let firstAfter = samples.filter { $0.status == 200 && $0.started >= restarted }.map { $0.started + .milliseconds(Int64($0.seconds * 1000)) }.min()
             let recovery = firstAfter.map { Double(($0 - restarted).components.attoseconds) / 1e18 + Double(($0 - restarted).components.seconds) }
-            print("outage figures: answers by status \(byStatus.sorted { $0.key < $1.key }), longest \(String(format: "%.2f", longest)) s, first 200 \(recovery.map { String(format: "%.2f", $0) } ?? "never") s after PostgreSQL was back")
+            let problems = Dictionary(grouping: samples.compactMap(\.problem), by: { $0 }).mapValues(\.count)
+            print("outage figures: answers by status \(byStatus.sorted { $0.key < $1.key }), problems \(problems.sorted { $0.key < $1.key }), longest \(String(format: "%.2f", longest)) s, first 200 \(recovery.map { String(format: "%.2f", $0) } ?? "never") s after PostgreSQL was back")
 
             #expect(Set(byStatus.keys).isSubset(of: [200, 503]), "only 200 or 503: \(byStatus)")
             #expect(samples.contains { $0.status == 200 && $0.started < stopped }, "spends succeeded before the outage")
             #expect(samples.contains { $0.status == 503 }, "the outage was seen")
-            #expect(longest <= 2.0 + 1.0, "no answer slower than the wait plus 1 s (longest \(longest) s)")
+            #expect(longest <= deadline + 1.0, "no answer slower than the request deadline plus 1 s (longest \(longest) s)")
             #expect((recovery ?? .infinity) <= 1.0, "spends succeed within 1 s of PostgreSQL being back (\(String(describing: recovery)) s)")
 
             let acknowledged = samples.compactMap { $0.status == 200 ? $0.transactionID : nil }

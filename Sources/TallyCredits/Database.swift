@@ -1,0 +1,362 @@
+import Foundation
+import Logging
+import PostgresNIO
+import ServiceLifecycle
+import Synchronization
+import TallyPostgres
+
+/// How long work waits for a database connection before it gives up with `databaseUnavailable`, so a
+/// request answers promptly while the database is away instead of hanging. The server sets it per request.
+public enum DatabaseWait {
+    @TaskLocal public static var limit: Duration = .seconds(5)
+}
+
+/// The database transaction a request's work joins, when the request runs inside one (an `Idempotency-Key`
+/// request: its effects and its stored answer commit together, or not at all).
+public enum RequestTransaction {
+    @TaskLocal public static var connection: PostgresConnection?
+}
+
+/// Where Tally's credits code gets its database connections: a postgres-nio pool, with every wait for a
+/// connection bounded (`DatabaseWait`) and, when it runs as a service, a pool that comes back at once after an
+/// outage.
+///
+/// postgres-nio's pool retries a server it cannot reach with a growing backoff (100 ms × 1.25ⁿ, one connection
+/// at a time): after a 45-second outage its next attempt can be ten seconds away, so requests would keep
+/// failing long after PostgreSQL is back. While requests are failing for want of the database, `run()` tries
+/// a connection of its own every quarter second; once that succeeds and the pool still lends nothing, it
+/// starts a fresh pool, which connects at once, and retires the old one after its work is done.
+public final class Database: Service, Sendable {
+    private let state: Mutex<State>
+    private let configuration: PostgresClient.Configuration?
+    private let settings: ConnectionSettings?
+    private let logger: Logger
+
+    private struct State {
+        var pool: PostgresClient
+        /// Since when requests have failed for want of the database (nil: all is well).
+        var troubleSince: ContinuousClock.Instant?
+        var replacements = 0
+        /// Leases waiting on the current pool, to be pointed at its replacement.
+        var waiting: [UUID: CheckedContinuation<PostgresClient?, Never>] = [:]
+    }
+
+    /// A database over `client`, which the caller runs; no pool replacement.
+    public init(_ client: PostgresClient) {
+        self.state = Mutex(State(pool: client))
+        self.configuration = nil
+        self.settings = nil
+        self.logger = LocalCluster.quietLogger
+    }
+
+    /// A database that owns its pool: `run()` runs it and replaces it after an outage.
+    public init(settings: ConnectionSettings, logger: Logger) {
+        let configuration = settings.clientConfiguration()
+        self.state = Mutex(State(pool: PostgresClient(configuration: configuration, backgroundLogger: logger)))
+        self.configuration = configuration
+        self.settings = settings
+        self.logger = logger
+    }
+
+    /// The pool in use now.
+    public var pool: PostgresClient { state.withLock { $0.pool } }
+
+    /// How many times the pool has been replaced after an outage.
+    public var replacements: Int { state.withLock { $0.replacements } }
+
+    /// Requests are failing for want of the database: `run()` starts watching for its return.
+    func noteTrouble() {
+        state.withLock { if $0.troubleSince == nil { $0.troubleSince = .now } }
+    }
+
+    /// Runs the pool (and its replacements) until cancelled or the service group shuts down.
+    public func run() async {
+        guard let configuration, let settings else {
+            await pool.run()
+            return
+        }
+        await cancelWhenGracefulShutdown {
+            await withDiscardingTaskGroup { group in
+                var retire = Self.start(self.pool, in: &group)
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: .milliseconds(200))
+                    guard !Task.isCancelled, self.state.withLock({ $0.troubleSince != nil }) else { continue }
+                    guard (try? await checkReachable(settings, timeout: .seconds(1))) != nil else { continue }
+                    if await self.poolLends(within: .milliseconds(100)) {
+                        self.state.withLock { $0.troubleSince = nil }
+                        continue
+                    }
+                    let fresh = PostgresClient(configuration: configuration, backgroundLogger: self.logger)
+                    let retireFresh = Self.start(fresh, in: &group)
+                    let (down, waiting) = self.state.withLock { state -> (Duration, [CheckedContinuation<PostgresClient?, Never>]) in
+                        defer {
+                            state.pool = fresh
+                            state.troubleSince = nil
+                            state.replacements += 1
+                            state.waiting = [:]
+                        }
+                        return (state.troubleSince.map { .now - $0 } ?? .zero, Array(state.waiting.values))
+                    }
+                    // Requests already waiting for a connection get one from the fresh pool.
+                    for waiter in waiting { waiter.resume(returning: fresh) }
+                    self.logger.notice("the database is back: a fresh connection pool replaces the one still backing off", metadata: [
+                        "trouble_for": "\(down)",
+                    ])
+                    // Work still running on the old pool finishes there; then it closes.
+                    let old = retire
+                    retire = retireFresh
+                    group.addTask {
+                        try? await Task.sleep(for: .seconds(30))
+                        old.finish()
+                    }
+                }
+                retire.finish()
+            }
+        }
+    }
+
+    /// Runs `pool` in `group` until the returned continuation finishes (or the group is cancelled).
+    private static func start(_ pool: PostgresClient, in group: inout DiscardingTaskGroup) -> AsyncStream<Void>.Continuation {
+        let (retired, retire) = AsyncStream<Void>.makeStream()
+        group.addTask {
+            await withTaskGroup(of: Void.self) { running in
+                running.addTask { await pool.run() }
+                running.addTask { for await _ in retired {} }
+                await running.next()
+                running.cancelAll()
+            }
+        }
+        return retire
+    }
+
+    private func poolLends(within limit: Duration) async -> Bool {
+        do {
+            try await DatabaseWait.$limit.withValue(limit) { try await leased { _ in } }
+            return true
+        } catch {
+            return false
+        }
+    }
+
+    /// A transaction, rethrowing the closure's own error (postgres-nio would wrap it in
+    /// `PostgresTransactionError`, hiding a `CreditsError` from the HTTP layer). Inside a `RequestTransaction`
+    /// it runs in a savepoint of that transaction instead, so a failure undoes only its own writes.
+    func transaction<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
+        if let connection = RequestTransaction.connection {
+            return try await Self.inSavepoint(connection, body)
+        }
+        return try await leased { connection in try await connection.transaction { try await body(connection) } }
+    }
+
+    /// A pooled connection, or the request transaction's (in a savepoint, so a failed statement does not
+    /// abort the request's transaction).
+    public func connection<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
+        if let connection = RequestTransaction.connection {
+            return try await Self.inSavepoint(connection, body)
+        }
+        return try await leased { connection in try await body(connection) }
+    }
+
+    /// A connection from the pool, waiting at most `DatabaseWait.limit` for it; past it, `databaseUnavailable`
+    /// (nothing was run). Once leased, `body` runs to its end: only the wait is bounded.
+    /// A child task holds the lease and hands the connection over, so `body` runs in the caller's task.
+    public func leased<T>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
+        let limit = DatabaseWait.limit
+        let pool = self.pool
+        let lease = Lease(unavailable: CreditsError(
+            .databaseUnavailable,
+            "the database gave no connection within \(limit) (it may be restarting); nothing was done, so retry in a moment"))
+        return try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                // From the pool in use, or from the one that replaces it while this waits.
+                var pool: PostgresClient? = pool
+                while let current = pool { pool = await self.lend(from: current, to: lease) }
+            }
+            group.addTask {
+                try? await Task.sleep(for: limit)
+                lease.expire()
+            }
+            defer { group.cancelAll() }
+            let connection: PostgresConnection
+            do {
+                connection = try await lease.connection()
+            } catch {
+                noteTrouble()
+                throw error
+            }
+            guard !connection.isClosed else {
+                lease.giveBack()
+                noteTrouble()
+                throw CreditsError(.databaseUnavailable, "the database closed the connection before anything was sent (it may be restarting); nothing was done, so retry in a moment")
+            }
+            do {
+                let result = try await body(connection)
+                lease.giveBack()
+                return result
+            } catch {
+                lease.giveBack()
+                if DatabaseFailure.isConnectionLoss(error) { noteTrouble() }
+                throw error
+            }
+        }
+    }
+
+    /// Lends a connection of `pool` to `lease` and holds it until it is given back; or, when `pool` is
+    /// replaced while the lease still waits, stops waiting and returns the replacement.
+    private func lend(from pool: PostgresClient, to lease: Lease) async -> PostgresClient? {
+        await withTaskGroup(of: PostgresClient?.self) { lenders in
+            lenders.addTask {
+                do {
+                    try await pool.withConnection { connection in
+                        guard lease.take(connection) else { return }
+                        // A connection that closes goes back to the pool at once, even if `body` never hears of
+                        // it: postgres-nio (1.33) never answers a statement written just as the connection
+                        // closed, and the pool must not lose the connection to that wait.
+                        connection.closeFuture.whenComplete { _ in lease.giveBack() }
+                        await lease.untilReturned()
+                    }
+                } catch where !Task.isCancelled {
+                    // The pool gave up (its circuit breaker trips after a minute of failed connection attempts,
+                    // then it refuses at once): nothing was sent, so this is the same answer as a wait that ran out.
+                    lease.fail(CreditsError(
+                        .databaseUnavailable,
+                        "the database cannot be reached (\(describe(error))); nothing was done, so retry in a moment"))
+                } catch {}
+                return nil
+            }
+            lenders.addTask { await self.replacement(of: pool) }
+            let first = await lenders.next() ?? nil
+            if let fresh = first, lease.isWaiting {
+                lenders.cancelAll()
+                return fresh
+            }
+            if first == nil { lenders.cancelAll() }
+            // Replaced after the connection was lent: the lender holds it until it is given back.
+            for await _ in lenders {}
+            return nil
+        }
+    }
+
+    /// The pool that replaces `pool`, once it does; nil when cancelled first.
+    private func replacement(of pool: PostgresClient) async -> PostgresClient? {
+        let id = UUID()
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<PostgresClient?, Never>) in
+                let now: PostgresClient?? = state.withLock { state in
+                    if state.pool !== pool { return .some(state.pool) }
+                    if Task.isCancelled { return .some(nil) }
+                    state.waiting[id] = continuation
+                    return .none
+                }
+                if let now { continuation.resume(returning: now) }
+            }
+        } onCancel: {
+            state.withLock { $0.waiting.removeValue(forKey: id) }?.resume(returning: nil)
+        }
+    }
+
+    private static func inSavepoint<T: Sendable>(_ connection: PostgresConnection, _ body: (PostgresConnection) async throws -> T) async throws -> T {
+        try await connection.execute("SAVEPOINT tally_step")
+        do {
+            let result = try await body(connection)
+            try await connection.execute("RELEASE SAVEPOINT tally_step")
+            return result
+        } catch {
+            await connection.rollBack(after: error, toSavepoint: "tally_step")
+            throw error
+        }
+    }
+}
+
+/// One connection lease raced against a deadline: the connection arrives (`take`), the wait runs out
+/// (`expire`) or the pool fails (`fail`), whichever is first; the caller waits in `connection()` and hands
+/// the connection back with `giveBack()`.
+final class Lease: @unchecked Sendable {
+    private enum State {
+        case waiting(CheckedContinuation<PostgresConnection, any Error>?)
+        case taken(PostgresConnection)
+        case over
+    }
+
+    private let lock = NSLock()
+    private var state = State.waiting(nil)
+    private var returned = false
+    private var returnWaiter: CheckedContinuation<Void, Never>?
+    let unavailable: CreditsError
+
+    init(unavailable: CreditsError) {
+        self.unavailable = unavailable
+    }
+
+    /// The leased connection, or `unavailable` when the wait ran out first.
+    func connection() async throws -> PostgresConnection {
+        try await withCheckedThrowingContinuation { continuation in
+            let ready: Result<PostgresConnection, any Error>? = lock.withLock {
+                switch state {
+                case .waiting:
+                    state = .waiting(continuation)
+                    return nil
+                case .taken(let connection): return .success(connection)
+                case .over: return .failure(unavailable)
+                }
+            }
+            if let ready { continuation.resume(with: ready) }
+        }
+    }
+
+    /// Whether the caller still waits for a connection.
+    var isWaiting: Bool {
+        lock.withLock {
+            if case .waiting = state { return true }
+            return false
+        }
+    }
+
+    /// The pool gave `connection`: true when it came in time (the caller gets it).
+    func take(_ connection: PostgresConnection) -> Bool {
+        let waiter: CheckedContinuation<PostgresConnection, any Error>?? = lock.withLock {
+            guard case .waiting(let waiter) = state else { return .none }
+            state = .taken(connection)
+            return .some(waiter)
+        }
+        guard let waiter else { return false }
+        waiter?.resume(returning: connection)
+        return true
+    }
+
+    /// The wait ran out: the caller gets `unavailable` unless the connection already came.
+    func expire() { finish(with: unavailable) }
+
+    /// The pool failed before giving a connection.
+    func fail(_ error: any Error) { finish(with: error) }
+
+    private func finish(with error: any Error) {
+        let waiter: CheckedContinuation<PostgresConnection, any Error>?? = lock.withLock {
+            guard case .waiting(let waiter) = state else { return .none }
+            state = .over
+            return .some(waiter)
+        }
+        if let waiter { waiter?.resume(throwing: error) }
+    }
+
+    /// Held by the task that leased the connection, until the caller is done with it.
+    func untilReturned() async {
+        await withCheckedContinuation { continuation in
+            let done = lock.withLock {
+                if returned { return true }
+                returnWaiter = continuation
+                return false
+            }
+            if done { continuation.resume() }
+        }
+    }
+
+    func giveBack() {
+        let waiter = lock.withLock {
+            returned = true
+            defer { returnWaiter = nil }
+            return returnWaiter
+        }
+        waiter?.resume()
+    }
+}

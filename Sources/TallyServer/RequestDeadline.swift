@@ -1,0 +1,131 @@
+import Foundation
+import Hummingbird
+import Logging
+import Metrics
+import NIOCore
+
+/// Every request is answered within `limit`. The body is read first, under the deadline (a client that sends
+/// it too slowly gets `408` and the connection is closed; over 1 MiB is `413`); then the routes run in a task of their own, and
+/// when they have not answered by the deadline the client gets `503` with `Retry-After` at once, while the
+/// work is cancelled (a statement already sent to PostgreSQL finishes or fails there; a request with an
+/// `Idempotency-Key` commits its answer with its effects, so a retry learns what happened).
+struct DeadlineResponder<Inner: HTTPResponder>: HTTPResponder where Inner.Context: Sendable {
+    typealias Context = Inner.Context
+
+    let inner: Inner
+    let limit: Duration
+    let logger: Logger
+    private let exceeded = Counter(label: "tally_http_request_deadline_exceeded_total")
+
+    init(_ inner: Inner, limit: Duration, logger: Logger) {
+        self.inner = inner
+        self.limit = limit
+        self.logger = logger
+    }
+
+    func respond(to request: Request, context: Context) async throws -> Response {
+        let started = ContinuousClock.now
+        var request = request
+        let body: ByteBuffer
+        do {
+            body = try await Self.collect(request.body, within: limit)
+        } catch is DeadlinePassed {
+            // The body's stream was cancelled, which ends the connection's input: it closes after this answer.
+            exceeded.increment()
+            return Self.problem(.requestTimeout, type: "request-timeout", title: "Request Timeout",
+                                detail: "the request body did not arrive within \(limit); nothing was done", close: true)
+        } catch {
+            // The server reads and drops the rest of the body; the connection stays usable.
+            return Self.problem(.contentTooLarge, type: "body-too-large", title: "Body too large",
+                                detail: "the request body is over 1 MiB", close: false)
+        }
+        request.body = RequestBody(buffer: body)
+        let remaining = limit - (ContinuousClock.now - started)
+        do {
+            return try await Self.first(within: remaining) { [inner, request] in try await inner.respond(to: request, context: context) }
+        } catch is DeadlinePassed {
+            exceeded.increment()
+            logger.warning("request answered 503 at its deadline; its work was cancelled", metadata: [
+                "method": "\(request.method)", "path": "\(request.uri.path)", "deadline": "\(limit)",
+            ])
+            return Self.problem(.serviceUnavailable, type: "request-timeout", title: "Service Unavailable",
+                                detail: "the request did not finish within \(limit) (the database may be slow or restarting), so it may or may not have taken effect; retrying with the same Idempotency-Key is safe (it gives the first outcome, or runs once)",
+                                close: false)
+        }
+    }
+
+    static func problem(_ status: HTTPResponse.Status, type: String, title: String, detail: String, close: Bool) -> Response {
+        var problem = Problem(status, type: type, title: title, detail: detail)
+        problem.retryAfter = 1
+        var response = problem.response
+        if close { response.headers[.connection] = "close" }
+        return response
+    }
+
+    /// The whole body, or `DeadlinePassed`. Unlike the routes, reading it stops when cancelled, and it must
+    /// have stopped before the server reads the connection again, so it runs in a child task that is waited for.
+    static func collect(_ body: RequestBody, within limit: Duration) async throws -> ByteBuffer {
+        try await withThrowingTaskGroup(of: ByteBuffer?.self) { group in
+            group.addTask { try await body.collect(upTo: Request.maximumBody) }
+            group.addTask {
+                try await Task.sleep(for: limit)
+                return nil
+            }
+            defer { group.cancelAll() }
+            guard let buffer = try await group.next() ?? nil else { throw DeadlinePassed() }
+            return buffer
+        }
+    }
+
+    /// `work`'s result, or `DeadlinePassed` when `limit` comes first. The work runs in a task of its own, so
+    /// the caller gets its answer at the deadline even when the work does not notice its cancellation.
+    static func first<T: Sendable>(within limit: Duration, _ work: @escaping @Sendable () async throws -> T) async throws -> T {
+        let race = Race<T>()
+        let task = Task {
+            do { race.finish(.success(try await work())) } catch { race.finish(.failure(error)) }
+        }
+        let timer = Task {
+            try await Task.sleep(for: limit)
+            if race.finish(.failure(DeadlinePassed())) { task.cancel() }
+        }
+        defer { timer.cancel() }
+        return try await withTaskCancellationHandler {
+            try await race.result()
+        } onCancel: {
+            task.cancel()
+        }
+    }
+}
+
+struct DeadlinePassed: Error {}
+
+/// The first of several results, handed to one waiter.
+final class Race<T: Sendable>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var outcome: Result<T, any Error>?
+    private var waiter: CheckedContinuation<T, any Error>?
+
+    /// Records `result` unless another came first; true when it was first.
+    @discardableResult
+    func finish(_ result: Result<T, any Error>) -> Bool {
+        let (first, waiter): (Bool, CheckedContinuation<T, any Error>?) = lock.withLock {
+            guard outcome == nil else { return (false, nil) }
+            outcome = result
+            defer { self.waiter = nil }
+            return (true, self.waiter)
+        }
+        waiter?.resume(with: result)
+        return first
+    }
+
+    func result() async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            let ready: Result<T, any Error>? = lock.withLock {
+                if let outcome { return outcome }
+                waiter = continuation
+                return nil
+            }
+            if let ready { continuation.resume(with: ready) }
+        }
+    }
+}

@@ -1,0 +1,234 @@
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import PostgresNIO
+import TallyCredits
+import TallyPostgres
+import TallyTestSupport
+import Testing
+@testable import TallyServer
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A server of the test's own with `configure` applied to its settings, on a fresh database.
+func withTallyServer(
+    configure: @Sendable (inout ServerSettings) -> Void,
+    _ body: @escaping @Sendable (any TestClientProtocol, ConnectionSettings) async throws -> Void
+) async throws {
+    try await TestDatabase.withFreshDatabase { db in
+        try await SchemaGate.prepare(db, apply: true)
+        var settings = ServerSettings(host: "127.0.0.1", port: 0, database: db, logLevel: .critical, bcryptCost: 4)
+        configure(&settings)
+        try await buildApplication(settings).test(.live) { client in try await body(client, db) }
+    }
+}
+
+/// A plain TCP connection to the server, for what an HTTP client library would not do: send a request a byte
+/// at a time, or open a connection and send nothing.
+final class RawConnection: @unchecked Sendable {
+    let descriptor: Int32
+
+    init(port: Int) throws {
+        descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+    }
+
+    deinit { close(descriptor) }
+
+    /// Sends `text`; false when the server has closed the connection.
+    @discardableResult
+    func send(_ text: String) -> Bool {
+        let bytes = Array(text.utf8)
+        return bytes.withUnsafeBytes { Glibc.send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) } == bytes.count
+    }
+
+    /// Everything the server sends until it closes the connection or `limit` passes, and whether it closed.
+    func readUntilClosed(limit: Duration) async -> (text: String, closed: Bool) {
+        var received: [UInt8] = []
+        let deadline = ContinuousClock.now + limit
+        while ContinuousClock.now < deadline {
+            switch receive() {
+            case .some(let bytes) where !bytes.isEmpty: received += bytes
+            case .some: try? await Task.sleep(for: .milliseconds(10))
+            case .none: return (String(decoding: received, as: UTF8.self), true)
+            }
+        }
+        return (String(decoding: received, as: UTF8.self), false)
+    }
+
+    /// One complete answer (head and `Content-Length` body), or nil when the connection closes or `limit` passes.
+    func readResponse(limit: Duration) async -> String? {
+        var received: [UInt8] = []
+        let deadline = ContinuousClock.now + limit
+        while ContinuousClock.now < deadline {
+            let text = String(decoding: received, as: UTF8.self)
+            if let end = text.range(of: "\r\n\r\n") {
+                let length = text[..<end.lowerBound].split(separator: "\r\n")
+                    .first { $0.lowercased().hasPrefix("content-length:") }
+                    .flatMap { Int($0.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) } ?? 0
+                if text[end.upperBound...].utf8.count >= length { return text }
+            }
+            switch receive() {
+            case .some(let bytes) where !bytes.isEmpty: received += bytes
+            case .some: try? await Task.sleep(for: .milliseconds(10))
+            case .none: return nil
+            }
+        }
+        return nil
+    }
+
+    /// What has arrived, without waiting (empty when nothing has); nil once the server has closed the
+    /// connection. Never blocks: the tests share a small thread pool with the server they talk to.
+    private func receive() -> [UInt8]? {
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        let count = buffer.withUnsafeMutableBytes { recv(descriptor, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+        if count > 0 { return Array(buffer[0..<count]) }
+        if count < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) { return [] }
+        return nil
+    }
+}
+
+func seconds(_ duration: Duration) -> Double {
+    Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+}
+
+@Suite struct ConnectionLimitsTests {
+    @Test func aClientSendingItsHeadersSlowlyIsCutOffAtTheHeaderTimeout() async throws {
+        try await withTallyServer(configure: { $0.connections.headerTimeout = .seconds(1) }) { client, _ in
+            let connection = try RawConnection(port: try #require(client.port))
+            let started = ContinuousClock.now
+            // A byte every 200 ms: the head would take 4 s in full.
+            var closedWhileSending = false
+            for byte in "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" {
+                if !connection.send(String(byte)) { closedWhileSending = true; break }
+                let (_, closed) = await connection.readUntilClosed(limit: .milliseconds(200))
+                if closed { closedWhileSending = true; break }
+            }
+            let after = seconds(ContinuousClock.now - started)
+            #expect(closedWhileSending, "the connection stayed open for the whole slow head (\(after) s)")
+            #expect(after >= 0.9 && after <= 2.5, "closed after \(after) s; the header timeout is 1 s")
+        }
+    }
+
+    @Test func aConnectionThatSendsNothingIsClosedAtTheHeaderTimeout() async throws {
+        try await withTallyServer(configure: { $0.connections.headerTimeout = .seconds(1) }) { client, _ in
+            let connection = try RawConnection(port: try #require(client.port))
+            let started = ContinuousClock.now
+            let (text, closed) = await connection.readUntilClosed(limit: .seconds(4))
+            let after = seconds(ContinuousClock.now - started)
+            #expect(closed && text.isEmpty, "closed: \(closed), sent: \(text)")
+            #expect(after >= 0.9 && after <= 2.5, "closed after \(after) s")
+        }
+    }
+
+    @Test func aKeptAliveConnectionServesRequestsAndIsClosedWhenIdle() async throws {
+        try await withTallyServer(configure: { $0.connections.idleTimeout = .seconds(1) }) { client, _ in
+            let connection = try RawConnection(port: try #require(client.port))
+            // Three requests 600 ms apart: each within the idle timeout of the answer before, so one connection
+            // serves them all, although together they take longer than the timeout.
+            for _ in 0..<3 {
+                #expect(connection.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"))
+                let answer = await connection.readResponse(limit: .seconds(3))
+                #expect(answer?.hasPrefix("HTTP/1.1 200") == true, "\(answer ?? "no answer")")
+                try await Task.sleep(for: .milliseconds(600))
+            }
+            let idleSince = ContinuousClock.now - .milliseconds(600)
+            let (_, closed) = await connection.readUntilClosed(limit: .seconds(4))
+            let after = seconds(ContinuousClock.now - idleSince)
+            #expect(closed)
+            #expect(after >= 0.9 && after <= 2.5, "closed \(after) s after the last answer; the idle timeout is 1 s")
+        }
+    }
+
+    @Test func connectionsBeyondTheCapAreAnswered503AndClosed() async throws {
+        try await withTallyServer(configure: { $0.connections.maximumConnections = 3 }) { client, _ in
+            let port = try #require(client.port)
+            // The test client holds one connection once it has sent a request; two more reach the cap.
+            #expect(try await client.execute(uri: "/healthz", method: .get).status == .ok)
+            // One at a time: connections accepted together are set up on several event loops, in no set order.
+            var held: [RawConnection] = []
+            for _ in 0..<2 {
+                held.append(try RawConnection(port: port))
+                try await Task.sleep(for: .milliseconds(200))
+            }
+            let refused = try RawConnection(port: port)
+            let (text, closed) = await refused.readUntilClosed(limit: .seconds(3))
+            #expect(text.hasPrefix("HTTP/1.1 503"), "\(text)")
+            #expect(text.lowercased().contains("retry-after: 1"))
+            #expect(text.contains("/problems/too-many-connections"))
+            #expect(closed)
+            // The held connections still work.
+            #expect(held[0].send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"))
+            #expect(await held[0].readResponse(limit: .seconds(3))?.hasPrefix("HTTP/1.1 200") == true)
+
+            // One closes: a new connection is served again.
+            held.removeLast()
+            var served = false
+            for _ in 0..<20 where !served {
+                try await Task.sleep(for: .milliseconds(100))
+                let next = try RawConnection(port: port)
+                next.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                served = await next.readResponse(limit: .seconds(2))?.hasPrefix("HTTP/1.1 200") == true
+            }
+            #expect(served, "a connection below the cap is served")
+        }
+    }
+
+    @Test func aBodyThatArrivesTooSlowlyIs408() async throws {
+        try await withTallyServer(configure: { $0.requestTimeout = .seconds(1); $0.databaseWait = .milliseconds(500) }) { client, _ in
+            let connection = try RawConnection(port: try #require(client.port))
+            let started = ContinuousClock.now
+            connection.send("POST /v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"email\":")
+            let (text, closed) = await connection.readUntilClosed(limit: .seconds(4))
+            let after = seconds(ContinuousClock.now - started)
+            #expect(text.hasPrefix("HTTP/1.1 408"), "\(text)")
+            #expect(text.contains("/problems/request-timeout"))
+            #expect(closed)
+            #expect(after >= 0.9 && after <= 2.5, "answered after \(after) s")
+        }
+    }
+
+    /// A spend stuck behind a row lock answers 503 at the request deadline; a retry with the same
+    /// Idempotency-Key after the lock is gone spends exactly once.
+    @Test func aRequestStillRunningAtItsDeadlineAnswers503AndARetrySpendsOnce() async throws {
+        try await withTallyServer(configure: { $0.requestTimeout = .seconds(3); $0.databaseWait = .seconds(1) }) { client, db in
+            let (_, user, key) = try await fundedUser(client, db, credits: 100)
+            let port = try #require(client.port)
+            try await withSingleConnection(db) { locker in
+                try await locker.execute("BEGIN")
+                try await locker.execute(PostgresQuery(unsafeSQL: "SELECT 1 FROM user_credits WHERE user_id = '\(user.id)' FOR UPDATE"))
+                let started = ContinuousClock.now
+                let first = try await send(port: port, "/v1/credits/consume", token: key, body: ["amount": 7], headers: ["Idempotency-Key": "dl-1"])
+                let after = seconds(ContinuousClock.now - started)
+                #expect(first.status == 503, "\(first.status) \(String(decoding: first.data, as: UTF8.self))")
+                #expect(first.body["type"] as? String == "/problems/request-timeout")
+                #expect((first.body["detail"] as? String)?.contains("may or may not have taken effect") == true)
+                #expect(first.headers["retry-after"] == "1")
+                #expect(after >= 2.9 && after <= 4.5, "answered after \(after) s; the deadline is 3 s")
+                try await locker.execute("ROLLBACK")
+            }
+            // The first attempt may still be finishing; the retry waits its turn (409 in progress) and then gets
+            // one outcome.
+            var retry = try await send(port: port, "/v1/credits/consume", token: key, body: ["amount": 7], headers: ["Idempotency-Key": "dl-1"])
+            for _ in 0..<50 where retry.status == 409 {
+                try await Task.sleep(for: .milliseconds(100))
+                retry = try await send(port: port, "/v1/credits/consume", token: key, body: ["amount": 7], headers: ["Idempotency-Key": "dl-1"])
+            }
+            #expect(retry.status == 200, "\(retry.status) \(String(decoding: retry.data, as: UTF8.self))")
+            #expect(retry.body["balance"] as? Int == 93)
+            let spends = try await scalar(db, "SELECT count(*) FROM credit_transactions WHERE kind = 'consume'")
+            #expect(spends == 1, "the spend happened once, not \(spends) times")
+        }
+    }
+}
+
+
