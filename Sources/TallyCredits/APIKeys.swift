@@ -61,8 +61,7 @@ public struct APIKeys: Sendable {
     }
 
     public func create(name: String, teamID: UUID?, creditLimit: Int64?, by user: User) async throws -> CreatedAPIKey {
-        let name = name.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard !name.isEmpty, name.count <= 200 else { throw CreditsError(.invalidInput, "name must have 1 to 200 characters") }
+        let name = try TextRules.checkName(name)
         if let creditLimit, creditLimit < 0 { throw CreditsError(.invalidInput, "credit_limit cannot be negative") }
         if let teamID {
             let role = try await Teams(database: database).role(of: user, in: teamID)

@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import HummingbirdBcrypt
 import NIOPosix
@@ -61,11 +62,14 @@ public struct Auth: Sendable {
 
     /// Creates a user (the operator CLI can make admins); email-taken when the email is in use.
     public func createUser(email: String, password: String, name: String?, admin: Bool) async throws -> User {
-        let email = try Self.validEmail(email)
-        try Self.checkPassword(password)
-        if let name, name.count > 200 { throw CreditsError(.invalidInput, "name is longer than 200 characters") }
+        let email = try TextRules.checkEmail(email)
+        try TextRules.checkPassword(password)
+        if let name, name.unicodeScalars.count > TextRules.nameMaximum {
+            throw CreditsError(.invalidInput, "name is longer than \(TextRules.nameMaximum) characters")
+        }
         let cost = bcryptCost
-        let hash = try await NIOThreadPool.singleton.runIfActive { Bcrypt.hash(password, cost: cost) }
+        let input = Self.bcryptInput(password)
+        let hash = try await NIOThreadPool.singleton.runIfActive { Bcrypt.hash(input, cost: cost) }
         let user: User
         do {
             user = try await database.connection { connection in
@@ -114,7 +118,8 @@ public struct Auth: Sendable {
         }
         // Unknown emails cost the same bcrypt work as wrong passwords, so timing does not tell them apart.
         let hash = found?.1 ?? Self.dummyHash
-        let ok = try await NIOThreadPool.singleton.runIfActive { Bcrypt.verify(password, hash: hash) }
+        let input = Self.bcryptInput(password)
+        let ok = try await NIOThreadPool.singleton.runIfActive { Bcrypt.verify(input, hash: hash) }
         guard ok, let user = found?.0 else {
             throw CreditsError(.invalidCredentials, "the email or the password is wrong")
         }
@@ -175,18 +180,11 @@ public struct Auth: Sendable {
         sha256Hex(Data(token.utf8))
     }
 
-    static func validEmail(_ text: String) throws -> String {
-        let email = text.trimmingCharacters(in: .whitespacesAndNewlines)
-        let parts = email.split(separator: "@", omittingEmptySubsequences: false)
-        guard email.count <= 254, parts.count == 2, !parts[0].isEmpty, parts[1].contains("."), !parts[1].hasPrefix("."),
-              !parts[1].hasSuffix("."), !email.contains(where: { $0.isWhitespace })
-        else { throw CreditsError(.invalidInput, "email must look like name@example.com") }
-        return email
-    }
-
-    static func checkPassword(_ password: String) throws {
-        guard password.count >= 8 else { throw CreditsError(.invalidInput, "password must have at least 8 characters") }
-        // bcrypt reads at most 72 bytes; longer passwords would be silently cut.
-        guard password.utf8.count <= 72 else { throw CreditsError(.invalidInput, "password must be at most 72 bytes") }
+    /// What bcrypt hashes for `password`. bcrypt reads only 72 bytes, so a longer password (or one that looks
+    /// like this function's own output) is hashed as `sha256:` and its SHA-256 in base64 (51 bytes): every
+    /// character counts, and a password of up to 72 bytes hashes as it always has.
+    static func bcryptInput(_ password: String) -> String {
+        guard password.utf8.count > 72 || password.hasPrefix("sha256:") else { return password }
+        return "sha256:" + Data(SHA256.hash(data: Data(password.utf8))).base64EncodedString()
     }
 }

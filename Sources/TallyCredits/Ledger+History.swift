@@ -52,7 +52,7 @@ extension Ledger {
         let before: Int64
         if let cursor {
             guard let id = Self.decodeCursor(cursor) else {
-                throw CreditsError(.invalidInput, "cursor is not one this API gave out; pass a page's next_cursor unchanged")
+                throw CreditsError(.invalidInput, "cursor must be a page's next_cursor (a positive whole number of up to 18 digits); pass it unchanged")
             }
             before = id
         } else {
@@ -82,17 +82,15 @@ extension Ledger {
         }
     }
 
-    static func encodeCursor(_ id: Int64) -> String {
-        Data("tx:\(id)".utf8).base64EncodedString()
-            .replacingOccurrences(of: "=", with: "").replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
-    }
+    /// A cursor is the id of the last entry of the page before, in decimal: the next page starts below it. Any
+    /// string of the documented form (`cursorPattern`) is a valid cursor.
+    public static let cursorPattern = "^[1-9][0-9]{0,17}$"
+
+    static func encodeCursor(_ id: Int64) -> String { String(id) }
 
     static func decodeCursor(_ cursor: String) -> Int64? {
-        guard cursor.count <= 64 else { return nil }
-        let standard = cursor.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
-        let padded = standard + String(repeating: "=", count: (4 - standard.count % 4) % 4)
-        guard let data = Data(base64Encoded: padded), let text = String(data: data, encoding: .utf8), text.hasPrefix("tx:"),
-              let id = Int64(text.dropFirst(3)), id > 0 else { return nil }
-        return id
+        guard (1...18).contains(cursor.utf8.count), cursor.utf8.allSatisfy({ (0x30...0x39).contains($0) }), !cursor.hasPrefix("0") else { return nil }
+        return Int64(cursor)
     }
+
 }

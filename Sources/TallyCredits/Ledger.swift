@@ -79,7 +79,16 @@ public struct Ledger: Sendable {
             "INSERT INTO user_credits (team_id) VALUES (\(team)) ON CONFLICT (team_id) DO UPDATE SET updated_at = user_credits.updated_at RETURNING id"
         }
         var account: UUID?
-        for try await id in try await connection.query(create, logger: LocalCluster.quietLogger).decode(UUID.self) { account = id }
+        do {
+            for try await id in try await connection.query(create, logger: LocalCluster.quietLogger).decode(UUID.self) { account = id }
+        } catch let error as PSQLError where error.serverInfo?[.sqlState] == "23503" {
+            // The owner's row does not exist (foreign_key_violation).
+            let missing = switch owner {
+            case .user(let user): "no user \(user); create the user first"
+            case .team(let team): "no team \(team)"
+            }
+            throw CreditsError(.notFound, missing)
+        }
         guard let account else { throw CreditsError(.notFound, "no credit account for that owner") }
         return account
     }

@@ -31,8 +31,7 @@ public struct Teams: Sendable {
     }
 
     public func create(name: String, by user: User) async throws -> Team {
-        let name = name.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard !name.isEmpty, name.count <= 200 else { throw CreditsError(.invalidInput, "name must have 1 to 200 characters") }
+        let name = try TextRules.checkName(name)
         return try await database.transaction { connection in
             var team: Team?
             for try await (id, created) in try await connection.query(

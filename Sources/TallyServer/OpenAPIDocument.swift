@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import TallyCredits
 
 /// `GET /openapi.json`: the OpenAPI 3.1 description of every route, its request body and its answers.
 /// A test checks it against the router's routes and `RequestBodies`, so it cannot drift from the code.
@@ -28,12 +29,34 @@ public enum OpenAPIDocument {
         ["type": "object", "additionalProperties": false, "properties": properties, "required": required]
     }
 
+    /// A request body: as `object`, with every optional field also taking `null` (the same as leaving it out).
+    private static func body(_ properties: [String: [String: Any]], required: [String] = []) -> [String: Any] {
+        object(properties.mapValues { $0 }.reduce(into: [:]) { result, field in
+            result[field.key] = required.contains(field.key) ? field.value : optional(field.value)
+        }, required: required)
+    }
+
+    /// Strings the server stores: PostgreSQL's text cannot hold U+0000, so the server refuses it (400).
+    static let withoutNUL = TextRules.withoutNUL
     private static var id: [String: Any] { ["type": "string", "format": "uuid"] }
     private static var time: [String: Any] { ["type": "string", "format": "date-time"] }
-    private static var text: [String: Any] { ["type": "string"] }
-    private static var email: [String: Any] { ["type": "string", "format": "email", "maxLength": 254] }
-    private static var password: [String: Any] { ["type": "string", "minLength": 8, "description": "8 characters to 72 bytes"] }
-    private static var name: [String: Any] { ["type": "string", "minLength": 1, "maxLength": 200, "pattern": "\\S"] }
+    private static var text: [String: Any] { ["type": "string", "pattern": withoutNUL] }
+    private static var email: [String: Any] {
+        ["type": "string", "maxLength": TextRules.emailMaximum, "pattern": TextRules.email, "description": "name@example.com: one @, a dot inside the domain, no spaces"]
+    }
+    private static var password: [String: Any] {
+        ["type": "string", "minLength": TextRules.passwordMinimum, "maxLength": TextRules.passwordMaximum, "pattern": withoutNUL]
+    }
+    private static var name: [String: Any] {
+        ["type": "string", "minLength": 1, "maxLength": TextRules.nameMaximum, "pattern": TextRules.notBlank, "description": "Not all spaces; kept without surrounding spaces"]
+    }
+    /// An optional field: `null` is the same as leaving it out.
+    private static func optional(_ schema: [String: Any]) -> [String: Any] {
+        guard let type = schema["type"] as? String else { return ["anyOf": [schema, ["type": "null"]]] }
+        var schema = schema
+        schema["type"] = [type, "null"]
+        return schema
+    }
     private static var credits: [String: Any] { ["type": "integer", "format": "int64"] }
     private static var positiveCredits: [String: Any] { ["type": "integer", "format": "int64", "minimum": 1] }
     private static func nullable(_ type: String, format: String? = nil) -> [String: Any] {
@@ -69,9 +92,13 @@ public enum OpenAPIDocument {
         case .either: op["security"] = [["session": [String]()], ["apiKey": [String]()]]
         }
         if security != .none { responses["401"] = problem("No credential, or an unknown, expired or revoked one") }
+        if responses["503"] == nil {
+            responses["503"] = ["description": "The database gave no connection within --database-wait, its connection broke, or the request outlived --request-timeout; `Retry-After` says when to retry, and `detail` whether the request may have taken effect", "headers": retryAfter, "content": ["application/problem+json": ["schema": ref("Problem")]]]
+        }
         if let body {
             op["requestBody"] = ["required": true, "content": json(body)]
-            responses["400"] = problem("Invalid JSON, an unknown field, a missing field or a wrong type")
+            responses["400"] = problem("Invalid JSON, an unknown field, a missing field, a wrong type, or a NUL character in a string")
+            responses["408"] = problem("The body did not arrive within --request-timeout; the connection is closed")
             responses["413"] = problem("The body is over 1 MiB")
         }
         var parameters = parameters
@@ -79,7 +106,7 @@ public enum OpenAPIDocument {
             parameters.append([
                 "name": "Idempotency-Key", "in": "header", "required": false,
                 "description": "Retry-safe key (1 to 255 visible ASCII characters, kept 24 hours): the same key and body answer with the first response and `Idempotent-Replayed: true`; another body, or a retry while the first request runs, is 409.",
-                "schema": ["type": "string", "minLength": 1, "maxLength": 255],
+                "schema": ["type": "string", "pattern": "^[!-~]{1,255}$"],
             ])
             responses["409"] = problem("The Idempotency-Key was used with another request, or its first request is still running")
             if responses["400"] == nil { responses["400"] = problem("A malformed Idempotency-Key") }
@@ -87,6 +114,10 @@ public enum OpenAPIDocument {
         if !parameters.isEmpty { op["parameters"] = parameters }
         op["responses"] = responses
         return op
+    }
+
+    private static var retryAfter: [String: Any] {
+        ["Retry-After": ["description": "Seconds to wait before retrying", "schema": ["type": "integer", "minimum": 0]]]
     }
 
     private static func pathParameter(_ name: String, _ description: String) -> [String: Any] {
@@ -123,6 +154,14 @@ public enum OpenAPIDocument {
 
     static var schemas: [String: Any] {
         [
+            "JSONValue": [
+                "description": "Any JSON value without the NUL character in its strings",
+                "anyOf": [
+                    ["type": "string", "pattern": withoutNUL], ["type": "number"], ["type": "boolean"], ["type": "null"],
+                    ["type": "array", "items": ref("JSONValue")],
+                    ["type": "object", "propertyNames": ["pattern": withoutNUL], "additionalProperties": ref("JSONValue")],
+                ],
+            ],
             "Problem": object(["type": text, "title": text, "status": ["type": "integer"], "detail": text], required: ["type", "title", "status", "detail"]),
             "User": object(
                 ["id": id, "email": text, "name": nullable("string"), "is_admin": ["type": "boolean"], "created_at": time],
@@ -172,7 +211,7 @@ public enum OpenAPIDocument {
                     "hold_id": nullable("string", format: "uuid"), "created_at": time,
                 ], required: ["id", "kind", "amount", "balance_after", "created_at"]),
             "LedgerPage": object(
-                ["account_id": id, "transactions": ["type": "array", "items": ref("LedgerEntry")], "has_more": ["type": "boolean"], "next_cursor": nullable("string")],
+                ["account_id": id, "transactions": ["type": "array", "items": ref("LedgerEntry")], "has_more": ["type": "boolean"], "next_cursor": ["type": ["string", "null"], "pattern": Ledger.cursorPattern]],
                 required: ["account_id", "transactions", "has_more"]),
             "Health": object(
                 [
@@ -188,28 +227,42 @@ public enum OpenAPIDocument {
     /// Request bodies, by the route they belong to (the keys of `RequestBodies.fields`).
     static var bodies: [String: [String: Any]] {
         [
-            "POST /v1/auth/signup": object(["email": email, "password": password, "name": ["type": "string", "maxLength": 200]], required: ["email", "password"]),
-            "POST /v1/auth/login": object(["email": text, "password": text], required: ["email", "password"]),
-            "POST /v1/teams": object(["name": name], required: ["name"]),
-            "POST /v1/teams/{team}/members": object(["email": email, "role": ["type": "string", "enum": ["owner", "admin", "member"]]], required: ["email"]),
-            "POST /v1/api-keys": object(
+            "POST /v1/auth/signup": body(
+                ["email": email, "password": password, "name": ["type": "string", "maxLength": TextRules.nameMaximum, "pattern": withoutNUL]],
+                required: ["email", "password"]),
+            "POST /v1/auth/login": body(["email": text, "password": text], required: ["email", "password"]),
+            "POST /v1/teams": body(["name": name], required: ["name"]),
+            "POST /v1/teams/{team}/members": body(["email": email, "role": ["type": "string", "enum": ["owner", "admin", "member"]]], required: ["email"]),
+            "POST /v1/api-keys": body(
                 ["name": name, "team_id": id, "credit_limit": ["type": "integer", "format": "int64", "minimum": 0, "description": "Most this key may ever spend"]],
                 required: ["name"]),
-            "POST /v1/admin/grants": object(
+            "POST /v1/admin/grants": body(
                 [
                     "user_id": id, "team_id": id, "amount": positiveCredits, "expires_at": time,
                     "priority": ["type": "integer", "description": "Lower burns first (default 0)"], "description": text,
-                ], required: ["amount", "description"]),
-            "POST /v1/credits/consume": object(
-                ["amount": positiveCredits, "description": text, "metadata": ["type": "object", "description": "Any JSON object, kept in the ledger"]],
+                ], required: ["amount", "description"]).merging([
+                    // Exactly one of the two, as a string (a null one counts as absent).
+                    "oneOf": [
+                        ["required": ["user_id"], "properties": ["user_id": ["type": "string"]]],
+                        ["required": ["team_id"], "properties": ["team_id": ["type": "string"]]],
+                    ],
+                ]) { $1 },
+            "POST /v1/credits/consume": body(
+                [
+                    "amount": positiveCredits, "description": text,
+                    "metadata": [
+                        "type": "object", "description": "Any JSON object, kept in the ledger (no NUL character in its keys or strings)",
+                        "propertyNames": ["pattern": withoutNUL], "additionalProperties": ref("JSONValue"),
+                    ],
+                ],
                 required: ["amount"]),
-            "POST /v1/credits/holds": object(
+            "POST /v1/credits/holds": body(
                 [
                     "amount": positiveCredits,
                     "ttl_seconds": ["type": "integer", "minimum": 1, "maximum": 604800, "default": CreditsController.defaultHoldTTL],
                     "description": text,
                 ], required: ["amount"]),
-            "POST /v1/credits/holds/{hold}/capture": object(
+            "POST /v1/credits/holds/{hold}/capture": body(
                 ["amount": ["type": "integer", "format": "int64", "minimum": 1, "description": "At most the held amount; default all of it"]]),
         ]
     }
@@ -260,6 +313,7 @@ public enum OpenAPIDocument {
             "/v1/api-keys": [
                 "post": operation("Create an API key (shown once)", security: .session, body: bodies["POST /v1/api-keys"], idempotent: true, responses: [
                     "201": answer("Created", ref("CreatedAPIKey")), "403": problem("Only a team's owners and admins create its keys"),
+                    "404": problem("No such team among yours"),
                 ]),
                 "get": operation("Your API keys (never the key itself)", security: .session, responses: [
                     "200": answer("Keys", object(["api_keys": ["type": "array", "items": ref("APIKey")]], required: ["api_keys"])),
@@ -271,18 +325,26 @@ public enum OpenAPIDocument {
                 ])],
             "/v1/admin/grants": ["post": operation(
                 "Grant credits to a user's or a team's account (admins)", security: .session, body: bodies["POST /v1/admin/grants"], idempotent: true,
-                responses: ["201": answer("Granted", ref("Grant")), "403": problem("Only admins grant credits")])],
+                responses: [
+                    "201": answer("Granted", ref("Grant")), "403": problem("Only admins grant credits"), "404": problem("No such user or team"),
+                ])],
             "/v1/credits/balance": ["get": operation(
                 "The account's balance, held and available credits and open grants", security: .either, parameters: [teamQuery], responses: [
-                    "200": answer("The balance", ref("Balance")), "404": problem("No such team among yours"),
+                    "200": answer("The balance", ref("Balance")), "400": problem("team_id with an API key (a key reads only the account it spends from)"),
+                    "404": problem("No such team among yours"),
                 ])],
             "/v1/credits/transactions": ["get": operation(
                 "The account's ledger, newest first", security: .either,
                 parameters: [
                     teamQuery,
                     queryParameter("limit", "Entries per page", ["type": "integer", "minimum": 1, "maximum": 100, "default": 20]),
-                    queryParameter("cursor", "A previous page's next_cursor", text),
-                ], responses: ["200": answer("A page", ref("LedgerPage")), "400": problem("A bad limit or cursor"), "404": problem("No such team among yours")])],
+                    queryParameter("cursor", "A previous page's next_cursor: the id of its last entry; the page holds older entries", [
+                        "type": "string", "pattern": Ledger.cursorPattern,
+                    ]),
+                ], responses: [
+                    "200": answer("A page", ref("LedgerPage")), "400": problem("A bad limit or cursor, or team_id with an API key"),
+                    "404": problem("No such team among yours"),
+                ])],
             "/v1/credits/consume": ["post": operation(
                 "Spend credits from the API key's account", security: .apiKey, body: bodies["POST /v1/credits/consume"], idempotent: true,
                 responses: ["200": answer("Spent", ref("ConsumeResult")), "402": paymentRequired])],

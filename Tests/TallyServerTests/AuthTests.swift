@@ -77,6 +77,39 @@ func object(_ buffer: ByteBuffer) -> [String: Any] {
         }
     }
 
+    /// bcrypt reads 72 bytes: a longer password must still count in full, not be cut.
+    @Test func aLongPasswordCountsInFull() async throws {
+        try await withTallyServer { client in
+            let password = String(repeating: "ä", count: 60) + "-the-end"   // 128 bytes, 68 characters
+            let signup = try await client.execute(uri: "/v1/auth/signup", method: .post, body: json(["email": "long@example.com", "password": password]))
+            #expect(signup.status == .created)
+            let right = try await client.execute(uri: "/v1/auth/login", method: .post, body: json(["email": "long@example.com", "password": password]))
+            #expect(right.status == .ok)
+            // The same first 72 bytes with another ending is another password.
+            let other = String(repeating: "ä", count: 60) + "-another"
+            let wrong = try await client.execute(uri: "/v1/auth/login", method: .post, body: json(["email": "long@example.com", "password": other]))
+            #expect(wrong.status == .unauthorized)
+        }
+    }
+
+    /// Names are checked as the API document states: not all white space, at most 200 characters.
+    @Test func blankNamesAreRefusedAndNamesAreTrimmed() async throws {
+        try await withTallyServer { client in
+            let ada = try await signup(client, "ada@example.com")
+            for blank in ["", "   ", "\u{2003}\t"] {
+                let team = try await call(client, "/v1/teams", .post, ada.token, ["name": blank])
+                #expect(team.status == .badRequest, "\(blank.debugDescription)")
+                let key = try await call(client, "/v1/api-keys", .post, ada.token, ["name": blank])
+                #expect(key.status == .badRequest, "\(blank.debugDescription)")
+            }
+            let long = try await call(client, "/v1/teams", .post, ada.token, ["name": String(repeating: "n", count: 201)])
+            #expect(long.status == .badRequest)
+            let trimmed = try await call(client, "/v1/teams", .post, ada.token, ["name": "  Research  "])
+            #expect(trimmed.status == .created)
+            #expect((object(trimmed.body)["team"] as? [String: Any])?["name"] as? String == "Research")
+        }
+    }
+
     @Test func badInputIsA4xxProblemNeverA5xx() async throws {
         try await withTallyServer { client in
             let cases: [(ByteBuffer, HTTPResponse.Status, String)] = [
@@ -87,7 +120,9 @@ func object(_ buffer: ByteBuffer) -> [String: Any] {
                 (json(["password": "longenough"]), .badRequest, "/problems/missing-field"),
                 (json(["email": "not-an-email", "password": "longenough"]), .badRequest, "/problems/invalid-input"),
                 (json(["email": "a@example.com", "password": "short"]), .badRequest, "/problems/invalid-input"),
-                (json(["email": "a@example.com", "password": String(repeating: "x", count: 73)]), .badRequest, "/problems/invalid-input"),
+                (json(["email": "a@example.com", "password": String(repeating: "x", count: 257)]), .badRequest, "/problems/invalid-input"),
+                (json(["email": " a@example.com", "password": "longenough"]), .badRequest, "/problems/invalid-input"),
+                (json(["email": "a@example.com", "password": "longenough", "name": "\u{0}"]), .badRequest, "/problems/invalid-json"),
                 (ByteBuffer(string: "{\"email\": \"" + String(repeating: "a", count: 1 << 20) + "\"}"), .contentTooLarge, "/problems/body-too-large"),
                 // PostgreSQL text cannot hold NUL: refused before it reaches the database (found by schemathesis).
                 (ByteBuffer(string: #"{"email": "a\u0000@example.com", "password": "longenough"}"#), .badRequest, "/problems/invalid-json"),

@@ -152,32 +152,42 @@ func seconds(_ duration: Duration) -> Double {
     @Test func connectionsBeyondTheCapAreAnswered503AndClosed() async throws {
         try await withTallyServer(configure: { $0.connections.maximumConnections = 3 }) { client, _ in
             let port = try #require(client.port)
-            // The test client holds one connection once it has sent a request; two more reach the cap.
             #expect(try await client.execute(uri: "/healthz", method: .get).status == .ok)
-            // One at a time: connections accepted together are set up on several event loops, in no set order.
+            // Connections open one at a time, each answered before the next opens (so each is counted before
+            // the next arrives), until one is refused. The test client's own connection counts too while it
+            // stays open: 2 or 3 are served, and the next is refused.
             var held: [RawConnection] = []
-            for _ in 0..<2 {
-                held.append(try RawConnection(port: port))
-                try await Task.sleep(for: .milliseconds(200))
+            var refusal: (text: String, closed: Bool)?
+            for _ in 0..<5 where refusal == nil {
+                let connection = try RawConnection(port: port)
+                connection.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                let answer = await connection.readResponse(limit: .seconds(10)) ?? ""
+                if answer.hasPrefix("HTTP/1.1 200") {
+                    held.append(connection)
+                } else {
+                    refusal = (answer + (await connection.readUntilClosed(limit: .seconds(10))).text, true)
+                    let (_, closed) = await connection.readUntilClosed(limit: .seconds(10))
+                    refusal?.closed = closed
+                }
             }
-            let refused = try RawConnection(port: port)
-            let (text, closed) = await refused.readUntilClosed(limit: .seconds(3))
+            let (text, closed) = try #require(refusal, "no connection was refused; \(held.count) were served")
+            #expect((2...3).contains(held.count), "\(held.count) connections were served besides the test client's; the cap is 3")
             #expect(text.hasPrefix("HTTP/1.1 503"), "\(text)")
             #expect(text.lowercased().contains("retry-after: 1"))
             #expect(text.contains("/problems/too-many-connections"))
             #expect(closed)
             // The held connections still work.
             #expect(held[0].send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"))
-            #expect(await held[0].readResponse(limit: .seconds(3))?.hasPrefix("HTTP/1.1 200") == true)
+            #expect(await held[0].readResponse(limit: .seconds(10))?.hasPrefix("HTTP/1.1 200") == true)
 
             // One closes: a new connection is served again.
             held.removeLast()
             var served = false
-            for _ in 0..<20 where !served {
+            for _ in 0..<50 where !served {
                 try await Task.sleep(for: .milliseconds(100))
                 let next = try RawConnection(port: port)
                 next.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-                served = await next.readResponse(limit: .seconds(2))?.hasPrefix("HTTP/1.1 200") == true
+                served = await next.readResponse(limit: .seconds(5))?.hasPrefix("HTTP/1.1 200") == true
             }
             #expect(served, "a connection below the cap is served")
         }

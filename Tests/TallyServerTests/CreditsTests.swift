@@ -98,6 +98,19 @@ func makeAdmin(_ client: some TestClientProtocol, _ db: ConnectionSettings) asyn
 }
 
 @Suite struct CreditsTests {
+    /// Found by schemathesis: a grant to a user or team that does not exist was a 500.
+    @Test func aGrantToNobodyIs404() async throws {
+        try await withTallyServer { client, db in
+            let admin = try await makeAdmin(client, db)
+            for owner in ["user_id", "team_id"] {
+                let response = try await call(client, "/v1/admin/grants", .post, admin.token, [owner: UUID().uuidString, "amount": 5, "description": "x"])
+                #expect(response.status == .notFound, "\(owner): \(String(buffer: response.body))")
+                #expect(object(response.body)["type"] as? String == "/problems/not-found")
+            }
+            #expect(try await scalar(db, "SELECT count(*) FROM credit_transactions") == 0)
+        }
+    }
+
     @Test func grantKeyConsumeBalanceAndLimits() async throws {
         try await withTallyServer { client, db in
             let admin = try await makeAdmin(client, db)

@@ -45,7 +45,7 @@ import Testing
             let byKey = object(try await call(client, "/v1/credits/transactions?limit=1", .get, key).body)
             #expect((byKey["transactions"] as? [[String: Any]])?.first?["id"] as? Int == all.first)
 
-            for bad in ["limit=0", "limit=101", "limit=ten", "cursor=bm9wZQ", "cursor=%27%3B--"] {
+            for bad in ["limit=0", "limit=101", "limit=ten", "cursor=bm9wZQ", "cursor=%27%3B--", "cursor=0", "cursor=007", "cursor=1234567890123456789"] {
                 let response = try await call(client, "/v1/credits/transactions?\(bad)", .get, user.token)
                 #expect(response.status == .badRequest, "\(bad) → \(response.status)")
             }

@@ -1,0 +1,55 @@
+import Foundation
+
+/// The rules for the text fields people type (emails, passwords, names), written once: the server checks
+/// them here and the API document states the same patterns, so a client validating against the document
+/// and the server never disagree. Lengths count Unicode code points, as JSON Schema's `maxLength` does.
+public enum TextRules {
+    /// Unicode's White_Space characters, as the inside of a regular-expression class.
+    static let whitespace = "\\t\\n\\u000b\\f\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000"
+
+    /// Any string without U+0000 (PostgreSQL's text cannot hold it).
+    public static let withoutNUL = "^[^\\u0000]*$"
+
+    /// A name: something other than white space, and no U+0000.
+    public static let notBlank = "^[^\\u0000]*[^\\u0000\(whitespace)][^\\u0000]*$"
+
+    /// An email: one `@`, something before it, a domain with a dot inside it; no control character, space or
+    /// other white space anywhere.
+    public static let email: String = {
+        let allowed = "[^@\\u0000-\\u001f\\u007f-\\u009f\(whitespace)]"
+        let label = "[^@.\\u0000-\\u001f\\u007f-\\u009f\(whitespace)]"
+        return "^\(allowed)+@\(label)\(allowed)*\\.\(allowed)*\(label)$"
+    }()
+
+    public static let emailMaximum = 254
+    public static let nameMaximum = 200
+    public static let passwordMinimum = 8
+    public static let passwordMaximum = 256
+
+    private static let emailExpression = try! NSRegularExpression(pattern: email)
+
+    /// `text` if it is an email by `email`'s pattern and at most 254 code points.
+    public static func checkEmail(_ text: String) throws -> String {
+        let range = NSRange(text.startIndex..., in: text)
+        guard text.unicodeScalars.count <= emailMaximum, emailExpression.firstMatch(in: text, range: range) != nil else {
+            throw CreditsError(.invalidInput, "email must look like name@example.com, without spaces, at most \(emailMaximum) characters")
+        }
+        return text
+    }
+
+    /// A name of 1 to 200 code points that is not all white space; returned without surrounding white space.
+    public static func checkName(_ text: String, field: String = "name") throws -> String {
+        let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !trimmed.isEmpty, text.unicodeScalars.count <= nameMaximum else {
+            throw CreditsError(.invalidInput, "\(field) must have 1 to \(nameMaximum) characters, not all of them spaces")
+        }
+        return trimmed
+    }
+
+    /// 8 to 256 code points. Any length hashes fully (see `Auth.bcryptInput`).
+    public static func checkPassword(_ password: String) throws {
+        guard (passwordMinimum...passwordMaximum).contains(password.unicodeScalars.count) else {
+            throw CreditsError(.invalidInput, "password must have \(passwordMinimum) to \(passwordMaximum) characters")
+        }
+    }
+}
