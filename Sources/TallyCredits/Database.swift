@@ -6,9 +6,11 @@ import Synchronization
 import TallyPostgres
 
 /// How long work waits for a database connection before it gives up with `databaseUnavailable`, so a
-/// request answers promptly while the database is away instead of hanging. The server sets it per request.
+/// request answers promptly while the database is away instead of hanging. The server sets it per request
+/// (`--database-wait`); everything else waits the default.
 public enum DatabaseWait {
-    @TaskLocal public static var limit: Duration = .seconds(5)
+    public static let standard: Duration = .seconds(3)
+    @TaskLocal public static var limit: Duration = standard
 }
 
 /// The database transaction a request's work joins, when the request runs inside one (an `Idempotency-Key`

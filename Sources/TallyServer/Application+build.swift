@@ -26,7 +26,7 @@ public struct ServerSettings: Sendable {
     public init(
         host: String = "127.0.0.1", port: Int = 8080, database: ConnectionSettings, logLevel: Logger.Level = .info,
         bcryptCost: UInt8 = 12, maintenanceInterval: Duration = .seconds(5), idempotencyRetention: Duration = .seconds(24 * 3600),
-        databaseWait: Duration = .seconds(3), requestTimeout: Duration = .seconds(10), connections: ConnectionLimits = ConnectionLimits()
+        databaseWait: Duration = DatabaseWait.standard, requestTimeout: Duration = .seconds(10), connections: ConnectionLimits = ConnectionLimits()
     ) {
         self.host = host
         self.port = port
@@ -67,14 +67,14 @@ public func buildApplication(_ settings: ServerSettings) -> some ApplicationProt
 
 /// The routes over a pool the caller runs (tests drive them directly).
 public func buildRouter(
-    client: PostgresClient, auth: Auth, idempotency: Idempotency? = nil, databaseWait: Duration = .seconds(3)
+    client: PostgresClient, auth: Auth, idempotency: Idempotency? = nil, databaseWait: Duration = DatabaseWait.standard
 ) -> Router<TallyRequestContext> {
     buildRouter(database: Database(client), auth: auth, idempotency: idempotency, databaseWait: databaseWait)
 }
 
 /// The routes.
 public func buildRouter(
-    database: Database, auth: Auth, idempotency: Idempotency? = nil, databaseWait: Duration = .seconds(3)
+    database: Database, auth: Auth, idempotency: Idempotency? = nil, databaseWait: Duration = DatabaseWait.standard
 ) -> Router<TallyRequestContext> {
     TallyMetrics.bootstrapped
     let router = Router(context: TallyRequestContext.self)

@@ -22,7 +22,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.") var logLevel: Logger.Level = .info
     @Flag(help: "Apply pending migrations before serving (always done for the embedded database).") var migrate = false
     @Option(help: ArgumentHelp("How long a request waits for a database connection before it answers 503 with Retry-After, in seconds.", valueName: "seconds"))
-    var databaseWait: Double = 3
+    var databaseWait: Double = Double(DatabaseWait.standard.components.seconds)
     @Option(help: ArgumentHelp("How long a request may take in all, its body included; past it the answer is 503 with Retry-After (a body still arriving: 408). More than --database-wait.", valueName: "seconds"))
     var requestTimeout: Double = 10
     @Option(help: ArgumentHelp("How long a client may take to send a request's line and headers, from connecting (or from a later request's first byte); past it the connection is closed.", valueName: "seconds"))

@@ -99,6 +99,19 @@ import TallyPostgres
         #expect(!FileManager.default.fileExists(atPath: folder + "/cluster"), "no cluster was created")
     }
 
+    @Test func serveRefusesDeadlinesAndLimitsThatCannotWork() async throws {
+        for (arguments, says) in [
+            (["--request-timeout", "2", "--database-wait", "3"], "--request-timeout (2.0 s) must be more than --database-wait (3.0 s)"),
+            (["--header-timeout", "0"], "--header-timeout and --idle-timeout must be more than 0 seconds"),
+            (["--idle-timeout=-1"], "--header-timeout and --idle-timeout must be more than 0 seconds"),
+            (["--max-connections", "0"], "--max-connections must be at least 1"),
+        ] {
+            let result = try await TallyProcess.run(["serve"] + arguments)
+            #expect(result.status == 64, "\(arguments)")
+            #expect(result.stderr.contains(says), "\(arguments): \(result.stderr)")
+        }
+    }
+
     @Test func badDatabaseURLIsAClearErrorWithoutThePassword() async throws {
         let result = try await TallyProcess.run(["db", "url"], environment: ["DATABASE_URL": "postgres://u:VerySecret1@h:99999/db"])
         #expect(result.status != 0)
