@@ -23,10 +23,12 @@ public struct ServerSettings: Sendable {
     /// Header-read and keep-alive timeouts, and the cap on open connections.
     public var connections: ConnectionLimits
 
+    public static let standardRequestTimeout: Duration = .seconds(10)
+
     public init(
         host: String = "127.0.0.1", port: Int = 8080, database: ConnectionSettings, logLevel: Logger.Level = .info,
         bcryptCost: UInt8 = 12, maintenanceInterval: Duration = .seconds(5), idempotencyRetention: Duration = .seconds(24 * 3600),
-        databaseWait: Duration = DatabaseWait.standard, requestTimeout: Duration = .seconds(10), connections: ConnectionLimits = ConnectionLimits()
+        databaseWait: Duration = DatabaseWait.standard, requestTimeout: Duration = standardRequestTimeout, connections: ConnectionLimits = ConnectionLimits()
     ) {
         self.host = host
         self.port = port

@@ -22,15 +22,15 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.") var logLevel: Logger.Level = .info
     @Flag(help: "Apply pending migrations before serving (always done for the embedded database).") var migrate = false
     @Option(help: ArgumentHelp("How long a request waits for a database connection before it answers 503 with Retry-After, in seconds.", valueName: "seconds"))
-    var databaseWait: Double = Double(DatabaseWait.standard.components.seconds)
+    var databaseWait: Double = DatabaseWait.standard.inSeconds
     @Option(help: ArgumentHelp("How long a request may take in all, its body included; past it the answer is 503 with Retry-After (a body still arriving: 408). More than --database-wait.", valueName: "seconds"))
-    var requestTimeout: Double = 10
+    var requestTimeout: Double = ServerSettings.standardRequestTimeout.inSeconds
     @Option(help: ArgumentHelp("How long a client may take to send a request's line and headers, from connecting (or from a later request's first byte); past it the connection is closed.", valueName: "seconds"))
-    var headerTimeout: Double = 10
+    var headerTimeout: Double = ConnectionLimits().headerTimeout.inSeconds
     @Option(help: ArgumentHelp("How long a kept-alive connection may sit idle between requests before it is closed.", valueName: "seconds"))
-    var idleTimeout: Double = 75
+    var idleTimeout: Double = ConnectionLimits().idleTimeout.inSeconds
     @Option(help: "Connections open at once; one more is answered 503 with Retry-After and closed.")
-    var maxConnections: Int = 4096
+    var maxConnections: Int = ConnectionLimits().maximumConnections
     @OptionGroup var database: DatabaseOptions
 
     func validate() throws {
@@ -60,4 +60,9 @@ struct Serve: AsyncParsableCommand {
             requestTimeout: .seconds(requestTimeout), connections: limits))
         try await app.runService()
     }
+}
+
+extension Duration {
+    /// The duration in seconds, as the command line takes it.
+    var inSeconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 }
