@@ -29,12 +29,12 @@ public enum RequestTransaction {
 /// a connection of its own every quarter second; once that succeeds and the pool still lends nothing, it
 /// starts a fresh pool, which connects at once, and retires the old one after its work is done.
 public final class Database: Service, Sendable {
-    private let state: Mutex<State>
+    let state: Mutex<State>
     private let configuration: PostgresClient.Configuration?
     private let settings: ConnectionSettings?
     private let logger: Logger
 
-    private struct State {
+    struct State {
         var pool: PostgresClient
         /// Since when requests have failed for want of the database (nil: all is well).
         var troubleSince: ContinuousClock.Instant?
@@ -159,104 +159,6 @@ public final class Database: Service, Sendable {
         return try await leased { connection in try await body(connection) }
     }
 
-    /// A connection from the pool, waiting at most `DatabaseWait.limit` for it; past it, `databaseUnavailable`
-    /// (nothing was run). Once leased, `body` runs to its end: only the wait is bounded.
-    /// A child task holds the lease and hands the connection over, so `body` runs in the caller's task.
-    public func leased<T>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
-        let limit = DatabaseWait.limit
-        let pool = self.pool
-        let lease = Lease(unavailable: CreditsError(
-            .databaseUnavailable,
-            "the database gave no connection within \(limit) (it may be restarting); nothing was done, so retry in a moment"))
-        return try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask {
-                // From the pool in use, or from the one that replaces it while this waits.
-                var pool: PostgresClient? = pool
-                while let current = pool { pool = await self.lend(from: current, to: lease) }
-            }
-            group.addTask {
-                try? await Task.sleep(for: limit)
-                lease.expire()
-            }
-            defer { group.cancelAll() }
-            let connection: PostgresConnection
-            do {
-                connection = try await lease.connection()
-            } catch {
-                noteTrouble()
-                throw error
-            }
-            guard !connection.isClosed else {
-                lease.giveBack()
-                noteTrouble()
-                throw CreditsError(.databaseUnavailable, "the database closed the connection before anything was sent (it may be restarting); nothing was done, so retry in a moment")
-            }
-            do {
-                let result = try await body(connection)
-                lease.giveBack()
-                return result
-            } catch {
-                lease.giveBack()
-                if DatabaseFailure.isConnectionLoss(error) { noteTrouble() }
-                throw error
-            }
-        }
-    }
-
-    /// Lends a connection of `pool` to `lease` and holds it until it is given back; or, when `pool` is
-    /// replaced while the lease still waits, stops waiting and returns the replacement.
-    private func lend(from pool: PostgresClient, to lease: Lease) async -> PostgresClient? {
-        await withTaskGroup(of: PostgresClient?.self) { lenders in
-            lenders.addTask {
-                do {
-                    try await pool.withConnection { connection in
-                        guard lease.take(connection) else { return }
-                        // A connection that closes goes back to the pool at once, even if `body` never hears of
-                        // it: postgres-nio (1.33) never answers a statement written just as the connection
-                        // closed, and the pool must not lose the connection to that wait.
-                        connection.closeFuture.whenComplete { _ in lease.giveBack() }
-                        await lease.untilReturned()
-                    }
-                } catch where !Task.isCancelled {
-                    // The pool gave up (its circuit breaker trips after a minute of failed connection attempts,
-                    // then it refuses at once): nothing was sent, so this is the same answer as a wait that ran out.
-                    lease.fail(CreditsError(
-                        .databaseUnavailable,
-                        "the database cannot be reached (\(describe(error))); nothing was done, so retry in a moment"))
-                } catch {}
-                return nil
-            }
-            lenders.addTask { await self.replacement(of: pool) }
-            let first = await lenders.next() ?? nil
-            if let fresh = first, lease.isWaiting {
-                lenders.cancelAll()
-                return fresh
-            }
-            if first == nil { lenders.cancelAll() }
-            // Replaced after the connection was lent: the lender holds it until it is given back.
-            for await _ in lenders {}
-            return nil
-        }
-    }
-
-    /// The pool that replaces `pool`, once it does; nil when cancelled first.
-    private func replacement(of pool: PostgresClient) async -> PostgresClient? {
-        let id = UUID()
-        return await withTaskCancellationHandler {
-            await withCheckedContinuation { (continuation: CheckedContinuation<PostgresClient?, Never>) in
-                let now: PostgresClient?? = state.withLock { state in
-                    if state.pool !== pool { return .some(state.pool) }
-                    if Task.isCancelled { return .some(nil) }
-                    state.waiting[id] = continuation
-                    return .none
-                }
-                if let now { continuation.resume(returning: now) }
-            }
-        } onCancel: {
-            state.withLock { $0.waiting.removeValue(forKey: id) }?.resume(returning: nil)
-        }
-    }
-
     private static func inSavepoint<T: Sendable>(_ connection: PostgresConnection, _ body: (PostgresConnection) async throws -> T) async throws -> T {
         try await connection.execute("SAVEPOINT tally_step")
         do {
@@ -267,98 +169,5 @@ public final class Database: Service, Sendable {
             await connection.rollBack(after: error, toSavepoint: "tally_step")
             throw error
         }
-    }
-}
-
-/// One connection lease raced against a deadline: the connection arrives (`take`), the wait runs out
-/// (`expire`) or the pool fails (`fail`), whichever is first; the caller waits in `connection()` and hands
-/// the connection back with `giveBack()`.
-final class Lease: @unchecked Sendable {
-    private enum State {
-        case waiting(CheckedContinuation<PostgresConnection, any Error>?)
-        case taken(PostgresConnection)
-        case over
-    }
-
-    private let lock = NSLock()
-    private var state = State.waiting(nil)
-    private var returned = false
-    private var returnWaiter: CheckedContinuation<Void, Never>?
-    let unavailable: CreditsError
-
-    init(unavailable: CreditsError) {
-        self.unavailable = unavailable
-    }
-
-    /// The leased connection, or `unavailable` when the wait ran out first.
-    func connection() async throws -> PostgresConnection {
-        try await withCheckedThrowingContinuation { continuation in
-            let ready: Result<PostgresConnection, any Error>? = lock.withLock {
-                switch state {
-                case .waiting:
-                    state = .waiting(continuation)
-                    return nil
-                case .taken(let connection): return .success(connection)
-                case .over: return .failure(unavailable)
-                }
-            }
-            if let ready { continuation.resume(with: ready) }
-        }
-    }
-
-    /// Whether the caller still waits for a connection.
-    var isWaiting: Bool {
-        lock.withLock {
-            if case .waiting = state { return true }
-            return false
-        }
-    }
-
-    /// The pool gave `connection`: true when it came in time (the caller gets it).
-    func take(_ connection: PostgresConnection) -> Bool {
-        let waiter: CheckedContinuation<PostgresConnection, any Error>?? = lock.withLock {
-            guard case .waiting(let waiter) = state else { return .none }
-            state = .taken(connection)
-            return .some(waiter)
-        }
-        guard let waiter else { return false }
-        waiter?.resume(returning: connection)
-        return true
-    }
-
-    /// The wait ran out: the caller gets `unavailable` unless the connection already came.
-    func expire() { finish(with: unavailable) }
-
-    /// The pool failed before giving a connection.
-    func fail(_ error: any Error) { finish(with: error) }
-
-    private func finish(with error: any Error) {
-        let waiter: CheckedContinuation<PostgresConnection, any Error>?? = lock.withLock {
-            guard case .waiting(let waiter) = state else { return .none }
-            state = .over
-            return .some(waiter)
-        }
-        if let waiter { waiter?.resume(throwing: error) }
-    }
-
-    /// Held by the task that leased the connection, until the caller is done with it.
-    func untilReturned() async {
-        await withCheckedContinuation { continuation in
-            let done = lock.withLock {
-                if returned { return true }
-                returnWaiter = continuation
-                return false
-            }
-            if done { continuation.resume() }
-        }
-    }
-
-    func giveBack() {
-        let waiter = lock.withLock {
-            returned = true
-            defer { returnWaiter = nil }
-            return returnWaiter
-        }
-        waiter?.resume()
     }
 }

@@ -51,10 +51,6 @@ struct DatabaseOptions: ParsableArguments {
     }
 }
 
-func printErr(_ line: String) {
-    FileHandle.standardError.write(Data((line + "\n").utf8))
-}
-
 /// Logs go to stderr so `--json` output on stdout stays clean.
 func bootstrapLogging(level: Logger.Level) {
     LoggingSystem.bootstrap { label in
@@ -65,12 +61,3 @@ func bootstrapLogging(level: Logger.Level) {
 }
 
 extension Logger.Level: @retroactive ExpressibleByArgument {}
-
-/// Prints `value` as pretty JSON on stdout.
-func printJSON(_ value: some Encodable) throws {
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-    encoder.keyEncodingStrategy = .convertToSnakeCase
-    encoder.dateEncodingStrategy = .iso8601
-    print(String(decoding: try encoder.encode(value), as: UTF8.self))
-}

@@ -1,0 +1,121 @@
+import Foundation
+import Hummingbird
+import TallyCredits
+
+/// The document's schemas: the answers' shapes and the request bodies, with the rules the server enforces.
+extension OpenAPIDocument {
+    static var schemas: [String: Any] {
+        [
+            "JSONValue": [
+                "description": "Any JSON value without the NUL character in its strings",
+                "anyOf": [
+                    ["type": "string", "pattern": withoutNUL], ["type": "number"], ["type": "boolean"], ["type": "null"],
+                    ["type": "array", "items": ref("JSONValue")],
+                    ["type": "object", "propertyNames": ["pattern": withoutNUL], "additionalProperties": ref("JSONValue")],
+                ],
+            ],
+            "Problem": object(["type": text, "title": text, "status": ["type": "integer"], "detail": text], required: ["type", "title", "status", "detail"]),
+            "User": object(
+                ["id": id, "email": text, "name": nullable("string"), "is_admin": ["type": "boolean"], "created_at": time],
+                required: ["id", "email", "is_admin", "created_at"]),
+            "Session": object(["user": ref("User"), "token": text, "expires_at": time], required: ["user", "token", "expires_at"]),
+            "Team": object(
+                ["id": id, "name": text, "role": ["type": "string", "enum": ["owner", "admin", "member"]], "created_at": time],
+                required: ["id", "name", "role", "created_at"]),
+            "APIKey": object(
+                [
+                    "id": id, "name": text, "prefix": text, "team_id": nullable("string", format: "uuid"),
+                    "credit_limit": nullable("integer", format: "int64"), "used": credits, "created_at": time, "created_by": id,
+                    "revoked_at": nullable("string", format: "date-time"), "revoked_reason": nullable("string"),
+                ], required: ["id", "name", "prefix", "used", "created_at", "created_by"]),
+            "CreatedAPIKey": object(
+                [
+                    "api_key": ref("APIKey"), "key": ["type": "string", "description": "Shown this once"],
+                    "key_shown_once": ["type": "string", "description": "Instead of key, in an Idempotency-Key replay: the key is never stored"],
+                ], required: ["api_key"]),
+            "Grant": object(
+                [
+                    "id": id, "account_id": id, "amount": credits, "priority": ["type": "integer"], "expires_at": nullable("string", format: "date-time"),
+                    "description": nullable("string"), "balance": credits,
+                ], required: ["id", "account_id", "amount", "priority", "balance"]),
+            "Balance": object(
+                [
+                    "account_id": id, "balance": credits, "held": credits, "available": credits,
+                    "grants": [
+                        "type": "array",
+                        "items": object(
+                            ["id": id, "remaining": credits, "expires_at": nullable("string", format: "date-time"), "priority": ["type": "integer"]],
+                            required: ["id", "remaining", "priority"]),
+                    ],
+                ], required: ["account_id", "balance", "held", "available", "grants"]),
+            "ConsumeResult": object(["transaction_id": credits, "balance": credits, "available": credits], required: ["transaction_id", "balance", "available"]),
+            "Hold": object(
+                [
+                    "hold_id": id, "status": ["type": "string", "enum": ["open", "captured", "released", "expired"]], "amount": credits,
+                    "captured": credits, "released": credits, "transaction_id": credits, "expires_at": time,
+                    "balance": credits, "held": credits, "available": credits,
+                ], required: ["hold_id", "status", "amount", "expires_at", "balance", "held", "available"]),
+            "LedgerEntry": object(
+                [
+                    "id": credits, "kind": ["type": "string", "enum": ["grant", "consume", "refund", "expire", "capture", "adjust"]],
+                    "amount": credits, "balance_after": credits, "description": nullable("string"), "metadata": [String: Any](),
+                    "api_key_id": nullable("string", format: "uuid"), "grant_id": nullable("string", format: "uuid"),
+                    "hold_id": nullable("string", format: "uuid"), "created_at": time,
+                ], required: ["id", "kind", "amount", "balance_after", "created_at"]),
+            "LedgerPage": object(
+                ["account_id": id, "transactions": ["type": "array", "items": ref("LedgerEntry")], "has_more": ["type": "boolean"], "next_cursor": ["type": ["string", "null"], "pattern": Ledger.cursorPattern]],
+                required: ["account_id", "transactions", "has_more"]),
+            "Health": object(
+                [
+                    "status": ["type": "string", "enum": ["ok", "unavailable"]],
+                    "database": object(
+                        ["reachable": ["type": "boolean"], "latency_ms": ["type": "number"], "server_version": text, "error": text], required: ["reachable"]),
+                ], required: ["status", "database"]),
+            "Readiness": object(
+                ["status": ["type": "string", "enum": ["ready", "not-ready"]], "reasons": ["type": "array", "items": text]], required: ["status", "reasons"]),
+        ]
+    }
+
+    /// Request bodies, by the route they belong to (the keys of `RequestBodies.fields`).
+    static var bodies: [String: [String: Any]] {
+        [
+            "POST /v1/auth/signup": body(
+                ["email": email, "password": password, "name": ["type": "string", "maxLength": TextRules.nameMaximum, "pattern": withoutNUL]],
+                required: ["email", "password"]),
+            "POST /v1/auth/login": body(["email": text, "password": text], required: ["email", "password"]),
+            "POST /v1/teams": body(["name": name], required: ["name"]),
+            "POST /v1/teams/{team}/members": body(["email": email, "role": ["type": "string", "enum": ["owner", "admin", "member"]]], required: ["email"]),
+            "POST /v1/api-keys": body(
+                ["name": name, "team_id": id, "credit_limit": ["type": "integer", "format": "int64", "minimum": 0, "description": "Most this key may ever spend"]],
+                required: ["name"]),
+            "POST /v1/admin/grants": body(
+                [
+                    "user_id": id, "team_id": id, "amount": positiveCredits, "expires_at": time,
+                    "priority": ["type": "integer", "description": "Lower burns first (default 0)"], "description": text,
+                ], required: ["amount", "description"]).merging([
+                    // Exactly one of the two, as a string (a null one counts as absent).
+                    "oneOf": [
+                        ["required": ["user_id"], "properties": ["user_id": ["type": "string"]]],
+                        ["required": ["team_id"], "properties": ["team_id": ["type": "string"]]],
+                    ],
+                ]) { $1 },
+            "POST /v1/credits/consume": body(
+                [
+                    "amount": positiveCredits, "description": text,
+                    "metadata": [
+                        "type": "object", "description": "Any JSON object, kept in the ledger (no NUL character in its keys or strings)",
+                        "propertyNames": ["pattern": withoutNUL], "additionalProperties": ref("JSONValue"),
+                    ],
+                ],
+                required: ["amount"]),
+            "POST /v1/credits/holds": body(
+                [
+                    "amount": positiveCredits,
+                    "ttl_seconds": ["type": "integer", "minimum": 1, "maximum": 604800, "default": CreditsController.defaultHoldTTL],
+                    "description": text,
+                ], required: ["amount"]),
+            "POST /v1/credits/holds/{hold}/capture": body(
+                ["amount": ["type": "integer", "format": "int64", "minimum": 1, "description": "At most the held amount; default all of it"]]),
+        ]
+    }
+}
