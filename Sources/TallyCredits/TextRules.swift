@@ -52,4 +52,12 @@ public enum TextRules {
             throw CreditsError(.invalidInput, "password must have \(passwordMinimum) to \(passwordMaximum) characters")
         }
     }
+
+    /// An ISO 8601 time such as 2026-12-31T23:59:59Z, as `field` (named in the error) gives it.
+    public static func time(_ text: String, field: String) throws -> Date {
+        guard let date = ISO8601DateFormatter().date(from: text) else {
+            throw CreditsError(.invalidInput, "\(field) must be an ISO 8601 time such as 2026-12-31T23:59:59Z")
+        }
+        return date
+    }
 }

@@ -73,13 +73,7 @@ public struct CreditsController: Sendable {
             case (nil, let team?): owner = .team(team)
             default: throw CreditsError(.invalidInput, "give exactly one of user_id and team_id")
             }
-            var expires: Date?
-            if let text = body.expires_at {
-                guard let date = ISO8601DateFormatter().date(from: text) else {
-                    throw CreditsError(.invalidInput, "expires_at must be an ISO 8601 time such as 2026-12-31T23:59:59Z")
-                }
-                expires = date
-            }
+            let expires = try body.expires_at.map { try TextRules.time($0, field: "expires_at") }
             let grant = try await ledger.grant(to: owner, amount: body.amount, priority: body.priority ?? 0, expiresAt: expires, description: body.description)
             return EditedResponse(status: .created, response: grant)
         }

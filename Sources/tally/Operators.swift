@@ -65,12 +65,11 @@ struct Credits: AsyncParsableCommand {
         }
 
         func run() async throws {
-            var expiresAt: Date?
-            if let expires {
-                guard let date = ISO8601DateFormatter().date(from: expires) else {
-                    throw ValidationError("--expires must be an ISO 8601 time such as 2026-12-31T23:59:59Z")
-                }
-                expiresAt = date
+            let expiresAt: Date?
+            do {
+                expiresAt = try expires.map { try TextRules.time($0, field: "--expires") }
+            } catch let error as CreditsError {
+                throw ValidationError(error.message)
             }
             let grant = try await withCreditsDatabase(database) { client in
                 let owner: AccountOwner

@@ -29,6 +29,9 @@ import Testing
             #expect(key.stdout.hasPrefix("tly_"))
             let unknown = try await TallyProcess.run(["credits", "grant", "--user", "nobody@example.com", "--amount", "1"] + url)
             #expect(unknown.stderr.contains("no user nobody@example.com"))
+            let badTime = try await TallyProcess.run(["credits", "grant", "--user", "ops@example.com", "--amount", "1", "--expires", "tomorrow"] + url)
+            #expect(badTime.status == 64)
+            #expect(badTime.stderr.contains("--expires must be an ISO 8601 time such as 2026-12-31T23:59:59Z"), "\(badTime.stderr)")
 
             let audit = try await TallyProcess.run(["db", "audit"] + url)
             #expect(audit.status == 0, Comment(rawValue: audit.stdout + audit.stderr))
