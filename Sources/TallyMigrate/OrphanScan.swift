@@ -205,3 +205,36 @@ extension OrphanScan {
         return nil
     }
 }
+
+extension OrphanScan {
+    /// What `tally db orphans` scans: `explicit` keys (each checked to exist, with the `includes` columns), or
+    /// when none are given every key the database declares plus `pending` ones a migration would add. Each
+    /// scan is announced through `progress`, and a long one every five seconds.
+    public static func scanAll(
+        explicit: [ForeignKeyDefinition], includes: [OrphanArchive.Include] = [], pending: [(ForeignKeyDefinition, String)] = [],
+        on connection: PostgresConnection, progress: @escaping @Sendable (String) -> Void = { _ in }
+    ) async throws -> [OrphanReport] {
+        for fk in explicit { try await check(fk, on: connection) }
+        for include in includes { try await check(include.table, [include.column], flag: "--include", on: connection) }
+        let targets: [(ForeignKeyDefinition, String)] = explicit.isEmpty
+            ? try await declaredForeignKeys(on: connection) + pending
+            : explicit.map { ($0, "--fk") }
+        var reports: [OrphanReport] = []
+        for (fk, source) in targets {
+            let estimate = try await estimatedRows(fk.table, on: connection).map { " (~\($0) rows)" } ?? ""
+            progress("Scanning \(fk.table)\(estimate) for \(fk.name ?? "\(fk.columns.joined(separator: ","))→\(fk.referencedTable)")…")
+            let table = fk.table
+            let ticker = Task {
+                var seconds = 0
+                while true {
+                    try await Task.sleep(for: .seconds(5))
+                    seconds += 5
+                    progress("  … still scanning \(table)\(estimate), \(seconds)s")
+                }
+            }
+            defer { ticker.cancel() }
+            reports.append(try await scan(fk, source: source, on: connection))
+        }
+        return reports
+    }
+}

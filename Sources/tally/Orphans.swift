@@ -67,28 +67,7 @@ extension DB {
                     return
                 }
 
-                for fk in explicit { try await OrphanScan.check(fk, on: connection) }
-                for include in extra { try await OrphanScan.check(include.table, [include.column], flag: "--include", on: connection) }
-                let targets: [(ForeignKeyDefinition, String)] = explicit.isEmpty
-                    ? try await OrphanScan.declaredForeignKeys(on: connection) + pending
-                    : explicit.map { ($0, "--fk") }
-                var reports: [OrphanReport] = []
-                for (fk, source) in targets {
-                    let estimate = try await OrphanScan.estimatedRows(fk.table, on: connection).map { " (~\($0) rows)" } ?? ""
-                    printErr("Scanning \(fk.table)\(estimate) for \(fk.name ?? "\(fk.columns.joined(separator: ","))→\(fk.referencedTable)")…")
-                    // A long scan says it is still going every five seconds.
-                    let table = fk.table
-                    let ticker = Task {
-                        var seconds = 0
-                        while true {
-                            try await Task.sleep(for: .seconds(5))
-                            seconds += 5
-                            printErr("  … still scanning \(table)\(estimate), \(seconds)s")
-                        }
-                    }
-                    defer { ticker.cancel() }
-                    reports.append(try await OrphanScan.scan(fk, source: source, on: connection))
-                }
+                let reports = try await OrphanScan.scanAll(explicit: explicit, includes: extra, pending: pending, on: connection) { printErr($0) }
                 let found = reports.filter { $0.orphanedRows > 0 }
 
                 guard clean else {

@@ -32,6 +32,29 @@ import Testing
         name: nil, table: QualifiedName(name: "user_credits"), columns: ["user_id"],
         referencedTable: QualifiedName(name: "users"), referencedColumns: ["id"], notValid: false)
 
+    /// `tally db orphans` without --fk, as a library call: every declared key, plus the pending ones given.
+    @Test func scanAllCoversDeclaredAndPendingKeysAndChecksGivenOnes() async throws {
+        try await TestDatabase.withFreshDatabase { db in
+            try await seed(db)
+            let lines = LinesHeard()
+            let reports = try await withSingleConnection(db) { connection in
+                try await OrphanScan.scanAll(explicit: [], pending: [(userFK, "0002_pending")], on: connection) { lines.add($0) }
+            }
+            let declared = reports.first { $0.foreignKey.table.name == "credit_notes" }
+            #expect(declared?.orphanedRows == 0, "the declared key has no orphans")
+            let pending = reports.first { $0.source == "0002_pending" }
+            #expect(pending?.orphanedRows == 2)
+            #expect(lines.all.filter { $0.hasPrefix("Scanning ") }.count == reports.count)
+
+            let missing = ForeignKeyDefinition(
+                name: nil, table: QualifiedName(name: "no_such_table"), columns: ["user_id"],
+                referencedTable: QualifiedName(name: "users"), referencedColumns: ["id"], notValid: false)
+            await #expect(throws: (any Error).self) {
+                try await withSingleConnection(db) { try await OrphanScan.scanAll(explicit: [missing], on: $0) }
+            }
+        }
+    }
+
     @Test func scanCountsOrphansWithSamples() async throws {
         try await TestDatabase.withFreshDatabase { db in
             try await seed(db)
@@ -105,4 +128,12 @@ import Testing
             #expect(throws: MigrateError.self) { try OrphanScan.parseForeignKey("user_credits=users.id") }
         }
     }
+}
+
+/// Progress lines a library call reported.
+final class LinesHeard: @unchecked Sendable {
+    private let lock = NSLock()
+    private var lines: [String] = []
+    func add(_ line: String) { lock.withLock { lines.append(line) } }
+    var all: [String] { lock.withLock { lines } }
 }
