@@ -139,18 +139,10 @@ struct Migrate: AsyncParsableCommand {
             var migratorOptions = timeouts.options
             migratorOptions.strictSQL = strictSQL
             let migrator = try await options.migrator(options: migratorOptions)
-            let backupDirectory = options.database.backupDirectory
-            let embedded = options.database.externalURL == nil
-            let result = try await migrator.up(to: to, dryRun: dryRun) { pending in
-                if noBackup { return }
-                if embedded {
-                    printErr("No backup taken: the embedded development database is not backed up (use `tally db backup` to take one).")
-                    return
-                }
-                printErr("Backing up \(migrator.database.database) before applying \(pending.count) migration(s) (--no-backup skips this)…")
-                let backup = try await Backup.create(migrator.database, to: Backup.defaultPath(for: migrator.database.database, in: backupDirectory))
-                printErr("Backup: \(backup.path) (\(backup.entries) entries). Roll back with: tally db restore \(backup.path) --yes")
-            }
+            let backup: BackupBeforeApplying = noBackup ? .skip
+                : options.database.externalURL == nil ? .embedded
+                : .into(directory: options.database.backupDirectory)
+            let result = try await migrator.up(to: to, dryRun: dryRun, backup: backup) { printErr($0) }
             if options.json { try printJSON(result); return }
             if dryRun {
                 if result.planned.isEmpty { print("Nothing to apply.") }

@@ -15,6 +15,23 @@ import Testing
         try await execute(db, "INSERT INTO users (id, email) VALUES ('u1', 'a@example.com'), ('u2', 'b@example.com')")
     }
 
+    /// `tally migrate up`'s backup, as a library call: taken when something is pending, not when nothing is.
+    @Test func upBacksUpBeforeApplyingOnlyWhenSomethingIsPending() async throws {
+        let directory = temporaryFile("dir")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try await TestDatabase.withFreshDatabase { db in
+            let migrator = Migrator(folder: try MigrationFolder(path: nextjsFolder), database: db)
+            let applied = try await migrator.up(backup: .into(directory: directory))
+            #expect(!applied.applied.isEmpty)
+            let dumps = try FileManager.default.contentsOfDirectory(atPath: directory)
+            #expect(dumps.count == 1, "\(dumps)")
+            #expect(try Backup.verify(directory + "/" + dumps[0]) > 0)
+            let again = try await migrator.up(backup: .into(directory: directory))
+            #expect(again.applied.isEmpty)
+            #expect(try FileManager.default.contentsOfDirectory(atPath: directory).count == 1, "nothing pending, no backup")
+        }
+    }
+
     @Test func backupThenRestoreIntoAnEmptyDatabase() async throws {
         let path = temporaryFile("a.dump")
         defer { try? FileManager.default.removeItem(atPath: path) }
