@@ -252,11 +252,10 @@ struct CorpusFiles {
     init(_ path: String) throws {
         let journal = path + "/meta/_journal.json"
         if let data = FileManager.default.contents(atPath: journal) {
-            let object = try JSONSerialization.jsonObject(with: data) as! [String: Any]
-            for entry in (object["entries"] as! [[String: Any]]).sorted(by: { ($0["idx"] as! Int) < ($1["idx"] as! Int) }) {
-                let tag = entry["tag"] as! String
-                let file = "\(path)/\(tag).sql"
-                entries.append(Entry(name: tag, file: file, createdAt: (entry["when"] as! NSNumber).int64Value, sha256: try sha256sum(file: file)))
+            struct Journal: Decodable { struct Entry: Decodable { var idx: Int; var tag: String; var when: Int64 }; var entries: [Entry] }
+            for entry in try JSONDecoder().decode(Journal.self, from: data).entries.sorted(by: { $0.idx < $1.idx }) {
+                let file = "\(path)/\(entry.tag).sql"
+                entries.append(Entry(name: entry.tag, file: file, createdAt: entry.when, sha256: try sha256sum(file: file)))
             }
         } else {
             drizzle1 = true

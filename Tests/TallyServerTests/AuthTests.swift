@@ -8,31 +8,6 @@ import Testing
 @testable import TallyServer
 
 /// Runs `body` against a live server on a fresh database with Tally's schema.
-func withTallyServer(_ body: @escaping @Sendable (any TestClientProtocol) async throws -> Void) async throws {
-    try await withTallyServer { client, _ in try await body(client) }
-}
-
-/// The same, with the database's settings for checks behind the API.
-func withTallyServer(
-    maintenanceInterval: Duration = .seconds(5),
-    _ body: @escaping @Sendable (any TestClientProtocol, ConnectionSettings) async throws -> Void
-) async throws {
-    try await TestDatabase.withFreshDatabase { db in
-        try await SchemaGate.prepare(db, apply: true)
-        let app = buildApplication(ServerSettings(
-            host: "127.0.0.1", port: 0, database: db, logLevel: .critical, bcryptCost: 4, maintenanceInterval: maintenanceInterval))
-        try await app.test(.live) { client in try await body(client, db) }
-    }
-}
-
-func json(_ object: [String: Any]) -> ByteBuffer {
-    ByteBuffer(data: try! JSONSerialization.data(withJSONObject: object))
-}
-
-func object(_ buffer: ByteBuffer) -> [String: Any] {
-    (try? JSONSerialization.jsonObject(with: Data(buffer: buffer))) as? [String: Any] ?? [:]
-}
-
 @Suite struct AuthTests {
     @Test func signupLoginMeLogout() async throws {
         try await withTallyServer { client in

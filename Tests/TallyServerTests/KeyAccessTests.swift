@@ -17,7 +17,7 @@ import Testing
     }
 
     /// A team owned by `owner` with `member` in it as `role`, funded with `credits`.
-    func team(_ client: some TestClientProtocol, owner: Actor, admin: Actor, member: Actor, role: String, credits: Int) async throws -> String {
+    func team(_ client: some TestClientProtocol, owner: Member, admin: Member, member: Member, role: String, credits: Int) async throws -> String {
         let created = try await call(client, "/v1/teams", .post, owner.token, ["name": "Core"])
         let team = try #require((object(created.body)["team"] as? [String: Any])?["id"] as? String)
         let me = object(try await call(client, "/v1/me", .get, member.token).body)["user"] as? [String: Any]

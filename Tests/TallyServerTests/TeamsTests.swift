@@ -5,12 +5,6 @@ import Testing
 @testable import TallyServer
 
 @Suite struct TeamsTests {
-    func signup(_ client: some TestClientProtocol, _ email: String) async throws -> (token: String, id: String) {
-        let response = try await client.execute(uri: "/v1/auth/signup", method: .post, body: json(["email": email, "password": "password123"]))
-        let body = object(response.body)
-        return (body["token"] as! String, (body["user"] as! [String: Any])["id"] as! String)
-    }
-
     @Test func teamsAndMembersWithRoles() async throws {
         try await withTallyServer { client in
             let owner = try await signup(client, "owner@example.com")

@@ -1,0 +1,223 @@
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import PostgresNIO
+import TallyCredits
+import TallyPostgres
+import TallyTestSupport
+import Testing
+@testable import TallyServer
+
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// The helpers every suite of TallyServerTests shares: servers on fresh databases, members, HTTP calls,
+// raw connections. They fail the test (`#require`), never the whole run.
+
+func withTallyServer(_ body: @escaping @Sendable (any TestClientProtocol) async throws -> Void) async throws {
+    try await withTallyServer { client, _ in try await body(client) }
+}
+
+/// The same, with the database's settings for checks behind the API.
+func withTallyServer(
+    maintenanceInterval: Duration = .seconds(5),
+    _ body: @escaping @Sendable (any TestClientProtocol, ConnectionSettings) async throws -> Void
+) async throws {
+    try await TestDatabase.withFreshDatabase { db in
+        try await SchemaGate.prepare(db, apply: true)
+        let app = buildApplication(ServerSettings(
+            host: "127.0.0.1", port: 0, database: db, logLevel: .critical, bcryptCost: 4, maintenanceInterval: maintenanceInterval))
+        try await app.test(.live) { client in try await body(client, db) }
+    }
+}
+
+func json(_ object: [String: Any]) -> ByteBuffer {
+    // Not JSON (a value JSON cannot hold) becomes a body the server refuses, so the test fails, not the run.
+    (try? JSONSerialization.data(withJSONObject: object)).map { ByteBuffer(data: $0) } ?? ByteBuffer(string: "not JSON: \(object)")
+}
+
+func object(_ buffer: ByteBuffer) -> [String: Any] {
+    (try? JSONSerialization.jsonObject(with: Data(buffer: buffer))) as? [String: Any] ?? [:]
+}
+
+/// A server of the test's own with `configure` applied to its settings, on a fresh database.
+func withTallyServer(
+    configure: @Sendable (inout ServerSettings) -> Void,
+    _ body: @escaping @Sendable (any TestClientProtocol, ConnectionSettings) async throws -> Void
+) async throws {
+    try await TestDatabase.withFreshDatabase { db in
+        try await SchemaGate.prepare(db, apply: true)
+        var settings = ServerSettings(host: "127.0.0.1", port: 0, database: db, logLevel: .critical, bcryptCost: 4)
+        configure(&settings)
+        try await buildApplication(settings).test(.live) { client in try await body(client, db) }
+    }
+}
+
+/// A plain TCP connection to the server, for what an HTTP client library would not do: send a request a byte
+/// at a time, or open a connection and send nothing.
+final class RawConnection: @unchecked Sendable {
+    let descriptor: Int32
+
+    init(port: Int) throws {
+        descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+    }
+
+    deinit { close(descriptor) }
+
+    /// Sends `text`; false when the server has closed the connection.
+    @discardableResult
+    func send(_ text: String) -> Bool {
+        let bytes = Array(text.utf8)
+        return bytes.withUnsafeBytes { Glibc.send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) } == bytes.count
+    }
+
+    /// Everything the server sends until it closes the connection or `limit` passes, and whether it closed.
+    func readUntilClosed(limit: Duration) async -> (text: String, closed: Bool) {
+        var received: [UInt8] = []
+        let deadline = ContinuousClock.now + limit
+        while ContinuousClock.now < deadline {
+            switch receive() {
+            case .some(let bytes) where !bytes.isEmpty: received += bytes
+            case .some: try? await Task.sleep(for: .milliseconds(10))
+            case .none: return (String(decoding: received, as: UTF8.self), true)
+            }
+        }
+        return (String(decoding: received, as: UTF8.self), false)
+    }
+
+    /// One complete answer (head and `Content-Length` body), or nil when the connection closes or `limit` passes.
+    func readResponse(limit: Duration) async -> String? {
+        var received: [UInt8] = []
+        let deadline = ContinuousClock.now + limit
+        while ContinuousClock.now < deadline {
+            let text = String(decoding: received, as: UTF8.self)
+            if let end = text.range(of: "\r\n\r\n") {
+                let length = text[..<end.lowerBound].split(separator: "\r\n")
+                    .first { $0.lowercased().hasPrefix("content-length:") }
+                    .flatMap { Int($0.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) } ?? 0
+                if text[end.upperBound...].utf8.count >= length { return text }
+            }
+            switch receive() {
+            case .some(let bytes) where !bytes.isEmpty: received += bytes
+            case .some: try? await Task.sleep(for: .milliseconds(10))
+            case .none: return nil
+            }
+        }
+        return nil
+    }
+
+    /// What has arrived, without waiting (empty when nothing has); nil once the server has closed the
+    /// connection. Never blocks: the tests share a small thread pool with the server they talk to.
+    private func receive() -> [UInt8]? {
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        let count = buffer.withUnsafeMutableBytes { recv(descriptor, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+        if count > 0 { return Array(buffer[0..<count]) }
+        if count < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) { return [] }
+        return nil
+    }
+}
+
+func seconds(_ duration: Duration) -> Double {
+    Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+}
+
+func scalar(_ db: ConnectionSettings, _ sql: PostgresQuery) async throws -> Int64 {
+    try await withPostgresClient(db) { client in
+        var value: Int64 = 0
+        for try await v in try await client.query(sql).decode(Int64.self) { value = v }
+        return value
+    }
+}
+
+/// A signed-up user: session token and id.
+struct Member {
+    var token: String
+    var id: String
+}
+
+func signup(_ client: some TestClientProtocol, _ email: String) async throws -> Member {
+    let response = try await client.execute(uri: "/v1/auth/signup", method: .post, body: json(["email": email, "password": "password123"]))
+    let body = object(response.body)
+    let token = try #require(body["token"] as? String, "signup \(email): \(String(buffer: response.body))")
+    let id = try #require((body["user"] as? [String: Any])?["id"] as? String, "signup \(email): \(String(buffer: response.body))")
+    return Member(token: token, id: id)
+}
+
+func call(_ client: some TestClientProtocol, _ uri: String, _ method: HTTPRequest.Method, _ token: String?, _ body: [String: Any]? = nil) async throws -> TestResponse {
+    var headers: HTTPFields = [:]
+    if let token { headers[.authorization] = "Bearer \(token)" }
+    return try await client.execute(uri: uri, method: method, headers: headers, body: body.map(json))
+}
+
+/// One request over its own HTTP connection (URLSession), for tests that need many at once; the test
+/// client is a single connection.
+func send(
+    port: Int, _ path: String, _ method: String = "POST", token: String?, body: [String: Any]? = nil, headers: [String: String] = [:]
+) async throws -> Answer {
+    var request = URLRequest(url: URL(string: "http://127.0.0.1:\(port)\(path)")!)
+    request.httpMethod = method
+    if let token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
+    for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
+    if let body { request.httpBody = try JSONSerialization.data(withJSONObject: body) }
+    let (data, response) = try await URLSession.shared.data(for: request)
+    let http = try #require(response as? HTTPURLResponse)
+    var fields: [String: String] = [:]
+    for (name, value) in http.allHeaderFields { fields[String(describing: name).lowercased()] = String(describing: value) }
+    return Answer(status: http.statusCode, data: data, headers: fields)
+}
+
+/// An HTTP answer: status, body, and headers with lower-cased names.
+struct Answer: Sendable {
+    var status: Int
+    var data: Data
+    var headers: [String: String]
+    var body: [String: Any] { (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:] }
+}
+
+/// An admin grant of `amount` to a user (or with `team`, a team).
+func grant(_ client: some TestClientProtocol, _ admin: Member, user: String? = nil, team: String? = nil, _ amount: Int, expires: String? = nil) async throws {
+    var body: [String: Any] = ["amount": amount, "description": "test grant"]
+    if let user { body["user_id"] = user }
+    if let team { body["team_id"] = team }
+    if let expires { body["expires_at"] = expires }
+    let response = try await call(client, "/v1/admin/grants", .post, admin.token, body)
+    #expect(response.status == .created, "grant: \(String(buffer: response.body))")
+}
+
+/// A new API key of `user`'s, returned in full.
+func newKey(_ client: some TestClientProtocol, _ user: Member, _ body: [String: Any] = ["name": "key"]) async throws -> String {
+    let response = try await call(client, "/v1/api-keys", .post, user.token, body)
+    return try #require(object(response.body)["key"] as? String, "key: \(String(buffer: response.body))")
+}
+
+/// An admin, a user granted `credits` (expiring at `expires`), and an API key of the user's made with `key`.
+func fundedUser(
+    _ client: some TestClientProtocol, _ db: ConnectionSettings, credits: Int, expires: String? = nil, key: [String: Any] = ["name": "key"]
+) async throws -> (admin: Member, user: Member, key: String) {
+    let admin = try await makeAdmin(client, db)
+    let user = try await signup(client, "user@example.com")
+    try await grant(client, admin, user: user.id, credits, expires: expires)
+    return (admin, user, try await newKey(client, user, key))
+}
+
+func audit(_ db: ConnectionSettings) async throws -> AuditReport {
+    try await withPostgresClient(db) { try await Audit.run($0) }
+}
+
+func makeAdmin(_ client: some TestClientProtocol, _ db: ConnectionSettings) async throws -> Member {
+    let admin = try await signup(client, "admin@example.com")
+    try await withSingleConnection(db) { try await $0.execute("UPDATE users SET is_admin = true WHERE email = 'admin@example.com'") }
+    return admin
+}
