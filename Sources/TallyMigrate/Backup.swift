@@ -45,7 +45,7 @@ public enum Backup {
         }
         try FileManager.default.createDirectory(atPath: (target as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
         let partial = target + ".partial-\(ProcessInfo.processInfo.processIdentifier)"
-        let result = try Command.run(pgDump, ["-Fc", "-f", partial], environment: database.libpqEnvironment)
+        let result = try await Command.run(pgDump, ["-Fc", "-f", partial], environment: database.libpqEnvironment)
         guard result.succeeded else {
             try? FileManager.default.removeItem(atPath: partial)
             throw MigrateError(.migrationFailed, "pg_dump failed: \(result.output.trimmingCharacters(in: .whitespacesAndNewlines))")
@@ -94,7 +94,7 @@ public enum Backup {
         }
         var arguments = ["--no-owner", "--exit-on-error", "--single-transaction", "-d", database.database]
         if tables > 0 { arguments = ["--clean", "--if-exists"] + arguments }
-        let result = try Command.run(try tool("pg_restore"), arguments + [path], environment: database.libpqEnvironment)
+        let result = try await Command.run(try tool("pg_restore"), arguments + [path], environment: database.libpqEnvironment)
         guard result.succeeded else {
             throw MigrateError(
                 .migrationFailed,
@@ -123,7 +123,7 @@ public enum Backup {
 
     /// pg_dump refuses servers newer than itself; say so in advance, with what to install.
     static func checkVersion(_ pgDump: String, against database: ConnectionSettings) async throws {
-        let output = try Command.run(pgDump, ["--version"]).output
+        let output = try await Command.run(pgDump, ["--version"]).output
         guard let toolMajor = PostgresBinaries.parseVersion(output)?.major else { return }
         let serverNum = try await withSingleConnection(database) { connection in
             var n = 0

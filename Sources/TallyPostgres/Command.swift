@@ -121,18 +121,44 @@ public enum Command {
         #endif
     }
 
-    /// Runs `executable` to completion and returns its status and combined output.
+    /// Runs `executable` to completion and returns its status and combined output, blocking the thread: for
+    /// programs that answer at once (`--version`, `pg_ctl status`) and callers that are not async.
     public static func run(
         _ executable: String,
         _ arguments: [String],
         environment: [String: String] = [:],
         as user: ServiceUser? = nil
     ) throws(TallyPostgresError) -> CommandResult {
-        let outputPath = FileManager.default.temporaryDirectory
-            .appendingPathComponent("tally-cmd-\(UUID().uuidString).log").path
+        try collecting { outputPath throws(TallyPostgresError) in
+            try spawn(executable, arguments, environment: environment, as: user, stdout: outputPath).wait()
+        }
+    }
+
+    /// `run` for programs that take a while (initdb, `pg_ctl start`, pg_dump, pg_restore): the caller's task is
+    /// suspended while the child runs, so no thread of the small cooperative pool waits in `waitpid`.
+    public static func run(
+        _ executable: String,
+        _ arguments: [String],
+        environment: [String: String] = [:],
+        as user: ServiceUser? = nil
+    ) async throws(TallyPostgresError) -> CommandResult {
+        let outputPath = temporaryOutput()
         defer { try? FileManager.default.removeItem(atPath: outputPath) }
-        let child = try spawn(executable, arguments, environment: environment, as: user, stdout: outputPath)
-        let status = child.wait()
+        let status = try await spawn(executable, arguments, environment: environment, as: user, stdout: outputPath).waitAsync()
+        return result(status, outputPath)
+    }
+
+    private static func collecting(_ body: (String) throws(TallyPostgresError) -> Int32) throws(TallyPostgresError) -> CommandResult {
+        let outputPath = temporaryOutput()
+        defer { try? FileManager.default.removeItem(atPath: outputPath) }
+        return result(try body(outputPath), outputPath)
+    }
+
+    private static func temporaryOutput() -> String {
+        FileManager.default.temporaryDirectory.appendingPathComponent("tally-cmd-\(UUID().uuidString).log").path
+    }
+
+    private static func result(_ status: Int32, _ outputPath: String) -> CommandResult {
         let data = FileManager.default.contents(atPath: outputPath) ?? Data()
         return CommandResult(status: status, output: String(decoding: data, as: UTF8.self))
     }

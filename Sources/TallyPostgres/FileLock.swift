@@ -11,32 +11,74 @@ import Darwin
 final class FileLock {
     private var fd: Int32
 
-    /// Waits up to `timeout` for the lock; `onWait` is called once if another process holds it.
-    init(path: String, timeout: Duration = .seconds(180), onWait: () -> Void = {}) throws(TallyPostgresError) {
-        fd = open(path, O_CREAT | O_RDWR | O_CLOEXEC, 0o644)
-        guard fd >= 0 else {
-            throw TallyPostgresError(.clusterUnreadable, "could not open the lock file \(path): \(String(cString: strerror(errno))); check the folder's permissions")
+    private init(descriptor: Int32) {
+        fd = descriptor
+    }
+
+    /// Waits up to `timeout` for the lock, blocking the thread between tries; `onWait` is called once if
+    /// another process holds it. For callers that are not async (`stop`).
+    convenience init(path: String, timeout: Duration = .seconds(180), onWait: () -> Void = {}) throws(TallyPostgresError) {
+        var waiting = Self.waiting(path: path, timeout: timeout)
+        while true {
+            switch try waiting.tryOnce() {
+            case .locked(let descriptor):
+                self.init(descriptor: descriptor)
+                return
+            case .held(let first):
+                if first { onWait() }
+                usleep(50_000)
+            }
         }
-        let clock = ContinuousClock()
-        let deadline = clock.now + timeout
+    }
+
+    /// The same, suspending the caller's task between tries instead of blocking a thread.
+    static func acquire(path: String, timeout: Duration = .seconds(180), onWait: () -> Void = {}) async throws -> FileLock {
+        var waiting = Self.waiting(path: path, timeout: timeout)
+        while true {
+            switch try waiting.tryOnce() {
+            case .locked(let descriptor):
+                return FileLock(descriptor: descriptor)
+            case .held(let first):
+                if first { onWait() }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+        }
+    }
+
+    private static func waiting(path: String, timeout: Duration) -> Attempts {
+        Attempts(path: path, deadline: ContinuousClock.now + timeout, timeout: timeout)
+    }
+
+    /// Tries for the lock until a deadline.
+    private struct Attempts {
+        enum Outcome { case locked(Int32), held(first: Bool) }
+        let path: String
+        let deadline: ContinuousClock.Instant
+        let timeout: Duration
+        var fd: Int32 = -1
         var told = false
-        while flock(fd, LOCK_EX | LOCK_NB) != 0 {
+
+        mutating func tryOnce() throws(TallyPostgresError) -> Outcome {
+            if fd < 0 {
+                fd = open(path, O_CREAT | O_RDWR | O_CLOEXEC, 0o644)
+                guard fd >= 0 else {
+                    throw TallyPostgresError(.clusterUnreadable, "could not open the lock file \(path): \(String(cString: strerror(errno))); check the folder's permissions")
+                }
+            }
+            if flock(fd, LOCK_EX | LOCK_NB) == 0 { return .locked(fd) }
             guard errno == EWOULDBLOCK || errno == EINTR else {
                 close(fd)
                 throw TallyPostgresError(.clusterUnreadable, "could not lock \(path): \(String(cString: strerror(errno)))")
             }
-            if !told {
-                onWait()
-                told = true
-            }
-            guard clock.now < deadline else {
+            guard ContinuousClock.now < deadline else {
                 close(fd)
                 throw TallyPostgresError(
                     .clusterStart,
                     "another tally process has held \(path) for over \(timeout); if none is running, remove that file and retry"
                 )
             }
-            usleep(50_000)
+            defer { told = true }
+            return .held(first: !told)
         }
     }
 

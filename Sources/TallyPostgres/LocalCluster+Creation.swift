@@ -11,7 +11,7 @@ import Darwin
 
 /// Creating the cluster: initdb, its configuration, and the state file that remembers port and password.
 extension LocalCluster {
-    func initialize(as user: ServiceUser?) throws {
+    func initialize(as user: ServiceUser?) async throws {
         let fm = FileManager.default
         var isDirectory: ObjCBool = false
         if fm.fileExists(atPath: dataDirectory, isDirectory: &isDirectory) {
@@ -64,7 +64,7 @@ extension LocalCluster {
         user?.takeOwnership(of: passwordFile, mode: 0o600)
         defer { try? fm.removeItem(atPath: passwordFile) }
 
-        let result = try Command.run(
+        let result = try await Command.run(
             binaries.path("initdb"),
             [
                 "-D", building, "-U", Self.superuser, "--pwfile=\(passwordFile)", "--auth=scram-sha-256",

@@ -94,7 +94,7 @@ public struct LocalCluster: Sendable {
     public func start(onProgress: @Sendable (String) -> Void = { _ in }) async throws -> ConnectionSettings {
         try FileManager.default.createDirectory(
             atPath: (dataDirectory as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-        let lock = try FileLock(path: dataDirectory + ".lock") {
+        let lock = try await FileLock.acquire(path: dataDirectory + ".lock") {
             onProgress("Another tally process is starting the cluster at \(dataDirectory); waiting for it.")
         }
         defer { lock.unlock() }
@@ -102,7 +102,7 @@ public struct LocalCluster: Sendable {
         let user = try ServiceUser.forCurrentProcess(environment: environment)
         if !isInitialized {
             onProgress("Creating a PostgreSQL cluster in \(dataDirectory) (once).")
-            try initialize(as: user)
+            try await initialize(as: user)
         }
         let binaries = try binariesForCluster()
         var state = try readState()
@@ -114,7 +114,7 @@ public struct LocalCluster: Sendable {
             var attempt = 0
             while true {
                 try writeConfig(port: state.port, user: user)
-                let result = try Command.run(
+                let result = try await Command.run(
                     binaries.path("pg_ctl"),
                     ["-D", real, "-l", real + "/" + Self.logFile, "-w", "-t", "60", "start"],
                     as: user

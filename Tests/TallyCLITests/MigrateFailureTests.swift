@@ -66,7 +66,7 @@ import Testing
             }
 
             // db verify applies what the history says ran: a hand-typed row for the broken migration.
-            let hash = try Command.run("/usr/bin/sha256sum", [folder.path + "/0001_broken.sql"]).output.prefix(64)
+            let hash = try await Command.run("/usr/bin/sha256sum", [folder.path + "/0001_broken.sql"]).output.prefix(64)
             try await withSingleConnection(db) { connection in
                 try await connection.execute(PostgresQuery(unsafeSQL: "INSERT INTO drizzle.__drizzle_migrations (hash, created_at) VALUES ('\(hash)', 1700000000001)"))
             }

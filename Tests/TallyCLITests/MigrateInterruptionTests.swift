@@ -31,7 +31,7 @@ import Glibc
         // failure row it deletes last); a second session queues to lock the validation record the migration
         // wrote, and gets it the moment the migration commits. The validation's transaction then runs
         // VALIDATE and waits before its own commit (it deletes that record), and the kill lands there.
-        let hash = try Command.run("/usr/bin/sha256sum", [folder.path + "/0001_key.sql"]).output.prefix(64)
+        let hash = try await Command.run("/usr/bin/sha256sum", [folder.path + "/0001_key.sql"]).output.prefix(64)
         try await interrupted(
             folder, at: "VALIDATE CONSTRAINT", orAt: "DELETE FROM tally_migrate.validations", terminateBackend: false,
             before: { holdCommit, _ in

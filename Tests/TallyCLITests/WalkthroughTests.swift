@@ -21,7 +21,7 @@ import Testing
             defer { kill(server.pid, SIGINT) }
             var up = false
             for _ in 0..<300 where !up {
-                up = (try? Command.run("/usr/bin/curl", ["-sf", "http://127.0.0.1:\(port)/readyz"]))?.succeeded ?? false
+                up = (try? await Command.run("/usr/bin/curl", ["-sf", "http://127.0.0.1:\(port)/readyz"]))?.succeeded ?? false
                 if !up { try await Task.sleep(for: .milliseconds(200)) }
             }
             #expect(up, "the server did not become ready")
@@ -29,7 +29,7 @@ import Testing
             // As pasted into a shell, with `tally` the built binary and the server on this test's port.
             let script = "set -euo pipefail\ntally() { \"\(TallyProcess.executable)\" \"$@\"; }\n"
                 + block.replacingOccurrences(of: "http://127.0.0.1:8080", with: "http://127.0.0.1:\(port)")
-            let result = try Command.run("/bin/bash", ["-c", script], environment: env)
+            let result = try await Command.run("/bin/bash", ["-c", script], environment: env)
             #expect(result.succeeded, Comment(rawValue: result.output))
             let lines = result.output.split(separator: "\n").map(String.init)
             let spend = try #require(lines.first { $0.contains("transaction_id") }, Comment(rawValue: result.output))
@@ -56,7 +56,7 @@ import Testing
                 try await TallyProcess.run(args + ["--data-dir", scratch + "/postgres"], environment: env)
             }
 
-            let setup = try Command.run("/bin/bash", [example + "/setup.sh"], environment: env)
+            let setup = try await Command.run("/bin/bash", [example + "/setup.sh"], environment: env)
             #expect(setup.succeeded, Comment(rawValue: setup.output))
 
             // 1. The history: nothing in drizzle's table, three hand-typed rows in public's.
