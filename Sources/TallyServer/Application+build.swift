@@ -22,6 +22,14 @@ public struct ServerSettings: Sendable {
     public var requestTimeout: Duration
     /// Header-read and keep-alive timeouts, and the cap on open connections.
     public var connections: ConnectionLimits
+    /// What the server does about Tally's migrations before it listens.
+    public var migrations: Migrations = .unchecked
+
+    /// Before the server listens: leave the schema alone (whoever runs the server has prepared it), refuse to
+    /// start while a migration is pending or the history does not match this build, or apply what is pending.
+    public enum Migrations: Sendable {
+        case unchecked, required, applied
+    }
 
     public static let standardRequestTimeout: Duration = .seconds(10)
 
@@ -58,13 +66,23 @@ public func buildApplication(_ settings: ServerSettings) -> some ApplicationProt
         databaseWait: settings.databaseWait)
     let maintenance = MaintenanceService(
         ledger: Ledger(database: database), idempotency: idempotency, interval: settings.maintenanceInterval, logger: logger)
-    return Application(
+    var app = Application(
         responder: DeadlineResponder(router.buildResponder(), limit: settings.requestTimeout, logger: logger),
         server: .http1(limits: settings.connections),
         configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: "tally"),
         services: [database, maintenance],
         logger: logger
     )
+    if settings.migrations != .unchecked {
+        let connection = settings.database
+        let apply = settings.migrations == .applied
+        let log = logger
+        app.beforeServerStarts {
+            let applied = try await SchemaGate.prepare(connection, apply: apply) { log.notice("\($0)") }
+            if !applied.isEmpty { log.notice("Applied migrations: \(applied.joined(separator: ", "))") }
+        }
+    }
+    return app
 }
 
 /// The routes over a pool the caller runs (tests drive them directly).

@@ -47,18 +47,18 @@ struct Serve: AsyncParsableCommand {
         bootstrapLogging(level: logLevel)
         let settings = try await database.resolve()
         printErr("Database: \(settings)")
-        let applied = try await SchemaGate.prepare(settings, apply: migrate || database.externalURL == nil) { printErr($0) }
-        if !applied.isEmpty { printErr("Applied migrations: \(applied.joined(separator: ", "))") }
         let limits = ConnectionLimits(
             headerTimeout: .seconds(headerTimeout), idleTimeout: .seconds(idleTimeout), maximumConnections: maxConnections)
         let descriptors = ConnectionLimits.raiseOpenFileLimit(toFit: maxConnections)
         if descriptors < maxConnections + ConnectionLimits.reservedDescriptors {
             printErr("Warning: this process may open \(descriptors) files, fewer than --max-connections \(maxConnections) needs; raise `ulimit -n` or lower --max-connections")
         }
-        let app = buildApplication(ServerSettings(
+        var serverSettings = ServerSettings(
             host: host, port: port, database: settings, logLevel: logLevel, databaseWait: .seconds(databaseWait),
-            requestTimeout: .seconds(requestTimeout), connections: limits))
-        try await app.runService()
+            requestTimeout: .seconds(requestTimeout), connections: limits)
+        // Checked (and applied, for the embedded database or with --migrate) before the server listens.
+        serverSettings.migrations = migrate || database.externalURL == nil ? .applied : .required
+        try await buildApplication(serverSettings).runService()
     }
 }
 
