@@ -14,6 +14,7 @@ let package = Package(
         .library(name: "TallyMigrate", targets: ["TallyMigrate"]),
         .library(name: "TallyCredits", targets: ["TallyCredits"]),
         .library(name: "TallyServer", targets: ["TallyServer"]),
+        .library(name: "TallyClient", targets: ["TallyClient"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
@@ -97,11 +98,17 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // A client of a running Tally server (the post-deploy smoke test); Foundation only.
+        .target(
+            name: "TallyClient",
+            swiftSettings: swiftSettings
+        ),
         // The command line: parses, calls the libraries, prints.
         .executableTarget(
             name: "tally",
             dependencies: [
                 "TallyServer",
+                "TallyClient",
                 "TallyCredits",
                 "TallyMigrate",
                 "TallyPostgres",
@@ -137,6 +144,7 @@ let package = Package(
             name: "TallyServerTests",
             dependencies: [
                 "TallyServer",
+                "TallyClient",
                 "TallyCredits",
                 "TallyPostgres",
                 "TallyTestSupport",

@@ -1,6 +1,6 @@
 import ArgumentParser
 import Foundation
-import TallyServer
+import TallyClient
 
 struct Smoke: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -34,7 +34,8 @@ struct Smoke: AsyncParsableCommand {
         let environment = ProcessInfo.processInfo.environment
         let key = apiKey ?? environment["TALLY_SMOKE_API_KEY"].flatMap { $0.isEmpty ? nil : $0 }
         let login = email.map { ($0, environment["TALLY_SMOKE_PASSWORD"] ?? "") }
-        let checks = await SmokeTest(baseURL: URL(string: url)!, timeout: timeout, apiKey: key, login: login).run()
+        guard let base = URL(string: url) else { throw ValidationError("--url must be an http:// or https:// URL") }
+        let checks = await SmokeTest(baseURL: base, timeout: timeout, apiKey: key, login: login).run()
         if json {
             try printJSON(checks)
         } else {

@@ -3,6 +3,7 @@ import Hummingbird
 import HummingbirdTesting
 import Testing
 import TallyPostgres
+import TallyClient
 import TallyTestSupport
 @testable import TallyServer
 
