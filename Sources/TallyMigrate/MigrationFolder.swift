@@ -1,4 +1,4 @@
-import Crypto
+import TallyPostgres
 import Foundation
 
 /// One migration, as Drizzle's migrator sees it.
@@ -241,11 +241,6 @@ public struct MigrationFolder: Sendable {
         while case .valid(let scalar) = parser.parseScalar(from: &iterator) { offset += scalar.count }
         return offset
     }
-}
-
-/// Lowercase hex SHA-256, as Drizzle's `crypto.createHash('sha256').update(text).digest('hex')`.
-public func sha256Hex(_ data: Data) -> String {
-    SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined()
 }
 
 func describeDecoding(_ error: any Error) -> String {
