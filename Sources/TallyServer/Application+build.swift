@@ -59,13 +59,17 @@ public typealias TallyRequestContext = BasicRequestContext
 public func buildApplication(_ settings: ServerSettings) -> some ApplicationProtocol {
     var logger = Logger(label: "tally")
     logger.logLevel = settings.logLevel
+    // Before anything makes a metric: one made earlier would report to no one.
+    TallyMetrics.bootstrapped
     let database = Database(settings: settings.database, logger: logger)
     let idempotency = Idempotency(database: database, retention: settings.idempotencyRetention)
+    // One of each: the ledger owns the consume batcher, whose lanes must be the only ones.
+    let ledger = Ledger(database: database)
     let router = buildRouter(
         database: database, auth: Auth(database: database, bcryptCost: settings.bcryptCost), idempotency: idempotency,
-        databaseWait: settings.databaseWait)
+        ledger: ledger, databaseWait: settings.databaseWait)
     let maintenance = MaintenanceService(
-        ledger: Ledger(database: database), idempotency: idempotency, interval: settings.maintenanceInterval, logger: logger)
+        ledger: ledger, idempotency: idempotency, interval: settings.maintenanceInterval, logger: logger)
     var app = Application(
         responder: DeadlineResponder(router.buildResponder(), limit: settings.requestTimeout, logger: logger),
         server: .http1(limits: settings.connections),
@@ -94,7 +98,8 @@ public func buildRouter(
 
 /// The routes.
 public func buildRouter(
-    database: Database, auth: Auth, idempotency: Idempotency? = nil, databaseWait: Duration = DatabaseWait.standard
+    database: Database, auth: Auth, idempotency: Idempotency? = nil, ledger: Ledger? = nil,
+    databaseWait: Duration = DatabaseWait.standard
 ) -> Router<TallyRequestContext> {
     TallyMetrics.bootstrapped
     let router = Router(context: TallyRequestContext.self)
@@ -111,7 +116,7 @@ public func buildRouter(
     router.addRoutes(AuthController(auth: auth).endpoints)
     let teams = Teams(database: database)
     router.addRoutes(TeamsController(auth: auth, teams: teams).endpoints)
-    router.addRoutes(CreditsController(auth: auth, keys: keys, ledger: Ledger(database: database), teams: teams).endpoints)
+    router.addRoutes(CreditsController(auth: auth, keys: keys, ledger: ledger ?? Ledger(database: database), teams: teams).endpoints)
     routes.set(router.routes.map { (method: $0.method.rawValue, path: "\($0.path)") })
     return router
 }
