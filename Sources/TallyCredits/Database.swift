@@ -26,11 +26,11 @@ public enum RequestTransaction {
 /// postgres-nio's pool retries a server it cannot reach with a growing backoff (100 ms × 1.25ⁿ, one connection
 /// at a time): after a 45-second outage its next attempt can be ten seconds away, so requests would keep
 /// failing long after PostgreSQL is back. While requests are failing for want of the database, `run()` tries
-/// a connection of its own every quarter second; once that succeeds and the pool still lends nothing, it
+/// a connection of its own every 200 ms; once that succeeds and the pool still lends nothing, it
 /// starts a fresh pool, which connects at once, and retires the old one after its work is done.
 public final class Database: Service, Sendable {
     let state: Mutex<State>
-    private let configuration: PostgresClient.Configuration?
+    /// Set when this database owns its pool (and can make a fresh one).
     private let settings: ConnectionSettings?
     private let logger: Logger
 
@@ -38,7 +38,6 @@ public final class Database: Service, Sendable {
         var pool: PostgresClient
         /// Since when requests have failed for want of the database (nil: all is well).
         var troubleSince: ContinuousClock.Instant?
-        var replacements = 0
         /// Leases waiting on the current pool, to be pointed at its replacement.
         var waiting: [UUID: CheckedContinuation<PostgresClient?, Never>] = [:]
     }
@@ -46,25 +45,19 @@ public final class Database: Service, Sendable {
     /// A database over `client`, which the caller runs; no pool replacement.
     public init(_ client: PostgresClient) {
         self.state = Mutex(State(pool: client))
-        self.configuration = nil
         self.settings = nil
         self.logger = LocalCluster.quietLogger
     }
 
     /// A database that owns its pool: `run()` runs it and replaces it after an outage.
     public init(settings: ConnectionSettings, logger: Logger) {
-        let configuration = settings.clientConfiguration()
-        self.state = Mutex(State(pool: PostgresClient(configuration: configuration, backgroundLogger: logger)))
-        self.configuration = configuration
+        self.state = Mutex(State(pool: PostgresClient(configuration: settings.clientConfiguration(), backgroundLogger: logger)))
         self.settings = settings
         self.logger = logger
     }
 
     /// The pool in use now.
     public var pool: PostgresClient { state.withLock { $0.pool } }
-
-    /// How many times the pool has been replaced after an outage.
-    public var replacements: Int { state.withLock { $0.replacements } }
 
     /// Requests are failing for want of the database: `run()` starts watching for its return.
     func noteTrouble() {
@@ -73,7 +66,7 @@ public final class Database: Service, Sendable {
 
     /// Runs the pool (and its replacements) until cancelled or the service group shuts down.
     public func run() async {
-        guard let configuration, let settings else {
+        guard let settings else {
             await pool.run()
             return
         }
@@ -88,13 +81,12 @@ public final class Database: Service, Sendable {
                         self.state.withLock { $0.troubleSince = nil }
                         continue
                     }
-                    let fresh = PostgresClient(configuration: configuration, backgroundLogger: self.logger)
+                    let fresh = PostgresClient(configuration: settings.clientConfiguration(), backgroundLogger: self.logger)
                     let retireFresh = Self.start(fresh, in: &group)
                     let (down, waiting) = self.state.withLock { state -> (Duration, [CheckedContinuation<PostgresClient?, Never>]) in
                         defer {
                             state.pool = fresh
                             state.troubleSince = nil
-                            state.replacements += 1
                             state.waiting = [:]
                         }
                         return (state.troubleSince.map { .now - $0 } ?? .zero, Array(state.waiting.values))

@@ -43,11 +43,6 @@ public struct Idempotency: Sendable {
 
     private var retentionSeconds: Double { Double(retention.components.seconds) }
 
-    /// What identifies a request's content for a replay: the SHA-256 of `content`, hex.
-    public static func requestHash(_ content: Data) -> String {
-        sha256Hex(content)
-    }
-
     /// Whether `key` is usable as an idempotency key: 1 to 255 visible ASCII characters.
     public static func validate(_ key: String) throws {
         guard (1...255).contains(key.utf8.count), key.utf8.allSatisfy({ (0x21...0x7e).contains($0) }) else {

@@ -129,9 +129,10 @@ public enum Command {
         environment: [String: String] = [:],
         as user: ServiceUser? = nil
     ) throws(TallyPostgresError) -> CommandResult {
-        try collecting { outputPath throws(TallyPostgresError) in
-            try spawn(executable, arguments, environment: environment, as: user, stdout: outputPath).wait()
-        }
+        let outputPath = temporaryOutput()
+        defer { try? FileManager.default.removeItem(atPath: outputPath) }
+        let status = try spawn(executable, arguments, environment: environment, as: user, stdout: outputPath).wait()
+        return result(status, outputPath)
     }
 
     /// `run` for programs that take a while (initdb, `pg_ctl start`, pg_dump, pg_restore): the caller's task is
@@ -146,12 +147,6 @@ public enum Command {
         defer { try? FileManager.default.removeItem(atPath: outputPath) }
         let status = try await spawn(executable, arguments, environment: environment, as: user, stdout: outputPath).waitAsync()
         return result(status, outputPath)
-    }
-
-    private static func collecting(_ body: (String) throws(TallyPostgresError) -> Int32) throws(TallyPostgresError) -> CommandResult {
-        let outputPath = temporaryOutput()
-        defer { try? FileManager.default.removeItem(atPath: outputPath) }
-        return result(try body(outputPath), outputPath)
     }
 
     private static func temporaryOutput() -> String {

@@ -18,7 +18,7 @@ final class FileLock {
     /// Waits up to `timeout` for the lock, blocking the thread between tries; `onWait` is called once if
     /// another process holds it. For callers that are not async (`stop`).
     convenience init(path: String, timeout: Duration = .seconds(180), onWait: () -> Void = {}) throws(TallyPostgresError) {
-        var waiting = Self.waiting(path: path, timeout: timeout)
+        var waiting = Attempts(path: path, deadline: .now + timeout, timeout: timeout)
         while true {
             switch try waiting.tryOnce() {
             case .locked(let descriptor):
@@ -33,7 +33,7 @@ final class FileLock {
 
     /// The same, suspending the caller's task between tries instead of blocking a thread.
     static func acquire(path: String, timeout: Duration = .seconds(180), onWait: () -> Void = {}) async throws -> FileLock {
-        var waiting = Self.waiting(path: path, timeout: timeout)
+        var waiting = Attempts(path: path, deadline: .now + timeout, timeout: timeout)
         while true {
             switch try waiting.tryOnce() {
             case .locked(let descriptor):
@@ -43,10 +43,6 @@ final class FileLock {
                 try await Task.sleep(for: .milliseconds(50))
             }
         }
-    }
-
-    private static func waiting(path: String, timeout: Duration) -> Attempts {
-        Attempts(path: path, deadline: ContinuousClock.now + timeout, timeout: timeout)
     }
 
     /// Tries for the lock until a deadline.

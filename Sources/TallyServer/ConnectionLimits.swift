@@ -176,16 +176,15 @@ final class RequestProgressHandler: ChannelDuplexHandler, RemovableChannelHandle
     typealias OutboundIn = HTTPResponsePart
     typealias OutboundOut = HTTPResponsePart
 
-    private var clock: ConnectionClockHandler?
+    /// The clock's place in the pipeline (nil on a refused connection, which has none).
     private var clockContext: ChannelHandlerContext?
+    private var clock: ConnectionClockHandler? { clockContext?.handler as? ConnectionClockHandler }
 
     func handlerAdded(context: ChannelHandlerContext) {
-        clock = try? context.pipeline.syncOperations.handler(type: ConnectionClockHandler.self)
         clockContext = try? context.pipeline.syncOperations.context(handlerType: ConnectionClockHandler.self)
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
-        clock = nil
         clockContext = nil
     }
 
@@ -195,7 +194,7 @@ final class RequestProgressHandler: ChannelDuplexHandler, RemovableChannelHandle
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        if case .end = unwrapOutboundIn(data), let clock, let clockContext { clock.responseSent(context: clockContext) }
+        if case .end = unwrapOutboundIn(data), let clockContext { clock?.responseSent(context: clockContext) }
         context.write(data, promise: promise)
     }
 }

@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import TallyCredits
+import TallyPostgres
 
 extension HTTPField.Name {
     static let idempotencyKey = Self("Idempotency-Key")!
@@ -38,7 +39,7 @@ struct IdempotencyMiddleware<Context: RequestContext>: RouterMiddleware {
         var hashed = Data("\(request.method) \(request.uri.path)\n".utf8)
         hashed.append(Self.canonical(Data(buffer: body)))
         let outcome = try await idempotency.perform(
-            scope: Auth.tokenHash(token), key: key, method: request.method.rawValue, path: request.uri.path, requestHash: Idempotency.requestHash(hashed),
+            scope: Auth.tokenHash(token), key: key, method: request.method.rawValue, path: request.uri.path, requestHash: sha256Hex(hashed),
             keep: { $0.status < 500 && $0.status != 401 },
             storing: Self.withoutSecrets
         ) { [request] in

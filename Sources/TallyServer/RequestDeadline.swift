@@ -3,6 +3,7 @@ import Hummingbird
 import Logging
 import Metrics
 import NIOCore
+import TallyPostgres
 
 /// Every request is answered within `limit`. The body is read first, under the deadline (a client that sends
 /// it too slowly gets `408` and the connection is closed; over 1 MiB is `413`); then the routes run in a task of their own, and
@@ -28,8 +29,8 @@ struct DeadlineResponder<Inner: HTTPResponder>: HTTPResponder where Inner.Contex
         var request = request
         let body: ByteBuffer
         do {
-            body = try await Self.collect(request.body, within: limit)
-        } catch is DeadlinePassed {
+            body = try await Self.collect(request, within: limit)
+        } catch is TimeoutError {
             // The body's stream was cancelled, which ends the connection's input: it closes after this answer.
             exceeded.increment()
             return Self.problem(.requestTimeout, type: "request-timeout", title: "Request Timeout",
@@ -62,19 +63,13 @@ struct DeadlineResponder<Inner: HTTPResponder>: HTTPResponder where Inner.Contex
         return response
     }
 
-    /// The whole body, or `DeadlinePassed`. Unlike the routes, reading it stops when cancelled, and it must
-    /// have stopped before the server reads the connection again, so it runs in a child task that is waited for.
-    static func collect(_ body: RequestBody, within limit: Duration) async throws -> ByteBuffer {
-        try await withThrowingTaskGroup(of: ByteBuffer?.self) { group in
-            group.addTask { try await body.collect(upTo: Request.maximumBody) }
-            group.addTask {
-                try await Task.sleep(for: limit)
-                return nil
-            }
-            defer { group.cancelAll() }
-            guard let buffer = try await group.next() ?? nil else { throw DeadlinePassed() }
-            return buffer
-        }
+    /// The whole body, or `TimeoutError`. Unlike the routes, reading it stops when cancelled, and it must
+    /// have stopped before the server reads the connection again, so it is read in a child task that is waited
+    /// for. A request that declares no body (neither Content-Length nor Transfer-Encoding) has none to read.
+    static func collect(_ request: Request, within limit: Duration) async throws -> ByteBuffer {
+        guard request.headers[.contentLength] != nil || request.headers[.transferEncoding] != nil else { return ByteBuffer() }
+        let body = request.body
+        return try await withTimeout(limit) { try await body.collect(upTo: Request.maximumBody) }
     }
 
     /// `work`'s result, or `DeadlinePassed` when `limit` comes first. The work runs in a task of its own, so
