@@ -1,4 +1,5 @@
 import Foundation
+import NIOConcurrencyHelpers
 import PostgresNIO
 import TallyPostgres
 
@@ -128,26 +129,30 @@ public struct APIKeys: Sendable {
         }
     }
 
-    /// Who `key` acts for, from a small in-memory cache when it was seen recently, else as `authenticate`.
+    /// Who the key with this hash (`Auth.tokenHash`) acts for, from a small in-memory cache when it was seen
+    /// recently, else as `authenticate`.
     /// Only for callers that check the key is still live in the same statement that uses it, as the consume
     /// path does (`tally_consume` refuses a revoked key): a revocation must take effect at once.
-    public func principal(for key: String) async throws -> APIKeyPrincipal {
-        let hash = Auth.tokenHash(key)
+    public func principal(forKeyHash hash: String) async throws -> APIKeyPrincipal {
         if let known = principals.get(hash) { return known }
-        let principal = try await authenticate(key)
+        let principal = try await authenticate(keyHash: hash)
         principals.set(hash, principal)
         return principal
     }
 
-    /// Forgets a cached key (after the consume path found it revoked).
-    public func forget(_ key: String) {
-        principals.remove(Auth.tokenHash(key))
+    /// Forgets a cached key, by its hash (after the consume path found it revoked).
+    public func forget(keyHash hash: String) {
+        principals.remove(hash)
     }
 
     /// The live key `key` is; unauthenticated when unknown or revoked.
     public func authenticate(_ key: String) async throws -> APIKeyPrincipal {
-        let hash = Auth.tokenHash(key)
-        return try await database.connection { connection in
+        try await authenticate(keyHash: Auth.tokenHash(key))
+    }
+
+    /// `authenticate` by the key's hash (`Auth.tokenHash`).
+    public func authenticate(keyHash hash: String) async throws -> APIKeyPrincipal {
+        try await database.connection { connection in
             for try await (id, user, team) in try await connection.query(
                 "SELECT id, user_id, team_id FROM api_keys WHERE key_hash = \(hash) AND revoked_at IS NULL", logger: LocalCluster.quietLogger
             ).decode((UUID, UUID, UUID?).self) {
@@ -158,28 +163,23 @@ public struct APIKeys: Sendable {
     }
 }
 
-/// Key hash → principal, for `APIKeys.principal(for:)`: at most `capacity` entries, emptied when full.
-final class PrincipalCache: @unchecked Sendable {
-    private let lock = NSLock()
-    private var entries: [String: APIKeyPrincipal] = [:]
+/// Key hash → principal, for `APIKeys.principal(forKeyHash:)`: at most `capacity` entries, emptied when full.
+final class PrincipalCache: Sendable {
+    private let entries = NIOLockedValueBox<[String: APIKeyPrincipal]>([:])
     let capacity = 10_000
 
     func get(_ hash: String) -> APIKeyPrincipal? {
-        lock.lock()
-        defer { lock.unlock() }
-        return entries[hash]
+        entries.withLockedValue { $0[hash] }
     }
 
     func set(_ hash: String, _ principal: APIKeyPrincipal) {
-        lock.lock()
-        defer { lock.unlock() }
-        if entries.count >= capacity { entries.removeAll(keepingCapacity: true) }
-        entries[hash] = principal
+        entries.withLockedValue { entries in
+            if entries.count >= capacity { entries.removeAll(keepingCapacity: true) }
+            entries[hash] = principal
+        }
     }
 
     func remove(_ hash: String) {
-        lock.lock()
-        defer { lock.unlock() }
-        entries[hash] = nil
+        entries.withLockedValue { $0[hash] = nil }
     }
 }

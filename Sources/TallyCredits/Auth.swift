@@ -126,11 +126,10 @@ public struct Auth: Sendable {
         return try await newSession(for: user)
     }
 
-    /// Ends the session of `token`; false when there was none.
+    /// Ends the session whose token has this hash (`tokenHash`); false when there was none.
     @discardableResult
-    public func logout(token: String) async throws -> Bool {
-        let hash = Self.tokenHash(token)
-        return try await database.connection { connection in
+    public func logout(tokenHash hash: String) async throws -> Bool {
+        try await database.connection { connection in
             var deleted = false
             for try await _ in try await connection.query("DELETE FROM sessions WHERE token_hash = \(hash) RETURNING id", logger: LocalCluster.quietLogger) {
                 deleted = true
@@ -139,9 +138,8 @@ public struct Auth: Sendable {
         }
     }
 
-    /// The user a live session token belongs to.
-    public func user(forToken token: String) async throws -> User {
-        let hash = Self.tokenHash(token)
+    /// The user of the live session token whose hash (`tokenHash`) this is.
+    public func user(forTokenHash hash: String) async throws -> User {
         let user = try await database.connection { connection -> User? in
             let rows = try await connection.query(
                 """

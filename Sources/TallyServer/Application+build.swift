@@ -51,9 +51,6 @@ public struct ServerSettings: Sendable {
     }
 }
 
-/// The request context every Tally route sees.
-public typealias TallyRequestContext = BasicRequestContext
-
 /// Builds the Tally HTTP application. The `PostgresClient` runs as one of the application's services,
 /// so it starts before the server accepts requests and stops after it.
 public func buildApplication(_ settings: ServerSettings) -> some ApplicationProtocol {
@@ -109,14 +106,17 @@ public func buildRouter(
     let routes = RouteTable()
     router.add(middleware: ProblemMiddleware(routes: routes))
     let keys = APIKeys(database: database)
-    router.add(middleware: IdempotencyMiddleware(idempotency: idempotency ?? Idempotency(database: database), auth: auth, keys: keys))
+    let authenticators = Authenticators(auth: auth, keys: keys)
+    let idempotency = IdempotencyMiddleware<TallyRequestContext>(idempotency: idempotency ?? Idempotency(database: database))
+    let teams = Teams(database: database)
     router.addRoutes(HealthController(database: database).endpoints)
     router.addRoutes(TallyMetrics.endpoints)
     router.addRoutes(OpenAPIDocument.endpoints)
-    router.addRoutes(AuthController(auth: auth).endpoints)
-    let teams = Teams(database: database)
-    router.addRoutes(TeamsController(auth: auth, teams: teams).endpoints)
-    router.addRoutes(CreditsController(auth: auth, keys: keys, ledger: ledger ?? Ledger(database: database), teams: teams).endpoints)
+    router.addRoutes(AuthController(auth: auth, authenticators: authenticators).endpoints)
+    router.addRoutes(TeamsController(teams: teams, authenticators: authenticators, idempotency: idempotency).endpoints)
+    router.addRoutes(CreditsController(
+        keys: keys, ledger: ledger ?? Ledger(database: database), teams: teams, authenticators: authenticators, idempotency: idempotency
+    ).endpoints)
     routes.set(router.routes.map { (method: $0.method.rawValue, path: "\($0.path)") })
     return router
 }

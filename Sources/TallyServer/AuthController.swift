@@ -4,19 +4,20 @@ import TallyCredits
 
 /// `/v1/auth/signup`, `/v1/auth/login`, `/v1/auth/logout`, `/v1/me`.
 public struct AuthController: Sendable {
-    public let auth: Auth
+    let auth: Auth
+    let authenticators: Authenticators
 
-    public init(auth: Auth) {
-        self.auth = auth
-    }
-
-    struct SignupBody: Decodable {
+    struct SignupBody: JSONBody {
+        typealias Field = CodingKeys
+        enum CodingKeys: String, CodingKey, CaseIterable { case email, password, name }
         var email: String
         var password: String
         var name: String?
     }
 
-    struct LoginBody: Decodable {
+    struct LoginBody: JSONBody {
+        typealias Field = CodingKeys
+        enum CodingKeys: String, CodingKey, CaseIterable { case email, password }
         var email: String
         var password: String
     }
@@ -27,25 +28,38 @@ public struct AuthController: Sendable {
 
     public var endpoints: RouteCollection<TallyRequestContext> {
         let routes = RouteCollection(context: TallyRequestContext.self)
-        routes.post("v1/auth/signup") { request, context -> EditedResponse<SessionGrant> in
-            var request = request
-            let body = try await request.decodeStrict(SignupBody.self, context: context)
-            return EditedResponse(status: .created, response: try await auth.signup(email: body.email, password: body.password, name: body.name))
-        }
-        routes.post("v1/auth/login") { request, context -> SessionGrant in
-            var request = request
-            let body = try await request.decodeStrict(LoginBody.self, context: context)
-            return try await auth.login(email: body.email, password: body.password)
-        }
-        routes.post("v1/auth/logout") { request, _ -> HTTPResponse.Status in
-            guard let token = request.bearerToken else { throw CreditsError(.unauthenticated, "send the session token as Authorization: Bearer <token>") }
-            guard try await auth.logout(token: token) else { throw CreditsError(.unauthenticated, "the session token is unknown or already logged out") }
-            return .noContent
-        }
-        routes.get("v1/me") { request, _ -> Me in
-            Me(user: try await auth.user(from: request))
-        }
+        // Signing up and logging in answer with session tokens, so they take no Idempotency-Key.
+        routes.post("v1/auth/signup", use: signup)
+        routes.post("v1/auth/login", use: login)
+        routes.group()
+            .add(middleware: authenticators.session)
+            .post("v1/auth/logout", use: logout)
+            .get("v1/me", use: me)
         return routes
+    }
+
+    @Sendable func signup(_ request: Request, context: TallyRequestContext) async throws -> EditedResponse<SessionGrant> {
+        var request = request
+        let body = try await request.decode(SignupBody.self, context: context)
+        return EditedResponse(status: .created, response: try await auth.signup(email: body.email, password: body.password, name: body.name))
+    }
+
+    @Sendable func login(_ request: Request, context: TallyRequestContext) async throws -> SessionGrant {
+        var request = request
+        let body = try await request.decode(LoginBody.self, context: context)
+        return try await auth.login(email: body.email, password: body.password)
+    }
+
+    @Sendable func logout(_ request: Request, context: TallyRequestContext) async throws -> HTTPResponse.Status {
+        let caller = try context.requireCaller()
+        guard try await auth.logout(tokenHash: caller.credentialHash) else {
+            throw CreditsError(.unauthenticated, "the session token is unknown or already logged out")
+        }
+        return .noContent
+    }
+
+    @Sendable func me(_ request: Request, context: TallyRequestContext) async throws -> Me {
+        Me(user: try context.requireUser())
     }
 }
 

@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import HummingbirdAuth
 import TallyCredits
 import TallyPostgres
 
@@ -12,23 +13,20 @@ extension HTTPField.Name {
 /// `Idempotency-Key` on any authenticated POST: the first answer is stored with the request's effects, in the
 /// same transaction, and a retry with the same key and body gets it back with `Idempotent-Replayed: true`.
 /// The same key with another body, or while the first request still runs, is a 409 problem. Keys are scoped
-/// to the credential (API key or session) that sent them, and that credential is checked before anything
-/// else: a replay needs it valid now (a revoked key or an ended session gets 401, never the stored answer).
+/// to the credential (API key or session) that sent them. It sits behind the routes' authenticator, so the
+/// credential is checked first: a replay needs it valid now (a revoked key or an ended session gets 401,
+/// never the stored answer), and an admin route's policy runs before it.
 /// Answers are not stored when the credential was refused (401) or the server failed (5xx); those requests
 /// may be retried with the same key. No secret is stored: a created API key's answer is kept without the
-/// key, and the auth routes (which answer with session tokens) ignore the header.
-struct IdempotencyMiddleware<Context: RequestContext>: RouterMiddleware {
+/// key, and the auth routes (which answer with session tokens) do not have this middleware.
+struct IdempotencyMiddleware<Context: AuthRequestContext<Caller>>: RouterMiddleware {
     let idempotency: Idempotency
-    let auth: Auth
-    let keys: APIKeys
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        guard request.method == .post, let key = request.headers[.idempotencyKey], let token = request.bearerToken,
-              !request.uri.path.hasPrefix("/v1/auth/")
-        else {
+        guard request.method == .post, let key = request.headers[.idempotencyKey] else {
             return try await next(request, context)
         }
-        try await authorize(token, path: request.uri.path)
+        guard let caller = context.identity else { throw CreditsError(.unauthenticated, Credential.either.missing) }
         var request = request
         let body: ByteBuffer
         do {
@@ -39,7 +37,7 @@ struct IdempotencyMiddleware<Context: RequestContext>: RouterMiddleware {
         var hashed = Data("\(request.method) \(request.uri.path)\n".utf8)
         hashed.append(Self.canonical(Data(buffer: body)))
         let outcome = try await idempotency.perform(
-            scope: Auth.tokenHash(token), key: key, method: request.method.rawValue, path: request.uri.path, requestHash: sha256Hex(hashed),
+            scope: caller.credentialHash, key: key, method: request.method.rawValue, path: request.uri.path, requestHash: sha256Hex(hashed),
             keep: { $0.status < 500 && $0.status != 401 },
             storing: Self.withoutSecrets
         ) { [request] in
@@ -56,16 +54,6 @@ struct IdempotencyMiddleware<Context: RequestContext>: RouterMiddleware {
             return Self.response(stored, replayed: false)
         case .replayed(let stored):
             return Self.response(stored, replayed: true)
-        }
-    }
-
-    /// The credential is valid now, and may use the route: a session for admin routes must be an admin's.
-    func authorize(_ token: String, path: String) async throws {
-        if token.hasPrefix(Auth.sessionTokenPrefix) {
-            let user = try await auth.user(forToken: token)
-            if path.hasPrefix("/v1/admin/"), !user.isAdmin { throw CreditsError(.forbidden, "only admins grant credits") }
-        } else {
-            _ = try await keys.authenticate(token)
         }
     }
 

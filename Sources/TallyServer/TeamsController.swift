@@ -4,16 +4,18 @@ import TallyCredits
 
 /// `/v1/teams` and their members; every route needs a session.
 public struct TeamsController: Sendable {
-    public let auth: Auth
-    public let teams: Teams
+    let teams: Teams
+    let authenticators: Authenticators
+    let idempotency: IdempotencyMiddleware<TallyRequestContext>
 
-    public init(auth: Auth, teams: Teams) {
-        self.auth = auth
-        self.teams = teams
+    struct CreateBody: JSONBody {
+        typealias Field = CodingKeys
+        enum CodingKeys: String, CodingKey, CaseIterable { case name }
+        var name: String
     }
-
-    struct CreateBody: Decodable { var name: String }
-    struct MemberBody: Decodable {
+    struct MemberBody: JSONBody {
+        typealias Field = CodingKeys
+        enum CodingKeys: String, CodingKey, CaseIterable { case email, role }
         var email: String
         var role: String?
     }
@@ -22,39 +24,40 @@ public struct TeamsController: Sendable {
 
     public var endpoints: RouteCollection<TallyRequestContext> {
         let routes = RouteCollection(context: TallyRequestContext.self)
-        routes.post("v1/teams") { request, context -> EditedResponse<TeamResponse> in
-            let user = try await auth.user(from: request)
-            var request = request
-            let body = try await request.decodeStrict(CreateBody.self, context: context)
-            return EditedResponse(status: .created, response: TeamResponse(team: try await teams.create(name: body.name, by: user)))
-        }
-        routes.get("v1/teams") { request, _ -> TeamList in
-            TeamList(teams: try await teams.list(for: try await auth.user(from: request)))
-        }
-        routes.post("v1/teams/:team/members") { request, context -> HTTPResponse.Status in
-            let user = try await auth.user(from: request)
-            let team = try context.parameters.uuid("team")
-            var request = request
-            let body = try await request.decodeStrict(MemberBody.self, context: context)
-            try await teams.addMember(email: body.email, role: body.role ?? "member", to: team, by: user)
-            return .created
-        }
-        routes.delete("v1/teams/:team/members/:user") { request, context -> HTTPResponse.Status in
-            let user = try await auth.user(from: request)
-            try await teams.removeMember(try context.parameters.uuid("user"), from: try context.parameters.uuid("team"), by: user)
-            return .noContent
-        }
+        routes.group()
+            .add(middleware: authenticators.session)
+            .add(middleware: idempotency)
+            .post("v1/teams", use: create)
+            .get("v1/teams", use: list)
+            .post("v1/teams/:team/members", use: addMember)
+            .delete("v1/teams/:team/members/:user", use: removeMember)
         return routes
     }
-}
 
-extension Auth {
-    /// The user of the request's `Authorization: Bearer` session token.
-    func user(from request: Request) async throws -> User {
-        guard let token = request.bearerToken else {
-            throw CreditsError(.unauthenticated, "send the session token as Authorization: Bearer <token>")
-        }
-        return try await user(forToken: token)
+    @Sendable func create(_ request: Request, context: TallyRequestContext) async throws -> EditedResponse<TeamResponse> {
+        let user = try context.requireUser()
+        var request = request
+        let body = try await request.decode(CreateBody.self, context: context)
+        return EditedResponse(status: .created, response: TeamResponse(team: try await teams.create(name: body.name, by: user)))
+    }
+
+    @Sendable func list(_ request: Request, context: TallyRequestContext) async throws -> TeamList {
+        TeamList(teams: try await teams.list(for: try context.requireUser()))
+    }
+
+    @Sendable func addMember(_ request: Request, context: TallyRequestContext) async throws -> HTTPResponse.Status {
+        let user = try context.requireUser()
+        let team = try context.parameters.uuid("team")
+        var request = request
+        let body = try await request.decode(MemberBody.self, context: context)
+        try await teams.addMember(email: body.email, role: body.role ?? "member", to: team, by: user)
+        return .created
+    }
+
+    @Sendable func removeMember(_ request: Request, context: TallyRequestContext) async throws -> HTTPResponse.Status {
+        let user = try context.requireUser()
+        try await teams.removeMember(try context.parameters.uuid("user"), from: try context.parameters.uuid("team"), by: user)
+        return .noContent
     }
 }
 

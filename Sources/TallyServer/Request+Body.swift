@@ -1,0 +1,93 @@
+import Foundation
+import Hummingbird
+import TallyCredits
+
+/// A route's JSON body: a `Decodable` whose coding keys are the only fields the route takes.
+protocol JSONBody: Decodable, Sendable {
+    associatedtype Field: CodingKey & CaseIterable
+}
+
+extension JSONBody {
+    /// The body's field names, as `/openapi.json` must list them.
+    static var fields: [String] { Field.allCases.map(\.stringValue).sorted() }
+}
+
+/// Request bodies are JSON objects of at most 1 MiB with only the fields the route knows.
+extension Request {
+    static let maximumBody = 1 << 20
+
+    /// Decodes the body as `T` in one pass, refusing a body over 1 MiB (413), invalid JSON, a body that is not
+    /// an object, a NUL character, unknown fields and wrong types (400) with a problem that names what is
+    /// wrong. An empty body reads as `{}`.
+    mutating func decode<T: JSONBody>(_ type: T.Type, context: some RequestContext) async throws -> T {
+        let buffer: ByteBuffer
+        do {
+            buffer = try await collectBody(upTo: Self.maximumBody)
+        } catch {
+            throw Problem(.contentTooLarge, type: "body-too-large", title: "Body too large", detail: "the request body is over 1 MiB")
+        }
+        let data = buffer.readableBytes == 0 ? Data("{}".utf8) : Data(buffer: buffer)
+        do {
+            return try JSONDecoder().decode(Strict<T>.self, from: data).body
+        } catch let problem as Problem {
+            throw problem
+        } catch let DecodingError.keyNotFound(key, _) {
+            throw Problem(.badRequest, type: "missing-field", title: "Missing field", detail: "\"\(key.stringValue)\" is required")
+        } catch let DecodingError.typeMismatch(expected, context) where !context.codingPath.isEmpty {
+            throw Problem(.badRequest, type: "wrong-type", title: "Wrong type", detail: "\"\(Self.field(context))\" must be \(Self.describe(expected))")
+        } catch let DecodingError.valueNotFound(expected, context) {
+            throw Problem(.badRequest, type: "wrong-type", title: "Wrong type", detail: "\"\(Self.field(context))\" must be \(Self.describe(expected)), not null")
+        } catch let DecodingError.dataCorrupted(context) where !context.codingPath.isEmpty {
+            throw Problem(.badRequest, type: "invalid-json", title: "Invalid JSON", detail: "\"\(Self.field(context))\" is not a valid value: \(context.debugDescription)")
+        } catch DecodingError.typeMismatch {
+            throw Problem(.badRequest, type: "invalid-json", title: "Invalid JSON", detail: "the body must be a JSON object")
+        } catch {
+            throw Problem(.badRequest, type: "invalid-json", title: "Invalid JSON", detail: "the body is not valid JSON; send a JSON object")
+        }
+    }
+
+    static func field(_ context: DecodingError.Context) -> String {
+        context.codingPath.map(\.stringValue).joined(separator: ".")
+    }
+
+    static func describe(_ type: Any.Type) -> String {
+        switch type {
+        case is String.Type: "a string"
+        case is Int.Type, is Int64.Type: "an integer"
+        case is Bool.Type: "true or false"
+        case is JSONValue.Type: "a JSON object"
+        default: "\(type)"
+        }
+    }
+}
+
+/// `T`, decoded from a body that is a JSON object with no field `T` does not know and no NUL character.
+struct Strict<T: JSONBody>: Decodable {
+    var body: T
+
+    init(from decoder: any Decoder) throws {
+        let object = try decoder.singleValueContainer().decode([String: JSONValue].self)
+        if JSONValue.object(object).containsNUL {
+            // PostgreSQL's text and jsonb cannot hold U+0000; refuse it here rather than fail in the database.
+            throw Problem(.badRequest, type: "invalid-json", title: "Invalid JSON", detail: "strings must not contain the NUL character (\\u0000)")
+        }
+        let fields = T.fields
+        if let unknown = object.keys.sorted().first(where: { !fields.contains($0) }) {
+            throw Problem(.badRequest, type: "unknown-field", title: "Unknown field",
+                          detail: "unknown field \"\(unknown.prefix(60))\"; this endpoint takes \(fields.joined(separator: ", "))")
+        }
+        body = try T(from: decoder)
+    }
+}
+
+extension JSONValue {
+    /// Whether any key or string in the value contains U+0000.
+    var containsNUL: Bool {
+        switch self {
+        case .string(let text): text.utf8.contains(0)
+        case .object(let object): object.contains { $0.key.utf8.contains(0) || $0.value.containsNUL }
+        case .array(let array): array.contains { $0.containsNUL }
+        case .null, .bool, .integer, .number: false
+        }
+    }
+}

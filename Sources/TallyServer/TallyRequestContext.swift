@@ -1,0 +1,127 @@
+import Foundation
+import Hummingbird
+import HummingbirdAuth
+import TallyCredits
+
+/// Who sent a request: a user with a session token, or an API key. Decided once per request, from its
+/// `Authorization: Bearer` token, by `CallerAuthenticator`.
+public struct Caller: Sendable {
+    public enum Kind: Sendable {
+        case user(User)
+        case apiKey(APIKeyPrincipal)
+    }
+
+    public var kind: Kind
+    /// The SHA-256 of the token, as stored: what scopes an `Idempotency-Key`, never the token itself.
+    public var credentialHash: String
+
+    public var user: User? {
+        if case .user(let user) = kind { return user }
+        return nil
+    }
+
+    public var apiKey: APIKeyPrincipal? {
+        if case .apiKey(let key) = kind { return key }
+        return nil
+    }
+}
+
+/// The request context every Tally route sees: Hummingbird's core context and the caller, once known.
+public struct TallyRequestContext: AuthRequestContext, RequestContext {
+    public var coreContext: CoreRequestContextStorage
+    public var identity: Caller?
+
+    public init(source: Source) {
+        self.coreContext = .init(source: source)
+        self.identity = nil
+    }
+
+    /// The session's user; only on routes whose authenticator takes sessions.
+    func requireUser() throws -> User {
+        guard let user = identity?.user else { throw CreditsError(.unauthenticated, Credential.session.missing) }
+        return user
+    }
+
+    /// The API key; only on routes whose authenticator takes keys.
+    func requireAPIKey() throws -> APIKeyPrincipal {
+        guard let key = identity?.apiKey else { throw CreditsError(.unauthenticated, Credential.apiKey.missing) }
+        return key
+    }
+
+    /// The caller; only on routes behind an authenticator.
+    func requireCaller() throws -> Caller {
+        guard let caller = identity else { throw CreditsError(.unauthenticated, Credential.either.missing) }
+        return caller
+    }
+}
+
+/// The credentials a group of routes takes.
+enum Credential: Sendable {
+    case session, apiKey, either
+
+    /// What a caller without the right credential is told.
+    var missing: String {
+        switch self {
+        case .session: "this route needs a session token: log in (POST /v1/auth/login) and send Authorization: Bearer tly_sess_…"
+        case .apiKey: "spending needs an API key: Authorization: Bearer tly_… (create one with POST /v1/api-keys)"
+        case .either: "send a session token or an API key as Authorization: Bearer <token>"
+        }
+    }
+}
+
+/// Fills the context's caller from the `Authorization: Bearer` token, and refuses the request (401) when the
+/// token is missing, unknown, expired, revoked or of the wrong kind for the route. Every authenticated route
+/// sits behind one of these, so the credential is checked before anything else the route does.
+struct CallerAuthenticator: AuthenticatorMiddleware {
+    typealias Context = TallyRequestContext
+
+    let accepts: Credential
+    let auth: Auth
+    let keys: APIKeys
+    /// Whether a recently seen API key may come from memory: only for routes whose statement checks the key is
+    /// still live itself (the spend), so that a revocation takes effect at once everywhere. Never with an
+    /// `Idempotency-Key`, whose replay runs no statement: a revoked key must not get its stored answer.
+    var cachedKeys = false
+
+    func authenticate(request: Request, context: Context) async throws -> Caller? {
+        guard let token = request.bearerToken else { throw CreditsError(.unauthenticated, accepts.missing) }
+        let hash = Auth.tokenHash(token)
+        if token.hasPrefix(Auth.sessionTokenPrefix) {
+            guard accepts != .apiKey else { throw CreditsError(.unauthenticated, accepts.missing) }
+            return Caller(kind: .user(try await auth.user(forTokenHash: hash)), credentialHash: hash)
+        }
+        guard accepts != .session else { throw CreditsError(.unauthenticated, accepts.missing) }
+        let cached = cachedKeys && request.headers[.idempotencyKey] == nil
+        let key = cached ? try await keys.principal(forKeyHash: hash) : try await keys.authenticate(keyHash: hash)
+        return Caller(kind: .apiKey(key), credentialHash: hash)
+    }
+}
+
+/// The routes' authenticators, over one `Auth` and one `APIKeys` (whose cache of keys is per application).
+struct Authenticators: Sendable {
+    let auth: Auth
+    let keys: APIKeys
+
+    var session: CallerAuthenticator { CallerAuthenticator(accepts: .session, auth: auth, keys: keys) }
+    var apiKey: CallerAuthenticator { CallerAuthenticator(accepts: .apiKey, auth: auth, keys: keys) }
+    var either: CallerAuthenticator { CallerAuthenticator(accepts: .either, auth: auth, keys: keys) }
+    /// For the spend only: `tally_consume` refuses a revoked key in the same statement.
+    var spendingKey: CallerAuthenticator { CallerAuthenticator(accepts: .apiKey, auth: auth, keys: keys, cachedKeys: true) }
+
+    /// Admins only (403 for anyone else), behind `session`.
+    var admin: AuthorizationPolicyMiddleware<ClosureAuthorizationPolicy<Caller>, TallyRequestContext, Problem> {
+        AuthorizationPolicyMiddleware(
+            ClosureAuthorizationPolicy { caller, _ in caller.user?.isAdmin == true },
+            deniedError: Problem(CreditsError(.forbidden, "only admins grant credits")))
+    }
+}
+
+extension Request {
+    /// The token of an `Authorization: Bearer …` header.
+    var bearerToken: String? {
+        guard let value = headers[.authorization] else { return nil }
+        let parts = value.split(separator: " ", maxSplits: 1)
+        guard parts.count == 2, parts[0].lowercased() == "bearer" else { return nil }
+        return String(parts[1]).trimmingCharacters(in: .whitespaces)
+    }
+}
