@@ -6,7 +6,7 @@ import TallyCredits
 extension OpenAPIDocument {
     static var paths: [String: Any] {
         let holdID = pathParameter("hold", "The hold's id")
-        let paymentRequired = problem("The account's available credits or the key's credit_limit cannot cover it; nothing was written")
+        let paymentRequired = problem("The account's available credits or the key's credit_limit cannot cover it; nothing was written", ["insufficient-credits", "key-limit-exceeded"])
         return [
             "/healthz": ["get": operation("Liveness: whether the database answers", security: .none, responses: [
                 "200": answer("The database answers", ref("Health")), "503": answer("The database is unreachable", ref("Health")),
@@ -19,10 +19,10 @@ extension OpenAPIDocument {
             ])],
             "/openapi.json": ["get": operation("This document", security: .none, responses: ["200": answer("OpenAPI 3.1", ["type": "object"])])],
             "/v1/auth/signup": ["post": operation("Create an account and a session", security: .none, body: bodies["POST /v1/auth/signup"], responses: [
-                "201": answer("Signed up", ref("Session")), "409": problem("The email is taken"),
+                "201": answer("Signed up", ref("Session")), "409": problem("The email is taken", ["email-taken"]),
             ])],
             "/v1/auth/login": ["post": operation("Log in", security: .none, body: bodies["POST /v1/auth/login"], responses: [
-                "200": answer("Logged in", ref("Session")), "401": problem("Wrong email or password (the same answer for both)"),
+                "200": answer("Logged in", ref("Session")), "401": problem("Wrong email or password (the same answer for both)", ["invalid-credentials"]),
             ])],
             "/v1/auth/logout": ["post": operation("End this session", security: .session, responses: ["204": answer("Logged out")])],
             "/v1/me": ["get": operation("The session's user", security: .session, responses: [
@@ -39,18 +39,21 @@ extension OpenAPIDocument {
             "/v1/teams/{team}/members": ["post": operation(
                 "Add a user to a team (owners and admins)", security: .session, body: bodies["POST /v1/teams/{team}/members"],
                 parameters: [pathParameter("team", "The team's id")], idempotent: true, responses: [
-                    "201": answer("Added"), "403": problem("Your role cannot add members"), "404": problem("No such team among yours, or no such user"),
+                    "201": answer("Added"), "403": problem("Your role cannot add members", ["forbidden"]), "404": problem("No such team among yours, or no such user", ["not-found"]),
+                    "409": problem(
+                        "The user is already a member; or an Idempotency-Key conflict",
+                        ["conflict", "idempotency-key-reused", "idempotency-request-in-progress"]),
                 ])],
             "/v1/teams/{team}/members/{user}": ["delete": operation(
                 "Remove a member (owners and admins), or leave", security: .session,
                 parameters: [pathParameter("team", "The team's id"), pathParameter("user", "The member's user id")], responses: [
-                    "204": answer("Removed"), "403": problem("Your role cannot remove members"), "404": problem("No such team or member"),
-                    "409": problem("The last owner cannot leave"),
+                    "204": answer("Removed"), "403": problem("Your role cannot remove members", ["forbidden"]), "404": problem("No such team or member", ["not-found"]),
+                    "409": problem("The last owner cannot leave", ["conflict"]),
                 ])],
             "/v1/api-keys": [
                 "post": operation("Create an API key (shown once)", security: .session, body: bodies["POST /v1/api-keys"], idempotent: true, responses: [
-                    "201": answer("Created", ref("CreatedAPIKey")), "403": problem("Only a team's owners and admins create its keys"),
-                    "404": problem("No such team among yours"),
+                    "201": answer("Created", ref("CreatedAPIKey")), "403": problem("Only a team's owners and admins create its keys", ["forbidden"]),
+                    "404": problem("No such team among yours", ["not-found"]),
                 ]),
                 "get": operation("Your API keys (never the key itself)", security: .session, responses: [
                     "200": answer("Keys", object(["api_keys": ["type": "array", "items": ref("APIKey")]], required: ["api_keys"])),
@@ -58,17 +61,17 @@ extension OpenAPIDocument {
             ],
             "/v1/api-keys/{key}": ["delete": operation(
                 "Revoke a key at once", security: .session, parameters: [pathParameter("key", "The key's id")], responses: [
-                    "204": answer("Revoked"), "404": problem("No such key among yours"),
+                    "204": answer("Revoked"), "404": problem("No such key among yours", ["not-found"]),
                 ])],
             "/v1/admin/grants": ["post": operation(
                 "Grant credits to a user's or a team's account (admins)", security: .session, body: bodies["POST /v1/admin/grants"], idempotent: true,
                 responses: [
-                    "201": answer("Granted", ref("Grant")), "403": problem("Only admins grant credits"), "404": problem("No such user or team"),
+                    "201": answer("Granted", ref("Grant")), "403": problem("Only admins grant credits", ["forbidden"]), "404": problem("No such user or team", ["not-found"]),
                 ])],
             "/v1/credits/balance": ["get": operation(
                 "The account's balance, held and available credits and open grants", security: .either, parameters: [teamQuery], responses: [
-                    "200": answer("The balance", ref("Balance")), "400": problem("team_id with an API key (a key reads only the account it spends from)"),
-                    "404": problem("No such team among yours"),
+                    "200": answer("The balance", ref("Balance")), "400": problem("A malformed team_id, or team_id with an API key (a key reads only the account it spends from)", ["invalid-input"]),
+                    "404": problem("No such team among yours", ["not-found"]),
                 ])],
             "/v1/credits/transactions": ["get": operation(
                 "The account's ledger, newest first", security: .either,
@@ -79,8 +82,8 @@ extension OpenAPIDocument {
                         "type": "string", "pattern": Ledger.cursorPattern,
                     ]),
                 ], responses: [
-                    "200": answer("A page", ref("LedgerPage")), "400": problem("A bad limit or cursor, or team_id with an API key"),
-                    "404": problem("No such team among yours"),
+                    "200": answer("A page", ref("LedgerPage")), "400": problem("A bad limit or cursor, or team_id with an API key", ["invalid-input"]),
+                    "404": problem("No such team among yours", ["not-found"]),
                 ])],
             "/v1/credits/consume": ["post": operation(
                 "Spend credits from the API key's account", security: .apiKey, body: bodies["POST /v1/credits/consume"], idempotent: true,
@@ -91,13 +94,13 @@ extension OpenAPIDocument {
             "/v1/credits/holds/{hold}/capture": ["post": operation(
                 "Spend up to the held amount; the rest returns", security: .apiKey, body: bodies["POST /v1/credits/holds/{hold}/capture"],
                 parameters: [holdID], idempotent: true, responses: [
-                    "200": answer("Captured", ref("Hold")), "404": problem("No such hold on this key's account"),
-                    "409": problem("The hold is already captured, released or expired; or an Idempotency-Key conflict"),
+                    "200": answer("Captured", ref("Hold")), "404": problem("No such hold on this key's account", ["not-found"]),
+                    "409": problem("The hold is already captured, released or expired; or an Idempotency-Key conflict", ["conflict", "idempotency-key-reused", "idempotency-request-in-progress"]),
                 ])],
             "/v1/credits/holds/{hold}/release": ["post": operation(
                 "Return all of a hold", security: .apiKey, parameters: [holdID], idempotent: true, responses: [
-                    "200": answer("Released", ref("Hold")), "404": problem("No such hold on this key's account"),
-                    "409": problem("The hold is already captured, released or expired; or an Idempotency-Key conflict"),
+                    "200": answer("Released", ref("Hold")), "404": problem("No such hold on this key's account", ["not-found"]),
+                    "409": problem("The hold is already captured, released or expired; or an Idempotency-Key conflict", ["conflict", "idempotency-key-reused", "idempotency-request-in-progress"]),
                 ])],
         ]
     }

@@ -3,7 +3,9 @@ import Hummingbird
 import TallyCredits
 
 /// `GET /openapi.json`: the OpenAPI 3.1 description of every route, its request body and its answers.
-/// A test checks it against the router's routes and `RequestBodies`, so it cannot drift from the code.
+/// Tests hold the code to it: every route is documented and every documented route is routed; each body's
+/// fields are what its handler accepts; and every answer any server test gets (status, content type, body,
+/// problem `type`) is checked against it, as schemathesis checks answers to generated requests.
 public enum OpenAPIDocument {
     static var endpoints: RouteCollection<TallyRequestContext> {
         let routes = RouteCollection(context: TallyRequestContext.self)
@@ -73,8 +75,13 @@ public enum OpenAPIDocument {
         return response
     }
 
-    static func problem(_ description: String) -> [String: Any] {
-        ["description": description, "content": ["application/problem+json": ["schema": ref("Problem")]]]
+    /// A problem answer, with the `type`s it can have (without `/problems/`): clients can match on them, and the
+    /// contract test fails on a problem the document does not list.
+    static func problem(_ description: String, _ types: [String]) -> [String: Any] {
+        [
+            "description": description,
+            "content": ["application/problem+json": ["schema": ["allOf": [ref("Problem"), ["properties": ["type": ["enum": types.map { "/problems/" + $0 }]]]]]]],
+        ]
     }
 
     enum Security { case none, session, apiKey, either }
@@ -91,15 +98,23 @@ public enum OpenAPIDocument {
         case .apiKey: op["security"] = [["apiKey": [String]()]]
         case .either: op["security"] = [["session": [String]()], ["apiKey": [String]()]]
         }
-        if security != .none { responses["401"] = problem("No credential, or an unknown, expired or revoked one") }
+        if security != .none {
+            responses["401"] = problem("No credential, an unknown, expired or revoked one, or the wrong kind for this route", ["unauthenticated"])
+        }
         if responses["503"] == nil {
-            responses["503"] = ["description": "The database gave no connection within --database-wait, its connection broke, or the request outlived --request-timeout; `Retry-After` says when to retry, and `detail` whether the request may have taken effect", "headers": retryAfter, "content": ["application/problem+json": ["schema": ref("Problem")]]]
+            var unavailable = problem(
+                "The database gave no connection within --database-wait, its connection broke, or the request outlived --request-timeout; `Retry-After` says when to retry, and `detail` whether the request may have taken effect",
+                ["database-unavailable", "request-timeout"])
+            unavailable["headers"] = retryAfter
+            responses["503"] = unavailable
         }
         if let body {
             op["requestBody"] = ["required": true, "content": json(body)]
-            responses["400"] = problem("Invalid JSON, an unknown field, a missing field, a wrong type, or a NUL character in a string")
-            responses["408"] = problem("The body did not arrive within --request-timeout; the connection is closed")
-            responses["413"] = problem("The body is over 1 MiB")
+            responses["400"] = problem(
+                "Invalid JSON, an unknown field, a missing field, a wrong type, a NUL character in a string, or a value the field does not take",
+                ["invalid-json", "unknown-field", "missing-field", "wrong-type", "invalid-input"])
+            responses["408"] = problem("The body did not arrive within --request-timeout; the connection is closed", ["request-timeout"])
+            responses["413"] = problem("The body is over 1 MiB", ["body-too-large"])
         }
         var parameters = parameters
         if idempotent {
@@ -108,8 +123,12 @@ public enum OpenAPIDocument {
                 "description": "Retry-safe key (1 to 255 visible ASCII characters, kept 24 hours): the same key and body answer with the first response and `Idempotent-Replayed: true`; another body, or a retry while the first request runs, is 409.",
                 "schema": ["type": "string", "pattern": "^[!-~]{1,255}$"],
             ])
-            responses["409"] = problem("The Idempotency-Key was used with another request, or its first request is still running")
-            if responses["400"] == nil { responses["400"] = problem("A malformed Idempotency-Key") }
+            if responses["409"] == nil {
+                responses["409"] = problem(
+                    "The Idempotency-Key was used with another request, or its first request is still running",
+                    ["idempotency-key-reused", "idempotency-request-in-progress"])
+            }
+            if responses["400"] == nil { responses["400"] = problem("A malformed Idempotency-Key", ["invalid-input"]) }
         }
         if !parameters.isEmpty { op["parameters"] = parameters }
         op["responses"] = responses

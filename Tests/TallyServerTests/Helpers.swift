@@ -31,7 +31,7 @@ func withTallyServer(
         try await SchemaGate.prepare(db, apply: true)
         let app = buildApplication(ServerSettings(
             host: "127.0.0.1", port: 0, database: db, logLevel: .critical, bcryptCost: 4, maintenanceInterval: maintenanceInterval))
-        try await app.test(.live) { client in try await body(client, db) }
+        try await app.test(.live) { client in try await body(ContractCheckingClient(client: client), db) }
     }
 }
 
@@ -53,7 +53,7 @@ func withTallyServer(
         try await SchemaGate.prepare(db, apply: true)
         var settings = ServerSettings(host: "127.0.0.1", port: 0, database: db, logLevel: .critical, bcryptCost: 4)
         configure(&settings)
-        try await buildApplication(settings).test(.live) { client in try await body(client, db) }
+        try await buildApplication(settings).test(.live) { client in try await body(ContractCheckingClient(client: client), db) }
     }
 }
 
@@ -175,6 +175,11 @@ func send(
     let http = try #require(response as? HTTPURLResponse)
     var fields: [String: String] = [:]
     for (name, value) in http.allHeaderFields { fields[String(describing: name).lowercased()] = String(describing: value) }
+    for violation in Contract.shared.violations(
+        method: HTTPRequest.Method(method) ?? .get, uri: path, status: http.statusCode, contentType: fields["content-type"], body: Array(data)
+    ) {
+        Issue.record("\(method) \(path) → \(http.statusCode): \(violation) (per /openapi.json)")
+    }
     return Answer(status: http.statusCode, data: data, headers: fields)
 }
 

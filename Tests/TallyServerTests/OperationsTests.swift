@@ -57,6 +57,31 @@ import Testing
         }
     }
 
+    /// Every answer in these tests is checked against the document (`ContractCheckingClient`); the check itself
+    /// must catch an answer that drifts from it.
+    @Test func theContractCheckCatchesAnswersTheDocumentDoesNotDescribe() throws {
+        let contract = Contract.shared
+        func check(_ method: HTTPRequest.Method, _ uri: String, _ status: Int, _ type: String?, _ body: String) -> [String] {
+            contract.violations(method: method, uri: uri, status: status, contentType: type, body: Array(body.utf8))
+        }
+        let balance = #"{"account_id":"3F2A0000-0000-0000-0000-000000000000","balance":5,"held":0,"available":5,"grants":[]}"#
+        #expect(check(.get, "/v1/credits/balance?team_id=x", 200, "application/json", balance).isEmpty)
+        #expect(check(.get, "/v1/credits/balance", 201, "application/json", balance).first?.contains("not documented") == true)
+        #expect(check(.get, "/v1/credits/balance", 200, "text/html", balance).first?.contains("content type") == true)
+        #expect(check(.get, "/v1/credits/balance", 200, "application/json", #"{"balance":5}"#).contains { $0.contains("required field account_id") })
+        #expect(check(.get, "/v1/credits/balance", 200, "application/json", balance.replacing("\"grants\":[]", with: "\"grants\":[],\"extra\":1"))
+            .contains { $0.contains("extra is not documented") })
+        #expect(check(.get, "/v1/credits/balance", 200, "application/json", balance.replacing("\"held\":0", with: "\"held\":\"0\""))
+            .contains { $0.contains("body.held") })
+        let problem = #"{"type":"/problems/not-found","title":"Not Found","status":404,"detail":"no"}"#
+        #expect(check(.delete, "/v1/api-keys/\(UUID())", 404, "application/problem+json", problem).isEmpty)
+        #expect(check(.delete, "/v1/api-keys/\(UUID())", 404, "application/problem+json", problem.replacing("not-found", with: "conflict"))
+            .contains { $0.contains("/problems/conflict") })
+        #expect(check(.delete, "/v1/api-keys/\(UUID())", 404, "application/problem+json", problem.replacing("404", with: "400"))
+            .contains { $0.contains("is not the answer's 404") })
+        #expect(check(.delete, "/v1/api-keys/\(UUID())", 204, nil, "{}").first?.contains("documents no body") == true)
+    }
+
     @Test func theOpenAPIDocumentDescribesEveryRouteAndBody() async throws {
         try await withTallyServer { http, db in
             let (admin, _, key) = try await fundedUser(http, db, credits: 10)
