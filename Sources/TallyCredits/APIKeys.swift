@@ -61,21 +61,20 @@ public struct APIKeys: Sendable {
         self.init(database: Database(client))
     }
 
-    public func create(name: String, teamID: UUID?, creditLimit: Int64?, by user: User) async throws -> CreatedAPIKey {
+    public func create(name: String, teamID: UUID?, creditLimit: Int64?, by user: User, context: QueryContext) async throws -> CreatedAPIKey {
         let name = try TextRules.checkName(name)
         if let creditLimit, creditLimit < 0 { throw CreditsError(.invalidInput, "credit_limit cannot be negative") }
         if let teamID {
-            let role = try await Teams(database: database).role(of: user, in: teamID)
+            let role = try await Teams(database: database).role(of: user, in: teamID, context: context)
             guard role == "owner" || role == "admin" else { throw CreditsError(.forbidden, "only the team's owners and admins create its API keys") }
         }
         let key = "tly_" + randomHex(bytes: 32)
         let prefix = String(key.prefix(12))
         let hash = Auth.tokenHash(key)
-        return try await database.transaction { connection in
+        return try await database.transaction(context) { connection in
             var created: APIKey?
             for try await (id, createdAt) in try await connection.query(
-                "INSERT INTO api_keys (user_id, team_id, name, prefix, key_hash) VALUES (\(user.id), \(teamID), \(name), \(prefix), \(hash)) RETURNING id, created_at",
-                logger: LocalCluster.quietLogger
+                "INSERT INTO api_keys (user_id, team_id, name, prefix, key_hash) VALUES (\(user.id), \(teamID), \(name), \(prefix), \(hash)) RETURNING id, created_at"
             ).decode((UUID, Date).self) {
                 created = APIKey(
                     id: id, name: name, prefix: prefix, teamID: teamID, creditLimit: creditLimit, used: 0, createdAt: createdAt,
@@ -88,8 +87,8 @@ public struct APIKeys: Sendable {
     }
 
     /// The keys `user` created, and every key that spends from a team `user` owns or administers.
-    public func list(for user: User) async throws -> [APIKey] {
-        try await database.connection { connection in
+    public func list(for user: User, context: QueryContext) async throws -> [APIKey] {
+        try await database.connection(context) { connection in
             var keys: [APIKey] = []
             for try await (id, name, prefix, team, limit, used, created, creator, revoked, reason) in try await connection.query(
                 """
@@ -99,7 +98,7 @@ public struct APIKeys: Sendable {
                 WHERE k.user_id = \(user.id)
                    OR k.team_id IN (SELECT team_id FROM team_members WHERE user_id = \(user.id) AND role IN ('owner', 'admin'))
                 ORDER BY k.created_at, k.id
-                """, logger: LocalCluster.quietLogger
+                """
             ).decode((UUID, String, String, UUID?, Int64?, Int64, Date, UUID, Date?, String?).self) {
                 keys.append(APIKey(
                     id: id, name: name, prefix: prefix, teamID: team, creditLimit: limit, used: used, createdAt: created,
@@ -111,8 +110,8 @@ public struct APIKeys: Sendable {
 
     /// Revokes at once a key `user` made, or one that spends from a team `user` owns or administers;
     /// not-found for any other.
-    public func revoke(_ id: UUID, by user: User) async throws {
-        try await database.connection { connection in
+    public func revoke(_ id: UUID, by user: User, context: QueryContext) async throws {
+        try await database.connection(context) { connection in
             var found = false
             for try await _ in try await connection.query(
                 """
@@ -122,8 +121,7 @@ public struct APIKeys: Sendable {
                 WHERE id = \(id) AND (user_id = \(user.id)
                    OR team_id IN (SELECT team_id FROM team_members WHERE user_id = \(user.id) AND role IN ('owner', 'admin')))
                 RETURNING id
-                """,
-                logger: LocalCluster.quietLogger
+                """
             ) { found = true }
             guard found else { throw CreditsError(.notFound, "no API key \(id) among yours or your teams'; GET /v1/api-keys lists them") }
         }
@@ -133,9 +131,9 @@ public struct APIKeys: Sendable {
     /// recently, else as `authenticate`.
     /// Only for callers that check the key is still live in the same statement that uses it, as the consume
     /// path does (`tally_consume` refuses a revoked key): a revocation must take effect at once.
-    public func principal(forKeyHash hash: String) async throws -> APIKeyPrincipal {
+    public func principal(forKeyHash hash: String, context: QueryContext) async throws -> APIKeyPrincipal {
         if let known = principals.get(hash) { return known }
-        let principal = try await authenticate(keyHash: hash)
+        let principal = try await authenticate(keyHash: hash, context: context)
         principals.set(hash, principal)
         return principal
     }
@@ -146,15 +144,15 @@ public struct APIKeys: Sendable {
     }
 
     /// The live key `key` is; unauthenticated when unknown or revoked.
-    public func authenticate(_ key: String) async throws -> APIKeyPrincipal {
-        try await authenticate(keyHash: Auth.tokenHash(key))
+    public func authenticate(_ key: String, context: QueryContext) async throws -> APIKeyPrincipal {
+        try await authenticate(keyHash: Auth.tokenHash(key), context: context)
     }
 
     /// `authenticate` by the key's hash (`Auth.tokenHash`).
-    public func authenticate(keyHash hash: String) async throws -> APIKeyPrincipal {
-        try await database.connection { connection in
+    public func authenticate(keyHash hash: String, context: QueryContext) async throws -> APIKeyPrincipal {
+        try await database.connection(context) { connection in
             for try await (id, user, team) in try await connection.query(
-                "SELECT id, user_id, team_id FROM api_keys WHERE key_hash = \(hash) AND revoked_at IS NULL", logger: LocalCluster.quietLogger
+                "SELECT id, user_id, team_id FROM api_keys WHERE key_hash = \(hash) AND revoked_at IS NULL"
             ).decode((UUID, UUID, UUID?).self) {
                 return APIKeyPrincipal(keyID: id, userID: user, teamID: team)
             }

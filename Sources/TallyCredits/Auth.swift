@@ -56,12 +56,12 @@ public struct Auth: Sendable {
         self.sessionLifetime = sessionLifetime
     }
 
-    public func signup(email: String, password: String, name: String?) async throws -> SessionGrant {
-        try await newSession(for: try await createUser(email: email, password: password, name: name, admin: false))
+    public func signup(email: String, password: String, name: String?, context: QueryContext) async throws -> SessionGrant {
+        try await newSession(for: try await createUser(email: email, password: password, name: name, admin: false, context: context), context: context)
     }
 
     /// Creates a user (the operator CLI can make admins); email-taken when the email is in use.
-    public func createUser(email: String, password: String, name: String?, admin: Bool) async throws -> User {
+    public func createUser(email: String, password: String, name: String?, admin: Bool, context: QueryContext) async throws -> User {
         let email = try TextRules.checkEmail(email)
         try TextRules.checkPassword(password)
         if let name, name.unicodeScalars.count > TextRules.nameMaximum {
@@ -72,12 +72,12 @@ public struct Auth: Sendable {
         let hash = try await NIOThreadPool.singleton.runIfActive { Bcrypt.hash(input, cost: cost) }
         let user: User
         do {
-            user = try await database.connection { connection in
+            user = try await database.connection(context) { connection in
                 let rows = try await connection.query(
                     """
                     INSERT INTO users (email, name, password_hash, is_admin) VALUES (\(email), \(name), \(hash), \(admin))
                     RETURNING id, email, name, is_admin, created_at
-                    """, logger: LocalCluster.quietLogger)
+                    """)
                 for try await (id, email, name, admin, created) in rows.decode((UUID, String, String?, Bool, Date).self) {
                     return User(id: id, email: email, name: name, isAdmin: admin, createdAt: created)
                 }
@@ -90,13 +90,12 @@ public struct Auth: Sendable {
     }
 
     /// The user with this email (compared case-insensitively) or id.
-    public func findUser(_ emailOrID: String) async throws -> User {
+    public func findUser(_ emailOrID: String, context: QueryContext) async throws -> User {
         let text = emailOrID.trimmingCharacters(in: .whitespaces)
         let id = UUID(uuidString: text)
-        let user = try await database.connection { connection -> User? in
+        let user = try await database.connection(context) { connection -> User? in
             let rows = try await connection.query(
-                "SELECT id, email, name, is_admin, created_at FROM users WHERE lower(email) = lower(\(text)) OR id = \(id)",
-                logger: LocalCluster.quietLogger)
+                "SELECT id, email, name, is_admin, created_at FROM users WHERE lower(email) = lower(\(text)) OR id = \(id)")
             for try await (id, email, name, admin, created) in rows.decode((UUID, String, String?, Bool, Date).self) {
                 return User(id: id, email: email, name: name, isAdmin: admin, createdAt: created)
             }
@@ -106,11 +105,10 @@ public struct Auth: Sendable {
         return user
     }
 
-    public func login(email: String, password: String) async throws -> SessionGrant {
-        let found = try await database.connection { connection -> (User, String)? in
+    public func login(email: String, password: String, context: QueryContext) async throws -> SessionGrant {
+        let found = try await database.connection(context) { connection -> (User, String)? in
             let rows = try await connection.query(
-                "SELECT id, email, name, is_admin, created_at, password_hash FROM users WHERE lower(email) = lower(\(email.trimmingCharacters(in: .whitespaces)))",
-                logger: LocalCluster.quietLogger)
+                "SELECT id, email, name, is_admin, created_at, password_hash FROM users WHERE lower(email) = lower(\(email.trimmingCharacters(in: .whitespaces)))")
             for try await (id, email, name, admin, created, hash) in rows.decode((UUID, String, String?, Bool, Date, String).self) {
                 return (User(id: id, email: email, name: name, isAdmin: admin, createdAt: created), hash)
             }
@@ -123,15 +121,15 @@ public struct Auth: Sendable {
         guard ok, let user = found?.0 else {
             throw CreditsError(.invalidCredentials, "the email or the password is wrong")
         }
-        return try await newSession(for: user)
+        return try await newSession(for: user, context: context)
     }
 
     /// Ends the session whose token has this hash (`tokenHash`); false when there was none.
     @discardableResult
-    public func logout(tokenHash hash: String) async throws -> Bool {
-        try await database.connection { connection in
+    public func logout(tokenHash hash: String, context: QueryContext) async throws -> Bool {
+        try await database.connection(context) { connection in
             var deleted = false
-            for try await _ in try await connection.query("DELETE FROM sessions WHERE token_hash = \(hash) RETURNING id", logger: LocalCluster.quietLogger) {
+            for try await _ in try await connection.query("DELETE FROM sessions WHERE token_hash = \(hash) RETURNING id") {
                 deleted = true
             }
             return deleted
@@ -139,13 +137,13 @@ public struct Auth: Sendable {
     }
 
     /// The user of the live session token whose hash (`tokenHash`) this is.
-    public func user(forTokenHash hash: String) async throws -> User {
-        let user = try await database.connection { connection -> User? in
+    public func user(forTokenHash hash: String, context: QueryContext) async throws -> User {
+        let user = try await database.connection(context) { connection -> User? in
             let rows = try await connection.query(
                 """
                 SELECT u.id, u.email, u.name, u.is_admin, u.created_at FROM sessions s JOIN users u ON u.id = s.user_id
                 WHERE s.token_hash = \(hash) AND s.expires_at > now()
-                """, logger: LocalCluster.quietLogger)
+                """)
             for try await (id, email, name, admin, created) in rows.decode((UUID, String, String?, Bool, Date).self) {
                 return User(id: id, email: email, name: name, isAdmin: admin, createdAt: created)
             }
@@ -155,14 +153,13 @@ public struct Auth: Sendable {
         return user
     }
 
-    private func newSession(for user: User) async throws -> SessionGrant {
+    private func newSession(for user: User, context: QueryContext) async throws -> SessionGrant {
         let token = Self.sessionTokenPrefix + randomHex(bytes: 32)
         let hash = Self.tokenHash(token)
         let seconds = Int(sessionLifetime.components.seconds)
-        let expires = try await database.connection { connection -> Date in
+        let expires = try await database.connection(context) { connection -> Date in
             let rows = try await connection.query(
-                "INSERT INTO sessions (user_id, token_hash, expires_at) VALUES (\(user.id), \(hash), now() + make_interval(secs => \(seconds))) RETURNING expires_at",
-                logger: LocalCluster.quietLogger)
+                "INSERT INTO sessions (user_id, token_hash, expires_at) VALUES (\(user.id), \(hash), now() + make_interval(secs => \(seconds))) RETURNING expires_at")
             for try await at in rows.decode(Date.self) { return at }
             return Date()
         }

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import Metrics
 import PostgresNIO
 import TallyPostgres
@@ -15,6 +16,9 @@ final class ConsumeBatcher: @unchecked Sendable {
     }
 
     let database: Database
+    /// The batches' statements serve several requests at once, so they log to the database's logger, marked
+    /// `tally.work=consume-batch`, not to any one request's.
+    let logger: Logger
     let lanes: Int
     let maximumBatch: Int
     private let lock = NSLock()
@@ -31,6 +35,9 @@ final class ConsumeBatcher: @unchecked Sendable {
 
     init(database: Database, lanes: Int = 4, maximumBatch: Int = 128) {
         self.database = database
+        var logger = database.logger
+        logger[metadataKey: "tally.work"] = "consume-batch"
+        self.logger = logger
         self.lanes = max(1, lanes)
         self.maximumBatch = max(1, maximumBatch)
         self.queues = Array(repeating: [], count: self.lanes)
@@ -89,7 +96,7 @@ final class ConsumeBatcher: @unchecked Sendable {
     private func run(_ batch: [Pending], lane: Int) async {
         do {
             let requests = batch.map(\.request)
-            let outcomes = try await database.leased { connection in try await Ledger.spend(requests, on: connection) }
+            let outcomes = try await database.leased(logger: logger) { connection in try await Ledger.spend(requests, on: connection) }
             for (pending, outcome) in zip(batch, outcomes) { pending.continuation.resume(returning: outcome) }
         } catch let error as CreditsError where error.code == .databaseUnavailable {
             // The spends queued meanwhile would wait as long again: they fail now too, so no spend waits
@@ -102,7 +109,7 @@ final class ConsumeBatcher: @unchecked Sendable {
             for pending in batch {
                 do {
                     let request = pending.request
-                    let outcome = try await database.leased { connection in try await Ledger.spend([request], on: connection) }
+                    let outcome = try await database.leased(logger: logger) { connection in try await Ledger.spend([request], on: connection) }
                     pending.continuation.resume(returning: outcome[0])
                 } catch {
                     pending.continuation.resume(throwing: error)

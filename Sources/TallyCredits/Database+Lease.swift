@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import PostgresNIO
 import TallyPostgres
 
@@ -8,7 +9,7 @@ extension Database {
     /// A connection from the pool, waiting at most `DatabaseWait.limit` for it; past it, `databaseUnavailable`
     /// (nothing was run). Once leased, `body` runs to its end: only the wait is bounded.
     /// A child task holds the lease and hands the connection over, so `body` runs in the caller's task.
-    public func leased<T>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
+    public func leased<T>(logger: Logger, _ body: (DatabaseConnection) async throws -> T) async throws -> T {
         let limit = DatabaseWait.limit
         let pool = self.pool
         let lease = Lease(unavailable: CreditsError(
@@ -38,7 +39,7 @@ extension Database {
                 throw CreditsError(.databaseUnavailable, "the database closed the connection before anything was sent (it may be restarting); nothing was done, so retry in a moment")
             }
             do {
-                let result = try await body(connection)
+                let result = try await body(DatabaseConnection(connection, logger: logger))
                 lease.giveBack()
                 return result
             } catch {

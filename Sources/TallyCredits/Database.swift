@@ -13,12 +13,6 @@ public enum DatabaseWait {
     @TaskLocal public static var limit: Duration = standard
 }
 
-/// The database transaction a request's work joins, when the request runs inside one (an `Idempotency-Key`
-/// request: its effects and its stored answer commit together, or not at all).
-public enum RequestTransaction {
-    @TaskLocal public static var connection: PostgresConnection?
-}
-
 /// Where Tally's credits code gets its database connections: a postgres-nio pool, with every wait for a
 /// connection bounded (`DatabaseWait`) and, when it runs as a service, a pool that comes back at once after an
 /// outage.
@@ -32,7 +26,8 @@ public final class Database: Service, Sendable {
     let state: Mutex<State>
     /// Set when this database owns its pool (and can make a fresh one).
     private let settings: ConnectionSettings?
-    private let logger: Logger
+    /// The database's own logger (the pool's, and work no request asked for).
+    let logger: Logger
 
     struct State {
         var pool: PostgresClient
@@ -125,7 +120,7 @@ public final class Database: Service, Sendable {
 
     private func poolLends(within limit: Duration) async -> Bool {
         do {
-            try await DatabaseWait.$limit.withValue(limit) { try await leased { _ in } }
+            try await DatabaseWait.$limit.withValue(limit) { try await leased(logger: logger) { _ in } }
             return true
         } catch {
             return false
@@ -133,32 +128,36 @@ public final class Database: Service, Sendable {
     }
 
     /// A transaction, rethrowing the closure's own error (postgres-nio would wrap it in
-    /// `PostgresTransactionError`, hiding a `CreditsError` from the HTTP layer). Inside a `RequestTransaction`
-    /// it runs in a savepoint of that transaction instead, so a failure undoes only its own writes.
-    func transaction<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
-        if let connection = RequestTransaction.connection {
-            return try await Self.inSavepoint(connection, body)
+    /// `PostgresTransactionError`, hiding a `CreditsError` from the HTTP layer). Inside the context's request
+    /// transaction it runs in a savepoint of that transaction instead, so a failure undoes only its own writes.
+    func transaction<T: Sendable>(_ context: QueryContext, _ body: (DatabaseConnection) async throws -> T) async throws -> T {
+        if let transaction = context.transaction {
+            return try await Self.inSavepoint(transaction, logger: context.logger, body)
         }
-        return try await leased { connection in try await connection.transaction { try await body(connection) } }
+        return try await leased(logger: context.logger) { connection in try await connection.transaction { try await body(connection) } }
     }
 
-    /// A pooled connection, or the request transaction's (in a savepoint, so a failed statement does not
-    /// abort the request's transaction).
-    public func connection<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
-        if let connection = RequestTransaction.connection {
-            return try await Self.inSavepoint(connection, body)
+    /// A pooled connection, or the context's request transaction (in a savepoint, so a failed statement does
+    /// not abort the request's transaction).
+    public func connection<T: Sendable>(_ context: QueryContext, _ body: (DatabaseConnection) async throws -> T) async throws -> T {
+        if let transaction = context.transaction {
+            return try await Self.inSavepoint(transaction, logger: context.logger, body)
         }
-        return try await leased { connection in try await body(connection) }
+        return try await leased(logger: context.logger) { connection in try await body(connection) }
     }
 
-    private static func inSavepoint<T: Sendable>(_ connection: PostgresConnection, _ body: (PostgresConnection) async throws -> T) async throws -> T {
-        try await connection.execute("SAVEPOINT tally_step")
+    private static func inSavepoint<T: Sendable>(
+        _ transaction: RequestTransaction, logger: Logger, _ body: (DatabaseConnection) async throws -> T
+    ) async throws -> T {
+        let connection = DatabaseConnection(transaction.connection, logger: logger)
+        let savepoint = transaction.nextSavepoint()
+        try await connection.execute("SAVEPOINT \(unescaped: savepoint)")
         do {
             let result = try await body(connection)
-            try await connection.execute("RELEASE SAVEPOINT tally_step")
+            try await connection.execute("RELEASE SAVEPOINT \(unescaped: savepoint)")
             return result
         } catch {
-            await connection.rollBack(after: error, toSavepoint: "tally_step")
+            await connection.rollBack(after: error, toSavepoint: savepoint)
             throw error
         }
     }

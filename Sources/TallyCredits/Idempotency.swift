@@ -18,7 +18,8 @@ public struct StoredResponse: Sendable, Equatable {
 
 /// `Idempotency-Key`: a retried request gets the first request's answer instead of running twice.
 ///
-/// The request runs inside one database transaction that also stores its answer (`RequestTransaction`), so
+/// The request runs inside one database transaction that also stores its answer (`RequestTransaction`, handed
+/// to the operation, which passes it on in its `QueryContext`), so
 /// the effects and the stored answer commit together: a crash in between leaves neither, and the retry runs
 /// afresh. A transaction-scoped advisory lock on (scope, key) marks the request in flight; a second request
 /// with the same key meanwhile is refused at once. Keys are scoped to the credential that sent them and kept
@@ -58,15 +59,16 @@ public struct Idempotency: Sendable {
         scope: String, key: String, method: String, path: String, requestHash: String,
         keep: @Sendable (StoredResponse) -> Bool = { $0.status < 500 },
         storing: @Sendable (StoredResponse) -> StoredResponse = { $0 },
-        operation: () async throws -> StoredResponse
+        logger: Logger,
+        operation: (RequestTransaction) async throws -> StoredResponse
     ) async throws -> Outcome {
         try Self.validate(key)
-        return try await database.leased { connection in
+        return try await database.leased(logger: logger) { connection in
             try await connection.execute("BEGIN")
             do {
                 var locked = false
                 for try await value in try await connection.query(
-                    "SELECT pg_try_advisory_xact_lock(hashtextextended(\(scope) || ':' || \(key), 7365))", logger: LocalCluster.quietLogger
+                    "SELECT pg_try_advisory_xact_lock(hashtextextended(\(scope) || ':' || \(key), 7365))"
                 ).decode(Bool.self) { locked = value }
                 guard locked else {
                     throw CreditsError(.idempotencyInProgress, "a request with this Idempotency-Key is still running; retry after it finishes")
@@ -76,7 +78,7 @@ public struct Idempotency: Sendable {
                     """
                     SELECT request_hash, method, path, status_code, content_type, response_body FROM idempotency_keys
                     WHERE scope = \(scope) AND key = \(key) AND created_at > now() - make_interval(secs => \(retentionSeconds))
-                    """, logger: LocalCluster.quietLogger
+                    """
                 ).decode((String, String, String, Int, String?, Data).self) { stored = row }
                 if let (hash, storedMethod, storedPath, status, contentType, body) = stored {
                     guard hash == requestHash, storedMethod == method, storedPath == path else {
@@ -85,7 +87,7 @@ public struct Idempotency: Sendable {
                     try await connection.execute("ROLLBACK")
                     return .replayed(StoredResponse(status: status, contentType: contentType, body: [UInt8](body)))
                 }
-                let response = try await RequestTransaction.$connection.withValue(connection) { try await operation() }
+                let response = try await operation(RequestTransaction(connection.underlying))
                 guard keep(response) else {
                     try await connection.execute("ROLLBACK")
                     return .fresh(response)
@@ -108,12 +110,11 @@ public struct Idempotency: Sendable {
 
     /// Deletes keys older than the retention; returns how many.
     @discardableResult
-    public func purgeExpired() async throws -> Int {
-        try await database.connection { connection in
+    public func purgeExpired(context: QueryContext) async throws -> Int {
+        try await database.connection(context) { connection in
             var deleted = 0
             for try await _ in try await connection.query(
-                "DELETE FROM idempotency_keys WHERE created_at <= now() - make_interval(secs => \(retentionSeconds)) RETURNING 1",
-                logger: LocalCluster.quietLogger
+                "DELETE FROM idempotency_keys WHERE created_at <= now() - make_interval(secs => \(retentionSeconds)) RETURNING 1"
             ) { deleted += 1 }
             return deleted
         }

@@ -67,17 +67,17 @@ extension Ledger {
     /// Concurrent spends are grouped: they queue per account lane and each lane sends what has queued as one
     /// `tally_consume` statement, one round trip and one commit for the batch (see `ConsumeBatcher`).
     /// Inside a `RequestTransaction` (an Idempotency-Key request) the spend runs alone in that transaction.
-    public func consume(_ request: ConsumeRequest) async throws -> ConsumeResult {
+    public func consume(_ request: ConsumeRequest, context: QueryContext) async throws -> ConsumeResult {
         guard request.amount > 0 else { throw CreditsError(.invalidInput, "amount must be a positive integer") }
-        var outcome = if RequestTransaction.connection != nil {
-            try await database.transaction { connection in try await Self.spend([request], on: connection)[0] }
+        var outcome = if context.transaction != nil {
+            try await database.transaction(context) { connection in try await Self.spend([request], on: connection)[0] }
         } else {
             try await batcher.submit(request)
         }
         if outcome.outcome == "settle" {
             // A new account, or expiries due: settle and spend in one transaction. now() is fixed within it, so
             // nothing is due again when the spend runs.
-            outcome = try await database.transaction { connection in
+            outcome = try await database.transaction(context) { connection in
                 _ = try await lockAccount(of: request.apiKey.account, on: connection)
                 return try await Self.spend([request], on: connection)[0]
             }
@@ -99,12 +99,11 @@ extension Ledger {
     }
 
     /// Runs `tally_consume` for `requests`, in order, as one statement on `connection`.
-    static func spend(_ requests: [ConsumeRequest], on connection: PostgresConnection) async throws -> [SpendOutcome] {
+    static func spend(_ requests: [ConsumeRequest], on connection: DatabaseConnection) async throws -> [SpendOutcome] {
         let payload = "[" + requests.map(\.json).joined(separator: ",") + "]"
         var outcomes = [SpendOutcome?](repeating: nil, count: requests.count)
         for try await (idx, outcome, transactionID, balance, available, limit, used, held) in try await connection.query(
-            "SELECT idx, outcome, transaction_id, balance, available, key_limit, key_used, key_held FROM tally_consume(\(payload)::jsonb)",
-            logger: LocalCluster.quietLogger
+            "SELECT idx, outcome, transaction_id, balance, available, key_limit, key_used, key_held FROM tally_consume(\(payload)::jsonb)"
         ).decode((Int, String, Int64?, Int64?, Int64?, Int64?, Int64?, Int64?).self) where outcomes.indices.contains(idx) {
             outcomes[idx] = SpendOutcome(
                 outcome: outcome, transactionID: transactionID, balance: balance, available: available, keyLimit: limit, keyUsed: used, keyHeld: held)
@@ -121,12 +120,12 @@ extension Ledger {
 
     /// Locks the key's allowance row and refuses when `amount` more would take what it has spent plus what its
     /// open holds reserve past its `credit_limit`.
-    func checkKeyAllowance(_ key: APIKeyPrincipal, amount: Int64, on connection: PostgresConnection) async throws {
+    func checkKeyAllowance(_ key: APIKeyPrincipal, amount: Int64, on connection: DatabaseConnection) async throws {
         var limit: Int64?
         var used: Int64 = 0
         var held: Int64 = 0
         for try await (l, u, h) in try await connection.query(
-            "SELECT credit_limit, used, held FROM api_key_credits WHERE api_key_id = \(key.keyID) FOR UPDATE", logger: LocalCluster.quietLogger
+            "SELECT credit_limit, used, held FROM api_key_credits WHERE api_key_id = \(key.keyID) FOR UPDATE"
         ).decode((Int64?, Int64, Int64).self) { (limit, used, held) = (l, u, h) }
         if let limit, used + held + amount > limit {
             throw Self.keyLimitExceeded(limit: limit, used: used, held: held, amount: amount)

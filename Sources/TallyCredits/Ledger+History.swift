@@ -45,7 +45,7 @@ extension Ledger {
 
     /// The account's ledger, newest first, `limit` entries (1…100) after `cursor` (a previous page's
     /// `next_cursor`). Entries never change once written, so a cursor stays valid however long it is kept.
-    public func transactions(of owner: AccountOwner, limit: Int = 20, cursor: String? = nil) async throws -> LedgerPage {
+    public func transactions(of owner: AccountOwner, limit: Int = 20, cursor: String? = nil, context: QueryContext) async throws -> LedgerPage {
         guard (1...Self.maximumPageSize).contains(limit) else {
             throw CreditsError(.invalidInput, "limit must be between 1 and \(Self.maximumPageSize)")
         }
@@ -58,7 +58,7 @@ extension Ledger {
         } else {
             before = .max
         }
-        return try await database.transaction { connection in
+        return try await database.transaction(context) { connection in
             // Settle expiries first, so the page shows what the balance shows.
             let (account, _, _) = try await lockAccount(of: owner, on: connection)
             var entries: [LedgerEntry] = []
@@ -67,7 +67,7 @@ extension Ledger {
                 SELECT id, kind, amount, balance_after, description, metadata::text, api_key_id, grant_id, hold_id, created_at
                 FROM credit_transactions WHERE account_id = \(account) AND id < \(before)
                 ORDER BY id DESC LIMIT \(limit + 1)
-                """, logger: LocalCluster.quietLogger
+                """
             ).decode((Int64, String, Int64, Int64, String?, String?, UUID?, UUID?, UUID?, Date).self) {
                 let value = try metadata.map { try JSONDecoder().decode(JSONValue.self, from: Data($0.utf8)) }
                 entries.append(LedgerEntry(

@@ -40,12 +40,12 @@ extension Ledger {
 
     /// Reserves `amount` for `key`'s account for `ttl` seconds; insufficient-credits or key-limit-exceeded
     /// when the account's available credits or the key's allowance cannot cover it (nothing written).
-    public func reserve(_ key: APIKeyPrincipal, amount: Int64, ttl: Int, description: String?) async throws -> HoldResult {
+    public func reserve(_ key: APIKeyPrincipal, amount: Int64, ttl: Int, description: String?, context: QueryContext) async throws -> HoldResult {
         guard amount > 0 else { throw CreditsError(.invalidInput, "amount must be a positive integer") }
         guard (1...Self.maximumHoldTTL).contains(ttl) else {
             throw CreditsError(.invalidInput, "ttl_seconds must be between 1 and \(Self.maximumHoldTTL) (7 days)")
         }
-        return try await database.transaction { connection in
+        return try await database.transaction(context) { connection in
             let (account, balance, held) = try await lockAccount(of: key.account, on: connection)
             guard balance - held >= amount else {
                 throw CreditsError(.insufficientCredits, "the account has \(balance - held) credits available; this hold needs \(amount)")
@@ -57,7 +57,7 @@ extension Ledger {
                 INSERT INTO credit_holds (account_id, api_key_id, amount, description, expires_at)
                 VALUES (\(account), \(key.keyID), \(amount), \(description), now() + make_interval(secs => \(ttl)))
                 RETURNING id, expires_at
-                """, logger: LocalCluster.quietLogger
+                """
             ).decode((UUID, Date).self) { created = row }
             guard let (holdID, expiresAt) = created else { throw CreditsError(.invalidInput, "the hold was not created") }
             try await connection.execute("UPDATE user_credits SET held = held + \(amount), updated_at = now() WHERE id = \(account)")
@@ -70,9 +70,9 @@ extension Ledger {
 
     /// Spends `amount` (default: all of it) of an open hold on `key`'s account and returns the rest; the spend
     /// is a `capture` ledger entry charged to the key that placed the hold.
-    public func capture(_ holdID: UUID, amount: Int64?, by key: APIKeyPrincipal) async throws -> HoldResult {
+    public func capture(_ holdID: UUID, amount: Int64?, by key: APIKeyPrincipal, context: QueryContext) async throws -> HoldResult {
         if let amount, amount <= 0 { throw CreditsError(.invalidInput, "amount must be a positive integer; release the hold to spend nothing") }
-        return try await database.transaction { connection in
+        return try await database.transaction(context) { connection in
             let locked = try await lockAccount(of: key.account, on: connection)
             let account = locked.account
             var (balance, held) = (locked.balance, locked.held)
@@ -96,7 +96,7 @@ extension Ledger {
                 SELECT \(account), k.user_id, k.team_id, k.id, 'capture', \(-captured), \(balance), \(hold.description), \(holdID)
                 FROM api_keys k WHERE k.id = \(hold.keyID)
                 RETURNING id
-                """, logger: LocalCluster.quietLogger
+                """
             ).decode(Int64.self) { transactionID = id }
             balance = try await expireGrants(of: account, balance: balance, held: held, on: connection)
             return HoldResult(
@@ -106,8 +106,8 @@ extension Ledger {
     }
 
     /// Returns all of an open hold to the account.
-    public func release(_ holdID: UUID, by key: APIKeyPrincipal) async throws -> HoldResult {
-        try await database.transaction { connection in
+    public func release(_ holdID: UUID, by key: APIKeyPrincipal, context: QueryContext) async throws -> HoldResult {
+        try await database.transaction(context) { connection in
             let locked = try await lockAccount(of: key.account, on: connection)
             let account = locked.account
             var (balance, held) = (locked.balance, locked.held)
@@ -132,10 +132,9 @@ extension Ledger {
 
     /// The hold, locked, when it is on `account` and still open; not-found for another account's hold,
     /// conflict for a settled one.
-    func openHold(_ id: UUID, account: UUID, on connection: PostgresConnection) async throws -> OpenHold {
+    func openHold(_ id: UUID, account: UUID, on connection: DatabaseConnection) async throws -> OpenHold {
         for try await (amount, keyID, description, expiresAt, status) in try await connection.query(
-            "SELECT amount, api_key_id, description, expires_at, status FROM credit_holds WHERE id = \(id) AND account_id = \(account) FOR UPDATE",
-            logger: LocalCluster.quietLogger
+            "SELECT amount, api_key_id, description, expires_at, status FROM credit_holds WHERE id = \(id) AND account_id = \(account) FOR UPDATE"
         ).decode((Int64, UUID, String?, Date, String).self) {
             switch status {
             case "open": return OpenHold(amount: amount, keyID: keyID, description: description, expiresAt: expiresAt)
@@ -150,14 +149,14 @@ extension Ledger {
 
     /// Marks the account's open holds past their expiry `expired` and takes them off their keys' reservations.
     /// The caller holds the account lock and lowers the account's `held` by the total returned.
-    func expireHolds(of account: UUID, on connection: PostgresConnection) async throws -> Int64 {
+    func expireHolds(of account: UUID, on connection: DatabaseConnection) async throws -> Int64 {
         var byKey: [UUID: Int64] = [:]
         for try await (key, amount) in try await connection.query(
             """
             UPDATE credit_holds SET status = 'expired', settled_at = now()
             WHERE account_id = \(account) AND status = 'open' AND expires_at <= now()
             RETURNING api_key_id, amount
-            """, logger: LocalCluster.quietLogger
+            """
         ).decode((UUID, Int64).self) { byKey[key, default: 0] += amount }
         for (key, amount) in byKey.sorted(by: { $0.key.uuidString < $1.key.uuidString }) {
             try await connection.execute("UPDATE api_key_credits SET held = held - \(amount) WHERE api_key_id = \(key)")
@@ -168,17 +167,16 @@ extension Ledger {
     /// Releases expired holds across accounts, at most `limit` accounts per call, one transaction per account.
     /// Returns how many accounts it settled. The server's background task calls this; reads settle lazily too.
     @discardableResult
-    public func releaseExpiredHolds(limit: Int = 100) async throws -> Int {
-        let accounts = try await database.connection { connection in
+    public func releaseExpiredHolds(limit: Int = 100, context: QueryContext) async throws -> Int {
+        let accounts = try await database.connection(context) { connection in
             var accounts: [UUID] = []
             for try await id in try await connection.query(
-                "SELECT DISTINCT account_id FROM credit_holds WHERE status = 'open' AND expires_at <= now() LIMIT \(limit)",
-                logger: LocalCluster.quietLogger
+                "SELECT DISTINCT account_id FROM credit_holds WHERE status = 'open' AND expires_at <= now() LIMIT \(limit)"
             ).decode(UUID.self) { accounts.append(id) }
             return accounts
         }
         for account in accounts {
-            _ = try await database.transaction { connection in try await lockAccount(account, on: connection) }
+            _ = try await database.transaction(context) { connection in try await lockAccount(account, on: connection) }
         }
         return accounts.count
     }

@@ -71,7 +71,7 @@ public struct Ledger: Sendable {
     }
 
     /// Creates `owner`'s (empty) account, or finds it when another transaction just did; its id.
-    private func createAccount(for owner: AccountOwner, on connection: PostgresConnection) async throws -> UUID {
+    private func createAccount(for owner: AccountOwner, on connection: DatabaseConnection) async throws -> UUID {
         let create: PostgresQuery = switch owner {
         case .user(let user):
             "INSERT INTO user_credits (user_id) VALUES (\(user)) ON CONFLICT (user_id) DO UPDATE SET updated_at = user_credits.updated_at RETURNING id"
@@ -80,7 +80,7 @@ public struct Ledger: Sendable {
         }
         var account: UUID?
         do {
-            for try await id in try await connection.query(create, logger: LocalCluster.quietLogger).decode(UUID.self) { account = id }
+            for try await id in try await connection.query(create).decode(UUID.self) { account = id }
         } catch let error as PSQLError where error.serverInfo?[.sqlState] == "23503" {
             // The owner's row does not exist (foreign_key_violation).
             let missing = switch owner {
@@ -97,13 +97,13 @@ public struct Ledger: Sendable {
     /// settles what time has settled (holds past their expiry are released; grants past theirs leave through
     /// `expire` entries), and returns the account with its balance and held credits after that.
     /// One statement in the common case: the lock reads whether anything is due, and only then is it settled.
-    func lockAccount(of owner: AccountOwner, on connection: PostgresConnection) async throws -> (account: UUID, balance: Int64, held: Int64) {
+    func lockAccount(of owner: AccountOwner, on connection: DatabaseConnection) async throws -> (account: UUID, balance: Int64, held: Int64) {
         let query: PostgresQuery = switch owner {
         case .user(let user): "SELECT id, balance, held, \(unescaped: Self.dueColumns) FROM user_credits a WHERE user_id = \(user) FOR UPDATE"
         case .team(let team): "SELECT id, balance, held, \(unescaped: Self.dueColumns) FROM user_credits a WHERE team_id = \(team) FOR UPDATE"
         }
         var locked: (UUID, Int64, Int64, Bool, Bool)?
-        for try await row in try await connection.query(query, logger: LocalCluster.quietLogger).decode((UUID, Int64, Int64, Bool, Bool).self) {
+        for try await row in try await connection.query(query).decode((UUID, Int64, Int64, Bool, Bool).self) {
             locked = row
         }
         if let (account, balance, held, holdsDue, grantsDue) = locked {
@@ -117,10 +117,10 @@ public struct Ledger: Sendable {
     }
 
     /// `lockAccount(of:)` for an account known by id.
-    func lockAccount(_ account: UUID, on connection: PostgresConnection) async throws -> (balance: Int64, held: Int64) {
+    func lockAccount(_ account: UUID, on connection: DatabaseConnection) async throws -> (balance: Int64, held: Int64) {
         var locked: (Int64, Int64, Bool, Bool)?
         for try await row in try await connection.query(
-            "SELECT balance, held, \(unescaped: Self.dueColumns) FROM user_credits a WHERE id = \(account) FOR UPDATE", logger: LocalCluster.quietLogger
+            "SELECT balance, held, \(unescaped: Self.dueColumns) FROM user_credits a WHERE id = \(account) FOR UPDATE"
         ).decode((Int64, Int64, Bool, Bool).self) { locked = row }
         guard let (balance, held, holdsDue, grantsDue) = locked else { throw CreditsError(.notFound, "no credit account \(account)") }
         // Settled after the lock's rows are read: the connection runs one query at a time.
@@ -134,7 +134,7 @@ public struct Ledger: Sendable {
         """
 
     private func settle(
-        _ account: UUID, balance: Int64, held: Int64, holdsDue: Bool, grantsDue: Bool, on connection: PostgresConnection
+        _ account: UUID, balance: Int64, held: Int64, holdsDue: Bool, grantsDue: Bool, on connection: DatabaseConnection
     ) async throws -> (balance: Int64, held: Int64) {
         var held = held
         if holdsDue {
@@ -152,13 +152,12 @@ public struct Ledger: Sendable {
     /// Writes `expire` entries for grants past their expiry, taking the balance down to what holds reserve and
     /// no further: held credits stay until their hold is captured or released, and what is left of an expired
     /// grant then leaves at the next lock. Returns the balance after.
-    func expireGrants(of account: UUID, balance: Int64, held: Int64, on connection: PostgresConnection) async throws -> Int64 {
+    func expireGrants(of account: UUID, balance: Int64, held: Int64, on connection: DatabaseConnection) async throws -> Int64 {
         var expirable = balance - held
         guard expirable > 0 else { return balance }
         var expired: [(UUID, Int64)] = []
         for try await (id, remaining) in try await connection.query(
-            "SELECT id, remaining FROM credit_grants WHERE account_id = \(account) AND remaining > 0 AND expires_at <= now() ORDER BY expires_at, id FOR UPDATE",
-            logger: LocalCluster.quietLogger
+            "SELECT id, remaining FROM credit_grants WHERE account_id = \(account) AND remaining > 0 AND expires_at <= now() ORDER BY expires_at, id FOR UPDATE"
         ).decode((UUID, Int64).self) {
             let take = min(remaining, expirable)
             guard take > 0 else { break }
@@ -182,7 +181,7 @@ public struct Ledger: Sendable {
 
     /// Takes `amount` from the account's grants, in one statement: by priority, then soonest expiry, then age.
     /// The caller holds the account lock, which serialises spenders.
-    func burnGrants(of account: UUID, amount: Int64, on connection: PostgresConnection) async throws {
+    func burnGrants(of account: UUID, amount: Int64, on connection: DatabaseConnection) async throws {
         var taken: Int64 = 0
         for try await take in try await connection.query(
             """
@@ -193,25 +192,24 @@ public struct Ledger: Sendable {
                 SELECT id, LEAST(remaining, \(amount) - before) AS take FROM ordered WHERE before < \(amount)
             )
             UPDATE credit_grants g SET remaining = g.remaining - t.take FROM taken t WHERE g.id = t.id RETURNING t.take
-            """, logger: LocalCluster.quietLogger
+            """
         ).decode(Int64.self) { taken += take }
         guard taken == amount else { throw CreditsError(.insufficientCredits, "the account's grants cover \(taken) of \(amount)") }
     }
 
     /// Adds a grant to `owner`'s account, with its ledger entry.
     public func grant(
-        to owner: AccountOwner, amount: Int64, priority: Int = 0, expiresAt: Date? = nil, description: String?
+        to owner: AccountOwner, amount: Int64, priority: Int = 0, expiresAt: Date? = nil, description: String?, context: QueryContext
     ) async throws -> CreditGrant {
         guard amount > 0 else { throw CreditsError(.invalidInput, "amount must be a positive integer") }
         if let expiresAt, expiresAt <= Date() { throw CreditsError(.invalidInput, "expires_at is in the past") }
-        return try await database.transaction { connection in
+        return try await database.transaction(context) { connection in
             let (account, balance, _) = try await lockAccount(of: owner, on: connection)
             let (newBalance, overflow) = balance.addingReportingOverflow(amount)
             guard !overflow else { throw CreditsError(.invalidInput, "the balance would overflow a 64-bit integer") }
             var grantID: UUID?
             for try await id in try await connection.query(
-                "INSERT INTO credit_grants (account_id, amount, remaining, priority, expires_at, description) VALUES (\(account), \(amount), \(amount), \(priority), \(expiresAt), \(description)) RETURNING id",
-                logger: LocalCluster.quietLogger
+                "INSERT INTO credit_grants (account_id, amount, remaining, priority, expires_at, description) VALUES (\(account), \(amount), \(amount), \(priority), \(expiresAt), \(description)) RETURNING id"
             ).decode(UUID.self) { grantID = id }
             guard let grantID else { throw CreditsError(.invalidInput, "the grant was not created") }
             try await connection.execute("UPDATE user_credits SET balance = \(newBalance), updated_at = now() WHERE id = \(account)")
@@ -224,13 +222,12 @@ public struct Ledger: Sendable {
     }
 
     /// The account's balance, held and available credits and its open grants (expired ones leave first).
-    public func balance(of owner: AccountOwner) async throws -> Balance {
-        try await database.transaction { connection in
+    public func balance(of owner: AccountOwner, context: QueryContext) async throws -> Balance {
+        try await database.transaction(context) { connection in
             let (account, balance, held) = try await lockAccount(of: owner, on: connection)
             var grants: [Balance.Grant] = []
             for try await (id, remaining, expires, priority) in try await connection.query(
-                "SELECT id, remaining, expires_at, priority FROM credit_grants WHERE account_id = \(account) AND remaining > 0 ORDER BY priority, expires_at NULLS LAST, created_at, id",
-                logger: LocalCluster.quietLogger
+                "SELECT id, remaining, expires_at, priority FROM credit_grants WHERE account_id = \(account) AND remaining > 0 ORDER BY priority, expires_at NULLS LAST, created_at, id"
             ).decode((UUID, Int64, Date?, Int).self) {
                 grants.append(.init(id: id, remaining: remaining, expiresAt: expires, priority: priority))
             }

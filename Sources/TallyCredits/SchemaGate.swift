@@ -37,11 +37,11 @@ public enum SchemaGate {
 
     /// The tags of this build's migrations that the database's history does not record as applied with the
     /// same file contents: empty when the schema is the one this build serves.
-    public static func missingMigrations(_ connection: PostgresConnection) async throws -> [String] {
+    public static func missingMigrations(_ connection: DatabaseConnection) async throws -> [String] {
         var applied: Set<String> = []
         let table = HistoryTable.drizzleDefault
         for try await hash in try await connection.query(
-            PostgresQuery(unsafeSQL: "SELECT hash FROM \(table.sql)"), logger: LocalCluster.quietLogger
+            PostgresQuery(unsafeSQL: "SELECT hash FROM \(table.sql)")
         ).decode(String.self) { applied.insert(hash) }
         return expected.filter { !applied.contains($0.hash) }.map(\.tag)
     }

@@ -30,12 +30,12 @@ public struct Teams: Sendable {
         self.init(database: Database(client))
     }
 
-    public func create(name: String, by user: User) async throws -> Team {
+    public func create(name: String, by user: User, context: QueryContext) async throws -> Team {
         let name = try TextRules.checkName(name)
-        return try await database.transaction { connection in
+        return try await database.transaction(context) { connection in
             var team: Team?
             for try await (id, created) in try await connection.query(
-                "INSERT INTO teams (name) VALUES (\(name)) RETURNING id, created_at", logger: LocalCluster.quietLogger
+                "INSERT INTO teams (name) VALUES (\(name)) RETURNING id, created_at"
             ).decode((UUID, Date).self) {
                 team = Team(id: id, name: name, role: "owner", createdAt: created)
             }
@@ -45,12 +45,11 @@ public struct Teams: Sendable {
         }
     }
 
-    public func list(for user: User) async throws -> [Team] {
-        try await database.connection { connection in
+    public func list(for user: User, context: QueryContext) async throws -> [Team] {
+        try await database.connection(context) { connection in
             var teams: [Team] = []
             for try await (id, name, role, created) in try await connection.query(
-                "SELECT t.id, t.name, m.role, t.created_at FROM teams t JOIN team_members m ON m.team_id = t.id WHERE m.user_id = \(user.id) ORDER BY t.created_at, t.id",
-                logger: LocalCluster.quietLogger
+                "SELECT t.id, t.name, m.role, t.created_at FROM teams t JOIN team_members m ON m.team_id = t.id WHERE m.user_id = \(user.id) ORDER BY t.created_at, t.id"
             ).decode((UUID, String, String, Date).self) {
                 teams.append(Team(id: id, name: name, role: role, createdAt: created))
             }
@@ -59,30 +58,29 @@ public struct Teams: Sendable {
     }
 
     /// The caller's role in `team`; not-found when they are not a member.
-    public func role(of user: User, in team: UUID) async throws -> String {
-        try await database.connection { connection in
+    public func role(of user: User, in team: UUID, context: QueryContext) async throws -> String {
+        try await database.connection(context) { connection in
             for try await role in try await connection.query(
-                "SELECT role FROM team_members WHERE team_id = \(team) AND user_id = \(user.id)", logger: LocalCluster.quietLogger
+                "SELECT role FROM team_members WHERE team_id = \(team) AND user_id = \(user.id)"
             ).decode(String.self) { return role }
             throw CreditsError(.notFound, "no team \(team) among yours; GET /v1/teams lists them")
         }
     }
 
-    public func addMember(email: String, role: String, to team: UUID, by user: User) async throws {
+    public func addMember(email: String, role: String, to team: UUID, by user: User, context: QueryContext) async throws {
         guard Self.roles.contains(role) else { throw CreditsError(.invalidInput, "role must be one of owner, admin, member") }
-        let mine = try await self.role(of: user, in: team)
+        let mine = try await self.role(of: user, in: team, context: context)
         guard mine == "owner" || mine == "admin" else { throw CreditsError(.forbidden, "only the team's owners and admins add members") }
         guard role != "owner" || mine == "owner" else { throw CreditsError(.forbidden, "only an owner can make another owner") }
-        try await database.connection { connection in
+        try await database.connection(context) { connection in
             var memberID: UUID?
             for try await id in try await connection.query(
-                "SELECT id FROM users WHERE lower(email) = lower(\(email.trimmingCharacters(in: .whitespaces)))", logger: LocalCluster.quietLogger
+                "SELECT id FROM users WHERE lower(email) = lower(\(email.trimmingCharacters(in: .whitespaces)))"
             ).decode(UUID.self) { memberID = id }
             guard let memberID else { throw CreditsError(.notFound, "no user with that email; they need to sign up first") }
             var inserted = false
             for try await _ in try await connection.query(
-                "INSERT INTO team_members (team_id, user_id, role) VALUES (\(team), \(memberID), \(role)) ON CONFLICT DO NOTHING RETURNING user_id",
-                logger: LocalCluster.quietLogger
+                "INSERT INTO team_members (team_id, user_id, role) VALUES (\(team), \(memberID), \(role)) ON CONFLICT DO NOTHING RETURNING user_id"
             ) { inserted = true }
             guard inserted else { throw CreditsError(.conflict, "that user is already a member of this team") }
         }
@@ -91,16 +89,16 @@ public struct Teams: Sendable {
     /// Removes `member` from `team`. Owners and admins remove others; anyone may leave; only an owner removes
     /// another owner; the team keeps at least one owner. In the same transaction every API key the member
     /// made for the team is revoked, with the reason, so it stops spending at once.
-    public func removeMember(_ member: UUID, from team: UUID, by user: User) async throws {
-        let mine = try await self.role(of: user, in: team)
+    public func removeMember(_ member: UUID, from team: UUID, by user: User, context: QueryContext) async throws {
+        let mine = try await self.role(of: user, in: team, context: context)
         guard member == user.id || mine == "owner" || mine == "admin" else {
             throw CreditsError(.forbidden, "only the team's owners and admins remove other members")
         }
-        try await database.transaction { connection in
+        try await database.transaction(context) { connection in
             // Lock the team's owner rows so two removals cannot leave it ownerless.
             var owners: [UUID] = []
             for try await id in try await connection.query(
-                "SELECT user_id FROM team_members WHERE team_id = \(team) AND role = 'owner' FOR UPDATE", logger: LocalCluster.quietLogger
+                "SELECT user_id FROM team_members WHERE team_id = \(team) AND role = 'owner' FOR UPDATE"
             ).decode(UUID.self) { owners.append(id) }
             if owners.contains(member), member != user.id, mine != "owner" {
                 throw CreditsError(.forbidden, "only an owner removes another owner")
@@ -108,7 +106,7 @@ public struct Teams: Sendable {
             if owners == [member] { throw CreditsError(.conflict, "a team keeps at least one owner; make someone else owner first") }
             var removed = false
             for try await _ in try await connection.query(
-                "DELETE FROM team_members WHERE team_id = \(team) AND user_id = \(member) RETURNING user_id", logger: LocalCluster.quietLogger
+                "DELETE FROM team_members WHERE team_id = \(team) AND user_id = \(member) RETURNING user_id"
             ) { removed = true }
             guard removed else { throw CreditsError(.notFound, "that user is not a member of this team") }
             let reason = member == user.id ? "its creator left the team" : "its creator was removed from the team"
@@ -116,7 +114,7 @@ public struct Teams: Sendable {
                 """
                 UPDATE api_keys SET revoked_at = now(), revoked_reason = \(reason), revoked_by = \(user.id)
                 WHERE team_id = \(team) AND user_id = \(member) AND revoked_at IS NULL
-                """, logger: LocalCluster.quietLogger)
+                """)
         }
     }
 }

@@ -75,6 +75,16 @@ public func describe(_ error: any Error) -> String {
     return "\(error)"
 }
 
+/// An error as a log may hold it: for a server error its message, SQLSTATE, table and constraint, never the
+/// `detail` (PostgreSQL puts row values there: "Key (email)=(…) already exists").
+public func describeForLog(_ error: any Error) -> String {
+    guard let error = error as? PSQLError, let info = error.serverInfo, let message = info[.message] else { return describe(error) }
+    var text = message + (info[.sqlState].map { " (SQLSTATE \($0))" } ?? "")
+    if let table = info[.tableName] { text += "; table \(table)" }
+    if let constraint = info[.constraintName] { text += "; constraint \(constraint)" }
+    return text
+}
+
 /// An error as a user should see it: postgres-nio's errors describe themselves with a placeholder
 /// ("Generic description to prevent accidental leakage…"), so they become the server's own message.
 public struct DatabaseFailure: Error, CustomStringConvertible {
@@ -152,8 +162,8 @@ extension PostgresConnection {
 
     /// Undoes the open transaction (with `savepoint`, back to that savepoint) after `error`. When the
     /// connection is lost, nothing is sent: the server has already rolled the transaction back.
-    public func rollBack(after error: any Error, toSavepoint savepoint: String? = nil) async {
+    public func rollBack(after error: any Error, toSavepoint savepoint: String? = nil, logger: Logger = LocalCluster.quietLogger) async {
         guard !isClosed, !DatabaseFailure.isConnectionLoss(error) else { return }
-        try? await execute(savepoint.map { "ROLLBACK TO SAVEPOINT \(unescaped: $0)" } ?? "ROLLBACK")
+        try? await execute(savepoint.map { "ROLLBACK TO SAVEPOINT \(unescaped: $0)" } ?? "ROLLBACK", logger: logger)
     }
 }

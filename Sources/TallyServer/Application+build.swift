@@ -24,6 +24,9 @@ public struct ServerSettings: Sendable {
     public var connections: ConnectionLimits
     /// What the server does about Tally's migrations before it listens.
     public var migrations: Migrations = .unchecked
+    /// Where the server logs (at `logLevel`): by default the logging system's handler, labelled `tally`.
+    /// Each request logs to it with its `hb.request.id`, and so do the database statements the request runs.
+    public var logger: Logger? = nil
 
     /// Before the server listens: leave the schema alone (whoever runs the server has prepared it), refuse to
     /// start while a migration is pending or the history does not match this build, or apply what is pending.
@@ -54,7 +57,7 @@ public struct ServerSettings: Sendable {
 /// Builds the Tally HTTP application. The `PostgresClient` runs as one of the application's services,
 /// so it starts before the server accepts requests and stops after it.
 public func buildApplication(_ settings: ServerSettings) -> some ApplicationProtocol {
-    var logger = Logger(label: "tally")
+    var logger = settings.logger ?? Logger(label: "tally")
     logger.logLevel = settings.logLevel
     // Before anything makes a metric: one made earlier would report to no one.
     TallyMetrics.bootstrapped
@@ -107,7 +110,7 @@ public func buildRouter(
     router.add(middleware: ProblemMiddleware(routes: routes))
     let keys = APIKeys(database: database)
     let authenticators = Authenticators(auth: auth, keys: keys)
-    let idempotency = IdempotencyMiddleware<TallyRequestContext>(idempotency: idempotency ?? Idempotency(database: database))
+    let idempotency = IdempotencyMiddleware(idempotency: idempotency ?? Idempotency(database: database))
     let teams = Teams(database: database)
     router.addRoutes(HealthController(database: database).endpoints)
     router.addRoutes(TallyMetrics.endpoints)

@@ -41,18 +41,18 @@ public struct AuthController: Sendable {
     @Sendable func signup(_ request: Request, context: TallyRequestContext) async throws -> EditedResponse<SessionGrant> {
         var request = request
         let body = try await request.decode(SignupBody.self, context: context)
-        return EditedResponse(status: .created, response: try await auth.signup(email: body.email, password: body.password, name: body.name))
+        return EditedResponse(status: .created, response: try await auth.signup(email: body.email, password: body.password, name: body.name, context: context.queries))
     }
 
     @Sendable func login(_ request: Request, context: TallyRequestContext) async throws -> SessionGrant {
         var request = request
         let body = try await request.decode(LoginBody.self, context: context)
-        return try await auth.login(email: body.email, password: body.password)
+        return try await auth.login(email: body.email, password: body.password, context: context.queries)
     }
 
     @Sendable func logout(_ request: Request, context: TallyRequestContext) async throws -> HTTPResponse.Status {
         let caller = try context.requireCaller()
-        guard try await auth.logout(tokenHash: caller.credentialHash) else {
+        guard try await auth.logout(tokenHash: caller.credentialHash, context: context.queries) else {
             throw CreditsError(.unauthenticated, "the session token is unknown or already logged out")
         }
         return .noContent

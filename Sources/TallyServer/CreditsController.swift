@@ -9,7 +9,7 @@ public struct CreditsController: Sendable {
     let ledger: Ledger
     let teams: Teams
     let authenticators: Authenticators
-    let idempotency: IdempotencyMiddleware<TallyRequestContext>
+    let idempotency: IdempotencyMiddleware
 
     /// How long a hold lasts when the request does not say.
     public static let defaultHoldTTL = 900
@@ -50,15 +50,15 @@ public struct CreditsController: Sendable {
         let user = try context.requireUser()
         var request = request
         let body = try await request.decode(CreateKeyBody.self, context: context)
-        return EditedResponse(status: .created, response: try await keys.create(name: body.name, teamID: body.team_id, creditLimit: body.credit_limit, by: user))
+        return EditedResponse(status: .created, response: try await keys.create(name: body.name, teamID: body.team_id, creditLimit: body.credit_limit, by: user, context: context.queries))
     }
 
     @Sendable func listKeys(_ request: Request, context: TallyRequestContext) async throws -> KeyList {
-        KeyList(api_keys: try await keys.list(for: try context.requireUser()))
+        KeyList(api_keys: try await keys.list(for: try context.requireUser(), context: context.queries))
     }
 
     @Sendable func revokeKey(_ request: Request, context: TallyRequestContext) async throws -> HTTPResponse.Status {
-        try await keys.revoke(try context.parameters.uuid("key"), by: try context.requireUser())
+        try await keys.revoke(try context.parameters.uuid("key"), by: try context.requireUser(), context: context.queries)
         return .noContent
     }
 
@@ -74,14 +74,14 @@ public struct CreditsController: Sendable {
         default: throw CreditsError(.invalidInput, "give exactly one of user_id and team_id")
         }
         let expires = try body.expires_at.map { try TextRules.time($0, field: "expires_at") }
-        let grant = try await ledger.grant(to: owner, amount: body.amount, priority: body.priority ?? 0, expiresAt: expires, description: body.description)
+        let grant = try await ledger.grant(to: owner, amount: body.amount, priority: body.priority ?? 0, expiresAt: expires, description: body.description, context: context.queries)
         return EditedResponse(status: .created, response: grant)
     }
 
     // MARK: - Reading an account
 
     @Sendable func balance(_ request: Request, context: TallyRequestContext) async throws -> Balance {
-        try await ledger.balance(of: try await owner(of: request, context: context))
+        try await ledger.balance(of: try await owner(of: request, context: context), context: context.queries)
     }
 
     @Sendable func transactions(_ request: Request, context: TallyRequestContext) async throws -> LedgerPage {
@@ -92,7 +92,7 @@ public struct CreditsController: Sendable {
             guard let value = Int(text) else { throw CreditsError(.invalidInput, "limit must be an integer from 1 to \(Ledger.maximumPageSize)") }
             limit = value
         }
-        return try await ledger.transactions(of: owner, limit: limit, cursor: query.get("cursor"))
+        return try await ledger.transactions(of: owner, limit: limit, cursor: query.get("cursor"), context: context.queries)
     }
 
     /// The account a request reads: the API key's, or with a session the user's own or (`?team_id=`) a team's
@@ -108,7 +108,7 @@ public struct CreditsController: Sendable {
         case .user(let user):
             guard let team else { return .user(user.id) }
             guard let id = UUID(uuidString: team) else { throw CreditsError(.invalidInput, "team_id must be a team id") }
-            _ = try await teams.role(of: user, in: id)
+            _ = try await teams.role(of: user, in: id, context: context.queries)
             return .team(id)
         }
     }
@@ -128,7 +128,7 @@ public struct CreditsController: Sendable {
         default: throw CreditsError(.invalidInput, "metadata must be a JSON object")
         }
         do {
-            let result = try await ledger.consume(ConsumeRequest(apiKey: key, amount: body.amount, description: body.description, metadataJSON: metadata))
+            let result = try await ledger.consume(ConsumeRequest(apiKey: key, amount: body.amount, description: body.description, metadataJSON: metadata), context: context.queries)
             Self.countConsume("accepted")
             return result
         } catch let error as CreditsError {
@@ -142,7 +142,7 @@ public struct CreditsController: Sendable {
         let key = try context.requireAPIKey()
         var request = request
         let body = try await request.decode(HoldBody.self, context: context)
-        let hold = try await ledger.reserve(key, amount: body.amount, ttl: body.ttl_seconds ?? Self.defaultHoldTTL, description: body.description)
+        let hold = try await ledger.reserve(key, amount: body.amount, ttl: body.ttl_seconds ?? Self.defaultHoldTTL, description: body.description, context: context.queries)
         return EditedResponse(status: .created, response: hold)
     }
 
@@ -151,11 +151,11 @@ public struct CreditsController: Sendable {
         let hold = try context.parameters.uuid("hold")
         var request = request
         let body = try await request.decode(CaptureBody.self, context: context)
-        return try await ledger.capture(hold, amount: body.amount, by: key)
+        return try await ledger.capture(hold, amount: body.amount, by: key, context: context.queries)
     }
 
     @Sendable func release(_ request: Request, context: TallyRequestContext) async throws -> HoldResult {
-        try await ledger.release(try context.parameters.uuid("hold"), by: try context.requireAPIKey())
+        try await ledger.release(try context.parameters.uuid("hold"), by: try context.requireAPIKey(), context: context.queries)
     }
 
     // MARK: - Metrics

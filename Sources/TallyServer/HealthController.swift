@@ -34,19 +34,19 @@ public struct HealthController: Sendable {
 
     public var endpoints: RouteCollection<TallyRequestContext> {
         let routes = RouteCollection(context: TallyRequestContext.self)
-        routes.get("healthz") { _, _ in try await self.health() }
-        routes.get("readyz") { _, _ in try await self.readiness() }
+        routes.get("healthz", use: health)
+        routes.get("readyz", use: readiness)
         return routes
     }
 
-    func health() async throws -> EditedResponse<Health> {
+    @Sendable func health(_ request: Request, context: TallyRequestContext) async throws -> EditedResponse<Health> {
         let database = self.database
         let clock = ContinuousClock()
         let start = clock.now
         do {
             let version = try await withTimeout(timeout) { () -> String in
-                try await database.connection { connection in
-                    let rows = try await connection.query("SELECT current_setting('server_version')", logger: LocalCluster.quietLogger)
+                try await database.connection(context.queries) { connection in
+                    let rows = try await connection.query("SELECT current_setting('server_version')")
                     for try await (version) in rows.decode(String.self) { return version }
                     return "unknown"
                 }
@@ -72,12 +72,12 @@ public struct HealthController: Sendable {
 
     /// `GET /readyz`: whether this instance should get traffic: the database answers within the timeout and
     /// its schema has every migration this build expects (same file contents). 503 with the reasons otherwise.
-    func readiness() async throws -> EditedResponse<Readiness> {
+    @Sendable func readiness(_ request: Request, context: TallyRequestContext) async throws -> EditedResponse<Readiness> {
         let database = self.database
         var reasons: [String] = []
         do {
             let missing = try await withTimeout(timeout) {
-                try await database.connection { connection in try await SchemaGate.missingMigrations(connection) }
+                try await database.connection(context.queries) { connection in try await SchemaGate.missingMigrations(connection) }
             }
             if !missing.isEmpty {
                 reasons.append("the database lacks migration(s) \(missing.joined(separator: ", ")) this build needs; run `tally migrate up`")

@@ -19,7 +19,9 @@ extension HTTPField.Name {
 /// Answers are not stored when the credential was refused (401) or the server failed (5xx); those requests
 /// may be retried with the same key. No secret is stored: a created API key's answer is kept without the
 /// key, and the auth routes (which answer with session tokens) do not have this middleware.
-struct IdempotencyMiddleware<Context: AuthRequestContext<Caller>>: RouterMiddleware {
+struct IdempotencyMiddleware: RouterMiddleware {
+    typealias Context = TallyRequestContext
+
     let idempotency: Idempotency
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
@@ -39,8 +41,12 @@ struct IdempotencyMiddleware<Context: AuthRequestContext<Caller>>: RouterMiddlew
         let outcome = try await idempotency.perform(
             scope: caller.credentialHash, key: key, method: request.method.rawValue, path: request.uri.path, requestHash: sha256Hex(hashed),
             keep: { $0.status < 500 && $0.status != 401 },
-            storing: Self.withoutSecrets
-        ) { [request] in
+            storing: Self.withoutSecrets,
+            logger: context.logger
+        ) { [request] transaction in
+            // The route's work joins the transaction that stores its answer.
+            var context = context
+            context.transaction = transaction
             let response: Response
             do {
                 response = try await next(request, context)

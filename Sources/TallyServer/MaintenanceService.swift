@@ -1,6 +1,7 @@
 import Logging
 import ServiceLifecycle
 import TallyCredits
+import TallyPostgres
 
 /// The server's background work, every `interval`: releases holds past their expiry (reads release them
 /// lazily too, so this only keeps idle accounts' `held` current) and deletes idempotency keys past their
@@ -14,13 +15,16 @@ struct MaintenanceService: Service {
     func run() async throws {
         // Shutdown cancels a round in progress too: a round waiting on an unreachable database must not hold
         // the server open.
+        var marked = self.logger
+        marked[metadataKey: "tally.work"] = "maintenance"
+        let logger = marked
         try? await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
                 do {
-                    while try await ledger.releaseExpiredHolds() > 0 {}
-                    try await idempotency.purgeExpired()
+                    while try await ledger.releaseExpiredHolds(context: QueryContext(logger: logger)) > 0 {}
+                    try await idempotency.purgeExpired(context: QueryContext(logger: logger))
                 } catch where !Task.isCancelled {
-                    logger.warning("maintenance round failed; retrying next round", metadata: ["error": "\(String(reflecting: error))"])
+                    logger.warning("maintenance round failed; retrying next round", metadata: ["error": "\(describeForLog(error))"])
                 }
                 try await Task.sleep(for: interval)
             }

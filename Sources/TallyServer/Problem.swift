@@ -135,7 +135,7 @@ extension Problem {
         case let error as CreditsError:
             return Problem(error)
         case let error where DatabaseFailure.isConnectionLoss(error):
-            logger.warning("database connection lost during a request", metadata: ["error": "\(describe(error))"])
+            logger.warning("database connection lost during a request", metadata: ["error": "\(describeForLog(error))"])
             var problem = Problem(
                 .serviceUnavailable, type: "database-unavailable", title: "Service Unavailable",
                 detail: "the connection to the database was lost while this request ran, so it may or may not have taken effect; retrying with the same Idempotency-Key is safe (it gives the first outcome, or runs once)")
@@ -147,7 +147,7 @@ extension Problem {
             }
             return Problem(error.status, type: "http-\(error.status.code)", title: error.status.reasonPhrase, detail: error.body ?? error.status.reasonPhrase)
         default:
-            logger.error("unhandled error", metadata: ["error": "\(String(reflecting: error))"])
+            logger.error("unhandled error", metadata: ["error": "\(describeForLog(error))", "error_type": "\(Swift.type(of: error))"])
             return Problem(.internalServerError, type: "internal", title: "Internal error", detail: "the server failed to answer; the error is logged")
         }
     }

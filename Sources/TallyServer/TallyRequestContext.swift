@@ -30,11 +30,18 @@ public struct Caller: Sendable {
 public struct TallyRequestContext: AuthRequestContext, RequestContext {
     public var coreContext: CoreRequestContextStorage
     public var identity: Caller?
+    /// The request's database transaction, for a request with an `Idempotency-Key`: its work joins it.
+    public var transaction: RequestTransaction?
 
     public init(source: Source) {
         self.coreContext = .init(source: source)
         self.identity = nil
+        self.transaction = nil
     }
+
+    /// What the request's calls into the credits store run with: its logger (with its request id) and its
+    /// transaction, if it has one.
+    var queries: QueryContext { QueryContext(logger: logger, transaction: transaction) }
 
     /// The session's user; only on routes whose authenticator takes sessions.
     func requireUser() throws -> User {
@@ -88,11 +95,11 @@ struct CallerAuthenticator: AuthenticatorMiddleware {
         let hash = Auth.tokenHash(token)
         if token.hasPrefix(Auth.sessionTokenPrefix) {
             guard accepts != .apiKey else { throw CreditsError(.unauthenticated, accepts.missing) }
-            return Caller(kind: .user(try await auth.user(forTokenHash: hash)), credentialHash: hash)
+            return Caller(kind: .user(try await auth.user(forTokenHash: hash, context: context.queries)), credentialHash: hash)
         }
         guard accepts != .session else { throw CreditsError(.unauthenticated, accepts.missing) }
         let cached = cachedKeys && request.headers[.idempotencyKey] == nil
-        let key = cached ? try await keys.principal(forKeyHash: hash) : try await keys.authenticate(keyHash: hash)
+        let key = cached ? try await keys.principal(forKeyHash: hash, context: context.queries) : try await keys.authenticate(keyHash: hash, context: context.queries)
         return Caller(kind: .apiKey(key), credentialHash: hash)
     }
 }

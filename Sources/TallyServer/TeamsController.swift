@@ -6,7 +6,7 @@ import TallyCredits
 public struct TeamsController: Sendable {
     let teams: Teams
     let authenticators: Authenticators
-    let idempotency: IdempotencyMiddleware<TallyRequestContext>
+    let idempotency: IdempotencyMiddleware
 
     struct CreateBody: JSONBody {
         typealias Field = CodingKeys
@@ -38,11 +38,11 @@ public struct TeamsController: Sendable {
         let user = try context.requireUser()
         var request = request
         let body = try await request.decode(CreateBody.self, context: context)
-        return EditedResponse(status: .created, response: TeamResponse(team: try await teams.create(name: body.name, by: user)))
+        return EditedResponse(status: .created, response: TeamResponse(team: try await teams.create(name: body.name, by: user, context: context.queries)))
     }
 
     @Sendable func list(_ request: Request, context: TallyRequestContext) async throws -> TeamList {
-        TeamList(teams: try await teams.list(for: try context.requireUser()))
+        TeamList(teams: try await teams.list(for: try context.requireUser(), context: context.queries))
     }
 
     @Sendable func addMember(_ request: Request, context: TallyRequestContext) async throws -> HTTPResponse.Status {
@@ -50,13 +50,13 @@ public struct TeamsController: Sendable {
         let team = try context.parameters.uuid("team")
         var request = request
         let body = try await request.decode(MemberBody.self, context: context)
-        try await teams.addMember(email: body.email, role: body.role ?? "member", to: team, by: user)
+        try await teams.addMember(email: body.email, role: body.role ?? "member", to: team, by: user, context: context.queries)
         return .created
     }
 
     @Sendable func removeMember(_ request: Request, context: TallyRequestContext) async throws -> HTTPResponse.Status {
         let user = try context.requireUser()
-        try await teams.removeMember(try context.parameters.uuid("user"), from: try context.parameters.uuid("team"), by: user)
+        try await teams.removeMember(try context.parameters.uuid("user"), from: try context.parameters.uuid("team"), by: user, context: context.queries)
         return .noContent
     }
 }

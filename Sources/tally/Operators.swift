@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Logging
 import PostgresNIO
 import TallyCredits
 import TallyPostgres
@@ -7,6 +8,9 @@ import TallyPostgres
 #if canImport(Glibc)
 import Glibc
 #endif
+
+/// What an operator command's calls into the credits store run with: the command's logger (`--log-level`).
+let commandQueries = QueryContext(logger: Logger(label: "tally"))
 
 /// Runs `body` with a client on the database, its schema applied for the embedded one and checked otherwise.
 func withCreditsDatabase<T: Sendable>(_ options: DatabaseOptions, _ body: (PostgresClient) async throws -> T) async throws -> T {
@@ -38,7 +42,7 @@ struct Users: AsyncParsableCommand {
                 secret = String(cString: typed)
             }
             let user = try await withCreditsDatabase(database) { client in
-                try await Auth(client: client).createUser(email: email, password: secret!, name: name, admin: admin)
+                try await Auth(client: client).createUser(email: email, password: secret!, name: name, admin: admin, context: commandQueries)
             }
             if json { try printJSON(user) } else { print("Created \(user.isAdmin ? "admin" : "user") \(user.email) (\(user.id)).") }
         }
@@ -74,12 +78,12 @@ struct Credits: AsyncParsableCommand {
             let grant = try await withCreditsDatabase(database) { client in
                 let owner: AccountOwner
                 if let user {
-                    owner = .user(try await Auth(client: client).findUser(user).id)
+                    owner = .user(try await Auth(client: client).findUser(user, context: commandQueries).id)
                 } else {
                     guard let id = UUID(uuidString: team!) else { throw ValidationError("--team must be a team id") }
                     owner = .team(id)
                 }
-                return try await Ledger(client: client).grant(to: owner, amount: amount, priority: priority, expiresAt: expiresAt, description: description)
+                return try await Ledger(client: client).grant(to: owner, amount: amount, priority: priority, expiresAt: expiresAt, description: description, context: commandQueries)
             }
             if json { try printJSON(grant) } else { print("Granted \(amount) credits (grant \(grant.id)); the balance is now \(grant.balance).") }
         }
@@ -106,8 +110,8 @@ struct Keys: AsyncParsableCommand {
                 return id
             }
             let created = try await withCreditsDatabase(database) { client in
-                let owner = try await Auth(client: client).findUser(user)
-                return try await APIKeys(client: client).create(name: name, teamID: teamID, creditLimit: limit, by: owner)
+                let owner = try await Auth(client: client).findUser(user, context: commandQueries)
+                return try await APIKeys(client: client).create(name: name, teamID: teamID, creditLimit: limit, by: owner, context: commandQueries)
             }
             if json { try printJSON(created) } else { print(created.key) }
         }
@@ -124,7 +128,7 @@ extension DB {
         @OptionGroup var database: DatabaseOptions
 
         func run() async throws {
-            let report = try await withCreditsDatabase(database) { client in try await Audit.run(client) }
+            let report = try await withCreditsDatabase(database) { client in try await Audit.run(client, logger: commandQueries.logger) }
             if json {
                 try printJSON(report)
             } else if report.ok {

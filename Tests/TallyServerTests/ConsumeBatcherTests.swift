@@ -8,10 +8,10 @@ import Testing
 @Suite struct ConsumeBatcherTests {
     /// A user with `credits` and an API key, made through the domain API.
     func funded(_ client: PostgresClient, _ email: String, credits: Int64) async throws -> APIKeyPrincipal {
-        let user = try await Auth(client: client, bcryptCost: 4).createUser(email: email, password: "password123", name: nil, admin: false)
-        _ = try await Ledger(client: client).grant(to: .user(user.id), amount: credits, description: "test")
-        let key = try await APIKeys(client: client).create(name: "k", teamID: nil, creditLimit: nil, by: user)
-        return try await APIKeys(client: client).authenticate(key.key)
+        let user = try await Auth(client: client, bcryptCost: 4).createUser(email: email, password: "password123", name: nil, admin: false, context: testQueries)
+        _ = try await Ledger(client: client).grant(to: .user(user.id), amount: credits, description: "test", context: testQueries)
+        let key = try await APIKeys(client: client).create(name: "k", teamID: nil, creditLimit: nil, by: user, context: testQueries)
+        return try await APIKeys(client: client).authenticate(key.key, context: testQueries)
     }
 
     @Test func concurrentSpendsShareBatches() async throws {
@@ -21,7 +21,7 @@ import Testing
                 let key = try await funded(client, "a@example.com", credits: 1000)
                 let ledger = Ledger(client: client, consumeLanes: 1)
                 let results = try await withThrowingTaskGroup(of: ConsumeResult.self) { group in
-                    for _ in 0..<60 { group.addTask { try await ledger.consume(ConsumeRequest(apiKey: key, amount: 2)) } }
+                    for _ in 0..<60 { group.addTask { try await ledger.consume(ConsumeRequest(apiKey: key, amount: 2), context: testQueries) } }
                     var all: [ConsumeResult] = []
                     for try await result in group { all.append(result) }
                     return all
@@ -32,7 +32,7 @@ import Testing
                 let sent = ledger.batcher.statistics
                 #expect(sent.spends == 60)
                 #expect(sent.batches < 60, "spends that arrive together go in one statement (\(sent.batches) batches)")
-                let report = try await Audit.run(client)
+                let report = try await Audit.run(client, logger: testQueries.logger)
                 #expect(report.ok, "\(report.failures)")
             }
         }
@@ -53,7 +53,7 @@ import Testing
                         let isBroken = n % 10 == 5
                         group.addTask {
                             do {
-                                return (isBroken, .success(try await ledger.consume(ConsumeRequest(apiKey: isBroken ? broken : healthy, amount: isBroken ? 300 : 1))))
+                                return (isBroken, .success(try await ledger.consume(ConsumeRequest(apiKey: isBroken ? broken : healthy, amount: isBroken ? 300 : 1), context: testQueries)))
                             } catch {
                                 return (isBroken, .failure(error))
                             }

@@ -159,7 +159,7 @@ import FoundationNetworking
             #expect(try await scalar(db, "SELECT balance FROM user_credits") == 1000 - spent)
             #expect(try await scalar(db, "SELECT sum(amount)::bigint FROM credit_transactions") == 1000 - spent)
             #expect(try await scalar(db, "SELECT sum(remaining)::bigint FROM credit_grants") == 1000 - spent)
-            let audit = try await withPostgresClient(db) { try await Audit.run($0) }
+            let audit = try await withPostgresClient(db) { try await Audit.run($0, logger: testQueries.logger) }
             #expect(audit.ok, "\(audit.failures)")
         }
     }

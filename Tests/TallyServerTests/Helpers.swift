@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import HummingbirdTesting
+import Logging
 import PostgresNIO
 import TallyCredits
 import TallyPostgres
@@ -218,7 +219,7 @@ func fundedUser(
 }
 
 func audit(_ db: ConnectionSettings) async throws -> AuditReport {
-    try await withPostgresClient(db) { try await Audit.run($0) }
+    try await withPostgresClient(db) { try await Audit.run($0, logger: testQueries.logger) }
 }
 
 func makeAdmin(_ client: some TestClientProtocol, _ db: ConnectionSettings) async throws -> Member {
@@ -226,3 +227,6 @@ func makeAdmin(_ client: some TestClientProtocol, _ db: ConnectionSettings) asyn
     try await withSingleConnection(db) { try await $0.execute("UPDATE users SET is_admin = true WHERE email = 'admin@example.com'") }
     return admin
 }
+
+/// What the tests' direct calls into the credits store run with.
+let testQueries = QueryContext(logger: Logger(label: "tally.tests"))

@@ -106,7 +106,7 @@ import Testing
                 try await connection.execute("UPDATE idempotency_keys SET created_at = now() - interval '23 hours 59 minutes' WHERE key = 'day-old'")
                 try await connection.execute("UPDATE idempotency_keys SET created_at = now() - interval '48 hours' WHERE key = 'two-days-old'")
             }
-            let purged = try await withPostgresClient(db) { try await Idempotency(client: $0).purgeExpired() }
+            let purged = try await withPostgresClient(db) { try await Idempotency(client: $0).purgeExpired(context: testQueries) }
             #expect(purged == 1)
             #expect(try await consume(client, key, idempotencyKey: "day-old", ["amount": 1]).headers[.idempotentReplayed] == "true")
             // Past retention the key is new again.
