@@ -41,7 +41,7 @@ public final class Database: Service, Sendable {
     public init(_ client: PostgresClient) {
         self.state = Mutex(State(pool: client))
         self.settings = nil
-        self.logger = LocalCluster.quietLogger
+        self.logger = Logger(label: "tally")
     }
 
     /// A database that owns its pool: `run()` runs it and replaces it after an outage.

@@ -107,8 +107,7 @@ public enum Backup {
         try await withSingleConnection(database) { connection in
             var n = 0
             for try await c in try await connection.query(
-                "SELECT count(*)::int FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')",
-                logger: LocalCluster.quietLogger
+                "SELECT count(*)::int FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')"
             ).decode(Int.self) { n = c }
             return n
         }
@@ -127,7 +126,7 @@ public enum Backup {
         guard let toolMajor = PostgresBinaries.parseVersion(output)?.major else { return }
         let serverNum = try await withSingleConnection(database) { connection in
             var n = 0
-            for try await v in try await connection.query("SELECT current_setting('server_version_num')::int", logger: LocalCluster.quietLogger).decode(Int.self) { n = v }
+            for try await v in try await connection.query("SELECT current_setting('server_version_num')::int").decode(Int.self) { n = v }
             return n
         }
         try checkVersions(pgDump: toolMajor, server: serverNum / 10000, path: pgDump)

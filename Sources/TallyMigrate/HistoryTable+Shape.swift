@@ -7,7 +7,7 @@ extension HistoryTable {
     /// bookkeeping; puts back into Drizzle's shape a table an earlier Tally reshaped; upgrades a 0.x table
     /// for a Drizzle 1.0 folder exactly as Drizzle 1.0's migrator does. Returns the table's columns.
     /// Each change is told to `progress`.
-    func prepare(for folder: MigrationFolder, on connection: PostgresConnection, progress: (String) -> Void) async throws -> Set<String> {
+    func prepare(for folder: MigrationFolder, on connection: DatabaseConnection, progress: (String) -> Void) async throws -> Set<String> {
         try await MigrationBookkeeping.ensure(on: connection)
         try await adoptEarlierBookkeeping(on: connection, progress: progress)
         try await connection.run("CREATE SCHEMA IF NOT EXISTS \(quoteIdentifier(schema))")
@@ -45,7 +45,7 @@ extension HistoryTable {
     /// truncated to the second, or by hash where several folders share that second or none has it; `name`
     /// is set to the folder's name and `applied_at` to NULL. A row that matches no folder stops it.
     private func upgradeForDrizzle1(
-        _ folder: MigrationFolder, columns: Set<String>, rows: [Row], on connection: PostgresConnection, progress: (String) -> Void
+        _ folder: MigrationFolder, columns: Set<String>, rows: [Row], on connection: DatabaseConnection, progress: (String) -> Void
     ) async throws {
         let tags = Set(folder.migrations.map(\.tag))
         let needing = rows.filter { row in
@@ -71,7 +71,7 @@ extension HistoryTable {
             try await connection.run("ALTER TABLE \(sql) ADD COLUMN IF NOT EXISTS name text")
             try await connection.run("ALTER TABLE \(sql) ADD COLUMN IF NOT EXISTS applied_at timestamp with time zone DEFAULT now()")
             for (id, name) in names {
-                try await connection.execute("UPDATE \(unescaped: sql) SET name = \(name), applied_at = NULL WHERE id = \(id)", logger: LocalCluster.quietLogger)
+                try await connection.execute("UPDATE \(unescaped: sql) SET name = \(name), applied_at = NULL WHERE id = \(id)")
             }
         }
         progress("Upgraded \(self) to Drizzle 1.0's shape as Drizzle 1.0's migrator does: \(names.count) row(s) named after their migration folder, applied_at NULL for them.")
@@ -83,7 +83,7 @@ extension HistoryTable {
     }
 
     /// Copies an earlier Tally's `name` and `applied_at` (NULL meant baseline then) into Tally's own table.
-    private func keepEarlierColumns(on connection: PostgresConnection) async throws {
+    private func keepEarlierColumns(on connection: DatabaseConnection) async throws {
         try await connection.run("""
             INSERT INTO tally_migrate.applied (history_table, history_id, hash, tag, baseline, applied_at)
             SELECT \(quoteLiteral(description)), id, hash, COALESCE(name, ''), applied_at IS NULL, applied_at FROM \(sql)
@@ -92,7 +92,7 @@ extension HistoryTable {
     }
 
     /// An earlier Tally kept failures and removed rows next to the history table; they move to Tally's schema.
-    private func adoptEarlierBookkeeping(on connection: PostgresConnection, progress: (String) -> Void) async throws {
+    private func adoptEarlierBookkeeping(on connection: DatabaseConnection, progress: (String) -> Void) async throws {
         let failures = HistoryTable(schema: schema, table: "__tally_migration_failures")
         if try await !failures.columns(on: connection).isEmpty {
             try await connection.transaction {

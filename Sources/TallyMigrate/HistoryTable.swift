@@ -52,10 +52,9 @@ public struct HistoryTable: Sendable, Equatable, CustomStringConvertible {
     }
 
     /// The columns the table has; empty when it does not exist.
-    func columns(on connection: PostgresConnection) async throws -> Set<String> {
+    func columns(on connection: DatabaseConnection) async throws -> Set<String> {
         let result = try await connection.query(
-            "SELECT attname::text FROM pg_attribute WHERE attrelid = to_regclass(\(sql)) AND attnum > 0 AND NOT attisdropped",
-            logger: LocalCluster.quietLogger)
+            "SELECT attname::text FROM pg_attribute WHERE attrelid = to_regclass(\(sql)) AND attnum > 0 AND NOT attisdropped")
         var names: Set<String> = []
         for try await name in result.decode(String.self) { names.insert(name) }
         return names
@@ -63,7 +62,7 @@ public struct HistoryTable: Sendable, Equatable, CustomStringConvertible {
 
     /// All rows, oldest first; empty when the table does not exist yet. `created_at` may be bigint, numeric
     /// or text (some apps create the table themselves).
-    func rows(on connection: PostgresConnection) async throws -> [Row] {
+    func rows(on connection: DatabaseConnection) async throws -> [Row] {
         let columns = try await columns(on: connection)
         guard !columns.isEmpty else { return [] }
         let name = columns.contains("name") ? "h.name::text" : "NULL::text"
@@ -77,7 +76,7 @@ public struct HistoryTable: Sendable, Equatable, CustomStringConvertible {
         let result = try await connection.query(PostgresQuery(unsafeSQL: """
             SELECT h.id::int, h.hash::text, h.created_at::text, \(name), \(appliedAt), \(baseline)
             FROM \(sql) h \(join) ORDER BY h.id
-            """), logger: LocalCluster.quietLogger)
+            """))
         var out: [Row] = []
         for try await (id, hash, createdAt, name, appliedAt, baseline) in result.decode((Int, String, String?, String?, Date?, Bool).self) {
             out.append(Row(id: id, hash: hash, createdAt: createdAt.flatMap(Self.millis), name: name, appliedAt: appliedAt, baseline: baseline))
@@ -93,17 +92,16 @@ public struct HistoryTable: Sendable, Equatable, CustomStringConvertible {
     }
 
     /// Other `__drizzle_migrations` tables in the database (the seed's `public.__drizzle_migrations`), with their row counts.
-    func others(on connection: PostgresConnection) async throws -> [(HistoryTable, Int)] {
+    func others(on connection: DatabaseConnection) async throws -> [(HistoryTable, Int)] {
         let result = try await connection.query(
-            "SELECT schemaname::text, tablename::text FROM pg_tables WHERE tablename = '__drizzle_migrations' ORDER BY 1",
-            logger: LocalCluster.quietLogger)
+            "SELECT schemaname::text, tablename::text FROM pg_tables WHERE tablename = '__drizzle_migrations' ORDER BY 1")
         var tables: [HistoryTable] = []
         for try await (s, t) in result.decode((String, String).self) where !(s == schema && t == table) {
             tables.append(HistoryTable(schema: s, table: t))
         }
         var out: [(HistoryTable, Int)] = []
         for other in tables {
-            let count = try await connection.query("SELECT count(*)::int FROM \(unescaped: other.sql)", logger: LocalCluster.quietLogger)
+            let count = try await connection.query("SELECT count(*)::int FROM \(unescaped: other.sql)")
             for try await n in count.decode(Int.self) { out.append((other, n)) }
         }
         return out
@@ -111,20 +109,19 @@ public struct HistoryTable: Sendable, Equatable, CustomStringConvertible {
 
     /// Writes the history row Drizzle would write for `migration` (with `name` in a 1.0 table; `applied_at`
     /// is the column's default) and Tally's record of it, in the caller's transaction.
-    func insert(_ migration: Migration, baseline: Bool, columns: Set<String>, on connection: PostgresConnection) async throws {
+    func insert(_ migration: Migration, baseline: Bool, columns: Set<String>, on connection: DatabaseConnection) async throws {
         let query: PostgresQuery = columns.contains("name")
             ? "INSERT INTO \(unescaped: sql) (hash, created_at, name) VALUES (\(migration.hash), \(migration.createdAt), \(migration.tag)) RETURNING id::int"
             : "INSERT INTO \(unescaped: sql) (hash, created_at) VALUES (\(migration.hash), \(migration.createdAt)) RETURNING id::int"
         var id = 0
-        for try await value in try await connection.query(query, logger: LocalCluster.quietLogger).decode(Int.self) { id = value }
+        for try await value in try await connection.query(query).decode(Int.self) { id = value }
         try await connection.execute(
             """
             INSERT INTO \(unescaped: MigrationBookkeeping.applied) (history_table, history_id, hash, tag, baseline)
             VALUES (\(description), \(id), \(migration.hash), \(migration.tag), \(baseline))
             ON CONFLICT (history_table, history_id) DO UPDATE SET hash = excluded.hash, tag = excluded.tag,
                 baseline = excluded.baseline, applied_at = now(), applied_by = current_user
-            """,
-            logger: LocalCluster.quietLogger)
+            """)
     }
 }
 
@@ -133,7 +130,7 @@ func quoteLiteral(_ text: String) -> String {
     "'" + text.replacingOccurrences(of: "'", with: "''") + "'"
 }
 
-extension PostgresConnection {
+extension DatabaseConnection {
     /// Runs SQL text without parameters, one statement at a time as the parser splits it (the extended
     /// protocol takes one statement per query).
     func run(_ sql: String) async throws {

@@ -18,7 +18,7 @@ enum MigrationBookkeeping {
     static let validations = "tally_migrate.validations"
     static let removedRows = "tally_migrate.removed_history_rows"
 
-    static func ensure(on connection: PostgresConnection) async throws {
+    static func ensure(on connection: DatabaseConnection) async throws {
         try await connection.run("""
             CREATE SCHEMA IF NOT EXISTS tally_migrate;
             CREATE TABLE IF NOT EXISTS tally_migrate.applied (
@@ -41,9 +41,9 @@ enum MigrationBookkeeping {
             """)
     }
 
-    static func exists(on connection: PostgresConnection) async throws -> Bool {
+    static func exists(on connection: DatabaseConnection) async throws -> Bool {
         for try await _ in try await connection.query(
-            "SELECT 1 FROM pg_tables WHERE schemaname = 'tally_migrate' AND tablename = 'applied'", logger: LocalCluster.quietLogger)
+            "SELECT 1 FROM pg_tables WHERE schemaname = 'tally_migrate' AND tablename = 'applied'")
         { return true }
         return false
     }
@@ -57,58 +57,54 @@ enum MigrationBookkeeping {
         var constraint: String
     }
 
-    static func pendingValidations(_ history: HistoryTable, on connection: PostgresConnection) async throws -> [PendingValidation] {
+    static func pendingValidations(_ history: HistoryTable, on connection: DatabaseConnection) async throws -> [PendingValidation] {
         guard try await exists(on: connection) else { return [] }
         var out: [PendingValidation] = []
         for try await (hash, tag, position, schema, table, constraint) in try await connection.query(
             """
             SELECT hash, tag, position, table_schema, table_name, constraint_name FROM tally_migrate.validations
             WHERE history_table = \(history.description) ORDER BY recorded_at, position
-            """, logger: LocalCluster.quietLogger
+            """
         ).decode((String, String, Int, String, String, String).self) {
             out.append(PendingValidation(hash: hash, tag: tag, position: position, table: QualifiedName(schema: schema, name: table), constraint: constraint))
         }
         return out
     }
 
-    static func recordValidation(_ v: PendingValidation, history: HistoryTable, on connection: PostgresConnection) async throws {
+    static func recordValidation(_ v: PendingValidation, history: HistoryTable, on connection: DatabaseConnection) async throws {
         try await connection.execute(
             """
             INSERT INTO tally_migrate.validations (history_table, hash, tag, position, table_schema, table_name, constraint_name)
             VALUES (\(history.description), \(v.hash), \(v.tag), \(v.position), \(v.table.schema), \(v.table.name), \(v.constraint))
             ON CONFLICT (history_table, hash, position) DO NOTHING
-            """, logger: LocalCluster.quietLogger)
+            """)
     }
 
-    static func clearValidation(_ v: PendingValidation, history: HistoryTable, on connection: PostgresConnection) async throws {
+    static func clearValidation(_ v: PendingValidation, history: HistoryTable, on connection: DatabaseConnection) async throws {
         try await connection.execute(
-            "DELETE FROM tally_migrate.validations WHERE history_table = \(history.description) AND hash = \(v.hash) AND position = \(v.position)",
-            logger: LocalCluster.quietLogger)
+            "DELETE FROM tally_migrate.validations WHERE history_table = \(history.description) AND hash = \(v.hash) AND position = \(v.position)")
     }
 
-    static func recordFailure(_ migration: Migration, statement: Int?, message: String, history: HistoryTable, on connection: PostgresConnection) async throws {
+    static func recordFailure(_ migration: Migration, statement: Int?, message: String, history: HistoryTable, on connection: DatabaseConnection) async throws {
         try await connection.execute(
             """
             INSERT INTO tally_migrate.failures (history_table, tag, hash, statement, error)
             VALUES (\(history.description), \(migration.tag), \(migration.hash), \(statement), \(message))
             ON CONFLICT (history_table, tag) DO UPDATE
             SET hash = excluded.hash, statement = excluded.statement, error = excluded.error, failed_at = now()
-            """,
-            logger: LocalCluster.quietLogger)
+            """)
     }
 
-    static func clearFailure(_ migration: Migration, history: HistoryTable, on connection: PostgresConnection) async throws {
+    static func clearFailure(_ migration: Migration, history: HistoryTable, on connection: DatabaseConnection) async throws {
         try await connection.execute(
-            "DELETE FROM tally_migrate.failures WHERE history_table = \(history.description) AND tag = \(migration.tag)",
-            logger: LocalCluster.quietLogger)
+            "DELETE FROM tally_migrate.failures WHERE history_table = \(history.description) AND tag = \(migration.tag)")
     }
 
     /// The failure recorded by the last run of each migration that failed and has not succeeded since.
-    static func failures(_ history: HistoryTable, on connection: PostgresConnection) async throws -> [MigrationFailure] {
+    static func failures(_ history: HistoryTable, on connection: DatabaseConnection) async throws -> [MigrationFailure] {
         guard try await exists(on: connection) else { return [] }
         let result = try await connection.query(
-            "SELECT tag, hash, statement, error, failed_at FROM tally_migrate.failures WHERE history_table = \(history.description) ORDER BY failed_at",
-            logger: LocalCluster.quietLogger)
+            "SELECT tag, hash, statement, error, failed_at FROM tally_migrate.failures WHERE history_table = \(history.description) ORDER BY failed_at")
         var out: [MigrationFailure] = []
         for try await (tag, hash, statement, error, at) in result.decode((String, String, Int?, String, Date).self) {
             out.append(MigrationFailure(tag: tag, hash: hash, statement: statement, error: error, failedAt: at))
@@ -117,13 +113,13 @@ enum MigrationBookkeeping {
     }
 
     /// Indexes PostgreSQL marks INVALID: what a `CREATE INDEX CONCURRENTLY` leaves when it is interrupted.
-    static func invalidIndexes(on connection: PostgresConnection) async throws -> [QualifiedName] {
+    static func invalidIndexes(on connection: DatabaseConnection) async throws -> [QualifiedName] {
         var out: [QualifiedName] = []
         for try await (schema, name) in try await connection.query(
             """
             SELECT n.nspname::text, c.relname::text FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
             JOIN pg_namespace n ON n.oid = c.relnamespace WHERE NOT i.indisvalid ORDER BY 1, 2
-            """, logger: LocalCluster.quietLogger
+            """
         ).decode((String, String).self) { out.append(QualifiedName(schema: schema, name: name)) }
         return out
     }

@@ -23,7 +23,7 @@ extension Migrator {
         var message: String
     }
 
-    func apply(_ migration: Migration, columns: Set<String>, on connection: PostgresConnection) async throws {
+    func apply(_ migration: Migration, columns: Set<String>, on connection: DatabaseConnection) async throws {
         if migration.requiresNoTransaction {
             progress("Applying \(migration.tag) (\(migration.statements.count) statements, outside a transaction: it has CONCURRENTLY or similar)")
             try await applyWithoutTransaction(migration, columns: columns, on: connection)
@@ -79,7 +79,7 @@ extension Migrator {
     /// One transaction: the statements (foreign keys on existing tables NOT VALID, orphans counted first),
     /// the history row, Tally's record of it and of the keys left to validate. Returns those keys.
     private func runTransaction(
-        _ migration: Migration, online: [Int: SQLStatement.OnlineForeignKey], columns: Set<String>, on connection: PostgresConnection
+        _ migration: Migration, online: [Int: SQLStatement.OnlineForeignKey], columns: Set<String>, on connection: DatabaseConnection
     ) async throws -> [MigrationBookkeeping.PendingValidation] {
         var current = 0
         do {
@@ -136,7 +136,7 @@ extension Migrator {
 
     /// Validates keys a committed migration added NOT VALID, each in its own transaction that also clears
     /// its record. VALIDATE takes SHARE UPDATE EXCLUSIVE: reads and writes go on while it scans.
-    func validate(_ keys: [MigrationBookkeeping.PendingValidation], on connection: PostgresConnection) async throws {
+    func validate(_ keys: [MigrationBookkeeping.PendingValidation], on connection: DatabaseConnection) async throws {
         for key in keys {
             guard let oid = try await regclass(key.table.sql, on: connection), try await constraintExists(key.constraint, on: oid, connection) else {
                 progress("\(key.constraint) on \(key.table) (migration \(key.tag)) no longer exists; nothing to validate.")
@@ -161,7 +161,7 @@ extension Migrator {
     }
 
     /// Finishes the validations an earlier run recorded and did not complete (it was killed, or a row blocked it).
-    func resumeValidations(on connection: PostgresConnection) async throws {
+    func resumeValidations(on connection: DatabaseConnection) async throws {
         let left = try await MigrationBookkeeping.pendingValidations(historyTable, on: connection)
         guard !left.isEmpty else { return }
         let tags = Array(Set(left.map(\.tag))).sorted()
@@ -171,7 +171,7 @@ extension Migrator {
 
     /// Statement by statement, outside a transaction; the history row last. An index an interrupted
     /// `CREATE INDEX CONCURRENTLY` left INVALID is dropped and built again.
-    private func applyWithoutTransaction(_ migration: Migration, columns: Set<String>, on connection: PostgresConnection) async throws {
+    private func applyWithoutTransaction(_ migration: Migration, columns: Set<String>, on connection: DatabaseConnection) async throws {
         try await setTimeouts(local: false, on: connection)
         do {
             try await runEach(migration, columns: columns, on: connection)
@@ -182,7 +182,7 @@ extension Migrator {
         try await connection.run("RESET lock_timeout; RESET statement_timeout")
     }
 
-    private func runEach(_ migration: Migration, columns: Set<String>, on connection: PostgresConnection) async throws {
+    private func runEach(_ migration: Migration, columns: Set<String>, on connection: DatabaseConnection) async throws {
         for (n, statement) in migration.statements.enumerated() {
             if case .index(let index) = statement.node, index.concurrent == true, let name = index.idxname,
                 let invalid = try await invalidIndex(name, on: index.relation.asWritten, connection)
@@ -209,42 +209,41 @@ extension Migrator {
     // MARK: - Catalog lookups (inside the migration's transaction)
 
     /// The table's oid (as text) when `relation` (as the statement wrote it) resolves, else nil.
-    private func regclass(_ relation: String, on connection: PostgresConnection) async throws -> String? {
-        for try await oid in try await connection.query("SELECT to_regclass(\(relation))::oid::text", logger: LocalCluster.quietLogger).decode(String?.self) {
+    private func regclass(_ relation: String, on connection: DatabaseConnection) async throws -> String? {
+        for try await oid in try await connection.query("SELECT to_regclass(\(relation))::oid::text").decode(String?.self) {
             return oid
         }
         return nil
     }
 
-    private func qualifiedName(oid: String, on connection: PostgresConnection) async throws -> QualifiedName? {
+    private func qualifiedName(oid: String, on connection: DatabaseConnection) async throws -> QualifiedName? {
         for try await (schema, name) in try await connection.query(
-            "SELECT n.nspname::text, c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = \(oid)::oid",
-            logger: LocalCluster.quietLogger
+            "SELECT n.nspname::text, c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = \(oid)::oid"
         ).decode((String, String).self) { return QualifiedName(schema: schema, name: name) }
         return nil
     }
 
-    private func constraintExists(_ name: String, on oid: String, _ connection: PostgresConnection) async throws -> Bool {
+    private func constraintExists(_ name: String, on oid: String, _ connection: DatabaseConnection) async throws -> Bool {
         for try await _ in try await connection.query(
-            "SELECT 1 FROM pg_constraint WHERE conrelid = \(oid)::oid AND conname = \(name)", logger: LocalCluster.quietLogger)
+            "SELECT 1 FROM pg_constraint WHERE conrelid = \(oid)::oid AND conname = \(name)")
         { return true }
         return false
     }
 
-    private func invalidIndex(_ name: String, on relation: String, _ connection: PostgresConnection) async throws -> QualifiedName? {
+    private func invalidIndex(_ name: String, on relation: String, _ connection: DatabaseConnection) async throws -> QualifiedName? {
         for try await (schema, index) in try await connection.query(
             """
             SELECT n.nspname::text, c.relname::text FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
             JOIN pg_namespace n ON n.oid = c.relnamespace
             WHERE i.indrelid = to_regclass(\(relation)) AND c.relname = \(name) AND NOT i.indisvalid
-            """, logger: LocalCluster.quietLogger
+            """
         ).decode((String, String).self) { return QualifiedName(schema: schema, name: index) }
         return nil
     }
 
     // MARK: - Settings and errors
 
-    private func setTimeouts(local: Bool, on connection: PostgresConnection) async throws {
+    private func setTimeouts(local: Bool, on connection: DatabaseConnection) async throws {
         let scope = local ? "SET LOCAL" : "SET"
         let statement = options.statementTimeout.map { Self.milliseconds($0) } ?? 0
         try await connection.run("\(scope) lock_timeout = \(Self.milliseconds(options.lockTimeout))")
@@ -258,7 +257,7 @@ extension Migrator {
     /// Records the failure (outside the rolled-back transaction) and builds the error to show: migration,
     /// statement number, file and line, SQLSTATE, the server's message and detail.
     func failed(
-        _ migration: Migration, statement: Int, error: any Error, attempts: Int, rolledBack: Bool, on connection: PostgresConnection
+        _ migration: Migration, statement: Int, error: any Error, attempts: Int, rolledBack: Bool, on connection: DatabaseConnection
     ) async throws -> MigrateError {
         let reason = describe(error)
         let statementNumber: Int? = statement > 0 ? statement : nil

@@ -46,11 +46,10 @@ extension Migrator {
                         }
                         current = 0
                         try await connection.execute(
-                            "DELETE FROM \(unescaped: historyTable.sql) WHERE id = \(entry.rowID ?? -1)", logger: LocalCluster.quietLogger)
+                            "DELETE FROM \(unescaped: historyTable.sql) WHERE id = \(entry.rowID ?? -1)")
                         if try await MigrationBookkeeping.exists(on: connection) {
                             try await connection.execute(
-                                "DELETE FROM \(unescaped: MigrationBookkeeping.applied) WHERE history_table = \(historyTable.description) AND history_id = \(entry.rowID ?? -1)",
-                                logger: LocalCluster.quietLogger)
+                                "DELETE FROM \(unescaped: MigrationBookkeeping.applied) WHERE history_table = \(historyTable.description) AND history_id = \(entry.rowID ?? -1)")
                         }
                     }
                 } catch {

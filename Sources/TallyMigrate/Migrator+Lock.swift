@@ -4,15 +4,15 @@ import TallyPostgres
 
 extension Migrator {
     /// Runs `body` holding the history table's advisory lock on one connection.
-    func withRunnerLock<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
-        try await withSingleConnection(database) { connection in
+    func withRunnerLock<T: Sendable>(_ body: (DatabaseConnection) async throws -> T) async throws -> T {
+        try await withSingleConnection(database, logger: logger) { connection in
             let key = historyTable.lockKey
             let clock = ContinuousClock()
             let deadline = clock.now + options.runnerWait
             var told = false
             while true {
                 var got = false
-                for try await ok in try await connection.query("SELECT pg_try_advisory_lock(\(key))", logger: LocalCluster.quietLogger).decode(Bool.self) {
+                for try await ok in try await connection.query("SELECT pg_try_advisory_lock(\(key))").decode(Bool.self) {
                     got = ok
                 }
                 if got { break }

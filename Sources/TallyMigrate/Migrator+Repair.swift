@@ -38,7 +38,7 @@ extension Migrator {
         if let last = first.changed.map(\.index).max() {
             let created = try await SchemaObjects.createdByEach(
                 folder.migrations.filter { $0.index <= last }, live: database, excluding: historyTable, progress: progress)
-            let live = try await withSingleConnection(database) { try await SchemaObjects.list(on: $0, excluding: historyTable) }
+            let live = try await withSingleConnection(database, logger: logger) { try await SchemaObjects.list(on: $0, excluding: historyTable) }
             for entry in first.changed {
                 missingByTag[entry.tag] = (created[entry.tag] ?? []).subtracting(live).sorted()
             }
@@ -60,11 +60,10 @@ extension Migrator {
                 for rewrite in result.rewrites {
                     let migration = try folder.migration(tag: rewrite.tag)
                     try await connection.execute(
-                        "UPDATE \(unescaped: historyTable.sql) SET hash = \(migration.hash), created_at = \(migration.createdAt) WHERE id = \(rewrite.rowID)",
-                        logger: LocalCluster.quietLogger)
+                        "UPDATE \(unescaped: historyTable.sql) SET hash = \(migration.hash), created_at = \(migration.createdAt) WHERE id = \(rewrite.rowID)")
                     if columns.contains("name") {
                         try await connection.execute(
-                            "UPDATE \(unescaped: historyTable.sql) SET name = \(migration.tag) WHERE id = \(rewrite.rowID)", logger: LocalCluster.quietLogger)
+                            "UPDATE \(unescaped: historyTable.sql) SET name = \(migration.tag) WHERE id = \(rewrite.rowID)")
                     }
                 }
                 let name = columns.contains("name") ? "name" : "NULL::text"
@@ -73,12 +72,10 @@ extension Migrator {
                         """
                         INSERT INTO \(unescaped: MigrationBookkeeping.removedRows) (history_table, id, hash, created_at, name)
                         SELECT \(historyTable.description), id, hash, created_at::text, \(unescaped: name) FROM \(unescaped: historyTable.sql) WHERE id = \(id)
-                        """,
-                        logger: LocalCluster.quietLogger)
-                    try await connection.execute("DELETE FROM \(unescaped: historyTable.sql) WHERE id = \(id)", logger: LocalCluster.quietLogger)
+                        """)
+                    try await connection.execute("DELETE FROM \(unescaped: historyTable.sql) WHERE id = \(id)")
                     try await connection.execute(
-                        "DELETE FROM \(unescaped: MigrationBookkeeping.applied) WHERE history_table = \(historyTable.description) AND history_id = \(id)",
-                        logger: LocalCluster.quietLogger)
+                        "DELETE FROM \(unescaped: MigrationBookkeeping.applied) WHERE history_table = \(historyTable.description) AND history_id = \(id)")
                 }
             }
             result.applied = true

@@ -35,11 +35,14 @@ public struct Migrator: Sendable {
     public var options: Options
     /// Hears one line per step: waits, retries, each migration applied.
     public var progress: @Sendable (String) -> Void
+    /// Where the migrator's statements log (the logging system's, labelled `tally.migrate`, unless given).
+    public var logger: Logger
 
     public init(
         folder: MigrationFolder, database: ConnectionSettings, historyTable: HistoryTable = .drizzleDefault,
-        options: Options = Options(), progress: @escaping @Sendable (String) -> Void = { _ in }
+        options: Options = Options(), logger: Logger = Logger(label: "tally.migrate"), progress: @escaping @Sendable (String) -> Void = { _ in }
     ) {
+        self.logger = logger
         self.folder = folder
         self.database = database
         self.historyTable = historyTable
@@ -51,19 +54,19 @@ public struct Migrator: Sendable {
 
     /// The folder against the history; reads only (creates nothing).
     public func status() async throws -> MigrationReport {
-        try await withSingleConnection(database) { connection in
+        try await withSingleConnection(database, logger: logger) { connection in
             try await report(on: connection)
         }
     }
 
     /// `__drizzle_migrations` tables in other schemas than the one this migrator uses, with their row counts.
     public func otherHistoryTables() async throws -> [MigrationReport.OtherHistoryTable] {
-        try await withSingleConnection(database) { connection in
+        try await withSingleConnection(database, logger: logger) { connection in
             try await historyTable.others(on: connection).map { MigrationReport.OtherHistoryTable(table: $0.0.description, rows: $0.1) }
         }
     }
 
-    func report(on connection: PostgresConnection) async throws -> MigrationReport {
+    func report(on connection: DatabaseConnection) async throws -> MigrationReport {
         let rows = try await historyTable.rows(on: connection)
         let others = try await historyTable.others(on: connection).map {
             MigrationReport.OtherHistoryTable(table: $0.0.description, rows: $0.1)

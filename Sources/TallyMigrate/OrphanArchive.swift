@@ -44,7 +44,7 @@ public enum OrphanArchive {
         var depth: Int
     }
 
-    static func ensure(on connection: PostgresConnection) async throws {
+    static func ensure(on connection: DatabaseConnection) async throws {
         try await connection.run("""
             CREATE SCHEMA IF NOT EXISTS tally_archive;
             CREATE TABLE IF NOT EXISTS tally_archive.batches (
@@ -69,7 +69,7 @@ public enum OrphanArchive {
     /// Archives and deletes the rows violating `foreignKeys` and all rows depending on them; returns the batch.
     public static func clean(
         _ foreignKeys: [ForeignKeyDefinition], include: [Include], reason: String, osUser: String,
-        on connection: PostgresConnection
+        on connection: DatabaseConnection
     ) async throws -> Batch {
         if !include.isEmpty, foreignKeys.contains(where: { $0.columns.count != 1 }) {
             throw MigrateError(.invalidFolder, "--include follows single-column keys only; give --fk for one single-column foreign key")
@@ -98,8 +98,7 @@ public enum OrphanArchive {
             let keysJSON = String(decoding: try JSONEncoder().encode(foreignKeys), as: UTF8.self)
             var batchID = 0
             for try await id in try await connection.query(
-                "INSERT INTO tally_archive.batches (created_by, reason, foreign_keys) VALUES (\(osUser + " as " ) || current_user, \(reason), \(keysJSON)::jsonb) RETURNING id::int",
-                logger: LocalCluster.quietLogger
+                "INSERT INTO tally_archive.batches (created_by, reason, foreign_keys) VALUES (\(osUser + " as " ) || current_user, \(reason), \(keysJSON)::jsonb) RETURNING id::int"
             ).decode(Int.self) { batchID = id }
             var moved: [Moved] = []
             for (ord, step) in ordered.enumerated() {
@@ -114,7 +113,7 @@ public enum OrphanArchive {
                     SELECT count(*)::int FROM archived
                     """
                 var count = 0
-                for try await n in try await connection.query(PostgresQuery(unsafeSQL: sql), logger: LocalCluster.quietLogger).decode(Int.self) {
+                for try await n in try await connection.query(PostgresQuery(unsafeSQL: sql)).decode(Int.self) {
                     count = n
                 }
                 if let i = moved.firstIndex(where: { $0.table == step.table.description }) {
@@ -146,7 +145,7 @@ public enum OrphanArchive {
     }
 
     /// Puts batch `id` back, parents before the rows that depend on them, in one transaction.
-    public static func restore(batch id: Int, on connection: PostgresConnection) async throws -> Batch {
+    public static func restore(batch id: Int, on connection: DatabaseConnection) async throws -> Batch {
         guard var batch = try await batches(on: connection).first(where: { $0.id == id }) else {
             throw MigrateError(.unknownMigration, "there is no archive batch \(id); list them with `tally db orphans --batches`")
         }
@@ -155,8 +154,7 @@ public enum OrphanArchive {
         }
         var parts: [(Int, String, String)] = []
         for try await part in try await connection.query(
-            "SELECT DISTINCT ord, table_schema, table_name FROM tally_archive.rows WHERE batch_id = \(id) ORDER BY ord DESC",
-            logger: LocalCluster.quietLogger
+            "SELECT DISTINCT ord, table_schema, table_name FROM tally_archive.rows WHERE batch_id = \(id) ORDER BY ord DESC"
         ).decode((Int, String, String).self) { parts.append(part) }
         try await connection.transaction {
             for (ord, schema, table) in parts {
@@ -167,7 +165,7 @@ public enum OrphanArchive {
                     WHERE r.batch_id = \(id) AND r.ord = \(ord)
                     """
                 do {
-                    try await connection.execute(PostgresQuery(unsafeSQL: sql), logger: LocalCluster.quietLogger)
+                    try await connection.execute(PostgresQuery(unsafeSQL: sql))
                 } catch {
                     throw MigrateError(
                         .migrationFailed,
@@ -181,22 +179,20 @@ public enum OrphanArchive {
     }
 
     /// Every archived batch, newest first.
-    public static func batches(on connection: PostgresConnection) async throws -> [Batch] {
+    public static func batches(on connection: DatabaseConnection) async throws -> [Batch] {
         var exists = false
         for try await _ in try await connection.query(
-            "SELECT 1 FROM pg_tables WHERE schemaname = 'tally_archive' AND tablename = 'batches'", logger: LocalCluster.quietLogger) { exists = true }
+            "SELECT 1 FROM pg_tables WHERE schemaname = 'tally_archive' AND tablename = 'batches'") { exists = true }
         guard exists else { return [] }
         var out: [Batch] = []
         for try await (id, at, by, reason, restored) in try await connection.query(
-            "SELECT id::int, created_at, created_by, reason, restored_at FROM tally_archive.batches ORDER BY id DESC",
-            logger: LocalCluster.quietLogger
+            "SELECT id::int, created_at, created_by, reason, restored_at FROM tally_archive.batches ORDER BY id DESC"
         ).decode((Int, Date, String, String, Date?).self) {
             out.append(Batch(id: id, createdAt: at, createdBy: by, reason: reason, restoredAt: restored, moved: []))
         }
         for i in out.indices {
             for try await (schema, table, n) in try await connection.query(
-                "SELECT table_schema, table_name, count(*)::int FROM tally_archive.rows WHERE batch_id = \(out[i].id) GROUP BY 1, 2 ORDER BY 1, 2",
-                logger: LocalCluster.quietLogger
+                "SELECT table_schema, table_name, count(*)::int FROM tally_archive.rows WHERE batch_id = \(out[i].id) GROUP BY 1, 2 ORDER BY 1, 2"
             ).decode((String, String, Int).self) { out[i].moved.append(Moved(table: "\(schema).\(table)", rows: n)) }
         }
         return out

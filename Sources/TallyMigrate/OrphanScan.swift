@@ -19,7 +19,7 @@ public enum OrphanScan {
     /// Counts the rows of `fk.table` that violate `fk`, with up to five sample keys.
     /// Rows with a NULL in any key column are not checked by PostgreSQL (MATCH SIMPLE) and are not counted.
     public static func scan(
-        _ fk: ForeignKeyDefinition, source: String, on connection: PostgresConnection
+        _ fk: ForeignKeyDefinition, source: String, on connection: DatabaseConnection
     ) async throws -> OrphanReport {
         // The parent's keys fit in one in-memory hash (no batches spilled to disk) with more than the
         // default 4MB; measured 3.2s → 2.5s on 10M rows against 1M parents.
@@ -35,21 +35,20 @@ public enum OrphanScan {
     }
 
     private static func scanWithSessionSettings(
-        _ fk: ForeignKeyDefinition, source: String, on connection: PostgresConnection
+        _ fk: ForeignKeyDefinition, source: String, on connection: DatabaseConnection
     ) async throws -> OrphanReport {
         let start = ContinuousClock.now
         let referencedColumns = try await resolvedReferencedColumns(fk, on: connection)
         let predicate = orphanPredicate(fk, referencedColumns: referencedColumns, alias: "c")
         var count = 0
         for try await n in try await connection.query(
-            PostgresQuery(unsafeSQL: "SELECT count(*)::bigint FROM \(fk.table.sql) c WHERE \(predicate)"), logger: LocalCluster.quietLogger
+            PostgresQuery(unsafeSQL: "SELECT count(*)::bigint FROM \(fk.table.sql) c WHERE \(predicate)")
         ).decode(Int.self) { count = n }
         var samples: [String] = []
         if count > 0 {
             let key = fk.columns.map { "c.\(quoteIdentifier($0))::text" }.joined(separator: " || ', ' || ")
             for try await sample in try await connection.query(
-                PostgresQuery(unsafeSQL: "SELECT DISTINCT \(key) FROM \(fk.table.sql) c WHERE \(predicate) ORDER BY 1 LIMIT 5"),
-                logger: LocalCluster.quietLogger
+                PostgresQuery(unsafeSQL: "SELECT DISTINCT \(key) FROM \(fk.table.sql) c WHERE \(predicate) ORDER BY 1 LIMIT 5")
             ).decode(String.self) { samples.append(sample) }
         }
         let elapsed = ContinuousClock.now - start
@@ -67,7 +66,7 @@ public enum OrphanScan {
     }
 
     /// A foreign key written `REFERENCES t` (no columns) points at t's primary key.
-    static func resolvedReferencedColumns(_ fk: ForeignKeyDefinition, on connection: PostgresConnection) async throws -> [String] {
+    static func resolvedReferencedColumns(_ fk: ForeignKeyDefinition, on connection: DatabaseConnection) async throws -> [String] {
         if !fk.referencedColumns.isEmpty { return fk.referencedColumns }
         var columns: [String] = []
         let query = PostgresQuery(unsafeSQL: """
@@ -76,12 +75,12 @@ public enum OrphanScan {
             WHERE i.indrelid = '\(fk.referencedTable.sql.replacingOccurrences(of: "'", with: "''"))'::regclass AND i.indisprimary
             ORDER BY array_position(i.indkey, a.attnum)
             """)
-        for try await name in try await connection.query(query, logger: LocalCluster.quietLogger).decode(String.self) { columns.append(name) }
+        for try await name in try await connection.query(query).decode(String.self) { columns.append(name) }
         return columns
     }
 
     /// Every foreign key the database declares, validated or not.
-    public static func declaredForeignKeys(on connection: PostgresConnection) async throws -> [(ForeignKeyDefinition, String)] {
+    public static func declaredForeignKeys(on connection: DatabaseConnection) async throws -> [(ForeignKeyDefinition, String)] {
         let rows = try await connection.query("""
             SELECT con.conname::text, ns.nspname::text, cl.relname::text,
                    (SELECT array_agg(a.attname::text ORDER BY k.ord) FROM unnest(con.conkey) WITH ORDINALITY k(num, ord)
@@ -95,7 +94,7 @@ public enum OrphanScan {
             JOIN pg_class rcl ON rcl.oid = con.confrelid JOIN pg_namespace rns ON rns.oid = rcl.relnamespace
             WHERE con.contype = 'f' AND ns.nspname NOT IN ('pg_catalog', 'information_schema')
             ORDER BY ns.nspname, cl.relname, con.conname
-            """, logger: LocalCluster.quietLogger)
+            """)
         var out: [(ForeignKeyDefinition, String)] = []
         for try await (name, schema, table, columns, rschema, rtable, rcolumns, validated) in rows.decode(
             (String, String, String, [String], String, String, [String], Bool).self)
@@ -109,12 +108,11 @@ public enum OrphanScan {
     }
 
     /// Whether `table` has every column in `columns`; nil when the table does not exist.
-    static func missingColumns(_ table: QualifiedName, _ columns: [String], on connection: PostgresConnection) async throws -> [String]? {
+    static func missingColumns(_ table: QualifiedName, _ columns: [String], on connection: DatabaseConnection) async throws -> [String]? {
         var existing: Set<String> = []
         var found = false
         for try await (column) in try await connection.query(
-            "SELECT a.attname::text FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = \(table.schema) AND c.relname = \(table.name) AND a.attnum > 0 AND NOT a.attisdropped",
-            logger: LocalCluster.quietLogger
+            "SELECT a.attname::text FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = \(table.schema) AND c.relname = \(table.name) AND a.attnum > 0 AND NOT a.attisdropped"
         ).decode(String.self) {
             found = true
             existing.insert(column)
@@ -122,8 +120,7 @@ public enum OrphanScan {
         if !found {
             // A table with no columns still exists; check pg_class.
             for try await _ in try await connection.query(
-                "SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = \(table.schema) AND c.relname = \(table.name)",
-                logger: LocalCluster.quietLogger) { found = true }
+                "SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = \(table.schema) AND c.relname = \(table.name)") { found = true }
             if !found { return nil }
         }
         return columns.filter { !existing.contains($0) }
@@ -155,13 +152,13 @@ extension OrphanScan {
     }
 
     /// Checks that every table and column a foreign key names exists, with an error that says which does not.
-    public static func check(_ fk: ForeignKeyDefinition, on connection: PostgresConnection) async throws {
+    public static func check(_ fk: ForeignKeyDefinition, on connection: DatabaseConnection) async throws {
         try await check(fk.table, fk.columns, flag: "--fk", on: connection)
         try await check(fk.referencedTable, fk.referencedColumns, flag: "--fk", on: connection)
     }
 
     /// Checks that `table` exists and has `columns`, with an error naming what does not exist.
-    public static func check(_ table: QualifiedName, _ columns: [String], flag: String, on connection: PostgresConnection) async throws {
+    public static func check(_ table: QualifiedName, _ columns: [String], flag: String, on connection: DatabaseConnection) async throws {
         guard let missing = try await missingColumns(table, columns, on: connection) else {
             throw MigrateError(.invalidFolder, "unknown table \(table) in \(flag); check the name (and schema, public by default)")
         }
@@ -182,7 +179,7 @@ extension OrphanScan {
                 for fk in statement.addedForeignKeys { keys.append((fk, "pending migration \(entry.tag)")) }
             }
         }
-        return try await withSingleConnection(migrator.database) { connection in
+        return try await withSingleConnection(migrator.database, logger: migrator.logger) { connection in
             var out: [(ForeignKeyDefinition, String)] = []
             for (fk, source) in keys {
                 guard try await missingColumns(fk.table, fk.columns, on: connection)?.isEmpty == true,
@@ -197,10 +194,9 @@ extension OrphanScan {
 
 extension OrphanScan {
     /// PostgreSQL's estimate of a table's rows (pg_class.reltuples), for progress lines; nil when unknown.
-    public static func estimatedRows(_ table: QualifiedName, on connection: PostgresConnection) async throws -> Int? {
+    public static func estimatedRows(_ table: QualifiedName, on connection: DatabaseConnection) async throws -> Int? {
         for try await estimate in try await connection.query(
-            "SELECT c.reltuples::bigint FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = \(table.schema) AND c.relname = \(table.name)",
-            logger: LocalCluster.quietLogger
+            "SELECT c.reltuples::bigint FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = \(table.schema) AND c.relname = \(table.name)"
         ).decode(Int.self) { return estimate >= 0 ? estimate : nil }
         return nil
     }
@@ -212,7 +208,7 @@ extension OrphanScan {
     /// scan is announced through `progress`, and a long one every five seconds.
     public static func scanAll(
         explicit: [ForeignKeyDefinition], includes: [OrphanArchive.Include] = [], pending: [(ForeignKeyDefinition, String)] = [],
-        on connection: PostgresConnection, progress: @escaping @Sendable (String) -> Void = { _ in }
+        on connection: DatabaseConnection, progress: @escaping @Sendable (String) -> Void = { _ in }
     ) async throws -> [OrphanReport] {
         for fk in explicit { try await check(fk, on: connection) }
         for include in includes { try await check(include.table, [include.column], flag: "--include", on: connection) }

@@ -53,7 +53,7 @@ public struct Plan: Sendable, Codable {
 extension Migrator {
     /// Plans the pending migrations against the live database; changes nothing.
     public func plan() async throws -> Plan {
-        try await withSingleConnection(database) { connection in
+        try await withSingleConnection(database, logger: logger) { connection in
             let report = try await report(on: connection)
             var migrations: [Plan.Migration] = []
             var createdSoFar: Set<QualifiedName> = []
@@ -104,7 +104,7 @@ extension Migrator {
         }
     }
 
-    private func tableExists(_ table: QualifiedName, on connection: PostgresConnection) async throws -> Bool {
+    private func tableExists(_ table: QualifiedName, on connection: DatabaseConnection) async throws -> Bool {
         try await OrphanScan.missingColumns(table, [], on: connection) != nil
     }
 }
@@ -156,7 +156,7 @@ enum Lint {
         }
     }
 
-    static func check(_ statement: SQLStatement, newTables: Set<QualifiedName>, onlineRewrite: Bool, on connection: PostgresConnection) async throws -> [Plan.Finding] {
+    static func check(_ statement: SQLStatement, newTables: Set<QualifiedName>, onlineRewrite: Bool, on connection: DatabaseConnection) async throws -> [Plan.Finding] {
         var findings: [Plan.Finding] = []
         for fk in statement.addedForeignKeys where !fk.notValid && !newTables.contains(fk.table) {
             findings.append(onlineRewrite
@@ -233,10 +233,10 @@ enum Lint {
         }
     }
 
-    static func hasRows(_ table: QualifiedName, on connection: PostgresConnection) async throws -> Bool {
+    static func hasRows(_ table: QualifiedName, on connection: DatabaseConnection) async throws -> Bool {
         guard try await OrphanScan.missingColumns(table, [], on: connection) != nil else { return false }
         var found = false
-        for try await _ in try await connection.query(PostgresQuery(unsafeSQL: "SELECT 1 FROM \(table.sql) LIMIT 1"), logger: LocalCluster.quietLogger) {
+        for try await _ in try await connection.query(PostgresQuery(unsafeSQL: "SELECT 1 FROM \(table.sql) LIMIT 1")) {
             found = true
         }
         return found

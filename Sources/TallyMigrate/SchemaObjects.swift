@@ -5,7 +5,7 @@ import TallyPostgres
 /// The named objects of a database — tables, columns, constraints, indexes, sequences, views, enum types —
 /// as comparable strings like `column public.users.email`.
 enum SchemaObjects {
-    static func list(on connection: PostgresConnection, excluding history: HistoryTable) async throws -> Set<String> {
+    static func list(on connection: DatabaseConnection, excluding history: HistoryTable) async throws -> Set<String> {
         let result = try await connection.query("""
             WITH rel AS (
                 SELECT c.oid, c.relname, c.relkind, n.nspname
@@ -28,7 +28,7 @@ enum SchemaObjects {
             SELECT 'type ' || n.nspname || '.' || t.typname
             FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
             WHERE t.typtype = 'e' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-            """, logger: LocalCluster.quietLogger)
+            """)
         var objects: Set<String> = []
         let ownPrefixes = ["\(history.schema).\(history.table)", "\(history.schema).__tally_"]
         for try await object in result.decode(String.self) {
@@ -81,7 +81,7 @@ enum SchemaObjects {
     }
 
     /// Runs a migration's statements as written, for scratch databases.
-    static func applyPlainly(_ migration: Migration, on connection: PostgresConnection) async throws {
+    static func applyPlainly(_ migration: Migration, on connection: DatabaseConnection) async throws {
         for (n, statement) in migration.statements.enumerated() {
             do {
                 try await connection.run(statement.text)
@@ -106,7 +106,7 @@ enum SchemaObjects {
         do {
             try await withSingleConnection(live) { connection in
                 for try await name in try await connection.query(
-                    "SELECT extname::text FROM pg_extension WHERE extname <> 'plpgsql' ORDER BY oid", logger: LocalCluster.quietLogger
+                    "SELECT extname::text FROM pg_extension WHERE extname <> 'plpgsql' ORDER BY oid"
                 ).decode(String.self) { extensions.append(name) }
                 historyColumns = try await history.columns(on: connection)
                 try await connection.run("CREATE DATABASE \(quoteIdentifier(scratch))")

@@ -28,7 +28,7 @@ public struct SchemaVerification: Sendable, Codable {
 public enum SchemaVerify {
     /// Every table, column (type, nullability, default), constraint (its definition, actions included) and
     /// index (its definition), keyed like `column public.users.email`.
-    static func snapshot(on connection: PostgresConnection, excluding history: HistoryTable) async throws -> [String: String] {
+    static func snapshot(on connection: DatabaseConnection, excluding history: HistoryTable) async throws -> [String: String] {
         let result = try await connection.query("""
             WITH rel AS (
                 SELECT c.oid, c.relname, c.relkind, n.nspname
@@ -50,7 +50,7 @@ public enum SchemaVerify {
             UNION ALL
             SELECT 'index ' || rel.nspname || '.' || rel.relname, pg_get_indexdef(rel.oid)
             FROM rel WHERE relkind = 'i'
-            """, logger: LocalCluster.quietLogger)
+            """)
         var out: [String: String] = [:]
         for try await (key, value) in result.decode((String, String).self) {
             // Migration bookkeeping (this history table, any other __drizzle_migrations, Tally's own) is not schema.
@@ -98,7 +98,7 @@ public enum SchemaVerify {
     }
 
     /// Redundant foreign keys, NOT VALID constraints, and foreign keys with no index on their columns.
-    static func findings(on connection: PostgresConnection) async throws -> [SchemaVerification.Finding] {
+    static func findings(on connection: DatabaseConnection) async throws -> [SchemaVerification.Finding] {
         var out: [SchemaVerification.Finding] = []
         for index in try await MigrationBookkeeping.invalidIndexes(on: connection) {
             out.append(.init(kind: "invalid-index", message: "\(index) is INVALID (an interrupted CREATE INDEX CONCURRENTLY leaves one): it costs every write and serves no read; `tally migrate up` rebuilds it when its migration runs again, or DROP INDEX CONCURRENTLY \(index.sql)"))
@@ -116,7 +116,7 @@ public enum SchemaVerify {
             SELECT n.nspname || '.' || c.relname, con.conname::text FROM pg_constraint con
             JOIN pg_class c ON c.oid = con.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
             WHERE NOT con.convalidated ORDER BY 1, 2
-            """, logger: LocalCluster.quietLogger)
+            """)
         for try await (table, name) in notValid.decode((String, String).self) {
             out.append(.init(kind: "not-valid-constraint", message: "\(name) on \(table) is NOT VALID: old rows are unchecked; run ALTER TABLE … VALIDATE CONSTRAINT (tally db orphans shows what would fail)"))
         }
@@ -129,7 +129,7 @@ public enum SchemaVerify {
                   AND (i.indkey::int2[])[0:array_length(con.conkey, 1) - 1] @> con.conkey
                   AND (i.indkey::int2[])[0:array_length(con.conkey, 1) - 1] <@ con.conkey)
             ORDER BY 1, 2
-            """, logger: LocalCluster.quietLogger)
+            """)
         for try await (table, name) in unindexed.decode((String, String).self) {
             out.append(.init(kind: "unindexed-foreign-key", message: "\(name) on \(table) has no index on its columns: deleting a referenced row scans \(table)"))
         }

@@ -6,7 +6,7 @@ import PostgresNIO
 public func withPostgresClient<T: Sendable>(
     _ settings: ConnectionSettings,
     maximumConnections: Int = 4,
-    logger: Logger = LocalCluster.quietLogger,
+    logger: Logger = Logger(label: "tally.postgres"),
     _ body: (PostgresClient) async throws -> T
 ) async throws -> T {
     var configuration = settings.clientConfiguration()
@@ -21,13 +21,14 @@ public func withPostgresClient<T: Sendable>(
 }
 
 /// One connection for `body`: admin statements (CREATE DATABASE) and session-level work (advisory locks).
+/// Its statements log to `logger` (by default the logging system's, labelled `tally.postgres`).
 public func withSingleConnection<T: Sendable>(
     _ settings: ConnectionSettings,
-    logger: Logger = LocalCluster.quietLogger,
-    _ body: (PostgresConnection) async throws -> T
+    logger: Logger = Logger(label: "tally.postgres"),
+    _ body: (DatabaseConnection) async throws -> T
 ) async throws -> T {
     try await withPostgresClient(settings, maximumConnections: 1, logger: logger) { client in
-        try await client.withConnection { connection in try await body(connection) }
+        try await client.withConnection { connection in try await body(DatabaseConnection(connection, logger: logger)) }
     }
 }
 
@@ -142,27 +143,14 @@ extension PostgresConnection {
     /// Runs a statement and waits until PostgreSQL has finished it, reading any rows it returns.
     /// Nothing is sent on a connection that is already closed: postgres-nio (1.33) never answers a statement
     /// written to a closed channel, so the caller would wait forever; it gets `ConnectionClosed` instead.
-    public func execute(_ query: PostgresQuery, logger: Logger = LocalCluster.quietLogger) async throws {
+    public func execute(_ query: PostgresQuery, logger: Logger) async throws {
         guard !isClosed else { throw ConnectionClosed() }
         for try await _ in try await self.query(query, logger: logger) {}
     }
 
-    /// BEGIN, `body`, COMMIT; ROLLBACK and rethrow (the error as thrown) when `body` throws.
-    public func transaction<T>(_ body: () async throws -> T) async throws -> T {
-        try await execute("BEGIN")
-        do {
-            let result = try await body()
-            try await execute("COMMIT")
-            return result
-        } catch {
-            await rollBack(after: error)
-            throw error
-        }
-    }
-
     /// Undoes the open transaction (with `savepoint`, back to that savepoint) after `error`. When the
     /// connection is lost, nothing is sent: the server has already rolled the transaction back.
-    public func rollBack(after error: any Error, toSavepoint savepoint: String? = nil, logger: Logger = LocalCluster.quietLogger) async {
+    public func rollBack(after error: any Error, toSavepoint savepoint: String? = nil, logger: Logger) async {
         guard !isClosed, !DatabaseFailure.isConnectionLoss(error) else { return }
         try? await execute(savepoint.map { "ROLLBACK TO SAVEPOINT \(unescaped: $0)" } ?? "ROLLBACK", logger: logger)
     }

@@ -57,11 +57,11 @@ extension LocalCluster {
 
     static func createDatabaseIfMissing(_ name: String, admin: ConnectionSettings) async throws {
         try await withSingleConnection(admin) { connection in
-            let rows = try await connection.query("SELECT 1 FROM pg_database WHERE datname = \(name)", logger: Self.quietLogger)
+            let rows = try await connection.query("SELECT 1 FROM pg_database WHERE datname = \(name)")
             var exists = false
             for try await _ in rows { exists = true }
             if !exists {
-                try await connection.execute("CREATE DATABASE \(unescaped: quoteIdentifier(name))", logger: Self.quietLogger)
+                try await connection.execute("CREATE DATABASE \(unescaped: quoteIdentifier(name))")
             }
         }
     }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import Synchronization
 import TallyPostgres
 
 /// Options every command that touches a database shares.
@@ -18,6 +19,9 @@ struct DatabaseOptions: ParsableArguments {
             "Folder of the embedded PostgreSQL cluster (default: the nearest .tally/postgres here or above, else ./.tally/postgres).",
             valueName: "path"))
     var dataDirectory: String?
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical (default: warning; info for serve). Logs go to stderr.")
+    var logLevel: Logger.Level?
 
     /// An empty `--database-url` is a mistake (an unset variable in a script), not a request for the
     /// embedded cluster: only an absent flag means that.
@@ -43,7 +47,9 @@ struct DatabaseOptions: ParsableArguments {
     var cluster: LocalCluster { LocalCluster(dataDirectory: dataDirectory ?? LocalCluster.defaultDataDirectory()) }
 
     /// Settings for the database to work on: the external URL, or the embedded cluster (started when needed).
+    /// Logging starts here (once per process, at `--log-level`), before anything touches a database.
     func resolve(quiet: Bool = false) async throws -> ConnectionSettings {
+        startLogging(level: logLevel ?? .warning)
         if let url = externalURL { return try ConnectionSettings(url: url) }
         return try await cluster.start { line in
             if !quiet { printErr(line) }
@@ -51,13 +57,20 @@ struct DatabaseOptions: ParsableArguments {
     }
 }
 
-/// Logs go to stderr so `--json` output on stdout stays clean.
-func bootstrapLogging(level: Logger.Level) {
-    LoggingSystem.bootstrap { label in
-        var handler = StreamLogHandler.standardError(label: label)
-        handler.logLevel = level
-        return handler
+/// Starts the logging system at `level`, once per process (later calls change nothing). Logs go to stderr so
+/// `--json` output on stdout stays clean.
+func startLogging(level: Logger.Level) {
+    loggingStarted.withLock { started in
+        guard !started else { return }
+        started = true
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
     }
 }
+
+private let loggingStarted = Mutex(false)
 
 extension Logger.Level: @retroactive ExpressibleByArgument {}

@@ -10,7 +10,7 @@ import Glibc
 #endif
 
 /// What an operator command's calls into the credits store run with: the command's logger (`--log-level`).
-let commandQueries = QueryContext(logger: Logger(label: "tally"))
+var commandQueries: QueryContext { QueryContext(logger: Logger(label: "tally")) }
 
 /// Runs `body` with a client on the database, its schema applied for the embedded one and checked otherwise.
 func withCreditsDatabase<T: Sendable>(_ options: DatabaseOptions, _ body: (PostgresClient) async throws -> T) async throws -> T {

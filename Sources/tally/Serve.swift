@@ -19,7 +19,6 @@ struct Serve: AsyncParsableCommand {
 
     @Option(help: "Address to listen on.") var host: String = "127.0.0.1"
     @Option(help: "Port to listen on.") var port: Int = 8080
-    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.") var logLevel: Logger.Level = .info
     @Flag(help: "Apply pending migrations before serving (always done for the embedded database).") var migrate = false
     @Option(help: ArgumentHelp("How long a request waits for a database connection before it answers 503 with Retry-After, in seconds.", valueName: "seconds"))
     var databaseWait: Double = DatabaseWait.standard.inSeconds
@@ -44,7 +43,8 @@ struct Serve: AsyncParsableCommand {
     }
 
     func run() async throws {
-        bootstrapLogging(level: logLevel)
+        let logLevel = database.logLevel ?? .info
+        startLogging(level: logLevel)
         let settings = try await database.resolve()
         printErr("Database: \(settings)")
         let limits = ConnectionLimits(

@@ -26,6 +26,22 @@ import Testing
         struct UnknownRow: Decodable { var hash: String }
     }
 
+    /// `--log-level` reaches the statements a command runs: at debug the connection's work is logged (to
+    /// stderr, so `--json` stays clean); by default nothing below a warning is.
+    @Test func logLevelIsHonouredByEveryDatabaseCommand() async throws {
+        try await TestDatabase.withFreshDatabase { db in
+            let quiet = try await TallyProcess.run(["migrate", "status", "--json", "--database-url", db.url()])
+            #expect(quiet.status == 0, Comment(rawValue: quiet.stderr))
+            #expect(!quiet.stderr.contains("debug"), Comment(rawValue: quiet.stderr))
+            let loud = try await TallyProcess.run(["migrate", "status", "--json", "--log-level", "debug", "--database-url", db.url()])
+            #expect(loud.status == 0, Comment(rawValue: loud.stderr))
+            #expect(loud.stderr.contains("debug tally.postgres") || loud.stderr.contains("debug tally.migrate"), Comment(rawValue: loud.stderr))
+            #expect(loud.stdout == quiet.stdout, "logs stay off stdout")
+            let audit = try await TallyProcess.run(["db", "audit", "--log-level", "trace", "--database-url", db.url()])
+            #expect(audit.stderr.contains("trace tally"), Comment(rawValue: audit.stderr))
+        }
+    }
+
     @Test func tallysOwnSchemaAppliesWithoutDir() async throws {
         try await TestDatabase.withFreshDatabase { db in
             let url = db.url()

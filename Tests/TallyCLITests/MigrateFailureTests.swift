@@ -78,9 +78,9 @@ import Testing
 
             // A history table the app made with a type Tally cannot read: the server's words, not a placeholder.
             try await withSingleConnection(db) { connection in
-                try await connection.execute("CREATE SCHEMA odd", logger: LocalCluster.quietLogger)
-                try await connection.execute("CREATE TABLE odd.__drizzle_migrations (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), hash text NOT NULL, created_at bigint)", logger: LocalCluster.quietLogger)
-                try await connection.execute("INSERT INTO odd.__drizzle_migrations (hash) VALUES ('x')", logger: LocalCluster.quietLogger)
+                try await connection.execute("CREATE SCHEMA odd")
+                try await connection.execute("CREATE TABLE odd.__drizzle_migrations (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), hash text NOT NULL, created_at bigint)")
+                try await connection.execute("INSERT INTO odd.__drizzle_migrations (hash) VALUES ('x')")
             }
             let odd = try await tally("migrate", "status", "--dir", folder.path, "--history-table", "odd.__drizzle_migrations", db: db)
             #expect(odd.status != 0)

@@ -35,22 +35,22 @@ import Glibc
         try await interrupted(
             folder, at: "VALIDATE CONSTRAINT", orAt: "DELETE FROM tally_migrate.validations", terminateBackend: false,
             before: { holdCommit, _ in
-                try await holdCommit.execute("INSERT INTO tally_migrate.failures (history_table, tag, hash, statement, error) VALUES ('drizzle.__drizzle_migrations', '0001_key', 'earlier', 1, 'an earlier failure')", logger: LocalCluster.quietLogger)
-                try await holdCommit.execute("BEGIN", logger: LocalCluster.quietLogger)
-                try await holdCommit.execute("SELECT 1 FROM tally_migrate.failures WHERE tag = '0001_key' FOR UPDATE", logger: LocalCluster.quietLogger)
+                try await holdCommit.execute("INSERT INTO tally_migrate.failures (history_table, tag, hash, statement, error) VALUES ('drizzle.__drizzle_migrations', '0001_key', 'earlier', 1, 'an earlier failure')")
+                try await holdCommit.execute("BEGIN")
+                try await holdCommit.execute("SELECT 1 FROM tally_migrate.failures WHERE tag = '0001_key' FOR UPDATE")
             },
             block: { holdCommit, holdRecord, db in
                 #expect(try await waitForLockWait(on: "DELETE FROM tally_migrate.failures", in: db), "the migration waits before its commit")
-                try await holdRecord.execute("BEGIN", logger: LocalCluster.quietLogger)
+                try await holdRecord.execute("BEGIN")
                 let queued = Task {
                     try await holdRecord.execute(PostgresQuery(unsafeSQL: """
                         INSERT INTO tally_migrate.validations (history_table, hash, tag, position, table_schema, table_name, constraint_name)
                         VALUES ('drizzle.__drizzle_migrations', '\(hash)', '0001_key', 1, 'public', 'child', 'child_parent_id_parent_id_fk')
                         ON CONFLICT (history_table, hash, position) DO UPDATE SET recorded_at = tally_migrate.validations.recorded_at
-                        """), logger: LocalCluster.quietLogger)
+                        """))
                 }
                 #expect(try await waitForLockWait(on: "INSERT INTO tally_migrate.validations", in: db), "the record's lock is queued")
-                try await holdCommit.execute("ROLLBACK", logger: LocalCluster.quietLogger)
+                try await holdCommit.execute("ROLLBACK")
                 try await queued.value
             }
         ) { db, before in
@@ -78,8 +78,8 @@ import Glibc
         try await interrupted(
             folder, at: "CREATE INDEX CONCURRENTLY", terminateBackend: true,
             before: { blocker, _ in
-                try await blocker.execute("BEGIN ISOLATION LEVEL REPEATABLE READ", logger: LocalCluster.quietLogger)
-                try await blocker.execute("SELECT count(*) FROM big", logger: LocalCluster.quietLogger)
+                try await blocker.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+                try await blocker.execute("SELECT count(*) FROM big")
             },
             readyWhen: "SELECT c.relname::text FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid WHERE c.relname = 'big_v_idx' AND NOT i.indisvalid"
         ) { db, before in
@@ -93,8 +93,8 @@ import Glibc
     /// runs, then again; compares schema and history.
     func interrupted(
         _ folder: Folder, at marker: String, orAt otherMarker: String? = nil, terminateBackend: Bool,
-        before: (PostgresConnection, PostgresConnection) async throws -> Void = { _, _ in },
-        block: (PostgresConnection, PostgresConnection, ConnectionSettings) async throws -> Void = { _, _, _ in },
+        before: (DatabaseConnection, DatabaseConnection) async throws -> Void = { _, _ in },
+        block: (DatabaseConnection, DatabaseConnection, ConnectionSettings) async throws -> Void = { _, _, _ in },
         readyWhen: String? = nil,
         stopped: (ConnectionSettings, String) async throws -> Void, resumed: (String) -> Void
     ) async throws {
@@ -121,8 +121,8 @@ import Glibc
                             // The connection dies with the client, as when a deploy host goes away.
                             _ = try await rows(db, "SELECT pg_terminate_backend(\(backend))::text")
                         }
-                        try await first.execute("ROLLBACK", logger: LocalCluster.quietLogger)
-                        try await second.execute("ROLLBACK", logger: LocalCluster.quietLogger)
+                        try await first.execute("ROLLBACK")
+                        try await second.execute("ROLLBACK")
                         return killed
                     }
                 }
@@ -170,7 +170,7 @@ import Glibc
         try await withSingleConnection(db) { connection in
             for _ in 0..<times {
                 var out: [String] = []
-                for try await value in try await connection.query(PostgresQuery(unsafeSQL: sql), logger: LocalCluster.quietLogger).decode(String.self) {
+                for try await value in try await connection.query(PostgresQuery(unsafeSQL: sql)).decode(String.self) {
                     out.append(value)
                 }
                 if done(out) { return out }

@@ -46,7 +46,7 @@ import Testing
                 let broken = try await funded(client, "broken@example.com", credits: 100)
                 // The broken account's balance claims more than its grants hold: spending past them raises in
                 // tally_consume, which rolls back the whole statement.
-                try await client.withConnection { try await $0.execute("UPDATE user_credits SET balance = 500 WHERE user_id = \(broken.userID)") }
+                try await client.withConnection { try await $0.execute("UPDATE user_credits SET balance = 500 WHERE user_id = \(broken.userID)", logger: testQueries.logger) }
                 let ledger = Ledger(client: client, consumeLanes: 1)
                 let outcomes = await withTaskGroup(of: (Bool, Result<ConsumeResult, any Error>).self) { group in
                     for n in 0..<40 {

@@ -45,7 +45,7 @@ import Testing
             try? FileManager.default.removeItem(atPath: directory)
         }
         let admin = try await cluster.start().with(database: "postgres")
-        try await withSingleConnection(admin) { try await $0.execute("CREATE DATABASE tally_outage", logger: LocalCluster.quietLogger) }
+        try await withSingleConnection(admin) { try await $0.execute("CREATE DATABASE tally_outage") }
         let db = admin.with(database: "tally_outage")
         try await SchemaGate.prepare(db, apply: true)
         let wait = Duration.seconds(2)

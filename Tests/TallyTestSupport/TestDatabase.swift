@@ -21,8 +21,7 @@ public enum TestDatabase {
         let name = "test_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased().prefix(20)
         try await withSingleConnection(admin) { connection in
             try await connection.execute(
-                "CREATE DATABASE \(unescaped: quoteIdentifier(String(name))) TEMPLATE \(unescaped: quoteIdentifier(SharedCluster.templateName))",
-                logger: LocalCluster.quietLogger)
+                "CREATE DATABASE \(unescaped: quoteIdentifier(String(name))) TEMPLATE \(unescaped: quoteIdentifier(SharedCluster.templateName))")
         }
         do {
             let result = try await body(admin.with(database: String(name)))
@@ -42,7 +41,7 @@ public enum TestDatabase {
     private static func drop(_ name: String, admin: ConnectionSettings) async throws {
         try await withSingleConnection(admin) { connection in
             try await connection.execute(
-                "DROP DATABASE IF EXISTS \(unescaped: quoteIdentifier(name)) WITH (FORCE)", logger: LocalCluster.quietLogger)
+                "DROP DATABASE IF EXISTS \(unescaped: quoteIdentifier(name)) WITH (FORCE)")
         }
     }
 
@@ -81,12 +80,12 @@ actor SharedCluster {
         }
         try await withSingleConnection(admin) { connection in
             let rows = try await connection.query(
-                "SELECT 1 FROM pg_database WHERE datname = \(templateName)", logger: LocalCluster.quietLogger)
+                "SELECT 1 FROM pg_database WHERE datname = \(templateName)")
             var exists = false
             for try await _ in rows { exists = true }
             if !exists {
                 _ = try? await connection.query(
-                    "CREATE DATABASE \(unescaped: quoteIdentifier(templateName))", logger: LocalCluster.quietLogger)
+                    "CREATE DATABASE \(unescaped: quoteIdentifier(templateName))")
             }
         }
         return admin

@@ -1,0 +1,35 @@
+import Foundation
+import Logging
+import PostgresNIO
+import Synchronization
+import TallyPostgres
+
+/// What a call into the credits store runs with, passed down from the caller (for a request, its context):
+/// the logger its statements log to, which carries the request's id, and the transaction its work joins when
+/// the request runs inside one.
+public struct QueryContext: Sendable {
+    public var logger: Logger
+    /// The request's transaction (an `Idempotency-Key` request), or nil: work takes its own connection.
+    public var transaction: RequestTransaction?
+
+    public init(logger: Logger, transaction: RequestTransaction? = nil) {
+        self.logger = logger
+        self.transaction = transaction
+    }
+}
+
+/// A request's database transaction: its effects and its stored answer commit together (`Idempotency`).
+/// Work that joins it runs in a savepoint of its own, so a failure undoes only that work's writes.
+public final class RequestTransaction: Sendable {
+    let connection: PostgresConnection
+    private let savepoints = Atomic<Int>(0)
+
+    init(_ connection: PostgresConnection) {
+        self.connection = connection
+    }
+
+    /// A savepoint name not used before in this transaction.
+    func nextSavepoint() -> String {
+        "tally_step_\(savepoints.add(1, ordering: .relaxed).newValue)"
+    }
+}
