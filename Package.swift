@@ -143,6 +143,18 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "TallyCreditsTests",
+            dependencies: [
+                "TallyCredits",
+                "TallyPostgres",
+                "TallyTestSupport",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "TallyServerTests",
             dependencies: [
                 "TallyServer",

@@ -66,13 +66,15 @@ extension Ledger {
     ///
     /// Concurrent spends are grouped: they queue per account lane and each lane sends what has queued as one
     /// `tally_consume` statement, one round trip and one commit for the batch (see `ConsumeBatcher`).
-    /// Inside a `RequestTransaction` (an Idempotency-Key request) the spend runs alone in that transaction.
+    /// Inside a `RequestTransaction` (an Idempotency-Key request) the spend runs alone in that transaction; so
+    /// it does while the ledger does not run as a service (the lanes are its tasks).
     public func consume(_ request: ConsumeRequest, context: QueryContext) async throws -> ConsumeResult {
         guard request.amount > 0 else { throw CreditsError(.invalidInput, "amount must be a positive integer") }
-        var outcome = if context.transaction != nil {
-            try await database.transaction(context) { connection in try await Self.spend([request], on: connection)[0] }
+        // Alone inside the request's transaction, or when the batcher's lanes do not run (a one-shot command).
+        var outcome = if context.transaction == nil, let batched = try await batcher.submit(request) {
+            batched
         } else {
-            try await batcher.submit(request)
+            try await database.transaction(context) { connection in try await Self.spend([request], on: connection)[0] }
         }
         if outcome.outcome == "settle" {
             // A new account, or expiries due: settle and spend in one transaction. now() is fixed within it, so

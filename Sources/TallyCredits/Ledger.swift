@@ -1,5 +1,6 @@
 import Foundation
 import PostgresNIO
+import ServiceLifecycle
 import TallyPostgres
 
 /// Whose credit account: a user's own, or a team's.
@@ -56,7 +57,7 @@ public struct CreditGrant: Sendable, Codable, Equatable {
 /// Every change to an account happens in one transaction holding the account row's lock
 /// (`SELECT … FOR UPDATE`), and writes one ledger entry per change with the balance after it, so for every
 /// account balance = the sum of its ledger amounts. No statement touches more than one account.
-public struct Ledger: Sendable {
+public struct Ledger: Service, Sendable {
     public let database: Database
     let batcher: ConsumeBatcher
 
@@ -65,9 +66,16 @@ public struct Ledger: Sendable {
         self.init(database: Database(client), consumeLanes: consumeLanes)
     }
 
-    public init(database: Database, consumeLanes: Int = 4) {
+    /// `databaseWait`: how long a batch of spends waits for a connection.
+    public init(database: Database, consumeLanes: Int = 4, databaseWait: Duration = DatabaseWait.standard) {
         self.database = database
-        self.batcher = ConsumeBatcher(database: database, lanes: consumeLanes)
+        self.batcher = ConsumeBatcher(database: database, lanes: consumeLanes, databaseWait: databaseWait)
+    }
+
+    /// Runs the consume batcher's lanes (a service of the application's group): while they do not run, each
+    /// spend is sent alone.
+    public func run() async throws {
+        await batcher.run()
     }
 
     /// Creates `owner`'s (empty) account, or finds it when another transaction just did; its id.

@@ -64,7 +64,7 @@ public func buildApplication(_ settings: ServerSettings) -> some ApplicationProt
     let database = Database(settings: settings.database, logger: logger)
     let idempotency = Idempotency(database: database, retention: settings.idempotencyRetention)
     // One of each: the ledger owns the consume batcher, whose lanes must be the only ones.
-    let ledger = Ledger(database: database)
+    let ledger = Ledger(database: database, databaseWait: settings.databaseWait)
     let router = buildRouter(
         database: database, auth: Auth(database: database, bcryptCost: settings.bcryptCost), idempotency: idempotency,
         ledger: ledger, databaseWait: settings.databaseWait)
@@ -74,7 +74,7 @@ public func buildApplication(_ settings: ServerSettings) -> some ApplicationProt
         responder: DeadlineResponder(router.buildResponder(), limit: settings.requestTimeout, logger: logger),
         server: .http1(limits: settings.connections),
         configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: "tally"),
-        services: [database, maintenance],
+        services: [database, ledger, maintenance],
         logger: logger
     )
     if settings.migrations != .unchecked {

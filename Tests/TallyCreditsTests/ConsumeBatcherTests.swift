@@ -1,31 +1,25 @@
 import Foundation
+import Logging
 import PostgresNIO
+import ServiceLifecycle
 import TallyPostgres
 import TallyTestSupport
 import Testing
 @testable import TallyCredits
 
 @Suite struct ConsumeBatcherTests {
-    /// A user with `credits` and an API key, made through the domain API.
-    func funded(_ client: PostgresClient, _ email: String, credits: Int64) async throws -> APIKeyPrincipal {
-        let user = try await Auth(client: client, bcryptCost: 4).createUser(email: email, password: "password123", name: nil, admin: false, context: testQueries)
-        _ = try await Ledger(client: client).grant(to: .user(user.id), amount: credits, description: "test", context: testQueries)
-        let key = try await APIKeys(client: client).create(name: "k", teamID: nil, creditLimit: nil, by: user, context: testQueries)
-        return try await APIKeys(client: client).authenticate(key.key, context: testQueries)
-    }
-
     @Test func concurrentSpendsShareBatches() async throws {
         try await TestDatabase.withFreshDatabase { db in
             try await SchemaGate.prepare(db, apply: true)
             try await withPostgresClient(db, maximumConnections: 8) { client in
                 let key = try await funded(client, "a@example.com", credits: 1000)
                 let ledger = Ledger(client: client, consumeLanes: 1)
-                let results = try await withThrowingTaskGroup(of: ConsumeResult.self) { group in
+                let results = try await withRunning(ledger) { try await withThrowingTaskGroup(of: ConsumeResult.self) { group in
                     for _ in 0..<60 { group.addTask { try await ledger.consume(ConsumeRequest(apiKey: key, amount: 2), context: testQueries) } }
                     var all: [ConsumeResult] = []
                     for try await result in group { all.append(result) }
                     return all
-                }
+                } }
                 #expect(results.count == 60)
                 #expect(Set(results.map(\.transactionID)).count == 60)
                 #expect(results.map(\.balance).sorted() == Array(stride(from: 880, to: 1000, by: 2)).map(Int64.init))
@@ -48,7 +42,7 @@ import Testing
                 // tally_consume, which rolls back the whole statement.
                 try await client.withConnection { try await $0.execute("UPDATE user_credits SET balance = 500 WHERE user_id = \(broken.userID)", logger: testQueries.logger) }
                 let ledger = Ledger(client: client, consumeLanes: 1)
-                let outcomes = await withTaskGroup(of: (Bool, Result<ConsumeResult, any Error>).self) { group in
+                let outcomes = try await withRunning(ledger) { await withTaskGroup(of: (Bool, Result<ConsumeResult, any Error>).self) { group in
                     for n in 0..<40 {
                         let isBroken = n % 10 == 5
                         group.addTask {
@@ -62,7 +56,7 @@ import Testing
                     var all: [(Bool, Result<ConsumeResult, any Error>)] = []
                     for await outcome in group { all.append(outcome) }
                     return all
-                }
+                } }
                 #expect(ledger.batcher.statistics.batches < 40, "the spends were batched, so broken ones shared batches with healthy ones")
                 let healthyOutcomes = outcomes.filter { !$0.0 }.map(\.1)
                 let brokenOutcomes = outcomes.filter(\.0).map(\.1)
@@ -70,6 +64,45 @@ import Testing
                 #expect(brokenOutcomes.allSatisfy { if case .failure = $0 { true } else { false } }, "the broken account's spends fail")
                 #expect(try await scalarValue(client, "SELECT balance FROM user_credits WHERE user_id = \(healthy.userID)") == 964)
                 #expect(try await scalarValue(client, "SELECT count(*) FROM credit_transactions WHERE kind = 'consume'") == 36)
+            }
+        }
+    }
+
+    /// Shutting down, the lanes send every spend already queued (none is lost or left waiting); afterwards a
+    /// spend is sent alone, as in a one-shot command, and still lands.
+    @Test func shuttingDownSendsWhatIsQueuedThenSpendsGoAlone() async throws {
+        try await TestDatabase.withFreshDatabase { db in
+            try await SchemaGate.prepare(db, apply: true)
+            try await withPostgresClient(db, maximumConnections: 8) { client in
+                let key = try await funded(client, "s@example.com", credits: 1000)
+                let ledger = Ledger(client: client, consumeLanes: 2)
+                let services = ServiceGroup(configuration: .init(services: [ledger], logger: testQueries.logger))
+                let results = try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask { try await services.run() }
+                    try await waitUntilRunning(ledger)
+                    let spends = Task {
+                        try await withThrowingTaskGroup(of: ConsumeResult.self) { spends in
+                            for _ in 0..<40 { spends.addTask { try await ledger.consume(ConsumeRequest(apiKey: key, amount: 1), context: testQueries) } }
+                            var all: [ConsumeResult] = []
+                            for try await result in spends { all.append(result) }
+                            return all
+                        }
+                    }
+                    // Shut down while spends are queued: they are sent, not dropped.
+                    while ledger.batcher.statistics.spends == 0 { await Task.yield() }
+                    await services.triggerGracefulShutdown()
+                    let results = try await spends.value
+                    try await group.waitForAll()
+                    return results
+                }
+                #expect(results.count == 40)
+                #expect(!ledger.batcher.isRunning)
+                let after = ledger.batcher.statistics.spends
+                let late = try await ledger.consume(ConsumeRequest(apiKey: key, amount: 5), context: testQueries)
+                #expect(late.balance == 955)
+                #expect(ledger.batcher.statistics.spends == after, "after shutdown a spend goes alone, not through a lane")
+                #expect(try await scalarValue(client, "SELECT count(*) FROM credit_transactions WHERE kind = 'consume'") == 41)
+                #expect(try await Audit.run(client, logger: testQueries.logger).ok)
             }
         }
     }
