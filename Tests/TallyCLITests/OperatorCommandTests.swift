@@ -4,51 +4,50 @@ import TallyTestSupport
 import Testing
 
 @Suite struct OperatorCommandTests {
-    @Test func usersCreditsKeysAndAudit() async throws {
-        try await TestDatabase.withFreshDatabase { db in
-            let url = ["--database-url", db.url()]
-            // An external database must be migrated first: the commands say so.
-            let early = try await TallyProcess.run(["users", "create", "--email", "ops@example.com", "--password", "password123"] + url)
-            #expect(early.status != 0)
-            #expect(early.stderr.contains("pending migration"))
-            #expect(try await TallyProcess.run(["migrate", "up", "--no-backup"] + url).status == 0)
+    @Test(.freshDatabase) func usersCreditsKeysAndAudit() async throws {
+        let db = try TestDatabase.current
+        let url = ["--database-url", db.url()]
+        // An external database must be migrated first: the commands say so.
+        let early = try await TallyProcess.run(["users", "create", "--email", "ops@example.com", "--password", "password123"] + url)
+        #expect(early.status != 0)
+        #expect(early.stderr.contains("pending migration"))
+        #expect(try await TallyProcess.run(["migrate", "up", "--no-backup"] + url).status == 0)
 
-            let admin = try await TallyProcess.run(["users", "create", "--email", "ops@example.com", "--password", "password123", "--admin"] + url)
-            #expect(admin.status == 0, Comment(rawValue: admin.stderr))
-            #expect(admin.stdout.contains("Created admin ops@example.com"))
-            let again = try await TallyProcess.run(["users", "create", "--email", "OPS@example.com", "--password", "password123"] + url)
-            #expect(again.status != 0)
-            #expect(again.stderr.contains("already exists"))
-            let noPassword = try await TallyProcess.run(["users", "create", "--email", "x@example.com"] + url)
-            #expect(noPassword.stderr.contains("give --password"))
+        let admin = try await TallyProcess.run(["users", "create", "--email", "ops@example.com", "--password", "password123", "--admin"] + url)
+        #expect(admin.status == 0, Comment(rawValue: admin.stderr))
+        #expect(admin.stdout.contains("Created admin ops@example.com"))
+        let again = try await TallyProcess.run(["users", "create", "--email", "OPS@example.com", "--password", "password123"] + url)
+        #expect(again.status != 0)
+        #expect(again.stderr.contains("already exists"))
+        let noPassword = try await TallyProcess.run(["users", "create", "--email", "x@example.com"] + url)
+        #expect(noPassword.stderr.contains("give --password"))
 
-            let grant = try await TallyProcess.run(["credits", "grant", "--user", "ops@example.com", "--amount", "100"] + url)
-            #expect(grant.stdout.contains("the balance is now 100"), Comment(rawValue: grant.stderr))
-            let key = try await TallyProcess.run(["keys", "create", "--user", "ops@example.com", "--limit", "50"] + url)
-            #expect(key.status == 0)
-            #expect(key.stdout.hasPrefix("tly_"))
-            let unknown = try await TallyProcess.run(["credits", "grant", "--user", "nobody@example.com", "--amount", "1"] + url)
-            #expect(unknown.stderr.contains("no user nobody@example.com"))
-            let badTime = try await TallyProcess.run(["credits", "grant", "--user", "ops@example.com", "--amount", "1", "--expires", "tomorrow"] + url)
-            #expect(badTime.status == 64)
-            #expect(badTime.stderr.contains("--expires must be an ISO 8601 time such as 2026-12-31T23:59:59Z"), "\(badTime.stderr)")
+        let grant = try await TallyProcess.run(["credits", "grant", "--user", "ops@example.com", "--amount", "100"] + url)
+        #expect(grant.stdout.contains("the balance is now 100"), Comment(rawValue: grant.stderr))
+        let key = try await TallyProcess.run(["keys", "create", "--user", "ops@example.com", "--limit", "50"] + url)
+        #expect(key.status == 0)
+        #expect(key.stdout.hasPrefix("tly_"))
+        let unknown = try await TallyProcess.run(["credits", "grant", "--user", "nobody@example.com", "--amount", "1"] + url)
+        #expect(unknown.stderr.contains("no user nobody@example.com"))
+        let badTime = try await TallyProcess.run(["credits", "grant", "--user", "ops@example.com", "--amount", "1", "--expires", "tomorrow"] + url)
+        #expect(badTime.status == 64)
+        #expect(badTime.stderr.contains("--expires must be an ISO 8601 time such as 2026-12-31T23:59:59Z"), "\(badTime.stderr)")
 
-            let audit = try await TallyProcess.run(["db", "audit"] + url)
-            #expect(audit.status == 0, Comment(rawValue: audit.stdout + audit.stderr))
-            #expect(audit.stdout.contains("All 1 account(s) balance"))
+        let audit = try await TallyProcess.run(["db", "audit"] + url)
+        #expect(audit.status == 0, Comment(rawValue: audit.stdout + audit.stderr))
+        #expect(audit.stdout.contains("All 1 account(s) balance"))
 
-            // A balance changed behind the ledger's back is caught.
-            try await withSingleConnection(db) { try await $0.execute("UPDATE user_credits SET balance = balance + 7") }
-            let broken = try await TallyProcess.run(["db", "audit"] + url)
-            #expect(broken.status == 1)
-            #expect(broken.stdout.contains("balance 107 ≠ sum of ledger entries 100"))
+        // A balance changed behind the ledger's back is caught.
+        try await withSingleConnection(db) { try await $0.execute("UPDATE user_credits SET balance = balance + 7") }
+        let broken = try await TallyProcess.run(["db", "audit"] + url)
+        #expect(broken.status == 1)
+        #expect(broken.stdout.contains("balance 107 ≠ sum of ledger entries 100"))
 
-            // So is a reservation no open hold accounts for.
-            try await withSingleConnection(db) { try await $0.execute("UPDATE user_credits SET balance = balance - 7, held = 5") }
-            let held = try await TallyProcess.run(["db", "audit"] + url)
-            #expect(held.status == 1)
-            #expect(held.stdout.contains("held 5 ≠ sum of open holds 0"), Comment(rawValue: held.stdout))
-            #expect(!held.stdout.contains("ledger entries"))
-        }
+        // So is a reservation no open hold accounts for.
+        try await withSingleConnection(db) { try await $0.execute("UPDATE user_credits SET balance = balance - 7, held = 5") }
+        let held = try await TallyProcess.run(["db", "audit"] + url)
+        #expect(held.status == 1)
+        #expect(held.stdout.contains("held 5 ≠ sum of open holds 0"), Comment(rawValue: held.stdout))
+        #expect(!held.stdout.contains("ledger entries"))
     }
 }

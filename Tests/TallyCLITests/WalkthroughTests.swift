@@ -6,7 +6,7 @@ import Testing
 /// examples/fltr-auth/README.md, step by step, as a user runs it; and the README's walkthrough from
 /// `tally serve` to a spend, run as written.
 @Suite struct WalkthroughTests {
-    @Test func theReadmeFromServeToASpendWithCurl() async throws {
+    @Test(.freshDatabase) func theReadmeFromServeToASpendWithCurl() async throws {
         let readme = try String(contentsOf: TestDatabase.packageRoot.appendingPathComponent("README.md"), encoding: .utf8)
         let start = try #require(readme.range(of: "<!-- walkthrough:start -->"))
         let end = try #require(readme.range(of: "<!-- walkthrough:end -->"))
@@ -14,117 +14,115 @@ import Testing
             .replacingOccurrences(of: "```sh", with: "").replacingOccurrences(of: "```", with: "")
         #expect(block.contains("http://127.0.0.1:8080"))
 
-        try await TestDatabase.withFreshDatabase { db in
-            let port = try LocalCluster.freePort()
-            let env = ["DATABASE_URL": db.url()]
-            let server = try TallyProcess.launch(["serve", "--port", String(port), "--migrate"], environment: env)
-            defer { kill(server.pid, SIGINT) }
-            var up = false
-            for _ in 0..<300 where !up {
-                up = (try? await Command.run("/usr/bin/curl", ["-sf", "http://127.0.0.1:\(port)/readyz"]))?.succeeded ?? false
-                if !up { try await Task.sleep(for: .milliseconds(200)) }
-            }
-            #expect(up, "the server did not become ready")
-
-            // As pasted into a shell, with `tally` the built binary and the server on this test's port.
-            let script = "set -euo pipefail\ntally() { \"\(TallyProcess.executable)\" \"$@\"; }\n"
-                + block.replacingOccurrences(of: "http://127.0.0.1:8080", with: "http://127.0.0.1:\(port)")
-            let result = try await Command.run("/bin/bash", ["-c", script], environment: env)
-            #expect(result.succeeded, Comment(rawValue: result.output))
-            let lines = result.output.split(separator: "\n").map(String.init)
-            let spend = try #require(lines.first { $0.contains("transaction_id") }, Comment(rawValue: result.output))
-            #expect(spend.contains("\"balance\":997") && spend.contains("\"available\":997"), Comment(rawValue: spend))
-            let balance = try #require(lines.first { $0.contains("account_id") }, Comment(rawValue: result.output))
-            #expect(balance.contains("\"available\":997") && balance.contains("\"held\":0"), Comment(rawValue: balance))
-            #expect(result.output.contains("the balance is now 1000"))
-
-            kill(server.pid, SIGINT)
-            #expect(await TallyProcess.collect(server).status == 0)
+        let db = try TestDatabase.current
+        let port = try LocalCluster.freePort()
+        let env = ["DATABASE_URL": db.url()]
+        let server = try TallyProcess.launch(["serve", "--port", String(port), "--migrate"], environment: env)
+        defer { kill(server.pid, SIGINT) }
+        var up = false
+        for _ in 0..<300 where !up {
+            up = (try? await Command.run("/usr/bin/curl", ["-sf", "http://127.0.0.1:\(port)/readyz"]))?.succeeded ?? false
+            if !up { try await Task.sleep(for: .milliseconds(200)) }
         }
+        #expect(up, "the server did not become ready")
+
+        // As pasted into a shell, with `tally` the built binary and the server on this test's port.
+        let script = "set -euo pipefail\ntally() { \"\(TallyProcess.executable)\" \"$@\"; }\n"
+            + block.replacingOccurrences(of: "http://127.0.0.1:8080", with: "http://127.0.0.1:\(port)")
+        let result = try await Command.run("/bin/bash", ["-c", script], environment: env)
+        #expect(result.succeeded, Comment(rawValue: result.output))
+        let lines = result.output.split(separator: "\n").map(String.init)
+        let spend = try #require(lines.first { $0.contains("transaction_id") }, Comment(rawValue: result.output))
+        #expect(spend.contains("\"balance\":997") && spend.contains("\"available\":997"), Comment(rawValue: spend))
+        let balance = try #require(lines.first { $0.contains("account_id") }, Comment(rawValue: result.output))
+        #expect(balance.contains("\"available\":997") && balance.contains("\"held\":0"), Comment(rawValue: balance))
+        #expect(result.output.contains("the balance is now 1000"))
+
+        kill(server.pid, SIGINT)
+        #expect(await TallyProcess.collect(server).status == 0)
     }
 
-    @Test func theSeedsProductionMigrationWithTallyCommands() async throws {
+    @Test(.freshDatabase) func theSeedsProductionMigrationWithTallyCommands() async throws {
         let example = TestDatabase.packageRoot.appendingPathComponent("examples/fltr-auth").path
         let dir = example + "/migrations"
         let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("tally-walkthrough-\(UUID().uuidString.prefix(8))").path
         try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: scratch) }
 
-        try await TestDatabase.withFreshDatabase { db in
-            let env = ["DATABASE_URL": db.url()]
-            func tally(_ args: String...) async throws -> TallyProcess.Result {
-                try await TallyProcess.run(args + ["--data-dir", scratch + "/postgres"], environment: env)
-            }
+        let db = try TestDatabase.current
+        let env = ["DATABASE_URL": db.url()]
+        func tally(_ args: String...) async throws -> TallyProcess.Result {
+            try await TallyProcess.run(args + ["--data-dir", scratch + "/postgres"], environment: env)
+        }
 
-            let setup = try await Command.run("/bin/bash", [example + "/setup.sh"], environment: env)
-            #expect(setup.succeeded, Comment(rawValue: setup.output))
+        let setup = try await Command.run("/bin/bash", [example + "/setup.sh"], environment: env)
+        #expect(setup.succeeded, Comment(rawValue: setup.output))
 
-            // 1. The history: nothing in drizzle's table, three hand-typed rows in public's.
-            let status = try await tally("migrate", "status", "--dir", dir)
-            #expect(status.status == 0)
-            #expect(status.stderr.contains("public.__drizzle_migrations also exists (3 rows)"))
-            #expect(status.stdout.contains("0 applied, 3 pending"))
-            let handTyped = try await tally("migrate", "status", "--dir", dir, "--history-table", "public.__drizzle_migrations")
-            #expect(handTyped.status == 1)
-            #expect(handTyped.stdout.contains("3 changed"))
+        // 1. The history: nothing in drizzle's table, three hand-typed rows in public's.
+        let status = try await tally("migrate", "status", "--dir", dir)
+        #expect(status.status == 0)
+        #expect(status.stderr.contains("public.__drizzle_migrations also exists (3 rows)"))
+        #expect(status.stdout.contains("0 applied, 3 pending"))
+        let handTyped = try await tally("migrate", "status", "--dir", dir, "--history-table", "public.__drizzle_migrations")
+        #expect(handTyped.status == 1)
+        #expect(handTyped.stdout.contains("3 changed"))
 
-            // 2. Backup.
-            let backup = try await tally("db", "backup")
-            #expect(backup.status == 0, Comment(rawValue: backup.stderr))
-            let backupPath = try #require(backup.stdout.split(separator: " ").first { $0.hasSuffix(".dump") }.map(String.init))
-            #expect(backupPath.hasPrefix(scratch + "/backups/"))
-            #expect(FileManager.default.fileExists(atPath: backupPath))
+        // 2. Backup.
+        let backup = try await tally("db", "backup")
+        #expect(backup.status == 0, Comment(rawValue: backup.stderr))
+        let backupPath = try #require(backup.stdout.split(separator: " ").first { $0.hasSuffix(".dump") }.map(String.init))
+        #expect(backupPath.hasPrefix(scratch + "/backups/"))
+        #expect(FileManager.default.fileExists(atPath: backupPath))
 
-            // 3. Baseline what is there.
-            let baseline = try await tally("migrate", "baseline", "--dir", dir, "--through", "0001_quiet_storm")
-            #expect(baseline.status == 0, Comment(rawValue: baseline.stderr))
-            #expect(baseline.stdout.contains("Marked as applied (baseline): 0000_bumpy_thor, 0001_quiet_storm"))
+        // 3. Baseline what is there.
+        let baseline = try await tally("migrate", "baseline", "--dir", dir, "--through", "0001_quiet_storm")
+        #expect(baseline.status == 0, Comment(rawValue: baseline.stderr))
+        #expect(baseline.stdout.contains("Marked as applied (baseline): 0000_bumpy_thor, 0001_quiet_storm"))
 
-            // 4. The plan is blocked by two orphans.
-            let blocked = try await tally("migrate", "plan", "--dir", dir)
-            #expect(blocked.status == 1)
-            #expect(blocked.stdout.contains("2 row(s) of public.user_credits violate it"))
-            #expect(blocked.stdout.contains("usr_test_deleted_1; usr_test_deleted_2"))
-            #expect(blocked.stdout.contains("SHARE UPDATE EXCLUSIVE"))
+        // 4. The plan is blocked by two orphans.
+        let blocked = try await tally("migrate", "plan", "--dir", dir)
+        #expect(blocked.status == 1)
+        #expect(blocked.stdout.contains("2 row(s) of public.user_credits violate it"))
+        #expect(blocked.stdout.contains("usr_test_deleted_1; usr_test_deleted_2"))
+        #expect(blocked.stdout.contains("SHARE UPDATE EXCLUSIVE"))
 
-            // 5. Archive them with their dependents.
-            let clean = try await tally(
-                "db", "orphans", "--fk", "user_credits.user_id=users.id", "--include", "credit_transactions.user_id",
-                "--include", "api_key_credits.user_id", "--clean", "--reason", "orphaned test accounts", "--yes")
-            #expect(clean.status == 0, Comment(rawValue: clean.stderr))
-            #expect(clean.stdout.contains("Archived and deleted (batch 1)"))
-            for line in ["public.api_key_credits      1", "public.credit_transactions  3", "public.user_credits         2"] {
-                #expect(clean.stdout.contains(line), "\(line)")
-            }
-            #expect(try await tally("migrate", "plan", "--dir", dir).status == 0)
+        // 5. Archive them with their dependents.
+        let clean = try await tally(
+            "db", "orphans", "--fk", "user_credits.user_id=users.id", "--include", "credit_transactions.user_id",
+            "--include", "api_key_credits.user_id", "--clean", "--reason", "orphaned test accounts", "--yes")
+        #expect(clean.status == 0, Comment(rawValue: clean.stderr))
+        #expect(clean.stdout.contains("Archived and deleted (batch 1)"))
+        for line in ["public.api_key_credits      1", "public.credit_transactions  3", "public.user_credits         2"] {
+            #expect(clean.stdout.contains(line), "\(line)")
+        }
+        #expect(try await tally("migrate", "plan", "--dir", dir).status == 0)
 
-            // 6. The foreign key goes on online, after a backup.
-            let up = try await tally("migrate", "up", "--dir", dir)
-            #expect(up.status == 0, Comment(rawValue: up.stderr))
-            #expect(up.stdout.contains("Applied 1: 0002_flashy_nova"))
-            #expect(up.stderr.contains("Backup: " + scratch + "/backups/"))
-            #expect(up.stderr.contains("go in NOT VALID and are validated after commit"))
+        // 6. The foreign key goes on online, after a backup.
+        let up = try await tally("migrate", "up", "--dir", dir)
+        #expect(up.status == 0, Comment(rawValue: up.stderr))
+        #expect(up.stdout.contains("Applied 1: 0002_flashy_nova"))
+        #expect(up.stderr.contains("Backup: " + scratch + "/backups/"))
+        #expect(up.stderr.contains("go in NOT VALID and are validated after commit"))
 
-            // 7. Verify: the duplicate team key is the only drift.
-            let verify = try await tally("db", "verify", "--dir", dir)
-            #expect(verify.status == 1)
-            #expect(verify.stdout.contains("extra  constraint public.user_credits.user_credits_team_id_fkey"))
-            #expect(verify.stdout.contains("redundant-foreign-key: user_credits_team_id_fkey and user_credits_team_id_teams_id_fk"))
-            #expect(!verify.stdout.contains("missing"))
-            #expect(try await tally("migrate", "validate", "--dir", dir).status == 0)
+        // 7. Verify: the duplicate team key is the only drift.
+        let verify = try await tally("db", "verify", "--dir", dir)
+        #expect(verify.status == 1)
+        #expect(verify.stdout.contains("extra  constraint public.user_credits.user_credits_team_id_fkey"))
+        #expect(verify.stdout.contains("redundant-foreign-key: user_credits_team_id_fkey and user_credits_team_id_teams_id_fk"))
+        #expect(!verify.stdout.contains("missing"))
+        #expect(try await tally("migrate", "validate", "--dir", dir).status == 0)
 
-            // Rolling back: the key, then the archived rows, then a restore of the first backup elsewhere.
-            let down = try await tally("migrate", "down", "--dir", dir, "--yes")
-            #expect(down.stdout.contains("Reverted: 0002_flashy_nova"), Comment(rawValue: down.stderr))
-            let restore = try await tally("db", "orphans", "--restore", "1", "--yes")
-            #expect(restore.status == 0, Comment(rawValue: restore.stderr))
-            #expect(restore.stdout.contains("2 row(s) of public.user_credits"))
-            try await TestDatabase.withFreshDatabase { other in
-                let restored = try await TallyProcess.run(["db", "restore", backupPath, "--database-url", other.url()])
-                #expect(restored.status == 0, Comment(rawValue: restored.stderr))
-                let again = try await TallyProcess.run(["migrate", "status", "--dir", dir, "--database-url", other.url()])
-                #expect(again.stdout.contains("0 applied, 3 pending"))
-            }
+        // Rolling back: the key, then the archived rows, then a restore of the first backup elsewhere.
+        let down = try await tally("migrate", "down", "--dir", dir, "--yes")
+        #expect(down.stdout.contains("Reverted: 0002_flashy_nova"), Comment(rawValue: down.stderr))
+        let restore = try await tally("db", "orphans", "--restore", "1", "--yes")
+        #expect(restore.status == 0, Comment(rawValue: restore.stderr))
+        #expect(restore.stdout.contains("2 row(s) of public.user_credits"))
+        try await TestDatabase.withFreshDatabase { other in
+            let restored = try await TallyProcess.run(["db", "restore", backupPath, "--database-url", other.url()])
+            #expect(restored.status == 0, Comment(rawValue: restored.stderr))
+            let again = try await TallyProcess.run(["migrate", "status", "--dir", dir, "--database-url", other.url()])
+            #expect(again.stdout.contains("0 applied, 3 pending"))
         }
     }
 }

@@ -16,20 +16,19 @@ import Testing
     }
 
     /// `tally migrate up`'s backup, as a library call: taken when something is pending, not when nothing is.
-    @Test func upBacksUpBeforeApplyingOnlyWhenSomethingIsPending() async throws {
+    @Test(.freshDatabase) func upBacksUpBeforeApplyingOnlyWhenSomethingIsPending() async throws {
         let directory = temporaryFile("dir")
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        try await TestDatabase.withFreshDatabase { db in
-            let migrator = Migrator(folder: try MigrationFolder(path: nextjsFolder), database: db)
-            let applied = try await migrator.up(backup: .into(directory: directory))
-            #expect(!applied.applied.isEmpty)
-            let dumps = try FileManager.default.contentsOfDirectory(atPath: directory)
-            #expect(dumps.count == 1, "\(dumps)")
-            #expect(try Backup.verify(directory + "/" + dumps[0]) > 0)
-            let again = try await migrator.up(backup: .into(directory: directory))
-            #expect(again.applied.isEmpty)
-            #expect(try FileManager.default.contentsOfDirectory(atPath: directory).count == 1, "nothing pending, no backup")
-        }
+        let db = try TestDatabase.current
+        let migrator = Migrator(folder: try MigrationFolder(path: nextjsFolder), database: db)
+        let applied = try await migrator.up(backup: .into(directory: directory))
+        #expect(!applied.applied.isEmpty)
+        let dumps = try FileManager.default.contentsOfDirectory(atPath: directory)
+        #expect(dumps.count == 1, "\(dumps)")
+        #expect(try Backup.verify(directory + "/" + dumps[0]) > 0)
+        let again = try await migrator.up(backup: .into(directory: directory))
+        #expect(again.applied.isEmpty)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory).count == 1, "nothing pending, no backup")
     }
 
     @Test func backupThenRestoreIntoAnEmptyDatabase() async throws {
@@ -52,30 +51,29 @@ import Testing
         }
     }
 
-    @Test func restoreOverAFilledDatabaseNeedsConsentAndBacksItUpFirst() async throws {
+    @Test(.freshDatabase) func restoreOverAFilledDatabaseNeedsConsentAndBacksItUpFirst() async throws {
         let path = temporaryFile("b.dump")
         defer { try? FileManager.default.removeItem(atPath: path) }
-        try await TestDatabase.withFreshDatabase { db in
-            try await fill(db)
-            _ = try await Backup.create(db, to: path)
-            try await execute(db, "DELETE FROM users WHERE id = 'u2'; INSERT INTO users (id, email) VALUES ('u3', 'c@example.com')")
+        let db = try TestDatabase.current
+        try await fill(db)
+        _ = try await Backup.create(db, to: path)
+        try await execute(db, "DELETE FROM users WHERE id = 'u2'; INSERT INTO users (id, email) VALUES ('u3', 'c@example.com')")
 
-            await #expect {
-                try await Backup.restore(path, into: db, replace: false)
-            } throws: { error in
-                (error as? MigrateError)?.code == .confirmationRequired && (error as? MigrateError)?.message.contains("--yes") == true
-            }
-            #expect(try await query(db, "SELECT id FROM users ORDER BY id", as: String.self) == ["u1", "u3"], "nothing changed")
-
-            let result = try await Backup.restore(path, into: db, replace: true)
-            let before = try #require(result.targetBackup)
-            defer { try? FileManager.default.removeItem(atPath: before.path) }
-            #expect(FileManager.default.fileExists(atPath: before.path))
-            #expect(try await query(db, "SELECT id FROM users ORDER BY id", as: String.self) == ["u1", "u2"])
+        await #expect {
+            try await Backup.restore(path, into: db, replace: false)
+        } throws: { error in
+            (error as? MigrateError)?.code == .confirmationRequired && (error as? MigrateError)?.message.contains("--yes") == true
         }
+        #expect(try await query(db, "SELECT id FROM users ORDER BY id", as: String.self) == ["u1", "u3"], "nothing changed")
+
+        let result = try await Backup.restore(path, into: db, replace: true)
+        let before = try #require(result.targetBackup)
+        defer { try? FileManager.default.removeItem(atPath: before.path) }
+        #expect(FileManager.default.fileExists(atPath: before.path))
+        #expect(try await query(db, "SELECT id FROM users ORDER BY id", as: String.self) == ["u1", "u2"])
     }
 
-    @Test func unreadableOrDamagedFilesAreClearErrors() async throws {
+    @Test(.freshDatabase) func unreadableOrDamagedFilesAreClearErrors() async throws {
         #expect { try Backup.verify("/nonexistent/backup.dump") } throws: {
             ($0 as? MigrateError)?.message.contains("cannot be read") == true
         }
@@ -85,9 +83,8 @@ import Testing
         #expect { try Backup.verify(damaged) } throws: {
             ($0 as? MigrateError)?.message.contains("is not a whole pg_dump archive") == true
         }
-        try await TestDatabase.withFreshDatabase { db in
-            await #expect(throws: MigrateError.self) { try await Backup.restore(damaged, into: db, replace: true) }
-        }
+        let db = try TestDatabase.current
+        await #expect(throws: MigrateError.self) { try await Backup.restore(damaged, into: db, replace: true) }
     }
 
     @Test func anOlderPgDumpThanTheServerIsAClearError() throws {

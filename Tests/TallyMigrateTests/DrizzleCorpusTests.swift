@@ -57,99 +57,94 @@ import Testing
         #expect(folder.notes.first?.contains("0004_draft_not_generated.sql") == true)
     }
 
-    @Test func foreignKeysOnExistingTablesGoInNotValidThenValidated() async throws {
-        try await TestDatabase.withFreshDatabase { db in
-            let lines = Lines()
-            let migrator = Migrator(folder: try MigrationFolder(path: corpusFolder("v7-shop")), database: db, progress: lines.append)
-            _ = try await migrator.up()
-            // The DO-wrapped key on a column the same migration adds, the re-added key, and the key on an
-            // existing table to a new one are validated after commit; the key on a new table is not.
-            let validated = lines.all.filter { $0.hasPrefix("Validating ") }.map { $0.split(separator: " ")[1] }
-            #expect(validated == ["posts_editor_id_users_id_fk", "posts_author_id_users_id_fk", "posts_category_id_categories_id_fk"])
-            let cascade = try await query(db, "SELECT confdeltype::text FROM pg_constraint WHERE conname = 'posts_author_id_users_id_fk'", as: String.self)
-            #expect(cascade == ["c"], "the re-added key has the new ON DELETE")
-        }
+    @Test(.freshDatabase) func foreignKeysOnExistingTablesGoInNotValidThenValidated() async throws {
+        let db = try TestDatabase.current
+        let lines = Lines()
+        let migrator = Migrator(folder: try MigrationFolder(path: corpusFolder("v7-shop")), database: db, progress: lines.append)
+        _ = try await migrator.up()
+        // The DO-wrapped key on a column the same migration adds, the re-added key, and the key on an
+        // existing table to a new one are validated after commit; the key on a new table is not.
+        let validated = lines.all.filter { $0.hasPrefix("Validating ") }.map { $0.split(separator: " ")[1] }
+        #expect(validated == ["posts_editor_id_users_id_fk", "posts_author_id_users_id_fk", "posts_category_id_categories_id_fk"])
+        let cascade = try await query(db, "SELECT confdeltype::text FROM pg_constraint WHERE conname = 'posts_author_id_users_id_fk'", as: String.self)
+        #expect(cascade == ["c"], "the re-added key has the new ON DELETE")
     }
 
     /// The failure the worst bug came from: a constraint of the same name already NOT VALID, and no record
     /// from Tally of a run under way. The migration must run whole.
-    @Test func aMigrationWithoutAProgressRecordRunsAllItsStatements() async throws {
-        try await TestDatabase.withFreshDatabase { db in
-            let migrator = Migrator(folder: try MigrationFolder(path: corpusFolder("v7-shop")), database: db)
-            _ = try await migrator.up(to: "0001_loud_wolverine")
-            try await execute(db, """
-                ALTER TABLE posts DROP CONSTRAINT posts_author_id_users_id_fk;
-                ALTER TABLE posts ADD CONSTRAINT posts_author_id_users_id_fk FOREIGN KEY (author_id) REFERENCES users(id) NOT VALID
-                """)
-            #expect(try await migrator.up(to: "0002_flashy_nova").applied == ["0002_flashy_nova"])
-            let column = try await query(db, "SELECT count(*)::int FROM information_schema.columns WHERE table_name = 'posts' AND column_name = 'published_at'", as: Int.self)
-            #expect(column == [1], "the ADD COLUMN of the migration ran")
-            let key = try await query(db, "SELECT confdeltype::text || convalidated::text FROM pg_constraint WHERE conname = 'posts_author_id_users_id_fk'", as: String.self)
-            #expect(key == ["ctrue"])
-        }
+    @Test(.freshDatabase) func aMigrationWithoutAProgressRecordRunsAllItsStatements() async throws {
+        let db = try TestDatabase.current
+        let migrator = Migrator(folder: try MigrationFolder(path: corpusFolder("v7-shop")), database: db)
+        _ = try await migrator.up(to: "0001_loud_wolverine")
+        try await execute(db, """
+            ALTER TABLE posts DROP CONSTRAINT posts_author_id_users_id_fk;
+            ALTER TABLE posts ADD CONSTRAINT posts_author_id_users_id_fk FOREIGN KEY (author_id) REFERENCES users(id) NOT VALID
+            """)
+        #expect(try await migrator.up(to: "0002_flashy_nova").applied == ["0002_flashy_nova"])
+        let column = try await query(db, "SELECT count(*)::int FROM information_schema.columns WHERE table_name = 'posts' AND column_name = 'published_at'", as: Int.self)
+        #expect(column == [1], "the ADD COLUMN of the migration ran")
+        let key = try await query(db, "SELECT confdeltype::text || convalidated::text FROM pg_constraint WHERE conname = 'posts_author_id_users_id_fk'", as: String.self)
+        #expect(key == ["ctrue"])
     }
 
-    @Test func orphansAreCountedAfterTheStatementsBeforeTheKeyAndStopTheMigration() async throws {
-        try await TestDatabase.withFreshDatabase { db in
-            let folder = try DrizzleFolder([
-                ("0000_base", 1, """
-                    CREATE TABLE "users" ("id" serial PRIMARY KEY NOT NULL);
-                    --> statement-breakpoint
-                    CREATE TABLE "posts" ("id" serial PRIMARY KEY NOT NULL);
-                    --> statement-breakpoint
-                    INSERT INTO "users" DEFAULT VALUES;--> statement-breakpoint
-                    INSERT INTO "posts" DEFAULT VALUES;--> statement-breakpoint
-                    INSERT INTO "posts" DEFAULT VALUES;
-                    """),
-                ("0001_reviewer", 2, """
-                    ALTER TABLE "posts" ADD COLUMN "reviewer_id" integer DEFAULT 99;--> statement-breakpoint
-                    ALTER TABLE "posts" ADD CONSTRAINT "posts_reviewer_id_users_id_fk" FOREIGN KEY ("reviewer_id") REFERENCES "public"."users"("id");
-                    """),
-            ])
-            defer { folder.remove() }
-            let migrator = Migrator(folder: try MigrationFolder(path: folder.path), database: db)
-            await #expect {
-                try await migrator.up()
-            } throws: { error in
-                guard let error = error as? MigrateError else { return false }
-                return error.message.contains("0001_reviewer") && error.message.contains("statement 2")
-                    && error.message.contains("2 row(s)") && error.message.contains("99") && error.message.contains("tally db orphans --clean")
-            }
-            let column = try await query(db, "SELECT count(*)::int FROM information_schema.columns WHERE table_name = 'posts' AND column_name = 'reviewer_id'", as: Int.self)
-            #expect(column == [0], "rolled back whole")
-            let status = try await migrator.status()
-            #expect(status.entries.map(\.state) == [.applied, .pending])
-            #expect(status.failures.first?.statement == 2)
+    @Test(.freshDatabase) func orphansAreCountedAfterTheStatementsBeforeTheKeyAndStopTheMigration() async throws {
+        let db = try TestDatabase.current
+        let folder = try DrizzleFolder([
+            ("0000_base", 1, """
+                CREATE TABLE "users" ("id" serial PRIMARY KEY NOT NULL);
+                --> statement-breakpoint
+                CREATE TABLE "posts" ("id" serial PRIMARY KEY NOT NULL);
+                --> statement-breakpoint
+                INSERT INTO "users" DEFAULT VALUES;--> statement-breakpoint
+                INSERT INTO "posts" DEFAULT VALUES;--> statement-breakpoint
+                INSERT INTO "posts" DEFAULT VALUES;
+                """),
+            ("0001_reviewer", 2, """
+                ALTER TABLE "posts" ADD COLUMN "reviewer_id" integer DEFAULT 99;--> statement-breakpoint
+                ALTER TABLE "posts" ADD CONSTRAINT "posts_reviewer_id_users_id_fk" FOREIGN KEY ("reviewer_id") REFERENCES "public"."users"("id");
+                """),
+        ])
+        defer { folder.remove() }
+        let migrator = Migrator(folder: try MigrationFolder(path: folder.path), database: db)
+        await #expect {
+            try await migrator.up()
+        } throws: { error in
+            guard let error = error as? MigrateError else { return false }
+            return error.message.contains("0001_reviewer") && error.message.contains("statement 2")
+                && error.message.contains("2 row(s)") && error.message.contains("99") && error.message.contains("tally db orphans --clean")
         }
+        let column = try await query(db, "SELECT count(*)::int FROM information_schema.columns WHERE table_name = 'posts' AND column_name = 'reviewer_id'", as: Int.self)
+        #expect(column == [0], "rolled back whole")
+        let status = try await migrator.status()
+        #expect(status.entries.map(\.state) == [.applied, .pending])
+        #expect(status.failures.first?.statement == 2)
     }
 
     /// `db orphans --dir` scans the keys pending migrations add to what exists now; a key on a column or table
     /// a pending migration creates is counted by `up` inside that migration instead.
-    @Test func pendingKeysOnlyOnWhatExistsNow() async throws {
-        try await TestDatabase.withFreshDatabase { db in
-            let migrator = Migrator(folder: try MigrationFolder(path: corpusFolder("v7-shop")), database: db)
-            _ = try await migrator.up(to: "0000_keen_devos")
-            let keys = try await OrphanScan.pendingForeignKeys(migrator)
-            #expect(keys.map { $0.0.name ?? "" } == ["posts_author_id_users_id_fk"])
-            for (key, source) in keys {
-                let orphans = try await withSingleConnection(db) { connection in
-                    try await OrphanScan.scan(key, source: source, on: connection).orphanedRows
-                }
-                #expect(orphans == 0)
+    @Test(.freshDatabase) func pendingKeysOnlyOnWhatExistsNow() async throws {
+        let db = try TestDatabase.current
+        let migrator = Migrator(folder: try MigrationFolder(path: corpusFolder("v7-shop")), database: db)
+        _ = try await migrator.up(to: "0000_keen_devos")
+        let keys = try await OrphanScan.pendingForeignKeys(migrator)
+        #expect(keys.map { $0.0.name ?? "" } == ["posts_author_id_users_id_fk"])
+        for (key, source) in keys {
+            let orphans = try await withSingleConnection(db) { connection in
+                try await OrphanScan.scan(key, source: source, on: connection).orphanedRows
             }
+            #expect(orphans == 0)
         }
     }
 
-    @Test func aNumericCreatedAtHistoryReadsAsBigint() async throws {
-        try await TestDatabase.withFreshDatabase { db in
-            try await execute(db, "CREATE SCHEMA drizzle; CREATE TABLE drizzle.__drizzle_migrations (id serial PRIMARY KEY, hash text NOT NULL, created_at numeric)")
-            let migrator = Migrator(folder: try MigrationFolder(path: corpusFolder("v6-no-breakpoints")), database: db)
-            #expect(try await migrator.up().applied.count == 2)
-            #expect(try await migrator.up().applied.isEmpty)
-            let status = try await migrator.status()
-            #expect(status.entries.map(\.state) == [.applied, .applied])
-            #expect(status.entries.map(\.createdAt) == [1712345678901, 1712449999000])
-        }
+    @Test(.freshDatabase) func aNumericCreatedAtHistoryReadsAsBigint() async throws {
+        let db = try TestDatabase.current
+        try await execute(db, "CREATE SCHEMA drizzle; CREATE TABLE drizzle.__drizzle_migrations (id serial PRIMARY KEY, hash text NOT NULL, created_at numeric)")
+        let migrator = Migrator(folder: try MigrationFolder(path: corpusFolder("v6-no-breakpoints")), database: db)
+        #expect(try await migrator.up().applied.count == 2)
+        #expect(try await migrator.up().applied.isEmpty)
+        let status = try await migrator.status()
+        #expect(status.entries.map(\.state) == [.applied, .applied])
+        #expect(status.entries.map(\.createdAt) == [1712345678901, 1712449999000])
     }
 
     @Test func aCommentBeforeCreateIndexConcurrentlyStillRunsItOutsideATransaction() throws {
@@ -194,41 +189,39 @@ import Testing
         #expect(read.notes.contains { $0.contains("not valid UTF-8") })
     }
 
-    @Test func aDrizzle0HistoryIsUpgradedForADrizzle1FolderAsDrizzle1Does() async throws {
-        try await TestDatabase.withFreshDatabase { db in
-            let files = try CorpusFiles(corpusFolder("v1-layout"))
-            // Drizzle 0.x applied the first two (same second, so they are told apart by hash).
-            try psql(db, file: files.entries[0].file)
-            try psql(db, file: files.entries[1].file)
-            try await execute(db, "CREATE SCHEMA drizzle; CREATE TABLE drizzle.__drizzle_migrations (id SERIAL PRIMARY KEY, hash text NOT NULL, created_at bigint)")
-            for (n, entry) in files.entries.prefix(2).enumerated() {
-                try await execute(db, "INSERT INTO drizzle.__drizzle_migrations (hash, created_at) VALUES ('\(entry.sha256)', \(entry.createdAt + 100 + Int64(n)))")
-            }
-            let migrator = Migrator(folder: try MigrationFolder(path: corpusFolder("v1-layout")), database: db)
-            #expect(try await migrator.up().applied == [files.entries[2].name])
-            let rows = try await query(db, "SELECT name || ' ' || (applied_at IS NULL)::text FROM drizzle.__drizzle_migrations ORDER BY id", as: String.self)
-            #expect(rows == ["\(files.entries[0].name) true", "\(files.entries[1].name) true", "\(files.entries[2].name) false"])
+    @Test(.freshDatabase) func aDrizzle0HistoryIsUpgradedForADrizzle1FolderAsDrizzle1Does() async throws {
+        let db = try TestDatabase.current
+        let files = try CorpusFiles(corpusFolder("v1-layout"))
+        // Drizzle 0.x applied the first two (same second, so they are told apart by hash).
+        try psql(db, file: files.entries[0].file)
+        try psql(db, file: files.entries[1].file)
+        try await execute(db, "CREATE SCHEMA drizzle; CREATE TABLE drizzle.__drizzle_migrations (id SERIAL PRIMARY KEY, hash text NOT NULL, created_at bigint)")
+        for (n, entry) in files.entries.prefix(2).enumerated() {
+            try await execute(db, "INSERT INTO drizzle.__drizzle_migrations (hash, created_at) VALUES ('\(entry.sha256)', \(entry.createdAt + 100 + Int64(n)))")
         }
+        let migrator = Migrator(folder: try MigrationFolder(path: corpusFolder("v1-layout")), database: db)
+        #expect(try await migrator.up().applied == [files.entries[2].name])
+        let rows = try await query(db, "SELECT name || ' ' || (applied_at IS NULL)::text FROM drizzle.__drizzle_migrations ORDER BY id", as: String.self)
+        #expect(rows == ["\(files.entries[0].name) true", "\(files.entries[1].name) true", "\(files.entries[2].name) false"])
     }
 
-    @Test func aTableAnEarlierTallyReshapedGoesBackToDrizzle0sShape() async throws {
-        try await TestDatabase.withFreshDatabase { db in
-            let files = try CorpusFiles(corpusFolder("v6-no-breakpoints"))
-            try psql(db, file: files.entries[0].file)
-            try await execute(db, """
-                CREATE SCHEMA drizzle;
-                CREATE TABLE drizzle.__drizzle_migrations (id SERIAL PRIMARY KEY, hash text NOT NULL, created_at bigint, name text, applied_at timestamptz DEFAULT now());
-                INSERT INTO drizzle.__drizzle_migrations (hash, created_at, name, applied_at) VALUES ('\(files.entries[0].sha256)', \(files.entries[0].createdAt), '0000_accounts', NULL)
-                """)
-            let lines = Lines()
-            let migrator = Migrator(folder: try MigrationFolder(path: corpusFolder("v6-no-breakpoints")), database: db, progress: lines.append)
-            #expect(try await migrator.up().applied == ["0001_members_key"])
-            let columns = try await query(db, "SELECT attname::text FROM pg_attribute WHERE attrelid = 'drizzle.__drizzle_migrations'::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum", as: String.self)
-            #expect(columns == ["id", "hash", "created_at"])
-            #expect(lines.all.contains { $0.contains("back in Drizzle 0.x's shape") })
-            let status = try await migrator.status()
-            #expect(status.entries.map(\.state) == [.baseline, .applied], "the earlier baseline mark is kept in Tally's own table")
-        }
+    @Test(.freshDatabase) func aTableAnEarlierTallyReshapedGoesBackToDrizzle0sShape() async throws {
+        let db = try TestDatabase.current
+        let files = try CorpusFiles(corpusFolder("v6-no-breakpoints"))
+        try psql(db, file: files.entries[0].file)
+        try await execute(db, """
+            CREATE SCHEMA drizzle;
+            CREATE TABLE drizzle.__drizzle_migrations (id SERIAL PRIMARY KEY, hash text NOT NULL, created_at bigint, name text, applied_at timestamptz DEFAULT now());
+            INSERT INTO drizzle.__drizzle_migrations (hash, created_at, name, applied_at) VALUES ('\(files.entries[0].sha256)', \(files.entries[0].createdAt), '0000_accounts', NULL)
+            """)
+        let lines = Lines()
+        let migrator = Migrator(folder: try MigrationFolder(path: corpusFolder("v6-no-breakpoints")), database: db, progress: lines.append)
+        #expect(try await migrator.up().applied == ["0001_members_key"])
+        let columns = try await query(db, "SELECT attname::text FROM pg_attribute WHERE attrelid = 'drizzle.__drizzle_migrations'::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum", as: String.self)
+        #expect(columns == ["id", "hash", "created_at"])
+        #expect(lines.all.contains { $0.contains("back in Drizzle 0.x's shape") })
+        let status = try await migrator.status()
+        #expect(status.entries.map(\.state) == [.baseline, .applied], "the earlier baseline mark is kept in Tally's own table")
     }
 }
 

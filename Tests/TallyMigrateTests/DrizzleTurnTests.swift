@@ -14,73 +14,68 @@ import Testing
 ///   by `created_at` truncated to the second, else by hash; `name` set, `applied_at` NULL); pending = every
 ///   folder whose name is not in the table, all in one transaction.
 @Suite struct DrizzleTurnTests {
-    @Test func drizzle0ThenTallyThenDrizzle0() async throws {
-        try await TestDatabase.withFreshDatabase { db in
-            let path = corpusFolder("v7-shop")
-            let files = try CorpusFiles(path)
-            try drizzle0(db, Array(files.entries.prefix(2)))
-            let tally = Migrator(folder: try MigrationFolder(path: path), database: db)
-            #expect(try await tally.up().applied == ["0002_flashy_nova", "0003_sleepy_karma"])
-            try drizzle0(db, files.entries)  // would fail on CREATE TYPE or the unique emails if it re-ran anything
-            #expect(try await tally.up().applied.isEmpty)
-            #expect(try historyRows(db) == files.entries.map { "\($0.sha256) \($0.createdAt)" })
-        }
+    @Test(.freshDatabase) func drizzle0ThenTallyThenDrizzle0() async throws {
+        let db = try TestDatabase.current
+        let path = corpusFolder("v7-shop")
+        let files = try CorpusFiles(path)
+        try drizzle0(db, Array(files.entries.prefix(2)))
+        let tally = Migrator(folder: try MigrationFolder(path: path), database: db)
+        #expect(try await tally.up().applied == ["0002_flashy_nova", "0003_sleepy_karma"])
+        try drizzle0(db, files.entries)  // would fail on CREATE TYPE or the unique emails if it re-ran anything
+        #expect(try await tally.up().applied.isEmpty)
+        #expect(try historyRows(db) == files.entries.map { "\($0.sha256) \($0.createdAt)" })
     }
 
-    @Test func tallyThenDrizzle0ThenTally() async throws {
-        try await TestDatabase.withFreshDatabase { db in
-            let path = corpusFolder("v7-shop")
-            let files = try CorpusFiles(path)
-            let tally = Migrator(folder: try MigrationFolder(path: path), database: db)
-            #expect(try await tally.up(to: "0001_loud_wolverine").applied.count == 2)
-            try drizzle0(db, files.entries)
-            #expect(try historyRows(db).count == 4)
-            #expect(try await tally.up().applied.isEmpty)
-            #expect(try await tally.status().entries.allSatisfy { $0.state == .applied })
-            #expect(try historyRows(db) == files.entries.map { "\($0.sha256) \($0.createdAt)" })
-        }
+    @Test(.freshDatabase) func tallyThenDrizzle0ThenTally() async throws {
+        let db = try TestDatabase.current
+        let path = corpusFolder("v7-shop")
+        let files = try CorpusFiles(path)
+        let tally = Migrator(folder: try MigrationFolder(path: path), database: db)
+        #expect(try await tally.up(to: "0001_loud_wolverine").applied.count == 2)
+        try drizzle0(db, files.entries)
+        #expect(try historyRows(db).count == 4)
+        #expect(try await tally.up().applied.isEmpty)
+        #expect(try await tally.status().entries.allSatisfy { $0.state == .applied })
+        #expect(try historyRows(db) == files.entries.map { "\($0.sha256) \($0.createdAt)" })
     }
 
-    @Test func drizzle1ThenTallyThenDrizzle1() async throws {
-        try await TestDatabase.withFreshDatabase { db in
-            let path = corpusFolder("v1-layout")
-            let files = try CorpusFiles(path)
-            try drizzle1(db, Array(files.entries.prefix(2)))
-            let tally = Migrator(folder: try MigrationFolder(path: path), database: db)
-            #expect(try await tally.up().applied == [files.entries[2].name])
-            try drizzle1(db, files.entries)
-            #expect(try await tally.up().applied.isEmpty)
-            #expect(try historyRows(db, name: true) == files.entries.map { "\($0.sha256) \($0.createdAt) \($0.name)" })
-        }
+    @Test(.freshDatabase) func drizzle1ThenTallyThenDrizzle1() async throws {
+        let db = try TestDatabase.current
+        let path = corpusFolder("v1-layout")
+        let files = try CorpusFiles(path)
+        try drizzle1(db, Array(files.entries.prefix(2)))
+        let tally = Migrator(folder: try MigrationFolder(path: path), database: db)
+        #expect(try await tally.up().applied == [files.entries[2].name])
+        try drizzle1(db, files.entries)
+        #expect(try await tally.up().applied.isEmpty)
+        #expect(try historyRows(db, name: true) == files.entries.map { "\($0.sha256) \($0.createdAt) \($0.name)" })
     }
 
-    @Test func tallyThenDrizzle1ThenTally() async throws {
-        try await TestDatabase.withFreshDatabase { db in
-            let path = corpusFolder("v1-layout")
-            let files = try CorpusFiles(path)
-            let tally = Migrator(folder: try MigrationFolder(path: path), database: db)
-            #expect(try await tally.up(to: files.entries[1].name).applied.count == 2)
-            try drizzle1(db, files.entries)
-            #expect(try historyRows(db).count == 3)
-            #expect(try await tally.up().applied.isEmpty)
-            #expect(try historyRows(db, name: true) == files.entries.map { "\($0.sha256) \($0.createdAt) \($0.name)" })
-        }
+    @Test(.freshDatabase) func tallyThenDrizzle1ThenTally() async throws {
+        let db = try TestDatabase.current
+        let path = corpusFolder("v1-layout")
+        let files = try CorpusFiles(path)
+        let tally = Migrator(folder: try MigrationFolder(path: path), database: db)
+        #expect(try await tally.up(to: files.entries[1].name).applied.count == 2)
+        try drizzle1(db, files.entries)
+        #expect(try historyRows(db).count == 3)
+        #expect(try await tally.up().applied.isEmpty)
+        #expect(try historyRows(db, name: true) == files.entries.map { "\($0.sha256) \($0.createdAt) \($0.name)" })
     }
 
-    @Test func drizzle0HistoryThenDrizzle1FolderWithTallyAndDrizzle1() async throws {
-        try await TestDatabase.withFreshDatabase { db in
-            let files = try CorpusFiles(corpusFolder("v1-layout"))
-            // The 0.x app ran the first two (its journal's `when` is the folder time plus milliseconds).
-            try drizzle0(db, files.entries.prefix(2).enumerated().map { n, e in
-                var entry = e
-                entry.createdAt += 250 + Int64(n)
-                return entry
-            })
-            let tally = Migrator(folder: try MigrationFolder(path: corpusFolder("v1-layout")), database: db)
-            #expect(try await tally.up().applied == [files.entries[2].name])
-            try drizzle1(db, files.entries)
-            #expect(try historyRows(db).count == 3)
-        }
+    @Test(.freshDatabase) func drizzle0HistoryThenDrizzle1FolderWithTallyAndDrizzle1() async throws {
+        let db = try TestDatabase.current
+        let files = try CorpusFiles(corpusFolder("v1-layout"))
+        // The 0.x app ran the first two (its journal's `when` is the folder time plus milliseconds).
+        try drizzle0(db, files.entries.prefix(2).enumerated().map { n, e in
+            var entry = e
+            entry.createdAt += 250 + Int64(n)
+            return entry
+        })
+        let tally = Migrator(folder: try MigrationFolder(path: corpusFolder("v1-layout")), database: db)
+        #expect(try await tally.up().applied == [files.entries[2].name])
+        try drizzle1(db, files.entries)
+        #expect(try historyRows(db).count == 3)
     }
 
     // MARK: - The emulated migrators

@@ -5,55 +5,54 @@ import Testing
 @testable import TallyMigrate
 
 @Suite struct PlanTests {
-    @Test func planShowsLocksLintAndOrphansAndChangesNothing() async throws {
-        try await TestDatabase.withFreshDatabase { db in
-            let longName = String(repeating: "x", count: 70)
-            let folder = try DrizzleFolder([
-                ("0000_base", 1, """
-                    CREATE TABLE accounts (id int PRIMARY KEY, owner text);
-                    CREATE TABLE owners (id text PRIMARY KEY);
-                    """),
-                ("0001_risky", 2, """
-                    CREATE INDEX accounts_owner_idx ON accounts (owner);
-                    --> statement-breakpoint
-                    ALTER TABLE accounts ALTER COLUMN owner SET NOT NULL;
-                    --> statement-breakpoint
-                    ALTER TABLE accounts ADD COLUMN plan text NOT NULL;
-                    --> statement-breakpoint
-                    ALTER TABLE accounts ALTER COLUMN id TYPE bigint;
-                    --> statement-breakpoint
-                    ALTER TABLE accounts DROP COLUMN legacy;
-                    --> statement-breakpoint
-                    DROP TABLE old_things;
-                    --> statement-breakpoint
-                    CREATE TABLE "\(longName)" (id int);
-                    --> statement-breakpoint
-                    ALTER TABLE accounts ADD CONSTRAINT accounts_owner_fk FOREIGN KEY (owner) REFERENCES owners(id);
-                    """),
-            ])
-            defer { folder.remove() }
-            var options = Migrator.Options()
-            options.strictSQL = true
-            let migrator = Migrator(folder: try MigrationFolder(path: folder.path), database: db, options: options)
-            _ = try await migrator.up(to: "0000_base")
-            try await execute(db, "INSERT INTO owners VALUES ('o1'); INSERT INTO accounts VALUES (1, 'o1'), (2, 'nobody'), (3, 'ghost')")
+    @Test(.freshDatabase) func planShowsLocksLintAndOrphansAndChangesNothing() async throws {
+        let db = try TestDatabase.current
+        let longName = String(repeating: "x", count: 70)
+        let folder = try DrizzleFolder([
+            ("0000_base", 1, """
+                CREATE TABLE accounts (id int PRIMARY KEY, owner text);
+                CREATE TABLE owners (id text PRIMARY KEY);
+                """),
+            ("0001_risky", 2, """
+                CREATE INDEX accounts_owner_idx ON accounts (owner);
+                --> statement-breakpoint
+                ALTER TABLE accounts ALTER COLUMN owner SET NOT NULL;
+                --> statement-breakpoint
+                ALTER TABLE accounts ADD COLUMN plan text NOT NULL;
+                --> statement-breakpoint
+                ALTER TABLE accounts ALTER COLUMN id TYPE bigint;
+                --> statement-breakpoint
+                ALTER TABLE accounts DROP COLUMN legacy;
+                --> statement-breakpoint
+                DROP TABLE old_things;
+                --> statement-breakpoint
+                CREATE TABLE "\(longName)" (id int);
+                --> statement-breakpoint
+                ALTER TABLE accounts ADD CONSTRAINT accounts_owner_fk FOREIGN KEY (owner) REFERENCES owners(id);
+                """),
+        ])
+        defer { folder.remove() }
+        var options = Migrator.Options()
+        options.strictSQL = true
+        let migrator = Migrator(folder: try MigrationFolder(path: folder.path), database: db, options: options)
+        _ = try await migrator.up(to: "0000_base")
+        try await execute(db, "INSERT INTO owners VALUES ('o1'); INSERT INTO accounts VALUES (1, 'o1'), (2, 'nobody'), (3, 'ghost')")
 
-            let plan = try await migrator.plan()
-            let risky = try #require(plan.migrations.first)
-            #expect(risky.tag == "0001_risky")
-            let rules = Set(risky.statements.flatMap(\.findings).map(\.rule))
-            for rule in ["require-concurrent-index-creation", "adding-not-nullable-field", "adding-required-field", "changing-column-type",
-                         "ban-drop-column", "ban-drop-table", "identifier-too-long", "adding-foreign-key-constraint", "require-timeout-settings"] {
-                #expect(rules.contains(rule), "\(rule)")
-            }
-            #expect(risky.statements[0].locks.first?.mode == "SHARE")
-            #expect(risky.statements[7].locks.map(\.mode) == ["SHARE ROW EXCLUSIVE", "SHARE ROW EXCLUSIVE"])
-            #expect(risky.statements[7].locks[0].effect.contains("scanned"))
-            let key = try #require(risky.foreignKeys.first)
-            #expect(key.orphanedRows == 2)
-            #expect(key.sampleKeys == ["ghost", "nobody"])
-            #expect(plan.blocked)
-            #expect(try await migrator.status().pending.map(\.tag) == ["0001_risky"], "plan changed nothing")
+        let plan = try await migrator.plan()
+        let risky = try #require(plan.migrations.first)
+        #expect(risky.tag == "0001_risky")
+        let rules = Set(risky.statements.flatMap(\.findings).map(\.rule))
+        for rule in ["require-concurrent-index-creation", "adding-not-nullable-field", "adding-required-field", "changing-column-type",
+                     "ban-drop-column", "ban-drop-table", "identifier-too-long", "adding-foreign-key-constraint", "require-timeout-settings"] {
+            #expect(rules.contains(rule), "\(rule)")
         }
+        #expect(risky.statements[0].locks.first?.mode == "SHARE")
+        #expect(risky.statements[7].locks.map(\.mode) == ["SHARE ROW EXCLUSIVE", "SHARE ROW EXCLUSIVE"])
+        #expect(risky.statements[7].locks[0].effect.contains("scanned"))
+        let key = try #require(risky.foreignKeys.first)
+        #expect(key.orphanedRows == 2)
+        #expect(key.sampleKeys == ["ghost", "nobody"])
+        #expect(plan.blocked)
+        #expect(try await migrator.status().pending.map(\.tag) == ["0001_risky"], "plan changed nothing")
     }
 }

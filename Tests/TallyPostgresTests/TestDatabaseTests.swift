@@ -30,6 +30,29 @@ import TallyTestSupport
         #expect(!stillThere)
     }
 
+    /// The `.freshDatabase` trait: a suite's tests each get a database of their own, empty, while they run.
+    @Suite(.freshDatabase, .serialized) struct TheTrait {
+        /// The database the first test saw, for the second to compare with.
+        nonisolated(unsafe) static var seen: String?
+
+        @Test func handsATestAnEmptyDatabase() async throws { try await check() }
+        @Test func handsTheNextTestAnotherOne() async throws { try await check() }
+
+        func check() async throws {
+            let db = try TestDatabase.current
+            try await withPostgresClient(db) { client in
+                #expect(try await TestDatabaseTests.tableCount(client) == 0)
+                _ = try await client.query("CREATE TABLE left_behind (id int)")
+            }
+            #expect(db.database != Self.seen)
+            Self.seen = db.database
+        }
+    }
+
+    @Test func aTestWithoutTheTraitIsToldToAddIt() {
+        #expect { _ = try TestDatabase.current } throws: { "\($0)".contains(".freshDatabase") }
+    }
+
     static func tableCount(_ client: PostgresClient) async throws -> Int {
         var count = 0
         for try await n in try await client.query("SELECT count(*)::int FROM pg_tables WHERE schemaname = 'public'").decode(Int.self) {

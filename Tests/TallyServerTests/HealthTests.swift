@@ -19,25 +19,24 @@ import TallyTestSupport
         var database: Database
     }
 
-    @Test func healthzIs200WhenTheDatabaseAnswers() async throws {
-        try await TestDatabase.withFreshDatabase { database in
-            let app = buildApplication(ServerSettings(host: "127.0.0.1", port: 0, database: database))
-            try await app.test(.live) { client in
-                // The first answer opens the pool's first connection, which a loaded test machine may take
-                // longer than /healthz's 2 s to do: it then answers 503, as it should; a later one is 200.
-                var response = try await client.execute(uri: "/healthz", method: .get)
-                for _ in 0..<10 where response.status != .ok {
-                    try await Task.sleep(for: .milliseconds(500))
-                    response = try await client.execute(uri: "/healthz", method: .get)
-                }
-                #expect(response.status == .ok)
-                #expect(response.headers[.contentType]?.hasPrefix("application/json") == true)
-                let body = try JSONDecoder().decode(Health.self, from: Data(buffer: response.body))
-                #expect(body.status == "ok")
-                #expect(body.database.reachable)
-                #expect(body.database.server_version?.isEmpty == false)
-                #expect(body.database.error == nil)
+    @Test(.freshDatabase) func healthzIs200WhenTheDatabaseAnswers() async throws {
+        let database = try TestDatabase.current
+        let app = buildApplication(ServerSettings(host: "127.0.0.1", port: 0, database: database))
+        try await app.test(.live) { client in
+            // The first answer opens the pool's first connection, which a loaded test machine may take
+            // longer than /healthz's 2 s to do: it then answers 503, as it should; a later one is 200.
+            var response = try await client.execute(uri: "/healthz", method: .get)
+            for _ in 0..<10 where response.status != .ok {
+                try await Task.sleep(for: .milliseconds(500))
+                response = try await client.execute(uri: "/healthz", method: .get)
             }
+            #expect(response.status == .ok)
+            #expect(response.headers[.contentType]?.hasPrefix("application/json") == true)
+            let body = try JSONDecoder().decode(Health.self, from: Data(buffer: response.body))
+            #expect(body.status == "ok")
+            #expect(body.database.reachable)
+            #expect(body.database.server_version?.isEmpty == false)
+            #expect(body.database.error == nil)
         }
     }
 

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import PostgresNIO
 import TallyPostgres
+import Testing
 
 #if canImport(Glibc)
 import Glibc
@@ -101,4 +102,41 @@ private func stopAtExit(_ directory: String) {
             _ = try? LocalCluster(dataDirectory: directory).stop()
         }
     }
+}
+
+extension TestDatabase {
+    /// The database the running test was handed by `.freshDatabase`.
+    @TaskLocal public static var handed: ConnectionSettings?
+
+    /// The running test's own database; a test without the `.freshDatabase` trait fails here.
+    public static var current: ConnectionSettings {
+        get throws {
+            guard let handed else { throw TestSupportError("this test has no database of its own: add the .freshDatabase trait (@Test(.freshDatabase))") }
+            return handed
+        }
+    }
+}
+
+struct TestSupportError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// A trait that hands each test a new, empty database on the shared test cluster (`TestDatabase.current`),
+/// dropped when the test ends. On a suite it applies to each of the suite's tests.
+public struct FreshDatabaseTrait: TestTrait, SuiteTrait, TestScoping {
+    public var isRecursive: Bool { true }
+
+    public func provideScope(for test: Test, testCase: Test.Case?, performing function: () async throws -> Void) async throws {
+        // A suite's own scope needs no database; each of its tests gets one.
+        guard !test.isSuite else { return try await function() }
+        try await TestDatabase.withFreshDatabase { database in
+            try await TestDatabase.$handed.withValue(database) { try await function() }
+        }
+    }
+}
+
+extension Trait where Self == FreshDatabaseTrait {
+    /// Each test its own new, empty database (`TestDatabase.current`), dropped when it ends.
+    public static var freshDatabase: Self { FreshDatabaseTrait() }
 }
