@@ -150,10 +150,27 @@ struct Member {
 
 func signup(_ client: some TestClientProtocol, _ email: String) async throws -> Member {
     let response = try await client.execute(uri: "/v1/auth/signup", method: .post, body: json(["email": email, "password": "password123"]))
-    let body = object(response.body)
-    let token = try #require(body["token"] as? String, "signup \(email): \(String(buffer: response.body))")
-    let id = try #require((body["user"] as? [String: Any])?["id"] as? String, "signup \(email): \(String(buffer: response.body))")
-    return Member(token: token, id: id)
+    let session = try decode(SessionAnswer.self, response, "signup \(email)")
+    return Member(token: session.token, id: session.user.id)
+}
+
+/// What the helpers read of a session answer (signup, login) and of a created key.
+struct SessionAnswer: Decodable {
+    struct User: Decodable { var id: String }
+    var token: String
+    var user: User
+}
+
+struct CreatedKeyAnswer: Decodable { var key: String }
+
+/// The answer's body as `T`; a failure names what was asked and shows the body.
+func decode<T: Decodable>(_ type: T.Type, _ response: TestResponse, _ what: String) throws -> T {
+    do {
+        return try JSONDecoder().decode(T.self, from: Data(buffer: response.body))
+    } catch {
+        Issue.record("\(what): \(response.status.code) \(String(buffer: response.body).prefix(300))")
+        throw error
+    }
 }
 
 func call(_ client: some TestClientProtocol, _ uri: String, _ method: HTTPRequest.Method, _ token: String?, _ body: [String: Any]? = nil) async throws -> TestResponse {
@@ -204,8 +221,7 @@ func grant(_ client: some TestClientProtocol, _ admin: Member, user: String? = n
 
 /// A new API key of `user`'s, returned in full.
 func newKey(_ client: some TestClientProtocol, _ user: Member, _ body: [String: Any] = ["name": "key"]) async throws -> String {
-    let response = try await call(client, "/v1/api-keys", .post, user.token, body)
-    return try #require(object(response.body)["key"] as? String, "key: \(String(buffer: response.body))")
+    return try decode(CreatedKeyAnswer.self, try await call(client, "/v1/api-keys", .post, user.token, body), "new key").key
 }
 
 /// An admin, a user granted `credits` (expiring at `expires`), and an API key of the user's made with `key`.
