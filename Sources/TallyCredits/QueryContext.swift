@@ -18,13 +18,14 @@ public struct QueryContext: Sendable {
     }
 }
 
-/// A request's database transaction: its effects and its stored answer commit together (`Idempotency`).
-/// Work that joins it runs in a savepoint of its own, so a failure undoes only that work's writes.
+/// A request's database transaction: its effects and its stored answer commit together (the server's
+/// `Idempotency` store opens it). Work that joins it runs in a savepoint of its own, so a failure undoes only
+/// that work's writes.
 public final class RequestTransaction: Sendable {
     let connection: PostgresConnection
     private let savepoints = Atomic<Int>(0)
 
-    init(_ connection: PostgresConnection) {
+    public init(_ connection: PostgresConnection) {
         self.connection = connection
     }
 

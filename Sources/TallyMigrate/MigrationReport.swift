@@ -55,6 +55,15 @@ public struct MigrationReport: Sendable, Codable {
     /// Nothing changed and no unknown rows: safe to apply.
     public var isConsistent: Bool { changed.isEmpty && unknownRows.isEmpty }
 
+    /// What `tally migrate validate` (CI) accepts: a consistent history and no work an interrupted run left (a
+    /// key still NOT VALID, an INVALID index); with `strict`, also no pending migration older than the newest
+    /// applied one and no failure recorded from the last run.
+    public func isValid(strict: Bool) -> Bool {
+        let unfinished = !unvalidated.isEmpty || !invalidIndexes.isEmpty
+        let outOfOrder = pending.contains(where: \.olderThanNewestApplied)
+        return isConsistent && !unfinished && (!strict || (!outOfOrder && failures.isEmpty))
+    }
+
     /// Lines out `folder` against `rows`: by hash first, then by name, then by created_at.
     public init(folder: MigrationFolder, historyTable: HistoryTable, rows: [HistoryTable.Row],
                 others: [OtherHistoryTable] = [], failures: [MigrationFailure] = []) {

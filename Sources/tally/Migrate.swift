@@ -96,9 +96,7 @@ struct Migrate: AsyncParsableCommand {
 
         func run() async throws {
             let report = try await options.migrator().status()
-            let outOfOrder = report.pending.filter(\.olderThanNewestApplied)
-            let unfinished = !report.unvalidated.isEmpty || !report.invalidIndexes.isEmpty
-            let ok = report.isConsistent && !unfinished && (!strict || (outOfOrder.isEmpty && report.failures.isEmpty))
+            let ok = report.isValid(strict: strict)
             if options.json {
                 struct Validation: Encodable { var ok: Bool; var report: MigrationReport }
                 try printJSON(Validation(ok: ok, report: report))

@@ -12,6 +12,11 @@ import Glibc
 /// What an operator command's calls into the credits store run with: the command's logger (`--log-level`).
 var commandQueries: QueryContext { QueryContext(logger: Logger(label: "tally")) }
 
+/// Runs `body` with the operator commands' library on the database (see `withCreditsDatabase`).
+func withOperations<T: Sendable>(_ options: DatabaseOptions, _ body: (Operations) async throws -> T) async throws -> T {
+    try await withCreditsDatabase(options) { client in try await body(Operations(client: client, context: commandQueries)) }
+}
+
 /// Runs `body` with a client on the database, its schema applied for the embedded one and checked otherwise.
 func withCreditsDatabase<T: Sendable>(_ options: DatabaseOptions, _ body: (PostgresClient) async throws -> T) async throws -> T {
     let settings = try await options.resolve(quiet: true)
@@ -41,8 +46,8 @@ struct Users: AsyncParsableCommand {
                 }
                 secret = String(cString: typed)
             }
-            let user = try await withCreditsDatabase(database) { client in
-                try await Auth(client: client).createUser(email: email, password: secret!, name: name, admin: admin, context: commandQueries)
+            let user = try await withOperations(database) { operations in
+                try await operations.createUser(email: email, password: secret!, name: name, admin: admin)
             }
             if json { try printJSON(user) } else { print("Created \(user.isAdmin ? "admin" : "user") \(user.email) (\(user.id)).") }
         }
@@ -69,21 +74,12 @@ struct Credits: AsyncParsableCommand {
         }
 
         func run() async throws {
-            let expiresAt: Date?
-            do {
-                expiresAt = try expires.map { try TextRules.time($0, field: "--expires") }
-            } catch let error as CreditsError {
-                throw ValidationError(error.message)
+            // A malformed time is a usage error (exit 64), found before anything is opened.
+            if let expires {
+                do { _ = try TextRules.time(expires, field: "--expires") } catch let error as CreditsError { throw ValidationError(error.message) }
             }
-            let grant = try await withCreditsDatabase(database) { client in
-                let owner: AccountOwner
-                if let user {
-                    owner = .user(try await Auth(client: client).findUser(user, context: commandQueries).id)
-                } else {
-                    guard let id = UUID(uuidString: team!) else { throw ValidationError("--team must be a team id") }
-                    owner = .team(id)
-                }
-                return try await Ledger(client: client).grant(to: owner, amount: amount, priority: priority, expiresAt: expiresAt, description: description, context: commandQueries)
+            let grant = try await withOperations(database) { operations in
+                try await operations.grant(user: user, team: team, amount: amount, expires: expires, priority: priority, description: description)
             }
             if json { try printJSON(grant) } else { print("Granted \(amount) credits (grant \(grant.id)); the balance is now \(grant.balance).") }
         }
@@ -105,13 +101,9 @@ struct Keys: AsyncParsableCommand {
         @OptionGroup var database: DatabaseOptions
 
         func run() async throws {
-            let teamID = try team.map { text in
-                guard let id = UUID(uuidString: text) else { throw ValidationError("--team must be a team id") }
-                return id
-            }
-            let created = try await withCreditsDatabase(database) { client in
-                let owner = try await Auth(client: client).findUser(user, context: commandQueries)
-                return try await APIKeys(client: client).create(name: name, teamID: teamID, creditLimit: limit, by: owner, context: commandQueries)
+            if let team, UUID(uuidString: team) == nil { throw ValidationError("--team must be a team id") }
+            let created = try await withOperations(database) { operations in
+                try await operations.createKey(user: user, team: team, limit: limit, name: name)
             }
             if json { try printJSON(created) } else { print(created.key) }
         }

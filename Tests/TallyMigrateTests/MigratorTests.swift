@@ -127,7 +127,11 @@ import Testing
         #expect(pending.tag == "0001_b")
         #expect(pending.olderThanNewestApplied)
         #expect(status.isConsistent)
+        // CI's check (`tally migrate validate`): fine as is, not with --strict.
+        #expect(status.isValid(strict: false))
+        #expect(!status.isValid(strict: true))
         #expect(try await migrator.up().applied == ["0001_b"])
+        #expect(try await migrator.status().isValid(strict: true))
         #expect(try await tableExists(db, "b"))
     }
 

@@ -1,6 +1,7 @@
 import Foundation
 import PostgresNIO
-import TallyMigrate
+import Logging
+import TallyCredits
 import TallyPostgres
 
 /// An HTTP answer as kept for replay.
@@ -16,7 +17,8 @@ public struct StoredResponse: Sendable, Equatable {
     }
 }
 
-/// `Idempotency-Key`: a retried request gets the first request's answer instead of running twice.
+/// `Idempotency-Key`: a retried request gets the first request's answer instead of running twice. An HTTP
+/// matter (it keeps methods, paths and answers), so it lives with the server, on the credits store's database.
 ///
 /// The request runs inside one database transaction that also stores its answer (`RequestTransaction`, handed
 /// to the operation, which passes it on in its `QueryContext`), so
