@@ -4,7 +4,7 @@ import TallyCredits
 
 /// The document's paths: every route, its credential, parameters and answers.
 extension OpenAPIDocument {
-    static var paths: [String: Any] {
+    static var paths: JSONValue {
         let holdID = pathParameter("hold", "The hold's id")
         let paymentRequired = problem("The account's available credits or the key's credit_limit cannot cover it; nothing was written", ["insufficient-credits", "key-limit-exceeded"])
         return [
@@ -79,7 +79,7 @@ extension OpenAPIDocument {
                     teamQuery,
                     queryParameter("limit", "Entries per page", ["type": "integer", "minimum": 1, "maximum": 100, "default": 20]),
                     queryParameter("cursor", "A previous page's next_cursor: the id of its last entry; the page holds older entries", [
-                        "type": "string", "pattern": Ledger.cursorPattern,
+                        "type": "string", "pattern": JSONValue(Ledger.cursorPattern),
                     ]),
                 ], responses: [
                     "200": answer("A page", ref("LedgerPage")), "400": problem("A bad limit or cursor, or team_id with an API key", ["invalid-input"]),

@@ -4,7 +4,7 @@ import TallyCredits
 
 /// The document's schemas: the answers' shapes and the request bodies, with the rules the server enforces.
 extension OpenAPIDocument {
-    static var schemas: [String: Any] {
+    static var schemas: JSONValue {
         [
             "JSONValue": [
                 "description": "Any JSON value without the NUL character in its strings",
@@ -58,12 +58,12 @@ extension OpenAPIDocument {
             "LedgerEntry": object(
                 [
                     "id": credits, "kind": ["type": "string", "enum": ["grant", "consume", "refund", "expire", "capture", "adjust"]],
-                    "amount": credits, "balance_after": credits, "description": nullable("string"), "metadata": [String: Any](),
+                    "amount": credits, "balance_after": credits, "description": nullable("string"), "metadata": [:],
                     "api_key_id": nullable("string", format: "uuid"), "grant_id": nullable("string", format: "uuid"),
                     "hold_id": nullable("string", format: "uuid"), "created_at": time,
                 ], required: ["id", "kind", "amount", "balance_after", "created_at"]),
             "LedgerPage": object(
-                ["account_id": id, "transactions": ["type": "array", "items": ref("LedgerEntry")], "has_more": ["type": "boolean"], "next_cursor": ["type": ["string", "null"], "pattern": Ledger.cursorPattern]],
+                ["account_id": id, "transactions": ["type": "array", "items": ref("LedgerEntry")], "has_more": ["type": "boolean"], "next_cursor": ["type": ["string", "null"], "pattern": JSONValue(Ledger.cursorPattern)]],
                 required: ["account_id", "transactions", "has_more"]),
             "Health": object(
                 [
@@ -77,10 +77,10 @@ extension OpenAPIDocument {
     }
 
     /// Request bodies, by the route they belong to (the keys of `RequestBodies.fields`).
-    static var bodies: [String: [String: Any]] {
+    static var bodies: [String: JSONValue] {
         [
             "POST /v1/auth/signup": body(
-                ["email": email, "password": password, "name": ["type": "string", "maxLength": TextRules.nameMaximum, "pattern": withoutNUL]],
+                ["email": email, "password": password, "name": ["type": "string", "maxLength": JSONValue(TextRules.nameMaximum), "pattern": withoutNUL]],
                 required: ["email", "password"]),
             "POST /v1/auth/login": body(["email": text, "password": text], required: ["email", "password"]),
             "POST /v1/teams": body(["name": name], required: ["name"]),
@@ -92,13 +92,12 @@ extension OpenAPIDocument {
                 [
                     "user_id": id, "team_id": id, "amount": positiveCredits, "expires_at": time,
                     "priority": ["type": "integer", "description": "Lower burns first (default 0)"], "description": text,
-                ], required: ["amount", "description"]).merging([
+                ], required: ["amount", "description"]).adding(
                     // Exactly one of the two, as a string (a null one counts as absent).
-                    "oneOf": [
+                    "oneOf", [
                         ["required": ["user_id"], "properties": ["user_id": ["type": "string"]]],
                         ["required": ["team_id"], "properties": ["team_id": ["type": "string"]]],
-                    ],
-                ]) { $1 },
+                    ]),
             "POST /v1/credits/consume": body(
                 [
                     "amount": positiveCredits, "description": text,
@@ -111,11 +110,20 @@ extension OpenAPIDocument {
             "POST /v1/credits/holds": body(
                 [
                     "amount": positiveCredits,
-                    "ttl_seconds": ["type": "integer", "minimum": 1, "maximum": 604800, "default": CreditsController.defaultHoldTTL],
+                    "ttl_seconds": ["type": "integer", "minimum": 1, "maximum": 604800, "default": JSONValue(CreditsController.defaultHoldTTL)],
                     "description": text,
                 ], required: ["amount"]),
             "POST /v1/credits/holds/{hold}/capture": body(
                 ["amount": ["type": "integer", "format": "int64", "minimum": 1, "description": "At most the held amount; default all of it"]]),
         ]
+    }
+}
+
+extension JSONValue {
+    /// This object with `key` set to `value`.
+    func adding(_ key: String, _ value: JSONValue) -> JSONValue {
+        var copy = self
+        copy[key] = value
+        return copy
     }
 }

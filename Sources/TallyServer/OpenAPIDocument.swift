@@ -19,84 +19,86 @@ public enum OpenAPIDocument {
 
     /// The document, serialised once.
     public static let json: [UInt8] = {
-        let data = (try? JSONSerialization.data(withJSONObject: document, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8)
-        return [UInt8](data)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        // Strings, numbers, arrays and objects: encoding cannot fail.
+        return [UInt8]((try? encoder.encode(document)) ?? Data("{}".utf8))
     }()
 
     // MARK: - Building blocks
 
-    static func ref(_ name: String) -> [String: Any] { ["$ref": "#/components/schemas/\(name)"] }
+    static func ref(_ name: String) -> JSONValue { ["$ref": JSONValue("#/components/schemas/\(name)")] }
 
-    static func object(_ properties: [String: [String: Any]], required: [String] = []) -> [String: Any] {
-        ["type": "object", "additionalProperties": false, "properties": properties, "required": required]
+    static func object(_ properties: [String: JSONValue], required: [String] = []) -> JSONValue {
+        ["type": "object", "additionalProperties": false, "properties": .object(properties), "required": .array(required.map { JSONValue($0) })]
     }
 
     /// A request body: as `object`, with every optional field also taking `null` (the same as leaving it out).
-    static func body(_ properties: [String: [String: Any]], required: [String] = []) -> [String: Any] {
-        object(properties.mapValues { $0 }.reduce(into: [:]) { result, field in
+    static func body(_ properties: [String: JSONValue], required: [String] = []) -> JSONValue {
+        object(properties.reduce(into: [:]) { result, field in
             result[field.key] = required.contains(field.key) ? field.value : optional(field.value)
         }, required: required)
     }
 
     /// Strings the server stores: PostgreSQL's text cannot hold U+0000, so the server refuses it (400).
-    static let withoutNUL = TextRules.withoutNUL
-    static var id: [String: Any] { ["type": "string", "format": "uuid"] }
-    static var time: [String: Any] { ["type": "string", "format": "date-time"] }
-    static var text: [String: Any] { ["type": "string", "pattern": withoutNUL] }
-    static var email: [String: Any] {
-        ["type": "string", "maxLength": TextRules.emailMaximum, "pattern": TextRules.email, "description": "name@example.com: one @, a dot inside the domain, no spaces"]
+    static let withoutNUL = JSONValue(TextRules.withoutNUL)
+    static var id: JSONValue { ["type": "string", "format": "uuid"] }
+    static var time: JSONValue { ["type": "string", "format": "date-time"] }
+    static var text: JSONValue { ["type": "string", "pattern": withoutNUL] }
+    static var email: JSONValue {
+        ["type": "string", "maxLength": JSONValue(TextRules.emailMaximum), "pattern": JSONValue(TextRules.email), "description": "name@example.com: one @, a dot inside the domain, no spaces"]
     }
-    static var password: [String: Any] {
-        ["type": "string", "minLength": TextRules.passwordMinimum, "maxLength": TextRules.passwordMaximum, "pattern": withoutNUL]
+    static var password: JSONValue {
+        ["type": "string", "minLength": JSONValue(TextRules.passwordMinimum), "maxLength": JSONValue(TextRules.passwordMaximum), "pattern": withoutNUL]
     }
-    static var name: [String: Any] {
-        ["type": "string", "minLength": 1, "maxLength": TextRules.nameMaximum, "pattern": TextRules.notBlank, "description": "Not all spaces; kept without surrounding spaces"]
+    static var name: JSONValue {
+        ["type": "string", "minLength": 1, "maxLength": JSONValue(TextRules.nameMaximum), "pattern": JSONValue(TextRules.notBlank), "description": "Not all spaces; kept without surrounding spaces"]
     }
     /// An optional field: `null` is the same as leaving it out.
-    static func optional(_ schema: [String: Any]) -> [String: Any] {
-        guard let type = schema["type"] as? String else { return ["anyOf": [schema, ["type": "null"]]] }
+    static func optional(_ schema: JSONValue) -> JSONValue {
+        guard let type = schema["type"]?.stringValue else { return ["anyOf": [schema, ["type": "null"]]] }
         var schema = schema
-        schema["type"] = [type, "null"]
+        schema["type"] = [JSONValue(type), "null"]
         return schema
     }
-    static var credits: [String: Any] { ["type": "integer", "format": "int64"] }
-    static var positiveCredits: [String: Any] { ["type": "integer", "format": "int64", "minimum": 1] }
-    static func nullable(_ type: String, format: String? = nil) -> [String: Any] {
-        var schema: [String: Any] = ["type": [type, "null"]]
-        if let format { schema["format"] = format }
+    static var credits: JSONValue { ["type": "integer", "format": "int64"] }
+    static var positiveCredits: JSONValue { ["type": "integer", "format": "int64", "minimum": 1] }
+    static func nullable(_ type: String, format: String? = nil) -> JSONValue {
+        var schema: JSONValue = ["type": [JSONValue(type), "null"]]
+        if let format { schema["format"] = JSONValue(format) }
         return schema
     }
 
-    static func json(_ schema: [String: Any]) -> [String: Any] { ["application/json": ["schema": schema]] }
+    static func json(_ schema: JSONValue) -> JSONValue { ["application/json": ["schema": schema]] }
 
-    static func answer(_ description: String, _ schema: [String: Any]? = nil) -> [String: Any] {
-        var response: [String: Any] = ["description": description]
+    static func answer(_ description: String, _ schema: JSONValue? = nil) -> JSONValue {
+        var response: JSONValue = ["description": JSONValue(description)]
         if let schema { response["content"] = json(schema) }
         return response
     }
 
     /// A problem answer, with the `type`s it can have (without `/problems/`): clients can match on them, and the
     /// contract test fails on a problem the document does not list.
-    static func problem(_ description: String, _ types: [String]) -> [String: Any] {
+    static func problem(_ description: String, _ types: [String]) -> JSONValue {
         [
-            "description": description,
-            "content": ["application/problem+json": ["schema": ["allOf": [ref("Problem"), ["properties": ["type": ["enum": types.map { "/problems/" + $0 }]]]]]]],
+            "description": JSONValue(description),
+            "content": ["application/problem+json": ["schema": ["allOf": [ref("Problem"), ["properties": ["type": ["enum": .array(types.map { JSONValue("/problems/" + $0) })]]]]]]],
         ]
     }
 
     enum Security { case none, session, apiKey, either }
 
     static func operation(
-        _ summary: String, security: Security, body: [String: Any]? = nil, parameters: [[String: Any]] = [],
-        idempotent: Bool = false, responses: [String: [String: Any]]
-    ) -> [String: Any] {
-        var op: [String: Any] = ["summary": summary]
+        _ summary: String, security: Security, body: JSONValue? = nil, parameters: [JSONValue] = [],
+        idempotent: Bool = false, responses: [String: JSONValue]
+    ) -> JSONValue {
+        var op: JSONValue = ["summary": JSONValue(summary)]
         var responses = responses
         switch security {
-        case .none: op["security"] = [[String: Any]]()
-        case .session: op["security"] = [["session": [String]()]]
-        case .apiKey: op["security"] = [["apiKey": [String]()]]
-        case .either: op["security"] = [["session": [String]()], ["apiKey": [String]()]]
+        case .none: op["security"] = []
+        case .session: op["security"] = [["session": []]]
+        case .apiKey: op["security"] = [["apiKey": []]]
+        case .either: op["security"] = [["session": []], ["apiKey": []]]
         }
         if security != .none {
             responses["401"] = problem("No credential, an unknown, expired or revoked one, or the wrong kind for this route", ["unauthenticated"])
@@ -130,28 +132,28 @@ public enum OpenAPIDocument {
             }
             if responses["400"] == nil { responses["400"] = problem("A malformed Idempotency-Key", ["invalid-input"]) }
         }
-        if !parameters.isEmpty { op["parameters"] = parameters }
-        op["responses"] = responses
+        if !parameters.isEmpty { op["parameters"] = .array(parameters) }
+        op["responses"] = .object(responses)
         return op
     }
 
-    static var retryAfter: [String: Any] {
+    static var retryAfter: JSONValue {
         ["Retry-After": ["description": "Seconds to wait before retrying", "schema": ["type": "integer", "minimum": 0]]]
     }
 
-    static func pathParameter(_ name: String, _ description: String) -> [String: Any] {
-        ["name": name, "in": "path", "required": true, "description": description, "schema": id]
+    static func pathParameter(_ name: String, _ description: String) -> JSONValue {
+        ["name": JSONValue(name), "in": "path", "required": true, "description": JSONValue(description), "schema": id]
     }
 
-    static func queryParameter(_ name: String, _ description: String, _ schema: [String: Any]) -> [String: Any] {
-        ["name": name, "in": "query", "required": false, "description": description, "schema": schema]
+    static func queryParameter(_ name: String, _ description: String, _ schema: JSONValue) -> JSONValue {
+        ["name": JSONValue(name), "in": "query", "required": false, "description": JSONValue(description), "schema": schema]
     }
 
-    static var teamQuery: [String: Any] { queryParameter("team_id", "Read a team's account (you must be a member) instead of your own", id) }
+    static var teamQuery: JSONValue { queryParameter("team_id", "Read a team's account (you must be a member) instead of your own", id) }
 
     // MARK: - The document
 
-    static var document: [String: Any] {
+    static var document: JSONValue {
         [
             "openapi": "3.1.0",
             "info": [
@@ -164,7 +166,7 @@ public enum OpenAPIDocument {
         ]
     }
 
-    static var securitySchemes: [String: Any] {
+    static var securitySchemes: JSONValue {
         [
         "session": ["type": "http", "scheme": "bearer", "description": "A session token (tly_sess_…) from signup or login"],
         "apiKey": ["type": "http", "scheme": "bearer", "description": "An API key (tly_…) from POST /v1/api-keys"],

@@ -139,20 +139,6 @@ struct Contract: Sendable {
     }
 }
 
-extension JSONValue {
-    subscript(key: String) -> JSONValue? { objectValue?[key] }
-    var objectValue: [String: JSONValue]? { if case .object(let value) = self { value } else { nil } }
-    var arrayValue: [JSONValue]? { if case .array(let value) = self { value } else { nil } }
-    var stringValue: String? { if case .string(let value) = self { value } else { nil } }
-    var numberValue: Double? {
-        switch self {
-        case .integer(let value): Double(value)
-        case .number(let value): value
-        default: nil
-        }
-    }
-}
-
 /// A test client that checks every answer against the contract (`Contract`).
 struct ContractCheckingClient: TestClientProtocol {
     let client: any TestClientProtocol
