@@ -52,7 +52,7 @@ public enum Backup {
         }
         let entries: Int
         do {
-            entries = try verify(partial)
+            entries = try await verify(partial)
             try FileManager.default.moveItem(atPath: partial, toPath: target)
         } catch {
             try? FileManager.default.removeItem(atPath: partial)
@@ -65,11 +65,11 @@ public enum Backup {
     }
 
     /// Reads the archive's table of contents; returns its entry count, or says why the file is not a whole archive.
-    public static func verify(_ path: String) throws -> Int {
+    public static func verify(_ path: String) async throws -> Int {
         guard FileManager.default.isReadableFile(atPath: path) else {
             throw MigrateError(.invalidFolder, "\(path) cannot be read; check the path and its permissions")
         }
-        let result = try Command.run(try tool("pg_restore"), ["--list", path])
+        let result = try await Command.run(try tool("pg_restore"), ["--list", path])
         guard result.succeeded else {
             throw MigrateError(.invalidFolder, "\(path) is not a whole pg_dump archive: \(result.output.trimmingCharacters(in: .whitespacesAndNewlines)). Use a file written by `tally db backup` (pg_dump -Fc).")
         }
@@ -81,7 +81,7 @@ public enum Backup {
     public static func restore(
         _ path: String, into database: ConnectionSettings, replace: Bool, backupDirectory: String = ".tally/backups"
     ) async throws -> RestoreResult {
-        _ = try verify(path)
+        _ = try await verify(path)
         let tables = try await tableCount(database)
         var targetBackup: Result?
         if tables > 0 {

@@ -150,17 +150,36 @@ public struct LocalCluster: Sendable {
         return settings
     }
 
-    /// Stops the cluster (fast shutdown: open sessions are ended, nothing committed is lost).
-    /// Returns false when it was not running.
+    /// Stops the cluster (fast shutdown: open sessions are ended, nothing committed is lost), the caller's
+    /// task suspended meanwhile. Returns false when it was not running.
     @discardableResult
-    public func stop() throws -> Bool {
+    public func stop() async throws -> Bool {
+        guard isInitialized else { return false }
+        let lock = try await FileLock.acquire(path: dataDirectory + ".lock")
+        defer { lock.unlock() }
+        guard let (pgCtl, arguments, user) = try stopCommand() else { return false }
+        return try Self.stopped(try await Command.run(pgCtl, arguments, as: user))
+    }
+
+    /// `stop()` for callers that cannot wait asynchronously (an `atexit` handler); blocks the thread.
+    @discardableResult
+    public func stopBlocking() throws -> Bool {
         guard isInitialized else { return false }
         let lock = try FileLock(path: dataDirectory + ".lock")
         defer { lock.unlock() }
+        guard let (pgCtl, arguments, user) = try stopCommand() else { return false }
+        return try Self.stopped(try Command.run(pgCtl, arguments, as: user))
+    }
+
+    /// pg_ctl's fast stop of this cluster, as whom; nil when it does not run.
+    private func stopCommand() throws -> (String, [String], ServiceUser?)? {
         let user = try ServiceUser.forCurrentProcess(environment: environment)
         let binaries = try binariesForCluster()
-        guard try isRunning(binaries: binaries, as: user) else { return false }
-        let result = try Command.run(binaries.path("pg_ctl"), ["-D", storedAt, "-m", "fast", "-w", "-t", "60", "stop"], as: user)
+        guard try isRunning(binaries: binaries, as: user) else { return nil }
+        return (binaries.path("pg_ctl"), ["-D", storedAt, "-m", "fast", "-w", "-t", "60", "stop"], user)
+    }
+
+    private static func stopped(_ result: CommandResult) throws -> Bool {
         guard result.succeeded else {
             throw TallyPostgresError(.clusterStop, "PostgreSQL did not stop: \(result.output.trimmingCharacters(in: .whitespacesAndNewlines))")
         }

@@ -37,7 +37,7 @@ struct DB: AsyncParsableCommand {
 
         func run() async throws {
             try refuseExternal(database, action: "stop")
-            let stopped = try database.cluster.stop()
+            let stopped = try await database.cluster.stop()
             print(stopped ? "Stopped PostgreSQL in \(database.cluster.dataDirectory)." : "PostgreSQL in \(database.cluster.dataDirectory) was not running.")
         }
     }

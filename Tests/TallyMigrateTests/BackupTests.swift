@@ -25,7 +25,7 @@ import Testing
         #expect(!applied.applied.isEmpty)
         let dumps = try FileManager.default.contentsOfDirectory(atPath: directory)
         #expect(dumps.count == 1, "\(dumps)")
-        #expect(try Backup.verify(directory + "/" + dumps[0]) > 0)
+        #expect(try await Backup.verify(directory + "/" + dumps[0]) > 0)
         let again = try await migrator.up(backup: .into(directory: directory))
         #expect(again.applied.isEmpty)
         #expect(try FileManager.default.contentsOfDirectory(atPath: directory).count == 1, "nothing pending, no backup")
@@ -40,7 +40,7 @@ import Testing
             #expect(result.path == path)
             #expect(result.entries > 5)
             #expect(result.bytes > 0)
-            #expect(try Backup.verify(path) == result.entries)
+            #expect(try await Backup.verify(path) == result.entries)
         }
         try await TestDatabase.withFreshDatabase { target in
             let restored = try await Backup.restore(path, into: target, replace: false)
@@ -74,13 +74,13 @@ import Testing
     }
 
     @Test(.freshDatabase) func unreadableOrDamagedFilesAreClearErrors() async throws {
-        #expect { try Backup.verify("/nonexistent/backup.dump") } throws: {
+        await #expect { try await Backup.verify("/nonexistent/backup.dump") } throws: {
             ($0 as? MigrateError)?.message.contains("cannot be read") == true
         }
         let damaged = temporaryFile("damaged.dump")
         defer { try? FileManager.default.removeItem(atPath: damaged) }
         try Data("PGDMP but not really".utf8).write(to: URL(fileURLWithPath: damaged))
-        #expect { try Backup.verify(damaged) } throws: {
+        await #expect { try await Backup.verify(damaged) } throws: {
             ($0 as? MigrateError)?.message.contains("is not a whole pg_dump archive") == true
         }
         let db = try TestDatabase.current

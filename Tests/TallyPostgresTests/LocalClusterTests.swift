@@ -44,9 +44,9 @@ import TallyTestSupport
         #expect(second == first)
         #expect(try cluster.status().pid == status.pid)
 
-        #expect(try cluster.stop() == true)
+        #expect(try await cluster.stop() == true)
         #expect(try cluster.status().running == false)
-        #expect(try cluster.stop() == false, "stopping a stopped cluster says it was not running")
+        #expect(try await cluster.stop() == false, "stopping a stopped cluster says it was not running")
 
         // Started again: same port, same data.
         let third = try await cluster.start()
@@ -57,7 +57,7 @@ import TallyTestSupport
             return values
         }
         #expect(kept == [42])
-        try cluster.stop()
+        try await cluster.stop()
     }
 
     /// As root in a folder the postgres user cannot enter (a clone under /root): the data lives under
@@ -71,7 +71,7 @@ import TallyTestSupport
         #expect(storedAt.hasPrefix("/var/lib/tally/clusters/"))
         defer { try? FileManager.default.removeItem(atPath: storedAt) }
         try await withPostgresClient(first) { client in _ = try await client.query("CREATE TABLE kept (n int)") }
-        try cluster.stop()
+        try await cluster.stop()
 
         // A fresh clone at the same path: .tally/ is gone, the data is not.
         try FileManager.default.removeItem(atPath: folder)
@@ -85,7 +85,7 @@ import TallyTestSupport
             return names
         }
         #expect(tables == ["kept"])
-        try cluster.stop()
+        try await cluster.stop()
     }
 
     @Test func wrongPasswordIsRefused() async throws {
@@ -93,7 +93,7 @@ import TallyTestSupport
         defer { try? FileManager.default.removeItem(atPath: folder) }
         let cluster = LocalCluster(dataDirectory: folder + "/pg")
         var settings = try await cluster.start()
-        defer { _ = try? cluster.stop() }
+        defer { _ = try? cluster.stopBlocking() }
         settings.password = "not-the-password"
         await #expect(throws: TallyPostgresError.self) {
             try await withPostgresClient(settings) { _ in }
@@ -122,7 +122,7 @@ import TallyTestSupport
         let settings = try await cluster.start()
         #expect(try cluster.status().running)
         #expect(!(try await serverVersion(settings)).isEmpty)
-        try cluster.stop()
+        try await cluster.stop()
     }
 
     @Test func dataFolderThatIsAnotherClusterIsRefused() async throws {

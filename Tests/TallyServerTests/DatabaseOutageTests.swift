@@ -41,7 +41,7 @@ import Testing
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tally-outage-\(UUID().uuidString.prefix(8))").path
         let cluster = LocalCluster(dataDirectory: directory, tuning: .fastUnsafe)
         defer {
-            _ = try? cluster.stop()
+            _ = try? cluster.stopBlocking()
             try? FileManager.default.removeItem(atPath: directory)
         }
         let admin = try await cluster.start().with(database: "postgres")
@@ -80,7 +80,7 @@ import Testing
                 group.addTask {
                     try await Task.sleep(for: .milliseconds(1500))
                     timeline.markStopped()
-                    _ = try cluster.stop()
+                    _ = try await cluster.stop()
                     try await Task.sleep(for: .seconds(15))
                     _ = try await cluster.start()
                     timeline.markRestarted()

@@ -99,7 +99,7 @@ private func stopAtExit(_ directory: String) {
     clusterToStop = directory
     atexit {
         if let directory = clusterToStop {
-            _ = try? LocalCluster(dataDirectory: directory).stop()
+            _ = try? LocalCluster(dataDirectory: directory).stopBlocking()
         }
     }
 }
