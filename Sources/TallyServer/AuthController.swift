@@ -8,7 +8,6 @@ public struct AuthController: Sendable {
     let authenticators: Authenticators
 
     struct SignupBody: JSONBody {
-        typealias Field = CodingKeys
         enum CodingKeys: String, CodingKey, CaseIterable { case email, password, name }
         var email: String
         var password: String
@@ -16,7 +15,6 @@ public struct AuthController: Sendable {
     }
 
     struct LoginBody: JSONBody {
-        typealias Field = CodingKeys
         enum CodingKeys: String, CodingKey, CaseIterable { case email, password }
         var email: String
         var password: String

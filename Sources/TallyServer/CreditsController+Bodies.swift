@@ -5,7 +5,6 @@ import TallyCredits
 /// The request and response bodies of `CreditsController`; field names are the API's (snake_case).
 extension CreditsController {
     struct CreateKeyBody: JSONBody {
-        typealias Field = CodingKeys
         enum CodingKeys: String, CodingKey, CaseIterable { case name, team_id, credit_limit }
         var name: String
         var team_id: UUID?
@@ -15,7 +14,6 @@ extension CreditsController {
     struct KeyList: ResponseEncodable { var api_keys: [APIKey] }
 
     struct GrantBody: JSONBody {
-        typealias Field = CodingKeys
         enum CodingKeys: String, CodingKey, CaseIterable { case user_id, team_id, amount, expires_at, priority, description }
         var user_id: UUID?
         var team_id: UUID?
@@ -26,7 +24,6 @@ extension CreditsController {
     }
 
     struct ConsumeBody: JSONBody {
-        typealias Field = CodingKeys
         enum CodingKeys: String, CodingKey, CaseIterable { case amount, description, metadata }
         var amount: Int64
         var description: String?
@@ -34,7 +31,6 @@ extension CreditsController {
     }
 
     struct HoldBody: JSONBody {
-        typealias Field = CodingKeys
         enum CodingKeys: String, CodingKey, CaseIterable { case amount, ttl_seconds, description }
         var amount: Int64
         var ttl_seconds: Int?
@@ -42,7 +38,6 @@ extension CreditsController {
     }
 
     struct CaptureBody: JSONBody {
-        typealias Field = CodingKeys
         enum CodingKeys: String, CodingKey, CaseIterable { case amount }
         var amount: Int64?
     }

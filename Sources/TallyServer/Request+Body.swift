@@ -2,14 +2,15 @@ import Foundation
 import Hummingbird
 import TallyCredits
 
-/// A route's JSON body: a `Decodable` whose coding keys are the only fields the route takes.
+/// A route's JSON body: a `Decodable` whose `CodingKeys` (listed, so they are `CaseIterable`) are the only
+/// fields the route takes.
 protocol JSONBody: Decodable, Sendable {
-    associatedtype Field: CodingKey & CaseIterable
+    associatedtype CodingKeys: CodingKey & CaseIterable
 }
 
 extension JSONBody {
     /// The body's field names, as `/openapi.json` must list them.
-    static var fields: [String] { Field.allCases.map(\.stringValue).sorted() }
+    static var fields: [String] { CodingKeys.allCases.map(\.stringValue).sorted() }
 }
 
 /// Request bodies are JSON objects of at most 1 MiB with only the fields the route knows.

@@ -9,12 +9,10 @@ public struct TeamsController: Sendable {
     let idempotency: IdempotencyMiddleware
 
     struct CreateBody: JSONBody {
-        typealias Field = CodingKeys
         enum CodingKeys: String, CodingKey, CaseIterable { case name }
         var name: String
     }
     struct MemberBody: JSONBody {
-        typealias Field = CodingKeys
         enum CodingKeys: String, CodingKey, CaseIterable { case email, role }
         var email: String
         var role: String?
