@@ -6,15 +6,17 @@ import ServiceLifecycle
 import Synchronization
 import TallyPostgres
 
-/// Group commit for the consume path. Spends queue in one of `lanes` lanes, chosen by account, so one
-/// account's spends always share a lane and never wait on each other's row locks across lanes. Each lane sends
-/// whatever has queued while its previous batch ran as one `tally_consume` statement: one round trip and one
-/// commit (one WAL flush) for up to `maximumBatch` spends. An idle lane sends a lone spend at once, so a quiet
-/// server adds no delay.
+/// Group commit for the consume path, combined per account. Spends queue per account, in arrival order; each
+/// of `lanes` workers (each on its own connection) takes whatever has queued for accounts no other worker is
+/// sending, up to `maximumBatch` spends, and sends it as one `tally_consume` call, which locks each account
+/// once and decides its spends together: one round trip and one commit (one WAL flush) for the batch. An
+/// account's spends are in one batch at a time, so they keep their order; how many accounts are in flight is
+/// not capped by the number of workers. An idle worker sends a lone spend at once, so a quiet server adds no
+/// delay.
 ///
-/// The lanes are tasks of `run()`, which the application runs as a service; while it does not run (a
+/// The workers are tasks of `run()`, which the application runs as a service; while it does not run (a
 /// one-shot command, or once the service group shuts down) `submit` takes nothing and the caller spends on
-/// its own. Shutting down, the lanes send what is queued and stop.
+/// its own. Shutting down, the workers send what is queued and stop.
 final class ConsumeBatcher: Service, Sendable {
     struct Pending: Sendable {
         var request: ConsumeRequest
@@ -23,8 +25,15 @@ final class ConsumeBatcher: Service, Sendable {
     }
 
     struct State {
-        var queues: [[Pending]]
         var accepting = false
+        /// Spends waiting, per account, in arrival order.
+        var waiting: [AccountOwner: [Pending]] = [:]
+        /// Accounts with spends waiting and none being sent, in the order they became so.
+        var ready: [AccountOwner] = []
+        /// Accounts whose spends a worker is sending.
+        var inFlight: Set<AccountOwner> = []
+        /// Workers waiting for work.
+        var idle: [Int] = []
         var batches = 0
         var spends = 0
     }
@@ -37,8 +46,8 @@ final class ConsumeBatcher: Service, Sendable {
     let maximumBatch: Int
     /// How long a batch waits for a connection (the server's `--database-wait`).
     let databaseWait: Duration
-    private let state: Mutex<State>
-    /// One wake-up signal per lane: a spend was queued.
+    private let state = Mutex(State())
+    /// One wake-up signal per worker.
     private let signals: [AsyncStream<Void>]
     private let wakers: [AsyncStream<Void>.Continuation]
 
@@ -50,82 +59,103 @@ final class ConsumeBatcher: Service, Sendable {
         self.lanes = max(1, lanes)
         self.maximumBatch = max(1, maximumBatch)
         self.databaseWait = databaseWait
-        self.state = Mutex(State(queues: Array(repeating: [], count: self.lanes)))
         let streams = (0..<self.lanes).map { _ in AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1)) }
         self.signals = streams.map(\.stream)
         self.wakers = streams.map(\.continuation)
     }
 
-    /// Whether the lanes take spends now.
+    /// Whether the workers take spends now.
     var isRunning: Bool { state.withLock { $0.accepting } }
 
-    /// How many batches and spends the lanes have sent so far.
+    /// How many batches and spends the workers have sent so far.
     var statistics: (batches: Int, spends: Int) {
         state.withLock { ($0.batches, $0.spends) }
     }
 
-    /// Runs the lanes until the service group shuts down (they send what is queued, then stop) or the task is
-    /// cancelled (what is queued then fails as unavailable, so no spend waits forever).
+    /// Runs the workers until the service group shuts down (they send what is queued, then stop) or the task
+    /// is cancelled (what is queued then fails as unavailable, so no spend waits forever).
     func run() async {
         state.withLock { $0.accepting = true }
         await withGracefulShutdownHandler {
             await withDiscardingTaskGroup { group in
-                for lane in 0..<lanes {
-                    group.addTask { await self.serve(lane) }
+                for worker in 0..<lanes {
+                    group.addTask { await self.serve(worker) }
                 }
             }
         } onGracefulShutdown: {
             self.state.withLock { $0.accepting = false }
             for waker in self.wakers { waker.finish() }
         }
-        let left = state.withLock { state -> [Pending] in
-            state.accepting = false
-            defer { state.queues = Array(repeating: [], count: lanes) }
-            return state.queues.flatMap { $0 }
-        }
-        for pending in left {
+        state.withLock { $0.accepting = false }
+        for pending in takeAllWaiting() {
             pending.continuation.resume(throwing: CreditsError(.databaseUnavailable, "the server stopped before the spend was sent; nothing was spent, so retry it"))
         }
     }
 
-    /// Queues `request` in its account's lane and waits for its batch; nil when the lanes do not run.
+    /// Queues `request` behind its account's earlier spends and waits for its batch; nil when the workers do
+    /// not run.
     func submit(_ request: ConsumeRequest) async throws -> SpendOutcome? {
-        let lane = Int(UInt(bitPattern: request.apiKey.account.hashValue) % UInt(lanes))
+        let account = request.apiKey.account
         return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<SpendOutcome?, any Error>) in
-            let queued = state.withLock { state -> Bool in
-                guard state.accepting else { return false }
-                state.queues[lane].append(Pending(request: request, continuation: continuation))
-                return true
+            let wake = state.withLock { state -> Int?? in
+                guard state.accepting else { return .none }
+                state.waiting[account, default: []].append(Pending(request: request, continuation: continuation))
+                if state.waiting[account]?.count == 1, !state.inFlight.contains(account) { state.ready.append(account) }
+                return .some(state.idle.popLast())
             }
-            if queued { wakers[lane].yield() } else { continuation.resume(returning: nil) }
+            switch wake {
+            case .none: continuation.resume(returning: nil)
+            case .some(let worker?): wakers[worker].yield()
+            case .some(nil): break
+            }
         }
     }
 
     /// `tally_consume_batch_size`: spends per statement, the measure of how much grouping happens.
     private let batchSize = Recorder(label: "tally_consume_batch_size")
 
-    /// One lane: on each wake-up, sends what has queued, a batch at a time; when the signals end, what is left.
-    private func serve(_ lane: Int) async {
+    /// One worker: sends batches while there are any, then waits to be woken; when the signals end (shutting
+    /// down), sends what is left and stops.
+    private func serve(_ worker: Int) async {
         await DatabaseWait.$limit.withValue(databaseWait) {
-            for await _ in signals[lane] { await drain(lane) }
-            await drain(lane)
+            var signals = self.signals[worker].makeAsyncIterator()
+            while true {
+                let batch = take(for: worker)
+                if batch.isEmpty {
+                    guard await signals.next() != nil else {
+                        while case let batch = take(for: worker), !batch.isEmpty { await send(batch) }
+                        return
+                    }
+                    continue
+                }
+                batchSize.record(batch.count)
+                await send(batch)
+                finish(batch)
+            }
         }
     }
 
-    private func drain(_ lane: Int) async {
-        while true {
-            let batch = next(lane)
-            if batch.isEmpty { return }
-            batchSize.record(batch.count)
-            await send(batch, lane: lane)
-        }
-    }
-
-    private func next(_ lane: Int) -> [Pending] {
+    /// Up to `maximumBatch` spends of accounts that are ready, whole accounts first, marked in flight; when
+    /// there are none, `worker` is noted as idle.
+    private func take(for worker: Int) -> [Pending] {
         state.withLock { state in
-            let batch = Array(state.queues[lane].prefix(maximumBatch))
-            state.queues[lane].removeFirst(batch.count)
-            if !batch.isEmpty {
+            var batch: [Pending] = []
+            while batch.count < maximumBatch, !state.ready.isEmpty {
+                let account = state.ready.removeFirst()
+                var queue = state.waiting.removeValue(forKey: account) ?? []
+                let room = maximumBatch - batch.count
+                if queue.count > room {
+                    batch += queue.prefix(room)
+                    queue.removeFirst(room)
+                    state.waiting[account] = queue
+                } else {
+                    batch += queue
+                }
+                state.inFlight.insert(account)
+            }
+            if batch.isEmpty {
+                if !state.idle.contains(worker) { state.idle.append(worker) }
+            } else {
                 state.batches += 1
                 state.spends += batch.count
             }
@@ -133,15 +163,28 @@ final class ConsumeBatcher: Service, Sendable {
         }
     }
 
-    /// Everything queued in `lane`, removed from it.
-    private func takeAll(_ lane: Int) -> [Pending] {
+    /// The batch's accounts are no longer in flight: those with spends waiting are ready again, and an idle
+    /// worker is woken for them.
+    private func finish(_ batch: [Pending]) {
+        let wake = state.withLock { state -> Int? in
+            for account in Set(batch.map(\.request.apiKey.account)) {
+                state.inFlight.remove(account)
+                if state.waiting[account]?.isEmpty == false { state.ready.append(account) }
+            }
+            return state.ready.isEmpty ? nil : state.idle.popLast()
+        }
+        if let wake { wakers[wake].yield() }
+    }
+
+    /// Every spend waiting, removed from the queues.
+    private func takeAllWaiting() -> [Pending] {
         state.withLock { state in
-            defer { state.queues[lane].removeAll() }
-            return state.queues[lane]
+            defer { state.waiting = [:]; state.ready = [] }
+            return state.waiting.values.flatMap { $0 }
         }
     }
 
-    private func send(_ batch: [Pending], lane: Int) async {
+    private func send(_ batch: [Pending]) async {
         do {
             let requests = batch.map(\.request)
             let outcomes = try await database.leased(logger: logger) { connection in try await Ledger.spend(requests, on: connection) }
@@ -149,7 +192,7 @@ final class ConsumeBatcher: Service, Sendable {
         } catch let error as CreditsError where error.code == .databaseUnavailable {
             // The spends queued meanwhile would wait as long again: they fail now too, so no spend waits
             // for a connection longer than the limit once.
-            for pending in batch + takeAll(lane) { pending.continuation.resume(throwing: error) }
+            for pending in batch + takeAllWaiting() { pending.continuation.resume(throwing: error) }
         } catch let error as PSQLError where error.serverInfo != nil && batch.count > 1 && !DatabaseFailure.isConnectionLoss(error) {
             // The server refused the statement, so the whole batch was rolled back: run each spend alone, so
             // only the one at fault fails. (A connection lost mid-statement is not retried: the batch may

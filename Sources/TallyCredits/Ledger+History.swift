@@ -58,28 +58,73 @@ extension Ledger {
         } else {
             before = .max
         }
+        // One statement with no lock when nothing is due (see `Ledger+Reads`); else settled first, so the page
+        // shows what the balance shows.
+        if let committed = try await database.connection(context, { connection in
+            try await Self.committedPage(of: owner, before: before, limit: limit, on: connection)
+        }) {
+            return committed
+        }
         return try await database.transaction(context) { connection in
-            // Settle expiries first, so the page shows what the balance shows.
             let (account, _, _) = try await lockAccount(of: owner, on: connection)
             var entries: [LedgerEntry] = []
-            for try await (id, kind, amount, after, description, metadata, key, grant, hold, created) in try await connection.query(
+            for try await row in try await connection.query(
                 """
-                SELECT id, kind, amount, balance_after, description, metadata::text, api_key_id, grant_id, hold_id, created_at
-                FROM credit_transactions WHERE account_id = \(account) AND id < \(before)
-                ORDER BY id DESC LIMIT \(limit + 1)
+                SELECT \(unescaped: Self.entryColumns)
+                FROM credit_transactions t WHERE t.account_id = \(account) AND t.id < \(before)
+                ORDER BY t.id DESC LIMIT \(limit + 1)
                 """
-            ).decode((Int64, String, Int64, Int64, String?, String?, UUID?, UUID?, UUID?, Date).self) {
-                let value = try metadata.map { try JSONDecoder().decode(JSONValue.self, from: Data($0.utf8)) }
-                entries.append(LedgerEntry(
-                    id: id, kind: kind, amount: amount, balanceAfter: after, description: description, metadata: value,
-                    apiKeyID: key, grantID: grant, holdID: hold, createdAt: created))
+            ).decode(EntryRow.self) {
+                try entries.append(Self.entry(row))
             }
-            let hasMore = entries.count > limit
-            if hasMore { entries.removeLast() }
-            return LedgerPage(
-                accountID: account, transactions: entries, hasMore: hasMore,
-                nextCursor: hasMore ? entries.last.map { Self.encodeCursor($0.id) } : nil)
+            return Self.page(account, entries, limit: limit)
         }
+    }
+
+    /// The page as committed, in one statement; nil when the account does not exist or has something due.
+    static func committedPage(of owner: AccountOwner, before: Int64, limit: Int, on connection: DatabaseConnection) async throws -> LedgerPage? {
+        var account: UUID?
+        var entries: [LedgerEntry] = []
+        for try await (id, due, id2, kind, amount, after, description, metadata, key, grant, hold, created) in try await connection.query(
+            """
+            WITH acct AS (\(unescaped: accountWithDue(owner.column)) = \(owner.id))
+            SELECT acct.id, acct.due, t.* FROM acct LEFT JOIN LATERAL (
+                SELECT \(unescaped: entryColumns) FROM credit_transactions t
+                WHERE t.account_id = acct.id AND t.id < \(before) AND NOT acct.due ORDER BY t.id DESC LIMIT \(limit + 1)
+            ) t ON true
+            ORDER BY t.id DESC
+            """
+        ).decode((UUID, Bool, Int64?, String?, Int64?, Int64?, String?, String?, UUID?, UUID?, UUID?, Date?).self) {
+            if due { return nil }
+            account = id
+            if let id2, let kind, let amount, let after, let created {
+                try entries.append(Self.entry((id2, kind, amount, after, description, metadata, key, grant, hold, created)))
+            }
+        }
+        return account.map { page($0, entries, limit: limit) }
+    }
+
+    typealias EntryRow = (Int64, String, Int64, Int64, String?, String?, UUID?, UUID?, UUID?, Date)
+
+    /// A ledger entry's columns (of `credit_transactions t`), in `EntryRow`'s order.
+    static let entryColumns = "t.id, t.kind, t.amount, t.balance_after, t.description, t.metadata::text, t.api_key_id, t.grant_id, t.hold_id, t.created_at"
+
+    static func entry(_ row: EntryRow) throws -> LedgerEntry {
+        let (id, kind, amount, after, description, metadata, key, grant, hold, created) = row
+        let value = try metadata.map { try JSONDecoder().decode(JSONValue.self, from: Data($0.utf8)) }
+        return LedgerEntry(
+            id: id, kind: kind, amount: amount, balanceAfter: after, description: description, metadata: value,
+            apiKeyID: key, grantID: grant, holdID: hold, createdAt: created)
+    }
+
+    /// `entries` (up to `limit + 1`, newest first) as a page of `limit`.
+    static func page(_ account: UUID, _ entries: [LedgerEntry], limit: Int) -> LedgerPage {
+        var entries = entries
+        let hasMore = entries.count > limit
+        if hasMore { entries.removeLast() }
+        return LedgerPage(
+            accountID: account, transactions: entries, hasMore: hasMore,
+            nextCursor: hasMore ? entries.last.map { encodeCursor($0.id) } : nil)
     }
 
     /// A cursor is the id of the last entry of the page before, in decimal: the next page starts below it. Any

@@ -136,7 +136,7 @@ public struct Ledger: Service, Sendable {
     }
 
     /// Whether the account (aliased `a`) has holds past their expiry, and grants past theirs with credits left.
-    private static let dueColumns = """
+    static let dueColumns = """
         EXISTS (SELECT 1 FROM credit_holds h WHERE h.account_id = a.id AND h.status = 'open' AND h.expires_at <= now()),
         EXISTS (SELECT 1 FROM credit_grants g WHERE g.account_id = a.id AND g.remaining > 0 AND g.expires_at <= now())
         """
@@ -226,20 +226,6 @@ public struct Ledger: Service, Sendable {
                 VALUES (\(account), 'grant', \(amount), \(newBalance), \(description), \(grantID))
                 """)
             return CreditGrant(id: grantID, accountID: account, amount: amount, priority: priority, expiresAt: expiresAt, description: description, balance: newBalance)
-        }
-    }
-
-    /// The account's balance, held and available credits and its open grants (expired ones leave first).
-    public func balance(of owner: AccountOwner, context: QueryContext) async throws -> Balance {
-        try await database.transaction(context) { connection in
-            let (account, balance, held) = try await lockAccount(of: owner, on: connection)
-            var grants: [Balance.Grant] = []
-            for try await (id, remaining, expires, priority) in try await connection.query(
-                "SELECT id, remaining, expires_at, priority FROM credit_grants WHERE account_id = \(account) AND remaining > 0 ORDER BY priority, expires_at NULLS LAST, created_at, id"
-            ).decode((UUID, Int64, Date?, Int).self) {
-                grants.append(.init(id: id, remaining: remaining, expiresAt: expires, priority: priority))
-            }
-            return Balance(accountID: account, balance: balance, held: held, available: balance - held, grants: grants)
         }
     }
 }
