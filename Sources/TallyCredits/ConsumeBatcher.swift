@@ -119,13 +119,13 @@ final class ConsumeBatcher: Service, Sendable {
     private func serve(_ worker: Int) async {
         await DatabaseWait.$limit.withValue(databaseWait) {
             var signals = self.signals[worker].makeAsyncIterator()
+            var stopping = false
             while true {
                 let batch = take(for: worker)
                 if batch.isEmpty {
-                    guard await signals.next() != nil else {
-                        while case let batch = take(for: worker), !batch.isEmpty { await send(batch) }
-                        return
-                    }
+                    // Once the signals end, what is left is sent and the worker stops.
+                    if stopping { return }
+                    stopping = await signals.next() == nil
                     continue
                 }
                 batchSize.record(batch.count)
