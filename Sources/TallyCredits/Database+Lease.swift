@@ -51,26 +51,18 @@ extension Database {
     }
 
     /// Lends a connection of `pool` to `lease` and holds it until it is given back; or, when `pool` is
-    /// replaced while the lease still waits, stops waiting and returns the replacement.
+    /// replaced while the lease still waits, stops waiting and returns the replacement. Only while trouble is
+    /// noted can a replacement come, so only then does the lease watch for one: when all is well a lease costs
+    /// no task of its own. (A lease that began before the trouble and still waits runs out at its deadline, as
+    /// it would have without a replacement; every lease after the first failure watches.)
     private func lend(from pool: PostgresClient, to lease: Lease) async -> PostgresClient? {
-        await withTaskGroup(of: PostgresClient?.self) { lenders in
+        guard state.withLock({ $0.troubleSince != nil }) else {
+            await hold(pool, for: lease)
+            return nil
+        }
+        return await withTaskGroup(of: PostgresClient?.self) { lenders in
             lenders.addTask {
-                do {
-                    try await pool.withConnection { connection in
-                        guard lease.take(connection) else { return }
-                        // A connection that closes goes back to the pool at once, even if `body` never hears of
-                        // it: postgres-nio (1.33) never answers a statement written just as the connection
-                        // closed, and the pool must not lose the connection to that wait.
-                        connection.closeFuture.whenComplete { _ in lease.giveBack() }
-                        await lease.untilReturned()
-                    }
-                } catch where !Task.isCancelled {
-                    // The pool gave up (its circuit breaker trips after a minute of failed connection attempts,
-                    // then it refuses at once): nothing was sent, so this is the same answer as a wait that ran out.
-                    lease.fail(CreditsError(
-                        .databaseUnavailable,
-                        "the database cannot be reached (\(describe(error))); nothing was done, so retry in a moment"))
-                } catch {}
+                await self.hold(pool, for: lease)
                 return nil
             }
             lenders.addTask { await self.replacement(of: pool) }
@@ -84,6 +76,26 @@ extension Database {
             for await _ in lenders {}
             return nil
         }
+    }
+
+    /// Takes a connection of `pool` for `lease` and holds it until it is given back.
+    private func hold(_ pool: PostgresClient, for lease: Lease) async {
+        do {
+            try await pool.withConnection { connection in
+                guard lease.take(connection) else { return }
+                // A connection that closes goes back to the pool at once, even if `body` never hears of
+                // it: postgres-nio (1.33) never answers a statement written just as the connection
+                // closed, and the pool must not lose the connection to that wait.
+                connection.closeFuture.whenComplete { _ in lease.giveBack() }
+                await lease.untilReturned()
+            }
+        } catch where !Task.isCancelled {
+            // The pool gave up (its circuit breaker trips after a minute of failed connection attempts,
+            // then it refuses at once): nothing was sent, so this is the same answer as a wait that ran out.
+            lease.fail(CreditsError(
+                .databaseUnavailable,
+                "the database cannot be reached (\(describe(error))); nothing was done, so retry in a moment"))
+        } catch {}
     }
 
     /// The pool that replaces `pool`, once it does; nil when cancelled first.
