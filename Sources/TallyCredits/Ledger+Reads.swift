@@ -50,26 +50,8 @@ extension Ledger {
     /// (held credits stay until their hold settles, so such a grant has nothing to give up yet).
     static func accountWithDue(_ column: String) -> String {
         """
-        SELECT a.id, a.balance, a.held,
-            EXISTS (SELECT 1 FROM credit_holds h WHERE h.account_id = a.id AND h.status = 'open' AND h.expires_at <= now())
-            OR (a.balance > a.held AND EXISTS (SELECT 1 FROM credit_grants g WHERE g.account_id = a.id AND g.remaining > 0 AND g.expires_at <= now())) AS due
+        SELECT a.id, a.balance, a.held, \(holdsDue) OR (a.balance > a.held AND \(grantsDue)) AS due
         FROM user_credits a WHERE a.\(column)
         """
-    }
-}
-
-extension AccountOwner {
-    /// The `user_credits` column that names this owner's account.
-    var column: String {
-        switch self {
-        case .user: "user_id"
-        case .team: "team_id"
-        }
-    }
-
-    var id: UUID {
-        switch self {
-        case .user(let id), .team(let id): id
-        }
     }
 }

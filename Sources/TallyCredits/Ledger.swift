@@ -7,6 +7,20 @@ import TallyPostgres
 public enum AccountOwner: Sendable, Hashable {
     case user(UUID)
     case team(UUID)
+
+    /// The `user_credits` column that names this owner's account.
+    var column: String {
+        switch self {
+        case .user: "user_id"
+        case .team: "team_id"
+        }
+    }
+
+    var id: UUID {
+        switch self {
+        case .user(let id), .team(let id): id
+        }
+    }
 }
 
 /// What `GET /v1/credits/balance` answers.
@@ -80,15 +94,14 @@ public struct Ledger: Service, Sendable {
 
     /// Creates `owner`'s (empty) account, or finds it when another transaction just did; its id.
     private func createAccount(for owner: AccountOwner, on connection: DatabaseConnection) async throws -> UUID {
-        let create: PostgresQuery = switch owner {
-        case .user(let user):
-            "INSERT INTO user_credits (user_id) VALUES (\(user)) ON CONFLICT (user_id) DO UPDATE SET updated_at = user_credits.updated_at RETURNING id"
-        case .team(let team):
-            "INSERT INTO user_credits (team_id) VALUES (\(team)) ON CONFLICT (team_id) DO UPDATE SET updated_at = user_credits.updated_at RETURNING id"
-        }
         var account: UUID?
         do {
-            for try await id in try await connection.query(create).decode(UUID.self) { account = id }
+            for try await id in try await connection.query(
+                """
+                INSERT INTO user_credits (\(unescaped: owner.column)) VALUES (\(owner.id))
+                ON CONFLICT (\(unescaped: owner.column)) DO UPDATE SET updated_at = user_credits.updated_at RETURNING id
+                """
+            ).decode(UUID.self) { account = id }
         } catch let error as PSQLError where error.serverInfo?[.sqlState] == "23503" {
             // The owner's row does not exist (foreign_key_violation).
             let missing = switch owner {
@@ -106,12 +119,10 @@ public struct Ledger: Service, Sendable {
     /// `expire` entries), and returns the account with its balance and held credits after that.
     /// One statement in the common case: the lock reads whether anything is due, and only then is it settled.
     func lockAccount(of owner: AccountOwner, on connection: DatabaseConnection) async throws -> (account: UUID, balance: Int64, held: Int64) {
-        let query: PostgresQuery = switch owner {
-        case .user(let user): "SELECT id, balance, held, \(unescaped: Self.dueColumns) FROM user_credits a WHERE user_id = \(user) FOR UPDATE"
-        case .team(let team): "SELECT id, balance, held, \(unescaped: Self.dueColumns) FROM user_credits a WHERE team_id = \(team) FOR UPDATE"
-        }
         var locked: (UUID, Int64, Int64, Bool, Bool)?
-        for try await row in try await connection.query(query).decode((UUID, Int64, Int64, Bool, Bool).self) {
+        for try await row in try await connection.query(
+            "SELECT id, balance, held, \(unescaped: Self.dueColumns) FROM user_credits a WHERE \(unescaped: owner.column) = \(owner.id) FOR UPDATE"
+        ).decode((UUID, Int64, Int64, Bool, Bool).self) {
             locked = row
         }
         if let (account, balance, held, holdsDue, grantsDue) = locked {
@@ -135,11 +146,12 @@ public struct Ledger: Service, Sendable {
         return try await settle(account, balance: balance, held: held, holdsDue: holdsDue, grantsDue: grantsDue, on: connection)
     }
 
-    /// Whether the account (aliased `a`) has holds past their expiry, and grants past theirs with credits left.
-    static let dueColumns = """
-        EXISTS (SELECT 1 FROM credit_holds h WHERE h.account_id = a.id AND h.status = 'open' AND h.expires_at <= now()),
-        EXISTS (SELECT 1 FROM credit_grants g WHERE g.account_id = a.id AND g.remaining > 0 AND g.expires_at <= now())
-        """
+    /// Whether the account (aliased `a`) has open holds past their expiry.
+    static let holdsDue = "EXISTS (SELECT 1 FROM credit_holds h WHERE h.account_id = a.id AND h.status = 'open' AND h.expires_at <= now())"
+    /// Whether the account (aliased `a`) has grants past their expiry with credits left.
+    static let grantsDue = "EXISTS (SELECT 1 FROM credit_grants g WHERE g.account_id = a.id AND g.remaining > 0 AND g.expires_at <= now())"
+    /// `holdsDue, grantsDue`, as the lock reads them.
+    static let dueColumns = "\(holdsDue), \(grantsDue)"
 
     private func settle(
         _ account: UUID, balance: Int64, held: Int64, holdsDue: Bool, grantsDue: Bool, on connection: DatabaseConnection

@@ -34,7 +34,7 @@ struct IdempotencyMiddleware: RouterMiddleware {
         do {
             body = try await request.collectBody(upTo: Request.maximumBody)
         } catch {
-            throw Problem(.contentTooLarge, type: "body-too-large", title: "Body too large", detail: "the request body is over 1 MiB")
+            throw Problem.bodyTooLarge
         }
         var hashed = Data("\(request.method) \(request.uri.path)\n".utf8)
         hashed.append(Self.canonical(Data(buffer: body)))

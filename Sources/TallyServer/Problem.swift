@@ -63,6 +63,9 @@ public struct Problem: Error, HTTPResponseError, Sendable, Codable, Equatable {
         if error.code == .databaseUnavailable { retryAfter = 1 }
     }
 
+    /// A body over `Request.maximumBody`.
+    static let bodyTooLarge = Problem(.contentTooLarge, type: "body-too-large", title: "Body too large", detail: "the request body is over 1 MiB")
+
     public static func notFound(_ path: String) -> Problem {
         Problem(.notFound, type: "not-found", title: "Not found", detail: "no route for \(path); see GET /openapi.json for the API")
     }

@@ -25,7 +25,7 @@ extension Request {
         do {
             buffer = try await collectBody(upTo: Self.maximumBody)
         } catch {
-            throw Problem(.contentTooLarge, type: "body-too-large", title: "Body too large", detail: "the request body is over 1 MiB")
+            throw Problem.bodyTooLarge
         }
         let data = buffer.readableBytes == 0 ? Data("{}".utf8) : Data(buffer: buffer)
         do {

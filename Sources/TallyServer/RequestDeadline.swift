@@ -37,8 +37,7 @@ struct DeadlineResponder<Inner: HTTPResponder>: HTTPResponder where Inner.Contex
                                 detail: "the request body did not arrive within \(limit); nothing was done", close: true)
         } catch {
             // The server reads and drops the rest of the body; the connection stays usable.
-            return Self.problem(.contentTooLarge, type: "body-too-large", title: "Body too large",
-                                detail: "the request body is over 1 MiB", close: false)
+            return Self.answer(Problem.bodyTooLarge, close: false)
         }
         request.body = RequestBody(buffer: body)
         let remaining = limit - (ContinuousClock.now - started)
@@ -56,7 +55,12 @@ struct DeadlineResponder<Inner: HTTPResponder>: HTTPResponder where Inner.Contex
     }
 
     static func problem(_ status: HTTPResponse.Status, type: String, title: String, detail: String, close: Bool) -> Response {
-        var problem = Problem(status, type: type, title: title, detail: detail)
+        answer(Problem(status, type: type, title: title, detail: detail), close: close)
+    }
+
+    /// `problem` with `Retry-After: 1`, closing the connection after it when `close`.
+    static func answer(_ problem: Problem, close: Bool) -> Response {
+        var problem = problem
         problem.retryAfter = 1
         var response = problem.response
         if close { response.headers[.connection] = "close" }
