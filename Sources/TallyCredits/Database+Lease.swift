@@ -41,6 +41,7 @@ extension Database {
             do {
                 let result = try await body(DatabaseConnection(connection, logger: logger))
                 lease.giveBack()
+                noteWellAgain()
                 return result
             } catch {
                 lease.giveBack()

@@ -20,7 +20,7 @@ public enum DatabaseWait {
 /// postgres-nio's pool retries a server it cannot reach with a growing backoff (100 ms × 1.25ⁿ, one connection
 /// at a time): after a 45-second outage its next attempt can be ten seconds away, so requests would keep
 /// failing long after PostgreSQL is back. While requests are failing for want of the database, `run()` tries
-/// a connection of its own every 200 ms; once that succeeds and the pool still lends nothing, it
+/// a connection of its own every 100 ms; once that succeeds and the pool still lends nothing, it
 /// starts a fresh pool, which connects at once, and retires the old one after its work is done.
 public final class Database: Service, Sendable {
     let state: Mutex<State>
@@ -59,6 +59,11 @@ public final class Database: Service, Sendable {
         state.withLock { if $0.troubleSince == nil { $0.troubleSince = .now } }
     }
 
+    /// A lease ran its work to the end: the pool in use lends again, so there is nothing to watch for.
+    func noteWellAgain() {
+        state.withLock { if $0.troubleSince != nil { $0.troubleSince = nil } }
+    }
+
     /// Runs the pool (and its replacements) until cancelled or the service group shuts down.
     public func run() async {
         guard let settings else {
@@ -69,7 +74,7 @@ public final class Database: Service, Sendable {
             await withDiscardingTaskGroup { group in
                 var retire = Self.start(self.pool, in: &group)
                 while !Task.isCancelled {
-                    try? await Task.sleep(for: .milliseconds(200))
+                    try? await Task.sleep(for: .milliseconds(100))
                     guard !Task.isCancelled, self.state.withLock({ $0.troubleSince != nil }) else { continue }
                     guard (try? await checkReachable(settings, timeout: .seconds(1))) != nil else { continue }
                     if await self.poolLends(within: .milliseconds(100)) {

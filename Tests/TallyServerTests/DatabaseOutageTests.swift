@@ -23,6 +23,7 @@ import Testing
     final class Timeline: @unchecked Sendable {
         private let lock = NSLock()
         private let start = ContinuousClock.now
+        private var firstSpend: Duration?
         private var stopped: Duration?
         private var restarted: Duration?
         private var done = false
@@ -31,6 +32,8 @@ import Testing
         var finished: Bool { lock.withLock { done } }
         var stoppedAt: Duration? { lock.withLock { stopped } }
         var restartedAt: Duration? { lock.withLock { restarted } }
+        var firstSpendAt: Duration? { lock.withLock { firstSpend } }
+        func markSpent() { lock.withLock { if firstSpend == nil { firstSpend = now } } }
         func markStopped() { lock.withLock { stopped = now } }
         func markRestarted() { lock.withLock { restarted = now } }
         func finish() { lock.withLock { done = true } }
@@ -72,13 +75,19 @@ import Testing
                             let started = timeline.now
                             let answer = try await send(port: port, "/v1/credits/consume", token: key, body: ["amount": 1], headers: headers)
                             let seconds = Double((timeline.now - started).components.attoseconds) / 1e18 + Double((timeline.now - started).components.seconds)
+                            if answer.status == 200 { timeline.markSpent() }
                             samples.append(Sample(status: answer.status, started: started, seconds: seconds, transactionID: answer.body["transaction_id"] as? Int, problem: answer.body["type"] as? String))
                         }
                         return samples
                     }
                 }
                 group.addTask {
-                    try await Task.sleep(for: .milliseconds(1500))
+                    // PostgreSQL stops once spends are flowing (on a loaded machine the first can take a
+                    // while), then half a second more of them.
+                    while timeline.firstSpendAt == nil, timeline.now < .seconds(60) {
+                        try await Task.sleep(for: .milliseconds(50))
+                    }
+                    try await Task.sleep(for: .milliseconds(500))
                     timeline.markStopped()
                     _ = try await cluster.stop()
                     try await Task.sleep(for: .seconds(15))
