@@ -45,7 +45,10 @@ extension Ledger {
 
     /// The account's ledger, newest first, `limit` entries (1…100) after `cursor` (a previous page's
     /// `next_cursor`). Entries never change once written, so a cursor stays valid however long it is kept.
-    public func transactions(of owner: AccountOwner, limit: Int = 20, cursor: String? = nil, context: QueryContext) async throws -> LedgerPage {
+    /// Unauthenticated when `liveKey` is given and the key is revoked (see `Ledger+Reads`).
+    public func transactions(
+        of owner: AccountOwner, liveKey: UUID? = nil, limit: Int = 20, cursor: String? = nil, context: QueryContext
+    ) async throws -> LedgerPage {
         guard (1...Self.maximumPageSize).contains(limit) else {
             throw CreditsError(.invalidInput, "limit must be between 1 and \(Self.maximumPageSize)")
         }
@@ -61,11 +64,12 @@ extension Ledger {
         // One statement with no lock when nothing is due (see `Ledger+Reads`); else settled first, so the page
         // shows what the balance shows.
         if let committed = try await database.connection(context, { connection in
-            try await Self.committedPage(of: owner, before: before, limit: limit, on: connection)
+            try await Self.committedPage(of: owner, liveKey: liveKey, before: before, limit: limit, on: connection)
         }) {
             return committed
         }
         return try await database.transaction(context) { connection in
+            try await Self.requireLive(liveKey, on: connection)
             let (account, _, _) = try await lockAccount(of: owner, on: connection)
             var entries: [LedgerEntry] = []
             for try await row in try await connection.query(
@@ -81,13 +85,15 @@ extension Ledger {
         }
     }
 
-    /// The page as committed, in one statement; nil when the account does not exist or has something due.
-    static func committedPage(of owner: AccountOwner, before: Int64, limit: Int, on connection: DatabaseConnection) async throws -> LedgerPage? {
+    /// The page as committed, in one statement; nil when the account does not exist, has something due or
+    /// `liveKey` is not live.
+    static func committedPage(of owner: AccountOwner, liveKey: UUID?, before: Int64, limit: Int, on connection: DatabaseConnection) async throws -> LedgerPage? {
         var account: UUID?
         var entries: [LedgerEntry] = []
         for try await (id, due, id2, kind, amount, after, description, metadata, key, grant, hold, created) in try await connection.query(
             """
-            WITH acct AS (\(unescaped: accountWithDue(owner.column)) = \(owner.id))
+            WITH reader AS (SELECT \(liveKey)::uuid AS key),
+            acct AS (\(unescaped: accountWithDue(owner.column)) = \(owner.id) AND \(unescaped: readerIsLive))
             SELECT acct.id, acct.due, t.* FROM acct LEFT JOIN LATERAL (
                 SELECT \(unescaped: entryColumns) FROM credit_transactions t
                 WHERE t.account_id = acct.id AND t.id < \(before) AND NOT acct.due ORDER BY t.id DESC LIMIT \(limit + 1)

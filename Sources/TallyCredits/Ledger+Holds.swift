@@ -40,111 +40,54 @@ extension Ledger {
 
     /// Reserves `amount` for `key`'s account for `ttl` seconds; insufficient-credits or key-limit-exceeded
     /// when the account's available credits or the key's allowance cannot cover it (nothing written).
+    /// Holds, captures and releases queue per account with its spends and go in the same batches (`apply`).
     public func reserve(_ key: APIKeyPrincipal, amount: Int64, ttl: Int, description: String?, context: QueryContext) async throws -> HoldResult {
         guard amount > 0 else { throw CreditsError(.invalidInput, "amount must be a positive integer") }
         guard (1...Self.maximumHoldTTL).contains(ttl) else {
             throw CreditsError(.invalidInput, "ttl_seconds must be between 1 and \(Self.maximumHoldTTL) (7 days)")
         }
-        return try await database.transaction(context) { connection in
-            let (account, balance, held) = try await lockAccount(of: key.account, on: connection)
-            guard balance - held >= amount else {
-                throw CreditsError(.insufficientCredits, "the account has \(balance - held) credits available; this hold needs \(amount)")
-            }
-            try await checkKeyAllowance(key, amount: amount, on: connection)
-            var created: (UUID, Date)?
-            for try await row in try await connection.query(
-                """
-                INSERT INTO credit_holds (account_id, api_key_id, amount, description, expires_at)
-                VALUES (\(account), \(key.keyID), \(amount), \(description), now() + make_interval(secs => \(ttl)))
-                RETURNING id, expires_at
-                """
-            ).decode((UUID, Date).self) { created = row }
-            guard let (holdID, expiresAt) = created else { throw CreditsError(.invalidInput, "the hold was not created") }
-            try await connection.execute("UPDATE user_credits SET held = held + \(amount), updated_at = now() WHERE id = \(account)")
-            try await connection.execute("UPDATE api_key_credits SET held = held + \(amount) WHERE api_key_id = \(key.keyID)")
-            return HoldResult(
-                holdID: holdID, status: .open, amount: amount, expiresAt: expiresAt,
-                balance: balance, held: held + amount, available: balance - held - amount)
-        }
+        let outcome = try await apply(.hold(key: key, amount: amount, ttl: ttl, description: description), context: context)
+        if let refusal = Self.refusal(outcome, amount: amount, what: "hold") { throw refusal }
+        return try Self.holdResult(outcome, status: .open)
     }
 
     /// Spends `amount` (default: all of it) of an open hold on `key`'s account and returns the rest; the spend
     /// is a `capture` ledger entry charged to the key that placed the hold.
     public func capture(_ holdID: UUID, amount: Int64?, by key: APIKeyPrincipal, context: QueryContext) async throws -> HoldResult {
         if let amount, amount <= 0 { throw CreditsError(.invalidInput, "amount must be a positive integer; release the hold to spend nothing") }
-        return try await database.transaction(context) { connection in
-            let locked = try await lockAccount(of: key.account, on: connection)
-            let account = locked.account
-            var (balance, held) = (locked.balance, locked.held)
-            let hold = try await openHold(holdID, account: account, on: connection)
-            let captured = amount ?? hold.amount
-            guard captured <= hold.amount else {
-                throw CreditsError(.invalidInput, "the hold reserves \(hold.amount); capture at most that")
-            }
-            try await burnGrants(of: account, amount: captured, on: connection)
-            balance -= captured
-            held -= hold.amount
-            try await connection.execute("UPDATE user_credits SET balance = \(balance), held = \(held), updated_at = now() WHERE id = \(account)")
-            try await connection.execute(
-                "UPDATE api_key_credits SET used = used + \(captured), held = held - \(hold.amount) WHERE api_key_id = \(hold.keyID)")
-            try await connection.execute(
-                "UPDATE credit_holds SET status = 'captured', captured = \(captured), settled_at = now() WHERE id = \(holdID)")
-            var transactionID: Int64 = 0
-            for try await id in try await connection.query(
-                """
-                INSERT INTO credit_transactions (account_id, user_id, team_id, api_key_id, kind, amount, balance_after, description, hold_id)
-                SELECT \(account), k.user_id, k.team_id, k.id, 'capture', \(-captured), \(balance), \(hold.description), \(holdID)
-                FROM api_keys k WHERE k.id = \(hold.keyID)
-                RETURNING id
-                """
-            ).decode(Int64.self) { transactionID = id }
-            balance = try await expireGrants(of: account, balance: balance, held: held, on: connection)
-            return HoldResult(
-                holdID: holdID, status: .captured, amount: hold.amount, captured: captured, released: hold.amount - captured,
-                transactionID: transactionID, expiresAt: hold.expiresAt, balance: balance, held: held, available: balance - held)
+        let outcome = try await apply(.capture(hold: holdID, amount: amount, key: key), context: context)
+        if outcome.outcome == "capture-exceeds-hold" {
+            throw CreditsError(.invalidInput, "the hold reserves \(outcome.holdAmount ?? 0); capture at most that")
         }
+        return try Self.holdResult(outcome, status: .captured, hold: holdID)
     }
 
     /// Returns all of an open hold to the account.
     public func release(_ holdID: UUID, by key: APIKeyPrincipal, context: QueryContext) async throws -> HoldResult {
-        try await database.transaction(context) { connection in
-            let locked = try await lockAccount(of: key.account, on: connection)
-            let account = locked.account
-            var (balance, held) = (locked.balance, locked.held)
-            let hold = try await openHold(holdID, account: account, on: connection)
-            held -= hold.amount
-            try await connection.execute("UPDATE user_credits SET held = \(held), updated_at = now() WHERE id = \(account)")
-            try await connection.execute("UPDATE api_key_credits SET held = held - \(hold.amount) WHERE api_key_id = \(hold.keyID)")
-            try await connection.execute("UPDATE credit_holds SET status = 'released', settled_at = now() WHERE id = \(holdID)")
-            balance = try await expireGrants(of: account, balance: balance, held: held, on: connection)
-            return HoldResult(
-                holdID: holdID, status: .released, amount: hold.amount, released: hold.amount, expiresAt: hold.expiresAt,
-                balance: balance, held: held, available: balance - held)
-        }
+        try Self.holdResult(try await apply(.release(hold: holdID, key: key), context: context), status: .released, hold: holdID)
     }
 
-    struct OpenHold {
-        var amount: Int64
-        var keyID: UUID
-        var description: String?
-        var expiresAt: Date
-    }
-
-    /// The hold, locked, when it is on `account` and still open; not-found for another account's hold,
-    /// conflict for a settled one.
-    func openHold(_ id: UUID, account: UUID, on connection: DatabaseConnection) async throws -> OpenHold {
-        for try await (amount, keyID, description, expiresAt, status) in try await connection.query(
-            "SELECT amount, api_key_id, description, expires_at, status FROM credit_holds WHERE id = \(id) AND account_id = \(account) FOR UPDATE"
-        ).decode((Int64, UUID, String?, Date, String).self) {
-            switch status {
-            case "open": return OpenHold(amount: amount, keyID: keyID, description: description, expiresAt: expiresAt)
-            case "expired":
-                throw CreditsError(.conflict, "hold \(id) expired at \(ISO8601DateFormatter().string(from: expiresAt)) and its credits were released; place a new hold")
-            default:
-                throw CreditsError(.conflict, "hold \(id) is already \(status)")
-            }
+    /// The answer for a hold operation's outcome, or the error for a refused one.
+    static func holdResult(_ outcome: OperationOutcome, status: HoldResult.Status, hold: UUID? = nil) throws -> HoldResult {
+        switch outcome.outcome {
+        case "ok": break
+        case "revoked": throw refusal(outcome, amount: nil, what: "hold")!
+        case "hold-not-found": throw CreditsError(.notFound, "no hold \(hold.map(\.uuidString) ?? "") on this API key's account")
+        case "hold-expired":
+            let expired = outcome.expiresAt.map { ISO8601DateFormatter().string(from: $0) } ?? "its expiry"
+            throw CreditsError(.conflict, "hold \(hold.map(\.uuidString) ?? "") expired at \(expired) and its credits were released; place a new hold")
+        case "hold-captured", "hold-released":
+            throw CreditsError(.conflict, "hold \(hold.map(\.uuidString) ?? "") is already \(outcome.outcome.dropFirst("hold-".count))")
+        default: throw unexpected(outcome)
         }
-        throw CreditsError(.notFound, "no hold \(id) on this API key's account")
+        guard let holdID = outcome.holdID, let amount = outcome.holdAmount, let expiresAt = outcome.expiresAt,
+              let balance = outcome.balance, let held = outcome.held, let available = outcome.available else { throw unexpected(outcome) }
+        let captured = status == .captured ? outcome.captured : nil
+        return HoldResult(
+            holdID: holdID, status: status, amount: amount, captured: captured,
+            released: status == .open ? nil : amount - (captured ?? 0),
+            transactionID: status == .captured ? outcome.transactionID : nil, expiresAt: expiresAt,
+            balance: balance, held: held, available: available)
     }
 
     /// Marks the account's open holds past their expiry `expired` and takes them off their keys' reservations.

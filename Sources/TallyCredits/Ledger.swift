@@ -70,10 +70,11 @@ public struct CreditGrant: Sendable, Codable, Equatable {
 ///
 /// Every change to an account happens in one transaction holding the account row's lock
 /// (`SELECT … FOR UPDATE`), and writes one ledger entry per change with the balance after it, so for every
-/// account balance = the sum of its ledger amounts. No statement touches more than one account.
+/// account balance = the sum of its ledger amounts. A transaction that locks several accounts (a batch of
+/// `tally_apply`) locks them in id order, so two never deadlock.
 public struct Ledger: Service, Sendable {
     public let database: Database
-    let batcher: ConsumeBatcher
+    let batcher: AccountBatcher
 
     /// `consumeLanes`: how many batches of spends may run at once (each on its own connection).
     public init(client: PostgresClient, consumeLanes: Int = 4) {
@@ -83,11 +84,11 @@ public struct Ledger: Service, Sendable {
     /// `databaseWait`: how long a batch of spends waits for a connection.
     public init(database: Database, consumeLanes: Int = 4, databaseWait: Duration = DatabaseWait.standard) {
         self.database = database
-        self.batcher = ConsumeBatcher(database: database, lanes: consumeLanes, databaseWait: databaseWait)
+        self.batcher = AccountBatcher(database: database, lanes: consumeLanes, databaseWait: databaseWait)
     }
 
-    /// Runs the consume batcher's lanes (a service of the application's group): while they do not run, each
-    /// spend is sent alone.
+    /// Runs the account batcher's workers (a service of the application's group): while they do not run, each
+    /// operation is sent alone.
     public func run() async throws {
         await batcher.run()
     }

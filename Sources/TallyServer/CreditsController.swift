@@ -28,7 +28,7 @@ public struct CreditsController: Sendable {
             .add(middleware: idempotency)
             .post("v1/admin/grants", use: grant)
         routes.group()
-            .add(middleware: authenticators.either)
+            .add(middleware: authenticators.reader)
             .get("v1/credits/balance", use: balance)
             .get("v1/credits/transactions", use: transactions)
         routes.group()
@@ -81,7 +81,10 @@ public struct CreditsController: Sendable {
     // MARK: - Reading an account
 
     @Sendable func balance(_ request: Request, context: TallyRequestContext) async throws -> Balance {
-        try await ledger.balance(of: try await owner(of: request, context: context), context: context.queries)
+        let owner = try await owner(of: request, context: context)
+        return try await withCachedKey(context) { key in
+            try await ledger.balance(of: owner, liveKey: key?.keyID, context: context.queries)
+        }
     }
 
     @Sendable func transactions(_ request: Request, context: TallyRequestContext) async throws -> LedgerPage {
@@ -92,7 +95,21 @@ public struct CreditsController: Sendable {
             guard let value = Int(text) else { throw CreditsError(.invalidInput, "limit must be an integer from 1 to \(Ledger.maximumPageSize)") }
             limit = value
         }
-        return try await ledger.transactions(of: owner, limit: limit, cursor: query.get("cursor"), context: context.queries)
+        return try await withCachedKey(context) { key in
+            try await ledger.transactions(of: owner, liveKey: key?.keyID, limit: limit, cursor: query.get("cursor"), context: context.queries)
+        }
+    }
+
+    /// Runs `body` with the caller's API key (nil for a session), which may have come from the authenticator's
+    /// cache: `body`'s statement checks the key is live, and when it is not, the cache forgets it.
+    func withCachedKey<T>(_ context: TallyRequestContext, _ body: (APIKeyPrincipal?) async throws -> T) async throws -> T {
+        let caller = try context.requireCaller()
+        do {
+            return try await body(caller.apiKey)
+        } catch let error as CreditsError where error.code == .unauthenticated {
+            keys.forget(keyHash: caller.credentialHash)
+            throw error
+        }
     }
 
     /// The account a request reads: the API key's, or with a session the user's own or (`?team_id=`) a team's
@@ -117,7 +134,6 @@ public struct CreditsController: Sendable {
 
     @Sendable func consume(_ request: Request, context: TallyRequestContext) async throws -> ConsumeResult {
         // The key may come from the authenticator's cache: the spend itself refuses a revoked key.
-        let caller = try context.requireCaller()
         let key = try context.requireAPIKey()
         var request = request
         let body = try await request.decode(ConsumeBody.self, context: context)
@@ -128,11 +144,12 @@ public struct CreditsController: Sendable {
         default: throw CreditsError(.invalidInput, "metadata must be a JSON object")
         }
         do {
-            let result = try await ledger.consume(ConsumeRequest(apiKey: key, amount: body.amount, description: body.description, metadataJSON: metadata), context: context.queries)
+            let result = try await withCachedKey(context) { _ in
+                try await ledger.consume(ConsumeRequest(apiKey: key, amount: body.amount, description: body.description, metadataJSON: metadata), context: context.queries)
+            }
             Self.countConsume("accepted")
             return result
         } catch let error as CreditsError {
-            if error.code == .unauthenticated { keys.forget(keyHash: caller.credentialHash) }
             Self.countConsume(error.code == .insufficientCredits || error.code == .keyLimitExceeded ? error.code.rawValue : "refused")
             throw error
         }

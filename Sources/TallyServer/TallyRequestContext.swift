@@ -86,7 +86,8 @@ struct CallerAuthenticator: AuthenticatorMiddleware {
     let auth: Auth
     let keys: APIKeys
     /// Whether a recently seen API key may come from memory: only for routes whose statement checks the key is
-    /// still live itself (the spend), so that a revocation takes effect at once everywhere. Never with an
+    /// still live itself (the spend, the balance and ledger reads), so that a revocation takes effect at once
+    /// everywhere. Never with an
     /// `Idempotency-Key`, whose replay runs no statement: a revoked key must not get its stored answer.
     var cachedKeys = false
 
@@ -112,8 +113,10 @@ struct Authenticators: Sendable {
     var session: CallerAuthenticator { CallerAuthenticator(accepts: .session, auth: auth, keys: keys) }
     var apiKey: CallerAuthenticator { CallerAuthenticator(accepts: .apiKey, auth: auth, keys: keys) }
     var either: CallerAuthenticator { CallerAuthenticator(accepts: .either, auth: auth, keys: keys) }
-    /// For the spend only: `tally_consume` refuses a revoked key in the same statement.
+    /// For the spend: `tally_apply` refuses a revoked key in the same statement.
     var spendingKey: CallerAuthenticator { CallerAuthenticator(accepts: .apiKey, auth: auth, keys: keys, cachedKeys: true) }
+    /// For the account reads: a session, or a key whose liveness the read's statement checks.
+    var reader: CallerAuthenticator { CallerAuthenticator(accepts: .either, auth: auth, keys: keys, cachedKeys: true) }
 
     /// Admins only (403 for anyone else), behind `session`.
     var admin: AuthorizationPolicyMiddleware<ClosureAuthorizationPolicy<Caller>, TallyRequestContext, Problem> {

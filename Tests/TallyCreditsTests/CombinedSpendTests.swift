@@ -5,12 +5,12 @@ import TallyTestSupport
 import Testing
 @testable import TallyCredits
 
-/// `tally_consume` decides a batch's spends together, per account: in arrival order while they fit, each with
+/// `tally_apply` decides a batch's spends together, per account: in arrival order while they fit, each with
 /// its own answer and ledger row; a refusal writes nothing.
 @Suite struct CombinedSpendTests {
-    /// Runs `requests` as one `tally_consume` call.
-    func spend(_ db: ConnectionSettings, _ requests: [ConsumeRequest]) async throws -> [SpendOutcome] {
-        try await withSingleConnection(db) { try await Ledger.spend(requests, on: $0) }
+    /// Runs `requests` as one `tally_apply` call.
+    func spend(_ db: ConnectionSettings, _ requests: [ConsumeRequest]) async throws -> [OperationOutcome] {
+        try await withSingleConnection(db) { try await Ledger.apply(requests.map { .consume($0) }, on: $0) }
     }
 
     func consumeEntries(_ client: PostgresClient, _ account: UUID) async throws -> [(Int64, Int64)] {

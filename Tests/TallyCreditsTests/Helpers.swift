@@ -36,3 +36,10 @@ func waitUntilRunning(_ ledger: Ledger) async throws {
         try await Task.sleep(for: .milliseconds(1))
     }
 }
+
+/// The one integer `query` answers (0 when it answers no row).
+func scalarValue(_ client: PostgresClient, _ query: PostgresQuery) async throws -> Int64 {
+    var value: Int64 = 0
+    for try await v in try await client.query(query).decode(Int64.self) { value = v }
+    return value
+}

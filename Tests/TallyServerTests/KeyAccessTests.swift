@@ -42,9 +42,15 @@ import Testing
             #expect(listed.first?["created_by"] as? String == carol.id)
             #expect(listed.first?["team_id"] as? String == team)
 
+            // Reads with the key: the server now knows it from its cache.
+            #expect(try await call(client, "/v1/credits/balance", .get, key).status == .ok)
+            #expect(try await call(client, "/v1/credits/transactions", .get, key).status == .ok)
+
             #expect(try await call(client, "/v1/teams/\(team)/members/\(carol.id)", .delete, owner.token).status == .noContent)
-            #expect(try await consume(client, key, 5).status == .unauthorized)
+            // Every route refuses the key at once, the reads first (a cached key is checked in their statement).
+            #expect(try await call(client, "/v1/credits/transactions", .get, key).status == .unauthorized)
             #expect(try await call(client, "/v1/credits/balance", .get, key).status == .unauthorized)
+            #expect(try await consume(client, key, 5).status == .unauthorized)
             #expect(try await call(client, "/v1/credits/holds", .post, key, ["amount": 1]).status == .unauthorized)
             #expect(try await scalar(db, "SELECT count(*) FROM credit_transactions WHERE kind = 'consume'") == 1)
 

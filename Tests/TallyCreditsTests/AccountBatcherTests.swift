@@ -7,7 +7,7 @@ import TallyTestSupport
 import Testing
 @testable import TallyCredits
 
-@Suite struct ConsumeBatcherTests {
+@Suite struct AccountBatcherTests {
     @Test(.freshDatabase) func concurrentSpendsShareBatches() async throws {
         let db = try TestDatabase.current
         try await SchemaGate.prepare(db, apply: true)
@@ -24,7 +24,7 @@ import Testing
             #expect(Set(results.map(\.transactionID)).count == 60)
             #expect(results.map(\.balance).sorted() == Array(stride(from: 880, to: 1000, by: 2)).map(Int64.init))
             let sent = ledger.batcher.statistics
-            #expect(sent.spends == 60)
+            #expect(sent.operations == 60)
             #expect(sent.batches < 60, "spends that arrive together go in one statement (\(sent.batches) batches)")
             let report = try await Audit.run(client, logger: testQueries.logger)
             #expect(report.ok, "\(report.failures)")
@@ -38,7 +38,7 @@ import Testing
             let healthy = try await funded(client, "healthy@example.com", credits: 1000)
             let broken = try await funded(client, "broken@example.com", credits: 100)
             // The broken account's balance claims more than its grants hold: spending past them raises in
-            // tally_consume, which rolls back the whole statement.
+            // tally_apply, which rolls back the whole statement.
             try await client.withConnection { try await $0.execute("UPDATE user_credits SET balance = 500 WHERE user_id = \(broken.userID)", logger: testQueries.logger) }
             let ledger = Ledger(client: client, consumeLanes: 1)
             let outcomes = try await withRunning(ledger) { await withTaskGroup(of: (Bool, Result<ConsumeResult, any Error>).self) { group in
@@ -87,7 +87,7 @@ import Testing
                     }
                 }
                 // Shut down while spends are queued: they are sent, not dropped.
-                while ledger.batcher.statistics.spends == 0 { await Task.yield() }
+                while ledger.batcher.statistics.operations == 0 { await Task.yield() }
                 await services.triggerGracefulShutdown()
                 let results = try await spends.value
                 try await group.waitForAll()
@@ -95,18 +95,12 @@ import Testing
             }
             #expect(results.count == 40)
             #expect(!ledger.batcher.isRunning)
-            let after = ledger.batcher.statistics.spends
+            let after = ledger.batcher.statistics.operations
             let late = try await ledger.consume(ConsumeRequest(apiKey: key, amount: 5), context: testQueries)
             #expect(late.balance == 955)
-            #expect(ledger.batcher.statistics.spends == after, "after shutdown a spend goes alone, not through a lane")
+            #expect(ledger.batcher.statistics.operations == after, "after shutdown a spend goes alone, not through a lane")
             #expect(try await scalarValue(client, "SELECT count(*) FROM credit_transactions WHERE kind = 'consume'") == 41)
             #expect(try await Audit.run(client, logger: testQueries.logger).ok)
         }
-    }
-
-    func scalarValue(_ client: PostgresClient, _ query: PostgresQuery) async throws -> Int64 {
-        var value: Int64 = 0
-        for try await v in try await client.query(query).decode(Int64.self) { value = v }
-        return value
     }
 }

@@ -6,36 +6,36 @@ import ServiceLifecycle
 import Synchronization
 import TallyPostgres
 
-/// Group commit for the consume path, combined per account. Spends queue per account, in arrival order; each
-/// of `lanes` workers (each on its own connection) takes whatever has queued for accounts no other worker is
-/// sending, up to `maximumBatch` spends, and sends it as one `tally_consume` call, which locks each account
-/// once and decides its spends together: one round trip and one commit (one WAL flush) for the batch. An
-/// account's spends are in one batch at a time, so they keep their order; how many accounts are in flight is
-/// not capped by the number of workers. An idle worker sends a lone spend at once, so a quiet server adds no
-/// delay.
+/// Group commit for the operations made with API keys (spends, holds, captures, releases), combined per
+/// account. Operations queue per account, in arrival order; each of `lanes` workers (each on its own
+/// connection) takes whatever has queued for accounts no other worker is sending, up to `maximumBatch`
+/// operations, and sends it as one `tally_apply` call, which locks each account once and decides its
+/// operations together: one round trip and one commit (one WAL flush) for the batch. An account's operations
+/// are in one batch at a time, so they keep their order; how many accounts are in flight is not capped by the
+/// number of workers. An idle worker sends a lone operation at once, so a quiet server adds no delay.
 ///
 /// The workers are tasks of `run()`, which the application runs as a service; while it does not run (a
-/// one-shot command, or once the service group shuts down) `submit` takes nothing and the caller spends on
-/// its own. Shutting down, the workers send what is queued and stop.
-final class ConsumeBatcher: Service, Sendable {
+/// one-shot command, or once the service group shuts down) `submit` takes nothing and the caller applies its
+/// operation on its own. Shutting down, the workers send what is queued and stop.
+final class AccountBatcher: Service, Sendable {
     struct Pending: Sendable {
-        var request: ConsumeRequest
+        var operation: AccountOperation
         /// Resumed with the outcome (never nil: nil is `submit`'s answer when nothing was queued).
-        var continuation: CheckedContinuation<SpendOutcome?, any Error>
+        var continuation: CheckedContinuation<OperationOutcome?, any Error>
     }
 
     struct State {
         var accepting = false
         /// Spends waiting, per account, in arrival order.
         var waiting: [AccountOwner: [Pending]] = [:]
-        /// Accounts with spends waiting and none being sent, in the order they became so.
+        /// Accounts with operations waiting and none being sent, in the order they became so.
         var ready: [AccountOwner] = []
-        /// Accounts whose spends a worker is sending.
+        /// Accounts whose operations a worker is sending.
         var inFlight: Set<AccountOwner> = []
         /// Workers waiting for work.
         var idle: [Int] = []
         var batches = 0
-        var spends = 0
+        var operations = 0
     }
 
     let database: Database
@@ -64,16 +64,16 @@ final class ConsumeBatcher: Service, Sendable {
         self.wakers = streams.map(\.continuation)
     }
 
-    /// Whether the workers take spends now.
+    /// Whether the workers take operations now.
     var isRunning: Bool { state.withLock { $0.accepting } }
 
-    /// How many batches and spends the workers have sent so far.
-    var statistics: (batches: Int, spends: Int) {
-        state.withLock { ($0.batches, $0.spends) }
+    /// How many batches and operations the workers have sent so far.
+    var statistics: (batches: Int, operations: Int) {
+        state.withLock { ($0.batches, $0.operations) }
     }
 
     /// Runs the workers until the service group shuts down (they send what is queued, then stop) or the task
-    /// is cancelled (what is queued then fails as unavailable, so no spend waits forever).
+    /// is cancelled (what is queued then fails as unavailable, so nothing waits forever).
     func run() async {
         state.withLock { $0.accepting = true }
         await withGracefulShutdownHandler {
@@ -88,18 +88,18 @@ final class ConsumeBatcher: Service, Sendable {
         }
         state.withLock { $0.accepting = false }
         for pending in takeAllWaiting() {
-            pending.continuation.resume(throwing: CreditsError(.databaseUnavailable, "the server stopped before the spend was sent; nothing was spent, so retry it"))
+            pending.continuation.resume(throwing: CreditsError(.databaseUnavailable, "the server stopped before the request was sent to the database; nothing was done, so retry it"))
         }
     }
 
-    /// Queues `request` behind its account's earlier spends and waits for its batch; nil when the workers do
+    /// Queues `operation` behind its account's earlier ones and waits for its batch; nil when the workers do
     /// not run.
-    func submit(_ request: ConsumeRequest) async throws -> SpendOutcome? {
-        let account = request.apiKey.account
-        return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<SpendOutcome?, any Error>) in
+    func submit(_ operation: AccountOperation) async throws -> OperationOutcome? {
+        let account = operation.key.account
+        return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<OperationOutcome?, any Error>) in
             let wake = state.withLock { state -> Int?? in
                 guard state.accepting else { return .none }
-                state.waiting[account, default: []].append(Pending(request: request, continuation: continuation))
+                state.waiting[account, default: []].append(Pending(operation: operation, continuation: continuation))
                 if state.waiting[account]?.count == 1, !state.inFlight.contains(account) { state.ready.append(account) }
                 return .some(state.idle.popLast())
             }
@@ -111,7 +111,8 @@ final class ConsumeBatcher: Service, Sendable {
         }
     }
 
-    /// `tally_consume_batch_size`: spends per statement, the measure of how much grouping happens.
+    /// `tally_consume_batch_size`: operations per statement, the measure of how much grouping happens (the name
+    /// predates holds joining the batches, and dashboards know it).
     private let batchSize = Recorder(label: "tally_consume_batch_size")
 
     /// One worker: sends batches while there are any, then waits to be woken; when the signals end (shutting
@@ -135,7 +136,7 @@ final class ConsumeBatcher: Service, Sendable {
         }
     }
 
-    /// Up to `maximumBatch` spends of accounts that are ready, whole accounts first, marked in flight; when
+    /// Up to `maximumBatch` operations of accounts that are ready, whole accounts first, marked in flight; when
     /// there are none, `worker` is noted as idle.
     private func take(for worker: Int) -> [Pending] {
         state.withLock { state in
@@ -157,17 +158,17 @@ final class ConsumeBatcher: Service, Sendable {
                 if !state.idle.contains(worker) { state.idle.append(worker) }
             } else {
                 state.batches += 1
-                state.spends += batch.count
+                state.operations += batch.count
             }
             return batch
         }
     }
 
-    /// The batch's accounts are no longer in flight: those with spends waiting are ready again, and an idle
+    /// The batch's accounts are no longer in flight: those with operations waiting are ready again, and an idle
     /// worker is woken for them.
     private func finish(_ batch: [Pending]) {
         let wake = state.withLock { state -> Int? in
-            for account in Set(batch.map(\.request.apiKey.account)) {
+            for account in Set(batch.map(\.operation.key.account)) {
                 state.inFlight.remove(account)
                 if state.waiting[account]?.isEmpty == false { state.ready.append(account) }
             }
@@ -176,7 +177,7 @@ final class ConsumeBatcher: Service, Sendable {
         if let wake { wakers[wake].yield() }
     }
 
-    /// Every spend waiting, removed from the queues.
+    /// Every operation waiting, removed from the queues.
     private func takeAllWaiting() -> [Pending] {
         state.withLock { state in
             defer { state.waiting = [:]; state.ready = [] }
@@ -186,21 +187,21 @@ final class ConsumeBatcher: Service, Sendable {
 
     private func send(_ batch: [Pending]) async {
         do {
-            let requests = batch.map(\.request)
-            let outcomes = try await database.leased(logger: logger) { connection in try await Ledger.spend(requests, on: connection) }
+            let operations = batch.map(\.operation)
+            let outcomes = try await database.leased(logger: logger) { connection in try await Ledger.apply(operations, on: connection) }
             for (pending, outcome) in zip(batch, outcomes) { pending.continuation.resume(returning: outcome) }
         } catch let error as CreditsError where error.code == .databaseUnavailable {
-            // The spends queued meanwhile would wait as long again: they fail now too, so no spend waits
+            // The operations queued meanwhile would wait as long again: they fail now too, so none waits
             // for a connection longer than the limit once.
             for pending in batch + takeAllWaiting() { pending.continuation.resume(throwing: error) }
         } catch let error as PSQLError where error.serverInfo != nil && batch.count > 1 && !DatabaseFailure.isConnectionLoss(error) {
-            // The server refused the statement, so the whole batch was rolled back: run each spend alone, so
+            // The server refused the statement, so the whole batch was rolled back: run each operation alone, so
             // only the one at fault fails. (A connection lost mid-statement is not retried: the batch may
             // have committed.)
             for pending in batch {
                 do {
-                    let request = pending.request
-                    let outcome = try await database.leased(logger: logger) { connection in try await Ledger.spend([request], on: connection) }
+                    let operation = pending.operation
+                    let outcome = try await database.leased(logger: logger) { connection in try await Ledger.apply([operation], on: connection) }
                     pending.continuation.resume(returning: outcome[0])
                 } catch {
                     pending.continuation.resume(throwing: error)
