@@ -151,9 +151,7 @@ public struct APIKeys: Sendable {
     /// `authenticate` by the key's hash (`Auth.tokenHash`).
     public func authenticate(keyHash hash: String, context: QueryContext) async throws -> APIKeyPrincipal {
         try await database.connection(context) { connection in
-            for try await (id, user, team) in try await connection.query(
-                "SELECT id, user_id, team_id FROM api_keys WHERE key_hash = \(hash) AND revoked_at IS NULL"
-            ).decode((UUID, UUID, UUID?).self) {
+            for (id, user, team) in try await connection.run(LiveKey(keyHash: hash)) {
                 return APIKeyPrincipal(keyID: id, userID: user, teamID: team)
             }
             throw CreditsError(.unauthenticated, "the API key is unknown or revoked")
@@ -180,4 +178,20 @@ final class PrincipalCache: Sendable {
     func remove(_ hash: String) {
         entries.withLockedValue { $0[hash] = nil }
     }
+}
+
+/// A live (not revoked) API key, by its hash.
+struct LiveKey: HotStatement {
+    typealias Row = (UUID, UUID, UUID?)
+    static let sql = "SELECT id, user_id, team_id FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL"
+
+    var keyHash: String
+
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 1)
+        bindings.append(keyHash)
+        return bindings
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
 }

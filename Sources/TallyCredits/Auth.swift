@@ -139,12 +139,7 @@ public struct Auth: Sendable {
     /// The user of the live session token whose hash (`tokenHash`) this is.
     public func user(forTokenHash hash: String, context: QueryContext) async throws -> User {
         let user = try await database.connection(context) { connection -> User? in
-            let rows = try await connection.query(
-                """
-                SELECT u.id, u.email, u.name, u.is_admin, u.created_at FROM sessions s JOIN users u ON u.id = s.user_id
-                WHERE s.token_hash = \(hash) AND s.expires_at > now()
-                """)
-            for try await (id, email, name, admin, created) in rows.decode((UUID, String, String?, Bool, Date).self) {
+            for (id, email, name, admin, created) in try await connection.run(SessionUser(tokenHash: hash)) {
                 return User(id: id, email: email, name: name, isAdmin: admin, createdAt: created)
             }
             return nil
@@ -182,4 +177,23 @@ public struct Auth: Sendable {
         guard password.utf8.count > 72 || password.hasPrefix("sha256:") else { return password }
         return "sha256:" + Data(SHA256.hash(data: Data(password.utf8))).base64EncodedString()
     }
+}
+
+/// The user of a live session, by the session token's hash: every request with a session token runs it.
+struct SessionUser: HotStatement {
+    typealias Row = (UUID, String, String?, Bool, Date)
+    static let sql = """
+        SELECT u.id, u.email, u.name, u.is_admin, u.created_at FROM sessions s JOIN users u ON u.id = s.user_id
+        WHERE s.token_hash = $1 AND s.expires_at > now()
+        """
+
+    var tokenHash: String
+
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 1)
+        bindings.append(tokenHash)
+        return bindings
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
 }

@@ -39,7 +39,7 @@ extension Database {
                 throw CreditsError(.databaseUnavailable, "the database closed the connection before anything was sent (it may be restarting); nothing was done, so retry in a moment")
             }
             do {
-                let result = try await body(DatabaseConnection(connection, logger: logger))
+                let result = try await body(DatabaseConnection(connection, logger: logger, prepared: prepared))
                 lease.giveBack()
                 noteWellAgain()
                 return result

@@ -28,6 +28,8 @@ public final class Database: Service, Sendable {
     private let settings: ConnectionSettings?
     /// The database's own logger (the pool's, and work no request asked for).
     let logger: Logger
+    /// Whether hot statements are prepared on its connections (`ConnectionSettings.preparedStatements`).
+    public let prepared: PreparedStatements
 
     struct State {
         var pool: PostgresClient
@@ -38,10 +40,11 @@ public final class Database: Service, Sendable {
     }
 
     /// A database over `client`, which the caller runs; no pool replacement.
-    public init(_ client: PostgresClient) {
+    public init(_ client: PostgresClient, preparedStatements: Bool = true) {
         self.state = Mutex(State(pool: client))
         self.settings = nil
         self.logger = Logger(label: "tally")
+        self.prepared = PreparedStatements(enabled: preparedStatements)
     }
 
     /// A database that owns its pool: `run()` runs it and replaces it after an outage.
@@ -49,6 +52,7 @@ public final class Database: Service, Sendable {
         self.state = Mutex(State(pool: PostgresClient(configuration: settings.clientConfiguration(), backgroundLogger: logger)))
         self.settings = settings
         self.logger = logger
+        self.prepared = PreparedStatements(enabled: settings.preparedStatements)
     }
 
     /// The pool in use now.
@@ -139,7 +143,7 @@ public final class Database: Service, Sendable {
         if let transaction = context.transaction {
             return try await Self.inSavepoint(transaction, logger: context.logger, body)
         }
-        return try await leased(logger: context.logger) { connection in try await connection.transaction { try await body(connection) } }
+        return try await leased(logger: context.logger) { connection in try await connection.transaction { try await body($0) } }
     }
 
     /// A pooled connection, or the context's request transaction (in a savepoint, so a failed statement does
@@ -154,7 +158,7 @@ public final class Database: Service, Sendable {
     private static func inSavepoint<T: Sendable>(
         _ transaction: RequestTransaction, logger: Logger, _ body: (DatabaseConnection) async throws -> T
     ) async throws -> T {
-        let connection = DatabaseConnection(transaction.connection, logger: logger)
+        let connection = DatabaseConnection(transaction.connection, logger: logger, prepared: transaction.prepared, inTransaction: true)
         let savepoint = transaction.nextSavepoint()
         try await connection.execute("SAVEPOINT \(unescaped: savepoint)")
         do {

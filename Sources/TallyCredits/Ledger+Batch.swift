@@ -82,15 +82,9 @@ extension Ledger {
 
     /// Runs `tally_apply` for `operations`, in order, as one statement on `connection`.
     static func apply(_ operations: [AccountOperation], on connection: DatabaseConnection) async throws -> [OperationOutcome] {
-        let payload = "[" + operations.map(\.json).joined(separator: ",") + "]"
         var outcomes = [OperationOutcome?](repeating: nil, count: operations.count)
-        for try await (idx, outcome, transactionID, balance, held, available, limit, used, keyHeld, holdID, holdAmount, captured, expiresAt) in try await connection.query(
-            """
-            SELECT idx, outcome, transaction_id, balance, held, available, key_limit, key_used, key_held, hold_id, hold_amount, captured, expires_at
-            FROM tally_apply(\(payload)::jsonb)
-            """
-        ).decode((Int, String, Int64?, Int64?, Int64?, Int64?, Int64?, Int64?, Int64?, UUID?, Int64?, Int64?, Date?).self)
-        where outcomes.indices.contains(idx) {
+        for (idx, outcome, transactionID, balance, held, available, limit, used, keyHeld, holdID, holdAmount, captured, expiresAt)
+        in try await connection.run(ApplyOperations(operations: operations)) where outcomes.indices.contains(idx) {
             outcomes[idx] = OperationOutcome(
                 outcome: outcome, transactionID: transactionID, balance: balance, held: held, available: available, keyLimit: limit,
                 keyUsed: used, keyHeld: keyHeld, holdID: holdID, holdAmount: holdAmount, captured: captured, expiresAt: expiresAt)
@@ -117,4 +111,23 @@ extension Ledger {
     static func unexpected(_ outcome: OperationOutcome) -> CreditsError {
         CreditsError(.conflict, "the account changed while this request was being made (\(outcome.outcome)); retry it")
     }
+}
+
+/// One call of `tally_apply` with a batch of operations.
+struct ApplyOperations: HotStatement {
+    typealias Row = (Int, String, Int64?, Int64?, Int64?, Int64?, Int64?, Int64?, Int64?, UUID?, Int64?, Int64?, Date?)
+    static let sql = """
+        SELECT idx, outcome, transaction_id, balance, held, available, key_limit, key_used, key_held, hold_id, hold_amount, captured, expires_at
+        FROM tally_apply($1::jsonb)
+        """
+
+    var operations: [AccountOperation]
+
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 1)
+        bindings.append("[" + operations.map(\.json).joined(separator: ",") + "]")
+        return bindings
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
 }

@@ -90,17 +90,9 @@ extension Ledger {
     static func committedPage(of owner: AccountOwner, liveKey: UUID?, before: Int64, limit: Int, on connection: DatabaseConnection) async throws -> LedgerPage? {
         var account: UUID?
         var entries: [LedgerEntry] = []
-        for try await (id, due, id2, kind, amount, after, description, metadata, key, grant, hold, created) in try await connection.query(
-            """
-            WITH reader AS (SELECT \(liveKey)::uuid AS key),
-            acct AS (\(unescaped: accountWithDue(owner.column)) = \(owner.id) AND \(unescaped: readerIsLive))
-            SELECT acct.id, acct.due, t.* FROM acct LEFT JOIN LATERAL (
-                SELECT \(unescaped: entryColumns) FROM credit_transactions t
-                WHERE t.account_id = acct.id AND t.id < \(before) AND NOT acct.due ORDER BY t.id DESC LIMIT \(limit + 1)
-            ) t ON true
-            ORDER BY t.id DESC
-            """
-        ).decode((UUID, Bool, Int64?, String?, Int64?, Int64?, String?, String?, UUID?, UUID?, UUID?, Date?).self) {
+        for (id, due, id2, kind, amount, after, description, metadata, key, grant, hold, created) in try await connection.run(
+            CommittedPage(owner: owner, liveKey: liveKey, before: before, limit: limit)
+        ) {
             if due { return nil }
             account = id
             if let id2, let kind, let amount, let after, let created {
@@ -144,4 +136,33 @@ extension Ledger {
         return Int64(cursor)
     }
 
+}
+
+/// The ledger page read (`Ledger.committedPage`): up to `limit + 1` entries below `before`, newest first.
+struct CommittedPage: HotStatement {
+    typealias Row = (UUID, Bool, Int64?, String?, Int64?, Int64?, String?, String?, UUID?, UUID?, UUID?, Date?)
+    static let sql = """
+        WITH \(Ledger.readableAccount)
+        SELECT acct.id, acct.due, t.* FROM acct LEFT JOIN LATERAL (
+            SELECT \(Ledger.entryColumns) FROM credit_transactions t
+            WHERE t.account_id = acct.id AND t.id < $4 AND NOT acct.due ORDER BY t.id DESC LIMIT $5
+        ) t ON true
+        ORDER BY t.id DESC
+        """
+
+    var owner: AccountOwner
+    var liveKey: UUID?
+    var before: Int64
+    var limit: Int
+
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 5)
+        bindings.appendOwner(owner)
+        bindings.append(liveKey)
+        bindings.append(before)
+        bindings.append(Int64(limit + 1))
+        return bindings
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
 }

@@ -34,15 +34,7 @@ extension Ledger {
     /// `liveKey` is not live.
     static func committedBalance(of owner: AccountOwner, liveKey: UUID?, on connection: DatabaseConnection) async throws -> Balance? {
         var balance: Balance?
-        for try await (account, total, held, due, grant, remaining, expires, priority) in try await connection.query(
-            """
-            WITH reader AS (SELECT \(liveKey)::uuid AS key),
-            acct AS (\(unescaped: accountWithDue(owner.column)) = \(owner.id) AND \(unescaped: readerIsLive))
-            SELECT acct.id, acct.balance, acct.held, acct.due, g.id, g.remaining, g.expires_at, g.priority
-            FROM acct LEFT JOIN credit_grants g ON g.account_id = acct.id AND g.remaining > 0 AND NOT acct.due
-            ORDER BY g.priority, g.expires_at NULLS LAST, g.created_at, g.id
-            """
-        ).decode((UUID, Int64, Int64, Bool, UUID?, Int64?, Date?, Int?).self) {
+        for (account, total, held, due, grant, remaining, expires, priority) in try await connection.run(CommittedBalance(owner: owner, liveKey: liveKey)) {
             if due { return nil }
             if balance == nil { balance = Balance(accountID: account, balance: total, held: held, available: total - held, grants: []) }
             if let grant, let remaining, let priority {
@@ -52,24 +44,56 @@ extension Ledger {
         return balance
     }
 
-    /// The account of an owner (`WHERE a.<column>` left for the caller to bind) with whether anything is due:
-    /// an open hold past its expiry, or an expired grant with credits left while not all credits are held
-    /// (held credits stay until their hold settles, so such a grant has nothing to give up yet).
-    static func accountWithDue(_ column: String) -> String {
+    /// The account a read names, as the CTE `acct` of its statement: $1 the owning user or $2 the owning team
+    /// (the other NULL), and $3 the API key that reads (NULL for a session), which must still be live. With
+    /// whether anything is due: an open hold past its expiry, or an expired grant with credits left while not
+    /// all credits are held (held credits stay until their hold settles, so such a grant has nothing to give
+    /// up yet).
+    static let readableAccount = """
+        acct AS (
+            SELECT a.id, a.balance, a.held, \(holdsDue) OR (a.balance > a.held AND \(grantsDue)) AS due
+            FROM user_credits a
+            WHERE (a.user_id = $1 OR a.team_id = $2)
+              AND ($3::uuid IS NULL OR EXISTS (SELECT 1 FROM api_keys k WHERE k.id = $3 AND k.revoked_at IS NULL)))
         """
-        SELECT a.id, a.balance, a.held, \(holdsDue) OR (a.balance > a.held AND \(grantsDue)) AS due
-        FROM user_credits a WHERE a.\(column)
-        """
-    }
-
-    /// Whether the key in the statement's `reader` CTE (`SELECT <key or NULL>::uuid AS key`) may read: no key,
-    /// or one that is not revoked.
-    static let readerIsLive = "(SELECT r.key IS NULL OR EXISTS (SELECT 1 FROM api_keys k WHERE k.id = r.key AND k.revoked_at IS NULL) FROM reader r)"
 
     /// Refuses a `liveKey` that is unknown or revoked.
     static func requireLive(_ liveKey: UUID?, on connection: DatabaseConnection) async throws {
         guard let liveKey else { return }
         for try await _ in try await connection.query("SELECT 1 FROM api_keys WHERE id = \(liveKey) AND revoked_at IS NULL") { return }
         throw CreditsError(.unauthenticated, "the API key is unknown or revoked")
+    }
+}
+
+/// The balance read (`Ledger.committedBalance`): the account and its open grants, in burn order.
+struct CommittedBalance: HotStatement {
+    typealias Row = (UUID, Int64, Int64, Bool, UUID?, Int64?, Date?, Int?)
+    static let sql = """
+        WITH \(Ledger.readableAccount)
+        SELECT acct.id, acct.balance, acct.held, acct.due, g.id, g.remaining, g.expires_at, g.priority
+        FROM acct LEFT JOIN credit_grants g ON g.account_id = acct.id AND g.remaining > 0 AND NOT acct.due
+        ORDER BY g.priority, g.expires_at NULLS LAST, g.created_at, g.id
+        """
+
+    var owner: AccountOwner
+    var liveKey: UUID?
+
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 3)
+        bindings.appendOwner(owner)
+        bindings.append(liveKey)
+        return bindings
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
+}
+
+extension PostgresBindings {
+    /// $n the owning user and $n+1 the owning team, one of them NULL (`Ledger.readableAccount`).
+    mutating func appendOwner(_ owner: AccountOwner) {
+        switch owner {
+        case .user(let id): append(id); append(UUID?.none)
+        case .team(let id): append(UUID?.none); append(id)
+        }
     }
 }

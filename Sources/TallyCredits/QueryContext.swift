@@ -23,10 +23,13 @@ public struct QueryContext: Sendable {
 /// that work's writes.
 public final class RequestTransaction: Sendable {
     let connection: PostgresConnection
+    /// The leasing database's prepared-statement setting.
+    let prepared: PreparedStatements?
     private let savepoints = Atomic<Int>(0)
 
-    public init(_ connection: PostgresConnection) {
-        self.connection = connection
+    public init(_ connection: DatabaseConnection) {
+        self.connection = connection.underlying
+        self.prepared = connection.prepared
     }
 
     /// A savepoint name not used before in this transaction.

@@ -98,6 +98,7 @@ extension ConnectionSettings {
         var sslMode: SSLMode?
         var socketDirectory: String?
         var applicationName: String?
+        var preparedStatements = true
         for pair in queryString.split(separator: "&", omittingEmptySubsequences: true) {
             let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
             let key = String(parts[0])
@@ -129,9 +130,15 @@ extension ConnectionSettings {
                 applicationName = value
             case "connect_timeout":
                 break  // Tally uses its own connect timeout.
+            case "prepared_statements":
+                switch value {
+                case "on", "true": preparedStatements = true
+                case "off", "false": preparedStatements = false
+                default: throw .invalidURL("prepared_statements must be on or off (off: for a pooler that does not keep named prepared statements)")
+                }
             default:
                 throw .invalidURL(
-                    "unknown query parameter \"\(key.prefix(40))\"; supported: sslmode, host, port, user, password, dbname, application_name, connect_timeout"
+                    "unknown query parameter \"\(key.prefix(40))\"; supported: sslmode, host, port, user, password, dbname, application_name, connect_timeout, prepared_statements"
                 )
             }
         }
@@ -159,7 +166,8 @@ extension ConnectionSettings {
             password: password,
             database: database.flatMap { $0.isEmpty ? nil : $0 } ?? user,
             sslMode: sslMode ?? defaultSSL,
-            applicationName: applicationName
+            applicationName: applicationName,
+            preparedStatements: preparedStatements
         )
     }
 

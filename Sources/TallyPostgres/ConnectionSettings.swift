@@ -24,6 +24,10 @@ public struct ConnectionSettings: Sendable, Equatable, CustomStringConvertible {
     public var database: String
     public var sslMode: SSLMode
     public var applicationName: String?
+    /// Whether the hot statements run as named prepared statements (`?prepared_statements=off` turns them off:
+    /// for a transaction-mode pooler that does not keep them, such as PgBouncer before 1.21). See
+    /// `PreparedStatements`.
+    public var preparedStatements: Bool
 
     public init(
         endpoint: Endpoint,
@@ -31,7 +35,8 @@ public struct ConnectionSettings: Sendable, Equatable, CustomStringConvertible {
         password: String? = nil,
         database: String,
         sslMode: SSLMode = .disable,
-        applicationName: String? = nil
+        applicationName: String? = nil,
+        preparedStatements: Bool = true
     ) {
         self.endpoint = endpoint
         self.user = user
@@ -39,6 +44,7 @@ public struct ConnectionSettings: Sendable, Equatable, CustomStringConvertible {
         self.database = database
         self.sslMode = sslMode
         self.applicationName = applicationName
+        self.preparedStatements = preparedStatements
     }
 
     public var port: Int {
@@ -77,6 +83,7 @@ public struct ConnectionSettings: Sendable, Equatable, CustomStringConvertible {
         if let applicationName {
             query.append("application_name=" + Self.encode(applicationName, allowed: .userAllowed))
         }
+        if !preparedStatements { query.append("prepared_statements=off") }
         if !query.isEmpty { out += "?" + query.joined(separator: "&") }
         return out
     }

@@ -6,10 +6,21 @@ import PostgresNIO
 public struct DatabaseConnection: Sendable {
     public let underlying: PostgresConnection
     public let logger: Logger
+    /// Whether `run` prepares hot statements (nil: never).
+    public let prepared: PreparedStatements?
+    /// Inside a transaction (or a savepoint of one): a failed statement has aborted it, so nothing is retried.
+    public let inTransaction: Bool
 
-    public init(_ underlying: PostgresConnection, logger: Logger) {
+    public init(_ underlying: PostgresConnection, logger: Logger, prepared: PreparedStatements? = nil, inTransaction: Bool = false) {
         self.underlying = underlying
         self.logger = logger
+        self.prepared = prepared
+        self.inTransaction = inTransaction
+    }
+
+    /// This connection, known to be inside a transaction.
+    public var transactional: DatabaseConnection {
+        DatabaseConnection(underlying, logger: logger, prepared: prepared, inTransaction: true)
     }
 
     /// Runs `query`; its rows.
@@ -23,11 +34,17 @@ public struct DatabaseConnection: Sendable {
         try await underlying.execute(query, logger: logger)
     }
 
-    /// BEGIN, `body`, COMMIT; ROLLBACK and rethrow (the error as thrown) when `body` throws.
+    /// BEGIN, `body`, COMMIT; ROLLBACK and rethrow when `body` throws.
     public func transaction<T>(_ body: () async throws -> T) async throws -> T {
+        try await transaction { (_: DatabaseConnection) in try await body() }
+    }
+
+    /// BEGIN, `body` (with this connection, marked `inTransaction`), COMMIT; ROLLBACK and rethrow (the error
+    /// as thrown) when `body` throws.
+    public func transaction<T>(_ body: (DatabaseConnection) async throws -> T) async throws -> T {
         try await execute("BEGIN")
         do {
-            let result = try await body()
+            let result = try await body(transactional)
             try await execute("COMMIT")
             return result
         } catch {

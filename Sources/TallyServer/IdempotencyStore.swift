@@ -89,7 +89,7 @@ public struct Idempotency: Sendable {
                     try await connection.execute("ROLLBACK")
                     return .replayed(StoredResponse(status: status, contentType: contentType, body: [UInt8](body)))
                 }
-                let response = try await operation(RequestTransaction(connection.underlying))
+                let response = try await operation(RequestTransaction(connection))
                 guard keep(response) else {
                     try await connection.execute("ROLLBACK")
                     return .fresh(response)

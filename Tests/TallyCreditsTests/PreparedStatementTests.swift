@@ -1,0 +1,93 @@
+import Foundation
+import Logging
+import PostgresNIO
+import TallyPostgres
+import TallyTestSupport
+import Testing
+@testable import TallyCredits
+
+/// The hot statements are prepared once per connection when prepared statements are on, never when the URL
+/// turns them off, and a connection that lost its prepared statements (as behind a pooler that does not keep
+/// them) turns them off and still answers.
+@Suite struct PreparedStatementTests {
+    /// The names of the statements prepared on `connection`.
+    func preparedNames(_ connection: DatabaseConnection) async throws -> [String] {
+        var names: [String] = []
+        for try await name in try await connection.query("SELECT name FROM pg_prepared_statements ORDER BY name").decode(String.self) {
+            names.append(name)
+        }
+        return names
+    }
+
+    @Test(.freshDatabase) func hotStatementsArePreparedOncePerConnectionUnlessTurnedOff() async throws {
+        let db = try TestDatabase.current
+        try await SchemaGate.prepare(db, apply: true)
+        let key = try await withPostgresClient(db) { client in try await funded(client, "p@example.com", credits: 50) }
+        for (round, enabled) in [true, false].enumerated() {
+            try await withSingleConnection(db) { plain in
+                let connection = DatabaseConnection(plain.underlying, logger: plain.logger, prepared: PreparedStatements(enabled: enabled))
+                for _ in 0..<3 {
+                    let balance = try await Ledger.committedBalance(of: key.account, liveKey: key.keyID, on: connection)
+                    #expect(balance?.balance == 50 - Int64(round), "each round spends 1")
+                }
+                _ = try await Ledger.apply([.consume(ConsumeRequest(apiKey: key, amount: 1))], on: connection)
+                let names = try await preparedNames(connection)
+                if enabled {
+                    #expect(names.sorted() == [CommittedBalance.name, ApplyOperations.name].sorted(), "\(names)")
+                    #expect(names.allSatisfy { $0.hasPrefix("tally_") })
+                } else {
+                    #expect(names.isEmpty, "\(names)")
+                }
+            }
+        }
+        let off = try ConnectionSettings(url: "postgres://u@localhost/db?prepared_statements=off")
+        #expect(!off.preparedStatements)
+        #expect(try ConnectionSettings(url: off.url()).preparedStatements == false, "the setting survives the URL")
+        #expect(try ConnectionSettings(url: "postgres://u@localhost/db").preparedStatements)
+        #expect(throws: TallyPostgresError.self) { try ConnectionSettings(url: "postgres://u@localhost/db?prepared_statements=maybe") }
+    }
+
+    @Test(.freshDatabase) func aConnectionThatLostItsStatementsTurnsThemOffAndStillAnswers() async throws {
+        let db = try TestDatabase.current
+        try await SchemaGate.prepare(db, apply: true)
+        let key = try await withPostgresClient(db) { client in try await funded(client, "l@example.com", credits: 50) }
+        try await withSingleConnection(db) { plain in
+            let prepared = PreparedStatements(enabled: true)
+            let connection = DatabaseConnection(plain.underlying, logger: plain.logger, prepared: prepared)
+            #expect(try await Ledger.committedBalance(of: key.account, liveKey: nil, on: connection)?.balance == 50)
+            #expect(try await preparedNames(connection) == [CommittedBalance.name])
+
+            // What a transaction-mode pooler does: the next statement runs on a server connection that never
+            // saw the prepared statement.
+            try await connection.execute("DEALLOCATE ALL")
+            #expect(try await Ledger.committedBalance(of: key.account, liveKey: nil, on: connection)?.balance == 50, "answered, unprepared")
+            #expect(!prepared.isEnabled, "prepared statements are off from now on")
+            #expect(try await preparedNames(connection).isEmpty)
+            #expect(try await Ledger.apply([.consume(ConsumeRequest(apiKey: key, amount: 5))], on: connection).first?.balance == 45)
+            #expect(try await preparedNames(connection).isEmpty, "nothing is prepared once they are off")
+        }
+    }
+
+    @Test(.freshDatabase) func insideATransactionALostStatementFailsTheTransactionToBeRetried() async throws {
+        let db = try TestDatabase.current
+        try await SchemaGate.prepare(db, apply: true)
+        let key = try await withPostgresClient(db) { client in try await funded(client, "t@example.com", credits: 50) }
+        try await withSingleConnection(db) { plain in
+            let prepared = PreparedStatements(enabled: true)
+            let connection = DatabaseConnection(plain.underlying, logger: plain.logger, prepared: prepared)
+            #expect(try await Ledger.apply([.consume(ConsumeRequest(apiKey: key, amount: 1))], on: connection).first?.balance == 49)
+            try await connection.execute("DEALLOCATE ALL")
+            await #expect(throws: PSQLError.self) {
+                try await connection.transaction { inside in
+                    _ = try await Ledger.apply([.consume(ConsumeRequest(apiKey: key, amount: 5))], on: inside)
+                }
+            }
+            #expect(!prepared.isEnabled)
+            // Nothing was spent; the retry runs unprepared.
+            let retried = try await connection.transaction { inside in
+                try await Ledger.apply([.consume(ConsumeRequest(apiKey: key, amount: 5))], on: inside)
+            }
+            #expect(retried.first?.outcome == "ok" && retried.first?.balance == 44)
+        }
+    }
+}
