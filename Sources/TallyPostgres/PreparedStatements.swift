@@ -50,12 +50,21 @@ public final class PreparedStatements: Sendable {
     }
 }
 
+/// Inside a transaction, a prepared statement the server no longer had: the statement failed, so the
+/// transaction is rolled back and did nothing; prepared statements are now off, and a retry runs unprepared.
+public struct PreparedStatementLost: Error, CustomStringConvertible {
+    public var statement: String
+    public var description: String {
+        "the database (or a pooler in front of it) lost the prepared statement \(statement); nothing was done and prepared statements are now off, so retry"
+    }
+}
+
 extension DatabaseConnection {
     /// Runs `statement`: prepared on this connection the first time and reused after, when prepared statements
     /// are on; else as an ordinary statement with the same SQL and values. When the server has lost the
     /// prepared statement (a pooler in between), prepared statements are turned off for the database and,
     /// outside a transaction (where the failed statement did nothing and aborted nothing), it runs again
-    /// unprepared; inside one the error is thrown, so the transaction is retried.
+    /// unprepared; inside one `PreparedStatementLost` is thrown, so that the transaction is retried.
     public func run<Statement: HotStatement>(_ statement: Statement) async throws -> [Statement.Row] {
         guard let prepared, prepared.isEnabled else { return try await runUnprepared(statement) }
         guard !underlying.isClosed else { throw ConnectionClosed() }
@@ -69,7 +78,7 @@ extension DatabaseConnection {
                     "the database (or a pooler in front of it) lost a prepared statement: Tally stops preparing statements; add ?prepared_statements=off to the database URL to start that way",
                     metadata: ["statement": "\(Statement.name)"])
             }
-            if inTransaction { throw error }
+            if inTransaction { throw PreparedStatementLost(statement: Statement.name) }
             return try await runUnprepared(statement)
         }
     }

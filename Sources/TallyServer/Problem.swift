@@ -144,6 +144,11 @@ extension Problem {
                 detail: "the connection to the database was lost while this request ran, so it may or may not have taken effect; retrying with the same Idempotency-Key is safe (it gives the first outcome, or runs once)")
             problem.retryAfter = 1
             return problem
+        case let error as PreparedStatementLost:
+            logger.warning("a prepared statement was lost (a pooler in front of the database?)", metadata: ["statement": "\(error.statement)"])
+            var problem = Problem(.serviceUnavailable, type: "database-unavailable", title: "Service Unavailable", detail: error.description)
+            problem.retryAfter = 1
+            return problem
         case let error as HTTPError:
             if error.status == .notFound {
                 return Problem.notFound(request.uri.path)

@@ -77,7 +77,7 @@ import Testing
             let connection = DatabaseConnection(plain.underlying, logger: plain.logger, prepared: prepared)
             #expect(try await Ledger.apply([.consume(ConsumeRequest(apiKey: key, amount: 1))], on: connection).first?.balance == 49)
             try await connection.execute("DEALLOCATE ALL")
-            await #expect(throws: PSQLError.self) {
+            await #expect(throws: PreparedStatementLost.self) {
                 try await connection.transaction { inside in
                     _ = try await Ledger.apply([.consume(ConsumeRequest(apiKey: key, amount: 5))], on: inside)
                 }
