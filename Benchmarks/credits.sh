@@ -6,7 +6,10 @@
 #   consume    POST /v1/credits/consume, hot (one team account spent through N keys) and spread (N accounts),
 #              at 16 and 64 connections;
 #   balance    GET /v1/credits/balance alone at 16 and 64 connections, and on the hot account while 32
-#              connections spend from it.
+#              connections spend from it;
+#   bounds     a path with no route (the HTTP stack alone) and /healthz (HTTP and one trivial query).
+# Each HTTP run alone on the machine also shows the CPU time per request spent in tally, in PostgreSQL and in
+# the rest (wrk, the kernel's network stack, anything else running).
 # Each run: rate, p50, p99, max; then the ratios the aims are stated in, the server's peak RSS, `tally db
 # audit`, and the check that the ledger holds every spend wrk saw answered 200.
 #
@@ -72,24 +75,44 @@ done = function(summary, latency, requests)
 end
 LUA
 
-# http LABEL METHOD PATH CONNECTIONS KEYS…: "<rate> <p50 ms> <p99 ms> <max ms> <requests> <errors>"
+# CPU time so far, in clock ticks: "<tally> <PostgreSQL's processes> <all busy CPUs>".
+cpu_ticks() {
+  echo "$(awk '{ print $14 + $15 }' "/proc/$SERVER/stat")" \
+    "$(cat /proc/[0-9]*/stat 2>/dev/null | awk '$2 == "(postgres)" { s += $14 + $15 } END { print s + 0 }')" \
+    "$(awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 }' /proc/stat)"
+}
+
+# http LABEL METHOD PATH CONNECTIONS KEYS…: "<rate> <p50 ms> <p99 ms> <max ms> <requests> <errors> <CPU µs per
+# request: tally> <PostgreSQL> <the rest: wrk, the kernel's network, other processes>"
 http() {
   local label=$1 method=$2 path=$3 connections=$4; shift 4
+  local before after
+  before=$(cpu_ticks)
   BENCH_METHOD=$method BENCH_KEYS="$*" wrk -t2 -c"$connections" -d"${SECONDS_PER_RUN}s" --timeout 10s -s "$WORK/load.lua" \
     "http://127.0.0.1:$PORT$path" >"$WORK/$label.out"
-  awk '/^RESULT/ { printf "%.0f %.2f %.2f %.2f %d %d\n", $2 / ($3 / 1e6), $4, $5, $6, $2, $7 }' "$WORK/$label.out"
+  after=$(cpu_ticks)
+  awk -v before="$before" -v after="$after" -v hz="$(getconf CLK_TCK)" '/^RESULT/ {
+    split(before, b, " "); split(after, a, " ")
+    us = 1e6 / hz / ($2 > 0 ? $2 : 1); t = a[1] - b[1]; p = a[2] - b[2]; all = a[3] - b[3]
+    printf "%.0f %.2f %.2f %.2f %d %d %.0f %.0f %.0f\n", $2 / ($3 / 1e6), $4, $5, $6, $2, $7, t * us, p * us, (all - t - p) * us }' "$WORK/$label.out"
 }
 
 declare -A RATE P50 P99 MAX
 SPENT_OK=0
-record() { # record LABEL "<rate> <p50> <p99> <max> <requests> <errors>" [spends]
-  read -r r p5 p9 mx n err <<<"$2"
+record() { # record LABEL "<rate> <p50> <p99> <max> <requests> <errors> [<CPU µs: tally> <PostgreSQL> <rest>]" [spends|together]
+  read -r r p5 p9 mx n err ct cp cr <<<"$2"
   RATE[$1]=$r; P50[$1]=$p5; P99[$1]=$p9; MAX[$1]=$mx
   if [ "${3:-}" = spends ]; then SPENT_OK=$((SPENT_OK + n - err)); fi
-  printf "  %-44s %9.0f/s  p50 %6.2f  p99 %6.2f  max %7.2f ms  errors %d\n" "$1" "$r" "$p5" "$p9" "$mx" "$err"
+  local cpu=""
+  # CPU per request, for a run alone on the machine (runs side by side share it, and pgbench has no tally).
+  if [ -n "${ct:-}" ] && [ "${3:-}" != together ]; then cpu=$(printf "  CPU/req: tally %4d µs, PostgreSQL %4d µs, rest %4d µs" "$ct" "$cp" "$cr"); fi
+  printf "  %-44s %9.0f/s  p50 %6.2f  p99 %6.2f  max %7.2f ms  errors %d%s\n" "$1" "$r" "$p5" "$p9" "$mx" "$err" "$cpu"
 }
 
 echo "Tally, ${SECONDS_PER_RUN}s per run; wrk, tally and PostgreSQL share $(nproc) cores"
+# What bounds the rest: the HTTP stack alone (a path with no route), and with one trivial query (/healthz).
+record "no route (404): the HTTP stack, 64 conns" "$(http none GET /v1/no-such-route 64 none)"
+record "/healthz: HTTP and SELECT version(), 64 conns" "$(http health GET /healthz 64 none)"
 for c in 16 64; do
   record "consume hot, 1 account, $c conns" "$(http hot$c POST /v1/credits/consume "$c" "${HOT_KEYS[@]}")" spends
   record "consume spread, $c accounts, $c conns" "$(http spread$c POST /v1/credits/consume "$c" "${SPREAD_KEYS[@]:0:$c}")" spends
@@ -99,9 +122,9 @@ done
 http during-spend POST /v1/credits/consume 32 "${HOT_KEYS[@]}" >"$WORK/during-spend.result" &
 LOAD=$!
 sleep 1
-record "balance of the hot account, 16 conns, while spent" "$(http during-read GET /v1/credits/balance 16 "${HOT_KEYS[@]:0:16}")"
+record "balance of the hot account, 16 conns, while spent" "$(http during-read GET /v1/credits/balance 16 "${HOT_KEYS[@]:0:16}")" together
 wait "$LOAD"
-record "  (its 32 spending conns)" "$(cat "$WORK/during-spend.result")" spends
+record "  (its 32 spending conns)" "$(cut -d" " -f1-6 "$WORK/during-spend.result")" spends
 RSS=$(awk '/VmHWM/ { print $2 / 1024 }' "/proc/$SERVER/status")
 kill -INT "$SERVER"; wait "$SERVER" 2>/dev/null || true; SERVER=""
 

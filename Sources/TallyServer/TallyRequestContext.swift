@@ -128,10 +128,17 @@ struct Authenticators: Sendable {
 
 extension Request {
     /// The token of an `Authorization: Bearer …` header.
+    /// (Read on every authenticated request, so by bytes: no splitting, lowercasing or Foundation trimming.)
     var bearerToken: String? {
         guard let value = headers[.authorization] else { return nil }
-        let parts = value.split(separator: " ", maxSplits: 1)
-        guard parts.count == 2, parts[0].lowercased() == "bearer" else { return nil }
-        return String(parts[1]).trimmingCharacters(in: .whitespaces)
+        let bytes = Array(value.utf8)
+        let scheme = Array("bearer".utf8)
+        guard bytes.count > scheme.count, bytes[scheme.count] == UInt8(ascii: " "),
+              zip(bytes, scheme).allSatisfy({ $0 | 0x20 == $1 }) else { return nil }
+        let isSpace = { (byte: UInt8) in byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") }
+        var token = bytes[(scheme.count + 1)...]
+        while let first = token.first, isSpace(first) { token = token.dropFirst() }
+        while let last = token.last, isSpace(last) { token = token.dropLast() }
+        return token.isEmpty ? nil : String(decoding: token, as: UTF8.self)
     }
 }

@@ -40,6 +40,14 @@ import Testing
             let me = try await client.execute(uri: "/v1/me", method: .get, headers: [.authorization: "Bearer \(token)"])
             #expect(me.status == .ok)
             #expect(((object(me.body)["user"] as? [String: Any])?["name"] as? String) == "Ada")
+            // The scheme is case-insensitive and spaces around the token do not count; anything else is a 401.
+            for header in ["bearer \(token)", "BEARER   \(token) ", "Bearer\t\(token)"] {
+                let status = try await client.execute(uri: "/v1/me", method: .get, headers: [.authorization: header]).status
+                #expect(status == (header.hasPrefix("Bearer\t") ? .unauthorized : .ok), "\(header.debugDescription) → \(status)")
+            }
+            for header in ["Bearer", "Bearer ", "Bearer    ", "Basic \(token)", "Bearerx \(token)", token] {
+                #expect(try await client.execute(uri: "/v1/me", method: .get, headers: [.authorization: header]).status == .unauthorized, "\(header.debugDescription)")
+            }
 
             let logout = try await client.execute(uri: "/v1/auth/logout", method: .post, headers: [.authorization: "Bearer \(token)"])
             #expect(logout.status == .noContent)
