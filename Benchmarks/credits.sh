@@ -87,6 +87,9 @@ cpu_ticks() {
 http() {
   local label=$1 method=$2 path=$3 connections=$4; shift 4
   local before after
+  # As pgbench does before each run: vacuum first, so that the previous run's dead rows are not cleaned up
+  # (by autovacuum, on the same two cores) during this one.
+  "$PSQL" "$URL" -qc "VACUUM ANALYZE" >/dev/null 2>&1
   before=$(cpu_ticks)
   BENCH_METHOD=$method BENCH_KEYS="$*" wrk -t2 -c"$connections" -d"${SECONDS_PER_RUN}s" --timeout 10s -s "$WORK/load.lua" \
     "http://127.0.0.1:$PORT$path" >"$WORK/$label.out"
