@@ -23,10 +23,10 @@ extension Migrator {
         var message: String
     }
 
-    func apply(_ migration: Migration, columns: Set<String>, on connection: DatabaseConnection) async throws {
+    func apply(_ migration: Migration, columns: Set<String>, lease: RunnerLease, on connection: DatabaseConnection) async throws {
         if migration.requiresNoTransaction {
             progress("Applying \(migration.tag) (\(migration.statements.count) statements, outside a transaction: it has CONCURRENTLY or similar)")
-            try await applyWithoutTransaction(migration, columns: columns, on: connection)
+            try await applyWithoutTransaction(migration, columns: columns, lease: lease, on: connection)
             return
         }
         var online: [Int: SQLStatement.OnlineForeignKey] = [:]
@@ -39,7 +39,7 @@ extension Migrator {
         progress("Applying \(migration.tag) (\(count) statement\(count == 1 ? "" : "s")\(online.isEmpty ? "" : "; foreign keys on existing tables go in NOT VALID and are validated after commit"))")
         var toValidate: [MigrationBookkeeping.PendingValidation] = []
         try await retryingLockTimeouts({ "\(migration.tag): statement \(($0 as? StatementFailure)?.statement ?? 0)" }) {
-            toValidate = try await runTransaction(migration, online: online, columns: columns, on: connection)
+            toValidate = try await runTransaction(migration, online: online, columns: columns, lease: lease, on: connection)
         } failed: { error, attempts in
             if let orphans = error as? OrphansFound {
                 try? await MigrationBookkeeping.recordFailure(migration, statement: orphans.statement, message: orphans.message, history: historyTable, on: connection)
@@ -48,7 +48,7 @@ extension Migrator {
             guard let failure = error as? StatementFailure else { return error }
             return try await failed(migration, statement: failure.statement, error: failure.underlying, attempts: attempts, rolledBack: true, on: connection)
         }
-        try await validate(toValidate, on: connection)
+        try await validate(toValidate, lease: lease, on: connection)
     }
 
     /// Runs `body`, and again after a lock timeout, with doubling backoff, up to `lockRetries` times; any other
@@ -79,12 +79,14 @@ extension Migrator {
     /// One transaction: the statements (foreign keys on existing tables NOT VALID, orphans counted first),
     /// the history row, Tally's record of it and of the keys left to validate. Returns those keys.
     private func runTransaction(
-        _ migration: Migration, online: [Int: SQLStatement.OnlineForeignKey], columns: Set<String>, on connection: DatabaseConnection
+        _ migration: Migration, online: [Int: SQLStatement.OnlineForeignKey], columns: Set<String>, lease: RunnerLease,
+        on connection: DatabaseConnection
     ) async throws -> [MigrationBookkeeping.PendingValidation] {
         var current = 0
         do {
             return try await connection.transaction {
-                try await setTimeouts(local: true, on: connection)
+                try await lease.confirm(on: connection)
+                try await setTimeouts(on: connection)
                 // Which tables exist before the migration: a key on one of them is added online.
                 var existing: [String: String] = [:]
                 for key in online.values { existing[key.relation] = try await regclass(key.relation, on: connection) }
@@ -107,7 +109,7 @@ extension Migrator {
                         if let referenced = try await regclass(key.referenced, on: connection) {
                             fk.referencedTable = try await qualifiedName(oid: referenced, on: connection) ?? fk.referencedTable
                         }
-                        let report = try await OrphanScan.scan(fk, source: "migration \(migration.tag)", on: connection)
+                        let report = try await OrphanScan.scan(fk, source: "migration \(migration.tag)", inTransaction: true, on: connection)
                         guard report.orphanedRows == 0 else {
                             throw OrphansFound(statement: n + 1, message: """
                                 migration \(migration.tag) stops at statement \(n + 1) (\(migration.file):\(statement.line)): it adds \(name) on \(fk.table)(\(fk.columns.joined(separator: ", "))) → \(fk.referencedTable), but \(report.orphanedRows) row(s) violate it (missing keys: \(report.sampleKeys.joined(separator: "; "))). Nothing of the migration was applied (rolled back). See them with `tally db orphans`, archive them with `tally db orphans --clean`, then run `tally migrate up` again.
@@ -129,6 +131,8 @@ extension Migrator {
             }
         } catch let orphans as OrphansFound {
             throw orphans
+        } catch let lost as MigrateError where lost.code == .lockTimeout {
+            throw lost  // the lease was lost (`RunnerLease.confirm`): not a failure of the migration
         } catch {
             throw StatementFailure(statement: current, underlying: error)
         }
@@ -136,7 +140,7 @@ extension Migrator {
 
     /// Validates keys a committed migration added NOT VALID, each in its own transaction that also clears
     /// its record. VALIDATE takes SHARE UPDATE EXCLUSIVE: reads and writes go on while it scans.
-    func validate(_ keys: [MigrationBookkeeping.PendingValidation], on connection: DatabaseConnection) async throws {
+    func validate(_ keys: [MigrationBookkeeping.PendingValidation], lease: RunnerLease, on connection: DatabaseConnection) async throws {
         for key in keys {
             guard let oid = try await regclass(key.table.sql, on: connection), try await constraintExists(key.constraint, on: oid, connection) else {
                 progress("\(key.constraint) on \(key.table) (migration \(key.tag)) no longer exists; nothing to validate.")
@@ -146,11 +150,13 @@ extension Migrator {
             progress("Validating \(key.constraint) on \(key.table) (reads the table; writes go on)")
             try await retryingLockTimeouts({ _ in "Validating \(key.constraint)" }) {
                 try await connection.transaction {
-                    try await setTimeouts(local: true, on: connection)
+                    try await lease.confirm(on: connection)
+                    try await setTimeouts(on: connection)
                     try await connection.run("ALTER TABLE \(key.table.sql) VALIDATE CONSTRAINT \(quoteIdentifier(key.constraint))")
                     try await MigrationBookkeeping.clearValidation(key, history: historyTable, on: connection)
                 }
             } failed: { error, _ in
+                if let lost = error as? MigrateError { return lost }
                 let message = "migration \(key.tag) is applied and \(key.constraint) on \(key.table) is in place NOT VALID (new writes are checked), but validating it failed: \(describe(error)). Clean the rows with `tally db orphans --clean`, then run `tally migrate up` again: it resumes with this validation."
                 if let migration = folder.migrations.first(where: { $0.hash == key.hash }) {
                     try? await MigrationBookkeeping.recordFailure(migration, statement: key.position, message: message, history: historyTable, on: connection)
@@ -161,29 +167,26 @@ extension Migrator {
     }
 
     /// Finishes the validations an earlier run recorded and did not complete (it was killed, or a row blocked it).
-    func resumeValidations(on connection: DatabaseConnection) async throws {
+    func resumeValidations(lease: RunnerLease, on connection: DatabaseConnection) async throws {
         let left = try await MigrationBookkeeping.pendingValidations(historyTable, on: connection)
         guard !left.isEmpty else { return }
         let tags = Array(Set(left.map(\.tag))).sorted()
         progress("Resuming: \(tags.joined(separator: ", ")) \(tags.count == 1 ? "is" : "are") applied, and an earlier run left \(left.count) foreign key(s) NOT VALID to validate.")
-        try await validate(left, on: connection)
+        try await validate(left, lease: lease, on: connection)
     }
 
     /// Statement by statement, outside a transaction; the history row last. An index an interrupted
     /// `CREATE INDEX CONCURRENTLY` left INVALID is dropped and built again.
-    private func applyWithoutTransaction(_ migration: Migration, columns: Set<String>, on connection: DatabaseConnection) async throws {
-        try await setTimeouts(local: false, on: connection)
-        do {
-            try await runEach(migration, columns: columns, on: connection)
-        } catch {
-            try? await connection.run("RESET lock_timeout; RESET statement_timeout")
-            throw error
-        }
-        try await connection.run("RESET lock_timeout; RESET statement_timeout")
-    }
-
-    private func runEach(_ migration: Migration, columns: Set<String>, on connection: DatabaseConnection) async throws {
+    ///
+    /// No session setting is made for these statements: behind a transaction-mode pooler a `SET` outside a
+    /// transaction lands on whichever server connection runs it, and stays there for other clients. So they run
+    /// without Tally's `lock_timeout` and `statement_timeout`; what needs to run outside a transaction
+    /// (`CONCURRENTLY`, `VACUUM`) takes no lock that makes reads or writes wait.
+    private func applyWithoutTransaction(_ migration: Migration, columns: Set<String>, lease: RunnerLease, on connection: DatabaseConnection) async throws {
         for (n, statement) in migration.statements.enumerated() {
+            // Not atomic with the statement (nothing outside a transaction can be), but the lease is renewed
+            // while this runner lives, so only a runner that stalled past it could get here without it.
+            try await connection.transaction { try await lease.confirm(on: connection) }
             if case .index(let index) = statement.node, index.concurrent == true, let name = index.idxname,
                 let invalid = try await invalidIndex(name, on: index.relation.asWritten, connection)
             {
@@ -198,9 +201,12 @@ extension Migrator {
         }
         do {
             try await connection.transaction {
+                try await lease.confirm(on: connection)
                 try await historyTable.insert(migration, baseline: false, columns: columns, on: connection)
                 try await MigrationBookkeeping.clearFailure(migration, history: historyTable, on: connection)
             }
+        } catch let lost as MigrateError where lost.code == .lockTimeout {
+            throw lost
         } catch {
             throw try await failed(migration, statement: 0, error: error, attempts: 1, rolledBack: false, on: connection)
         }
@@ -243,11 +249,12 @@ extension Migrator {
 
     // MARK: - Settings and errors
 
-    private func setTimeouts(local: Bool, on connection: DatabaseConnection) async throws {
-        let scope = local ? "SET LOCAL" : "SET"
+    /// The migration's timeouts, for the rest of its transaction only (`SET LOCAL`: nothing outlives the
+    /// transaction on the server connection, which a pooler may hand to another client next).
+    private func setTimeouts(on connection: DatabaseConnection) async throws {
         let statement = options.statementTimeout.map { Self.milliseconds($0) } ?? 0
-        try await connection.run("\(scope) lock_timeout = \(Self.milliseconds(options.lockTimeout))")
-        try await connection.run("\(scope) statement_timeout = \(statement)")
+        try await connection.run("SET LOCAL lock_timeout = \(Self.milliseconds(options.lockTimeout))")
+        try await connection.run("SET LOCAL statement_timeout = \(statement)")
     }
 
     static func milliseconds(_ d: Duration) -> Int64 {

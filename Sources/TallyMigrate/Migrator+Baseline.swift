@@ -23,7 +23,7 @@ extension Migrator {
                     + missing.map { "  - \($0)" }
                     + ["Apply them with `tally migrate up`, or mark them anyway with --force if you know better."]).joined(separator: "\n"))
         }
-        return try await withRunnerLock { connection in
+        return try await withRunnerLock { connection, _ in
             let columns = try await historyTable.prepare(for: folder, on: connection, progress: progress)
             let before = try await report(on: connection)
             var marked: [String] = []

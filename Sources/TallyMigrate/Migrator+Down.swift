@@ -12,7 +12,7 @@ extension Migrator {
     /// removing their history rows in the same transaction. Refuses when one on the way has no down file.
     public func down(to target: String? = nil, dryRun: Bool = false) async throws -> DownResult {
         let keepThrough = try target.map { try folder.migration(tag: $0).index }
-        return try await withRunnerLock { connection in
+        return try await withRunnerLock { connection, _ in
             let report = try await report(on: connection)
             guard report.isConsistent else { throw Self.inconsistent(report, action: "reverting") }
             let applied = report.entries.filter { $0.state == .applied || $0.state == .baseline }

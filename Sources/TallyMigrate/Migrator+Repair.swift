@@ -43,7 +43,7 @@ extension Migrator {
                 missingByTag[entry.tag] = (created[entry.tag] ?? []).subtracting(live).sorted()
             }
         }
-        return try await withRunnerLock { connection in
+        return try await withRunnerLock { connection, _ in
             let report = try await report(on: connection)
             var result = RepairResult(rewrites: [], notApplied: [], removed: report.unknownRows, applied: false)
             for entry in report.changed {

@@ -5,7 +5,8 @@ import TallyPostgres
 
 /// Applies a migration folder to a database, keeping a Drizzle-compatible history.
 ///
-/// Promises: one runner at a time per history table (a second runner waits, then finds nothing to do); each
+/// Promises: one runner at a time per history table (a second runner waits, then finds nothing to do), behind
+/// a transaction-mode pooler too (`RunnerLease`); each
 /// migration's statements run in file order in one transaction together with its history row, so a failure
 /// leaves nothing half-applied; lock waits bounded by `lock_timeout` and retried with backoff; migrations
 /// that cannot run in a transaction (`CREATE INDEX CONCURRENTLY`) run statement by statement with the
@@ -21,8 +22,11 @@ public struct Migrator: Sendable {
         public var retryBackoff: Duration = .seconds(1)
         /// `SET statement_timeout` for each migration; nil for none.
         public var statementTimeout: Duration?
-        /// How long to wait for another runner holding the history table's lock.
+        /// How long to wait for another runner holding the history table's lease.
         public var runnerWait: Duration = .seconds(600)
+        /// How long a runner's lease lasts unless renewed (it is renewed every third of it while the runner
+        /// works): how soon a runner that died is taken over.
+        public var leaseTimeToLive: Duration = .seconds(30)
         /// Run files exactly as written: no online rewrite of foreign keys.
         public var strictSQL = false
 
@@ -106,7 +110,7 @@ public struct Migrator: Sendable {
     ) async throws -> UpResult {
         let limit = try target.map { try folder.migration(tag: $0).index }
         for note in folder.notes { progress("Note: \(note)") }
-        return try await withRunnerLock { connection in
+        return try await withRunnerLock { connection, lease in
             let columns = dryRun ? [] : try await historyTable.prepare(for: folder, on: connection, progress: progress)
             let before = try await report(on: connection)
             guard before.isConsistent else { throw Self.inconsistent(before, action: "applying migrations") }
@@ -118,11 +122,11 @@ public struct Migrator: Sendable {
                 }
                 return UpResult(applied: [], planned: planned, report: before)
             }
-            try await resumeValidations(on: connection)
+            try await resumeValidations(lease: lease, on: connection)
             if !migrations.isEmpty { try await beforeApplying(migrations.map(\.tag)) }
             var applied: [String] = []
             for migration in migrations {
-                try await apply(migration, columns: columns, on: connection)
+                try await apply(migration, columns: columns, lease: lease, on: connection)
                 applied.append(migration.tag)
             }
             return UpResult(applied: applied, planned: [], report: try await report(on: connection))
