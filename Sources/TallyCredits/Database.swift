@@ -143,7 +143,13 @@ public final class Database: Service, Sendable {
         if let transaction = context.transaction {
             return try await Self.inSavepoint(transaction, logger: context.logger, body)
         }
-        return try await leased(logger: context.logger) { connection in try await connection.transaction { try await body($0) } }
+        do {
+            return try await leased(logger: context.logger) { connection in try await connection.transaction { try await body($0) } }
+        } catch is PreparedStatementLost {
+            // A pooler lost a prepared statement: the transaction did nothing, and statements are no longer
+            // prepared, so it runs again at once.
+            return try await leased(logger: context.logger) { connection in try await connection.transaction { try await body($0) } }
+        }
     }
 
     /// A pooled connection, or the context's request transaction (in a savepoint, so a failed statement does

@@ -69,6 +69,10 @@ struct RunnerLease: Sendable {
             // runner took the lease at the same moment (23505): not acquired this time.
         }
         if acquired { return (true, previous.map(\.holder), nil) }
+        // Another runner took it just now: name it.
+        for try await holder in try await connection.query(
+            "SELECT holder FROM tally_migrate.runner_leases WHERE history_table = \(history.description)"
+        ).decode(String.self) { return (false, nil, holder) }
         return (false, nil, previous?.holder)
     }
 

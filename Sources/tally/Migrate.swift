@@ -18,6 +18,8 @@ struct Migrate: AsyncParsableCommand {
             drizzle.__drizzle_migrations in exactly Drizzle's shape (hash = SHA-256 of the file, created_at = \
             the journal's `when`; name and applied_at for 1.0 folders), so a Drizzle app sharing the database \
             sees the same history; Tally's own records are in the schema tally_migrate.
+
+            Behind a transaction-mode pooler (PgBouncer, Supabase, Neon): every command works through it.             Runners take a lease row (tally_migrate.runner_leases: owner, host and pid, expiry), not a session             lock, renew it while they work and confirm it inside each migration's transaction, so concurrent             runners apply each migration once; a runner that dies is taken over when its lease expires (30 s).             Settings are made for a transaction only (SET LOCAL), never for a session.
             """,
         subcommands: [Status.self, PlanCommand.self, Up.self, Validate.self, Baseline.self, Repair.self, Down.self]
     )
@@ -114,7 +116,8 @@ struct Migrate: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Apply pending migrations, each in its own transaction with its history row.",
             discussion: """
-                One runner at a time per history table (a second waits, then finds nothing to do). Each \
+                One runner at a time per history table (a second waits, then finds nothing to do), also \
+                behind a transaction-mode pooler (see `tally migrate --help`). Each \
                 migration's statements run in file order in one transaction with its history row; a failure \
                 rolls it back whole and names the migration, the statement, file and line, SQLSTATE and \
                 PostgreSQL's message. Migrations with CREATE INDEX CONCURRENTLY run outside a transaction, \

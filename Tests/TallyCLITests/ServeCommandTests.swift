@@ -126,16 +126,4 @@ import FoundationNetworking
         } == 6, "the smoke check spent nothing; the one spend took 4")
     }
 
-    private func getWhenUp(_ url: String) async throws -> (Int, String) {
-        let deadline = ContinuousClock.now + .seconds(60)
-        while true {
-            do {
-                let (data, response) = try await URLSession.shared.data(from: URL(string: url)!)
-                return ((response as? HTTPURLResponse)?.statusCode ?? 0, String(decoding: data, as: UTF8.self))
-            } catch {
-                if ContinuousClock.now > deadline { throw error }
-                try await Task.sleep(for: .milliseconds(200))
-            }
-        }
-    }
 }

@@ -1,6 +1,10 @@
 import Foundation
 import TallyPostgres
 
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
 /// Runs the built `tally` executable, as a user would from a shell.
 struct TallyProcess {
     struct Result {
@@ -50,5 +54,19 @@ struct TallyProcess {
 
     static func run(_ arguments: [String], environment: [String: String] = [:], as user: ServiceUser? = nil) async throws -> Result {
         await collect(try launch(arguments, environment: environment, as: user))
+    }
+}
+
+/// GETs `url` until something answers (a server still starting refuses connections), for up to a minute.
+func getWhenUp(_ url: String) async throws -> (Int, String) {
+    let deadline = ContinuousClock.now + .seconds(60)
+    while true {
+        do {
+            let (data, response) = try await URLSession.shared.data(from: URL(string: url)!)
+            return ((response as? HTTPURLResponse)?.statusCode ?? 0, String(decoding: data, as: UTF8.self))
+        } catch {
+            if ContinuousClock.now > deadline { throw error }
+            try await Task.sleep(for: .milliseconds(200))
+        }
     }
 }
