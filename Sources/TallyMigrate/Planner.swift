@@ -32,6 +32,8 @@ public struct Plan: Sendable, Codable {
 
     public struct Migration: Sendable, Codable {
         public var tag: String
+        /// The migration's SQL file, as the folder was given (`--dir`).
+        public var file: String
         public var transactional: Bool
         public var statements: [Statement]
         public var foreignKeys: [OrphanReport]
@@ -90,7 +92,13 @@ extension Migrator {
                             try await tableExists(fk.referencedTable, on: connection),
                             try await OrphanScan.missingColumns(fk.table, fk.columns, on: connection)?.isEmpty == true
                         {
-                            keys.append(try await OrphanScan.scan(fk, source: "migration \(migration.tag)", on: connection))
+                            let report = try await OrphanScan.scan(fk, source: "migration \(migration.tag)", on: connection)
+                            keys.append(report)
+                            if report.orphanedRows > 0 {
+                                planned[planned.count - 1].findings.append(.init(
+                                    rule: "foreign-key-orphans", severity: "error",
+                                    message: "\(report.orphanedRows) row(s) of \(fk.table) violate \(fk.name ?? "this foreign key") (missing keys: \(report.sampleKeys.joined(separator: "; "))): `up` would stop here; archive them with `tally db orphans --clean`"))
+                            }
                         } else {
                             // A table or column the migrations create: empty, so nothing can violate the key yet.
                             keys.append(OrphanReport(foreignKey: fk, source: "migration \(migration.tag) (new table or column)", orphanedRows: 0, sampleKeys: [], seconds: 0))
@@ -98,7 +106,8 @@ extension Migrator {
                     }
                 }
                 createdSoFar.formUnion(created)
-                migrations.append(.init(tag: migration.tag, transactional: !migration.requiresNoTransaction, statements: planned, foreignKeys: keys))
+                migrations.append(.init(
+                    tag: migration.tag, file: migration.file, transactional: !migration.requiresNoTransaction, statements: planned, foreignKeys: keys))
             }
             return Plan(historyTable: historyTable.description, migrations: migrations)
         }

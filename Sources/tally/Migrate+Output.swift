@@ -98,11 +98,12 @@ func printPlan(_ plan: Plan) {
         }
         print("")
     }
-    if plan.blocked {
-        print("Blocked: a pending migration would fail on the data.")
-    } else if plan.errors > 0 {
-        print("Blocked: \(plan.errors) lint error(s) (`up` would fail or do harm); \(plan.warnings) warning(s).")
-    } else {
-        print("\(plan.migrations.count) migration(s) ready; \(plan.warnings) lint warning(s).")
-    }
+    print(planSummary(plan))
+}
+
+/// The plan's last line: blocked, or ready, with the counts.
+func planSummary(_ plan: Plan) -> String {
+    if plan.blocked { return "Blocked: a pending migration would fail on the data." }
+    if plan.errors > 0 { return "Blocked: \(plan.errors) lint error(s) (`up` would fail or do harm); \(plan.warnings) warning(s)." }
+    return "\(plan.migrations.count) migration(s) ready; \(plan.warnings) lint warning(s)."
 }

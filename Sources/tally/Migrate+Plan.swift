@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import TallyMigrate
 
 extension Migrate {
@@ -6,21 +7,46 @@ extension Migrate {
         static let configuration = CommandConfiguration(
             commandName: "plan",
             abstract: "Show what `up` would do: statements, the locks each takes, lint findings, and orphans for every foreign key added.",
-            discussion: "Changes nothing. Lint follows squawk's rules, inside DO blocks too. Exit status 1 when a pending migration would fail on the data (rows that violate a foreign key it adds) or a lint finding is an error."
+            discussion: "Changes nothing. Lint follows squawk's rules, inside DO blocks too. Exit status 1 when a pending migration would fail on the data (rows that violate a foreign key it adds) or a lint finding is an error, or there are more warnings than --max-warnings. In CI, --format github annotates the migration files of a pull request and --format sarif feeds code scanning."
         )
         @OptionGroup var options: Options
         @Flag(help: "Plan the files exactly as written (no online foreign keys).") var strictSQL = false
+        @Option(help: ArgumentHelp(
+            "Output: text; json (the plan, documented in the README); github (GitHub Actions annotations on each migration file and line); sarif (SARIF 2.1.0 for code scanning). --json is --format json.",
+            valueName: "format"))
+        var format: PlanFormat = .text
+        @Option(help: ArgumentHelp("Exit 1 when there are more lint warnings than this (default: no limit).", valueName: "n"))
+        var maxWarnings: Int?
+
+        enum PlanFormat: String, ExpressibleByArgument, CaseIterable {
+            case text, json, github, sarif
+        }
+
+        func validate() throws {
+            if let maxWarnings, maxWarnings < 0 { throw ValidationError("--max-warnings must be 0 or more") }
+        }
 
         func run() async throws {
             var migratorOptions = Migrator.Options()
             migratorOptions.strictSQL = strictSQL
             let plan = try await options.migrator(options: migratorOptions).plan()
-            if options.json {
-                try printJSON(plan)
-            } else {
-                printPlan(plan)
+            let here = FileManager.default.currentDirectoryPath
+            switch options.json ? .json : format {
+            case .text: printPlan(plan)
+            case .json: try printJSON(plan)
+            case .github:
+                for line in plan.githubAnnotations(relativeTo: here) { print(line) }
+                printErr(planSummary(plan))
+            case .sarif:
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+                print(String(decoding: try encoder.encode(plan.sarif(relativeTo: here, version: Tally.version)), as: UTF8.self))
             }
             if plan.blocked || plan.errors > 0 { throw ExitCode.failure }
+            if let maxWarnings, plan.warnings > maxWarnings {
+                printErr("\(plan.warnings) lint warning(s), more than --max-warnings \(maxWarnings)")
+                throw ExitCode.failure
+            }
         }
     }
 }

@@ -1,0 +1,103 @@
+import Foundation
+import PostgresNIO
+import TallyPostgres
+import TallyTestSupport
+import Testing
+
+/// `tally migrate plan` for CI: GitHub annotations and SARIF point at each finding's migration file and line,
+/// JSON carries the same, and `--max-warnings` turns warnings into a failing exit.
+@Suite struct PlanFormatTests {
+    /// A folder under the working directory: a filled table, then a migration with a warning on line 3 (an
+    /// index built without CONCURRENTLY) and, when `orphans`, a foreign key that rows violate, on line 5.
+    func folder(orphans: Bool) throws -> (path: String, relative: String) {
+        let name = "tally-plan-\(UUID().uuidString.prefix(8))"
+        let path = FileManager.default.currentDirectoryPath + "/.build/" + name
+        try FileManager.default.createDirectory(atPath: path + "/meta", withIntermediateDirectories: true)
+        try """
+            CREATE TABLE owners (id int PRIMARY KEY);
+            --> statement-breakpoint
+            CREATE TABLE pets (id int PRIMARY KEY, owner_id int);
+            --> statement-breakpoint
+            INSERT INTO owners SELECT generate_series(1, 10);
+            --> statement-breakpoint
+            INSERT INTO pets SELECT n, n + \(orphans ? 5 : 0) FROM generate_series(1, 10) n;
+            """.write(toFile: path + "/0000_tables.sql", atomically: true, encoding: .utf8)
+        try """
+            -- The index: no CONCURRENTLY.
+
+            CREATE INDEX pets_owner_idx ON pets (owner_id);
+            --> statement-breakpoint
+            ALTER TABLE pets ADD CONSTRAINT pets_owner_fk FOREIGN KEY (owner_id) REFERENCES owners(id);
+            """.write(toFile: path + "/0001_index.sql", atomically: true, encoding: .utf8)
+        try #"{"version": "7", "dialect": "postgresql", "entries": [{"idx": 0, "version": "7", "when": 1000, "tag": "0000_tables", "breakpoints": true}, {"idx": 1, "version": "7", "when": 1001, "tag": "0001_index", "breakpoints": true}]}"#
+            .write(toFile: path + "/meta/_journal.json", atomically: true, encoding: .utf8)
+        return (path, ".build/\(name)")
+    }
+
+    func planned(_ db: ConnectionSettings, orphans: Bool) async throws -> (path: String, relative: String, run: ([String]) async throws -> TallyProcess.Result) {
+        let (path, relative) = try folder(orphans: orphans)
+        let url = db.url()
+        let first = try await TallyProcess.run(["migrate", "up", "--to", "0000_tables", "--dir", path, "--no-backup", "--database-url", url])
+        #expect(first.status == 0, Comment(rawValue: first.stderr))
+        return (path, relative, { try await TallyProcess.run(["migrate", "plan", "--dir", path, "--database-url", url] + $0) })
+    }
+
+    @Test(.freshDatabase) func githubAnnotationsAndSARIFPointAtTheFileAndLine() async throws {
+        let db = try TestDatabase.current
+        let (path, relative, plan) = try await planned(db, orphans: true)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+
+        let github = try await plan(["--format", "github"])
+        #expect(github.status == 1, "rows violate the key: blocked")
+        let lines = github.stdout.split(separator: "\n").map(String.init)
+        #expect(lines.contains { $0.hasPrefix("::warning file=\(relative)/0001_index.sql,line=3,title=tally require-concurrent-index-creation::") }, "\(lines)")
+        let orphanLine = try #require(lines.first { $0.hasPrefix("::error file=\(relative)/0001_index.sql,line=5,title=tally foreign-key-orphans::") }, "\(lines)")
+        #expect(orphanLine.contains("5 row(s) of"))
+        #expect(lines.allSatisfy { $0.hasPrefix("::") && !$0.contains("\n") }, "one workflow command per line")
+        #expect(github.stderr.contains("Blocked"))
+
+        let sarif = try await plan(["--format", "sarif"])
+        #expect(sarif.status == 1)
+        let log = try #require(try JSONSerialization.jsonObject(with: Data(sarif.stdout.utf8)) as? [String: Any], Comment(rawValue: sarif.stdout))
+        #expect(log["version"] as? String == "2.1.0")
+        let run = try #require((log["runs"] as? [[String: Any]])?.first)
+        #expect(((run["tool"] as? [String: Any])?["driver"] as? [String: Any])?["name"] as? String == "tally")
+        let results = try #require(run["results"] as? [[String: Any]])
+        let where_: [(String?, String?, String?, Int?)] = results.map { result in
+            let location = ((result["locations"] as? [[String: Any]])?.first?["physicalLocation"]) as? [String: Any]
+            return (result["ruleId"] as? String, result["level"] as? String,
+                    (location?["artifactLocation"] as? [String: Any])?["uri"] as? String,
+                    (location?["region"] as? [String: Any])?["startLine"] as? Int)
+        }
+        #expect(where_.contains { $0 == ("require-concurrent-index-creation", "warning", "\(relative)/0001_index.sql", 3) }, "\(where_)")
+        #expect(where_.contains { $0 == ("foreign-key-orphans", "error", "\(relative)/0001_index.sql", 5) }, "\(where_)")
+        let rules = (((run["tool"] as? [String: Any])?["driver"] as? [String: Any])?["rules"] as? [[String: Any]])?.compactMap { $0["id"] as? String } ?? []
+        #expect(Set(rules) == Set(where_.compactMap(\.0)), "every result's rule is described")
+
+        let json = try await plan(["--format", "json"])
+        let document = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
+        let migration = try #require((document["migrations"] as? [[String: Any]])?.first)
+        #expect((migration["file"] as? String)?.hasSuffix("/0001_index.sql") == true)
+        // The same document (but the orphan scan's time, which varies from run to run).
+        func withoutTimes(_ text: String) -> String { text.split(separator: "\n").filter { !$0.contains("\"seconds\"") }.joined(separator: "\n") }
+        #expect(withoutTimes(try await plan(["--json"]).stdout) == withoutTimes(json.stdout), "--json is --format json")
+    }
+
+    @Test(.freshDatabase) func maxWarningsTurnsWarningsIntoAFailure() async throws {
+        let db = try TestDatabase.current
+        let (path, _, plan) = try await planned(db, orphans: false)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let text = try await plan([])
+        #expect(text.status == 0, Comment(rawValue: text.stdout + text.stderr))
+        #expect(text.stdout.contains("warning  require-concurrent-index-creation"))
+        let within = try await plan(["--max-warnings", "5"])
+        #expect(within.status == 0)
+        let over = try await plan(["--max-warnings", "0", "--format", "github"])
+        #expect(over.status == 1)
+        #expect(over.stderr.contains("more than --max-warnings 0"))
+        let bad = try await plan(["--max-warnings=-1"])
+        #expect(bad.status != 0 && bad.stderr.contains("--max-warnings must be 0 or more"))
+        let unknown = try await plan(["--format", "xml"])
+        #expect(unknown.status != 0 && unknown.stderr.contains("xml"))
+    }
+}
