@@ -28,6 +28,8 @@ public struct Plan: Sendable, Codable {
         public var sql: String
         public var locks: [Lock]
         public var findings: [Finding]
+        /// Findings a `-- tally:ignore` (or `-- squawk-ignore`) comment before the statement silenced.
+        public var silenced: [Finding] = []
     }
 
     public struct Migration: Sendable, Codable {
@@ -86,7 +88,10 @@ extension Migrator {
                             rule: "require-timeout-settings", severity: "info",
                             message: "the file sets no lock_timeout: Tally sets \(options.lockTimeout) per statement, but a tool running it as written waits behind any long transaction while blocking every query queued after it"))
                     }
-                    planned.append(.init(number: n + 1, line: statement.line, sql: statement.text, locks: locks, findings: findings))
+                    let ignored = statement.ignoredRules
+                    planned.append(.init(
+                        number: n + 1, line: statement.line, sql: statement.text, locks: locks,
+                        findings: findings.filter { !ignored.contains($0.rule) }, silenced: findings.filter { ignored.contains($0.rule) }))
                     for fk in statement.flattened.flatMap(\.addedForeignKeys) {
                         if !newTables.contains(fk.table), try await tableExists(fk.table, on: connection),
                             try await tableExists(fk.referencedTable, on: connection),

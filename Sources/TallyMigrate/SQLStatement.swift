@@ -88,6 +88,25 @@ public struct SQLStatement: Sendable {
         if body.singleStatementBlock, inner.count == 1 { singleStatementBody = code }
     }
 
+    /// Lint rules its leading comments silence: `-- tally:ignore rule[, rule…]`, or squawk's
+    /// `-- squawk-ignore rule[, rule…]`, on a comment line before the statement's SQL.
+    public var ignoredRules: Set<String> {
+        var rules: Set<String> = []
+        for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            let trimmed = line.trimmingCharacters(in: .whitespaces)
+            guard trimmed.hasPrefix("--") else {
+                if trimmed.isEmpty { continue }
+                break  // the SQL starts
+            }
+            let comment = trimmed.dropFirst(2).trimmingCharacters(in: .whitespaces)
+            for marker in ["tally:ignore", "squawk-ignore"] where comment.hasPrefix(marker + " ") {
+                let names = comment.dropFirst(marker.count).split(whereSeparator: { $0 == "," || $0 == " " })
+                rules.formUnion(names.map(String.init))
+            }
+        }
+        return rules
+    }
+
     /// Lines of whitespace and comments before the SQL starts.
     private static func leadingLines(_ text: String) -> Int {
         var lines = 0

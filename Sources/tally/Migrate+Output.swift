@@ -87,6 +87,9 @@ func printPlan(_ plan: Plan) {
             for finding in statement.findings {
                 print("       \(finding.severity)  \(finding.rule): \(finding.message)")
             }
+            for finding in statement.silenced {
+                print("       silenced  \(finding.rule) (\(finding.severity)), by a comment before the statement")
+            }
         }
         for key in migration.foreignKeys {
             let name = key.foreignKey.name ?? "foreign key"
@@ -101,9 +104,18 @@ func printPlan(_ plan: Plan) {
     print(planSummary(plan))
 }
 
-/// The plan's last line: blocked, or ready, with the counts.
+/// The plan's last lines: blocked, or ready, with the counts; and what comments silenced, where.
 func planSummary(_ plan: Plan) -> String {
-    if plan.blocked { return "Blocked: a pending migration would fail on the data." }
-    if plan.errors > 0 { return "Blocked: \(plan.errors) lint error(s) (`up` would fail or do harm); \(plan.warnings) warning(s)." }
-    return "\(plan.migrations.count) migration(s) ready; \(plan.warnings) lint warning(s)."
+    var summary = if plan.blocked {
+        "Blocked: a pending migration would fail on the data."
+    } else if plan.errors > 0 {
+        "Blocked: \(plan.errors) lint error(s) (`up` would fail or do harm); \(plan.warnings) warning(s)."
+    } else {
+        "\(plan.migrations.count) migration(s) ready; \(plan.warnings) lint warning(s)."
+    }
+    let silenced = plan.migrations.flatMap { migration in
+        migration.statements.flatMap { statement in statement.silenced.map { "\($0.rule) at \(migration.file):\(statement.line)" } }
+    }
+    if !silenced.isEmpty { summary += "\nSilenced by comments (\(silenced.count)): " + silenced.joined(separator: "; ") }
+    return summary
 }

@@ -9,7 +9,7 @@ import Testing
 @Suite struct PlanFormatTests {
     /// A folder under the working directory: a filled table, then a migration with a warning on line 3 (an
     /// index built without CONCURRENTLY) and, when `orphans`, a foreign key that rows violate, on line 5.
-    func folder(orphans: Bool) throws -> (path: String, relative: String) {
+    func folder(orphans: Bool, ignore: String = "") throws -> (path: String, relative: String) {
         let name = "tally-plan-\(UUID().uuidString.prefix(8))"
         let path = FileManager.default.currentDirectoryPath + "/.build/" + name
         try FileManager.default.createDirectory(atPath: path + "/meta", withIntermediateDirectories: true)
@@ -24,7 +24,7 @@ import Testing
             """.write(toFile: path + "/0000_tables.sql", atomically: true, encoding: .utf8)
         try """
             -- The index: no CONCURRENTLY.
-
+            \(ignore)
             CREATE INDEX pets_owner_idx ON pets (owner_id);
             --> statement-breakpoint
             ALTER TABLE pets ADD CONSTRAINT pets_owner_fk FOREIGN KEY (owner_id) REFERENCES owners(id);
@@ -34,8 +34,8 @@ import Testing
         return (path, ".build/\(name)")
     }
 
-    func planned(_ db: ConnectionSettings, orphans: Bool) async throws -> (path: String, relative: String, run: ([String]) async throws -> TallyProcess.Result) {
-        let (path, relative) = try folder(orphans: orphans)
+    func planned(_ db: ConnectionSettings, orphans: Bool, ignore: String = "") async throws -> (path: String, relative: String, run: ([String]) async throws -> TallyProcess.Result) {
+        let (path, relative) = try folder(orphans: orphans, ignore: ignore)
         let url = db.url()
         let first = try await TallyProcess.run(["migrate", "up", "--to", "0000_tables", "--dir", path, "--no-backup", "--database-url", url])
         #expect(first.status == 0, Comment(rawValue: first.stderr))
@@ -99,5 +99,19 @@ import Testing
         #expect(bad.status != 0 && bad.stderr.contains("--max-warnings must be 0 or more"))
         let unknown = try await plan(["--format", "xml"])
         #expect(unknown.status != 0 && unknown.stderr.contains("xml"))
+    }
+
+    @Test(.freshDatabase, arguments: ["-- tally:ignore require-concurrent-index-creation", "-- squawk-ignore require-concurrent-index-creation, ban-drop-column"])
+    func aCommentBeforeAStatementSilencesARuleAndTheSummarySaysSo(_ comment: String) async throws {
+        let db = try TestDatabase.current
+        let (path, _, plan) = try await planned(db, orphans: false, ignore: comment)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let text = try await plan(["--max-warnings", "0"])
+        #expect(text.status == 0, "the one warning is silenced: \(text.stdout)\(text.stderr)")
+        #expect(text.stdout.contains("silenced  require-concurrent-index-creation (warning)"))
+        #expect(text.stdout.contains("Silenced by comments (1): require-concurrent-index-creation at \(path)/0001_index.sql:3"), Comment(rawValue: text.stdout))
+        let github = try await plan(["--format", "github"])
+        #expect(!github.stdout.contains("require-concurrent-index-creation"), "no annotation for a silenced finding")
+        #expect(github.stderr.contains("Silenced by comments (1)"))
     }
 }
