@@ -256,3 +256,39 @@ enum Lint {
         return found
     }
 }
+
+extension Migrator {
+    /// Plans the folder without the live database: in a scratch database on the same server, the migrations
+    /// up to and including `appliedThrough` (what production has applied; none when nil) are applied, the
+    /// rest are planned, and the scratch database is dropped. For a pull request checked where production
+    /// cannot be reached. The user needs CREATEDB.
+    public func planInScratchDatabase(appliedThrough tag: String?) async throws -> Plan {
+        if let tag { _ = try folder.migration(tag: tag) }
+        let name = "tally_plan_" + randomHex(bytes: 6)
+        do {
+            try await withSingleConnection(database, logger: logger) { try await $0.execute("CREATE DATABASE \(unescaped: quoteIdentifier(name))") }
+        } catch let error as PSQLError where error.serverInfo?[.sqlState] == "42501" {
+            throw MigrateError(.invalidFolder, "--scratch creates a database, and \(database.user) may not (\(describe(error))); grant it CREATEDB, or plan against the live database")
+        }
+        var scratch = self
+        scratch.database = database.with(database: name)
+        do {
+            if let tag {
+                progress("Applying the migrations through \(tag) to a scratch database (\(name)).")
+                _ = try await scratch.up(to: tag)
+            }
+            let plan = try await scratch.plan()
+            try await dropScratch(name)
+            return plan
+        } catch {
+            try? await dropScratch(name)
+            throw error
+        }
+    }
+
+    private func dropScratch(_ name: String) async throws {
+        try await withSingleConnection(database, logger: logger) {
+            try await $0.execute("DROP DATABASE IF EXISTS \(unescaped: quoteIdentifier(name)) WITH (FORCE)")
+        }
+    }
+}

@@ -7,7 +7,7 @@ extension Migrate {
         static let configuration = CommandConfiguration(
             commandName: "plan",
             abstract: "Show what `up` would do: statements, the locks each takes, lint findings, and orphans for every foreign key added.",
-            discussion: "Changes nothing. Lint follows squawk's rules, inside DO blocks too. Exit status 1 when a pending migration would fail on the data (rows that violate a foreign key it adds) or a lint finding is an error, or there are more warnings than --max-warnings. In CI, --format github annotates the migration files of a pull request and --format sarif feeds code scanning."
+            discussion: "Changes nothing. Lint follows squawk's rules, inside DO blocks too. Exit status 1 when a pending migration would fail on the data (rows that violate a foreign key it adds) or a lint finding is an error, or there are more warnings than --max-warnings. A comment line `-- tally:ignore rule` (or `-- squawk-ignore rule`) before a statement silences that rule for it. In CI, --format github annotates the migration files of a pull request, --format sarif feeds code scanning, and --scratch --applied-through TAG plans without production access."
         )
         @OptionGroup var options: Options
         @Flag(help: "Plan the files exactly as written (no online foreign keys).") var strictSQL = false
@@ -17,6 +17,10 @@ extension Migrate {
         var format: PlanFormat = .text
         @Option(help: ArgumentHelp("Exit 1 when there are more lint warnings than this (default: no limit).", valueName: "n"))
         var maxWarnings: Int?
+        @Flag(help: "Plan without the live database: in a scratch database on the server (the embedded cluster by default), apply the migrations through --applied-through, plan the rest, then drop it. For CI on a pull request.")
+        var scratch = false
+        @Option(help: ArgumentHelp("With --scratch: the last migration the live database has applied (tag or number); the ones after it are planned.", valueName: "tag"))
+        var appliedThrough: String?
 
         enum PlanFormat: String, ExpressibleByArgument, CaseIterable {
             case text, json, github, sarif
@@ -24,12 +28,14 @@ extension Migrate {
 
         func validate() throws {
             if let maxWarnings, maxWarnings < 0 { throw ValidationError("--max-warnings must be 0 or more") }
+            if appliedThrough != nil, !scratch { throw ValidationError("--applied-through goes with --scratch (the live database knows what it applied)") }
         }
 
         func run() async throws {
             var migratorOptions = Migrator.Options()
             migratorOptions.strictSQL = strictSQL
-            let plan = try await options.migrator(options: migratorOptions).plan()
+            let migrator = try await options.migrator(options: migratorOptions)
+            let plan = scratch ? try await migrator.planInScratchDatabase(appliedThrough: appliedThrough) : try await migrator.plan()
             let here = FileManager.default.currentDirectoryPath
             switch options.json ? .json : format {
             case .text: printPlan(plan)

@@ -114,4 +114,62 @@ import Testing
         #expect(!github.stdout.contains("require-concurrent-index-creation"), "no annotation for a silenced finding")
         #expect(github.stderr.contains("Silenced by comments (1)"))
     }
+
+    @Test(.freshDatabase) func scratchPlansTheRestWithoutTouchingTheLiveDatabase() async throws {
+        let db = try TestDatabase.current
+        let (path, relative) = try folder(orphans: false)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        func scratchDatabases() async throws -> Int {
+            try await withPostgresClient(db) { client in
+                for try await n in try await client.query("SELECT count(*)::int FROM pg_database WHERE datname LIKE 'tally_plan_%'").decode(Int.self) { return n }
+                return -1
+            }
+        }
+        let before = try await scratchDatabases()
+        let plan = try await TallyProcess.run([
+            "migrate", "plan", "--dir", path, "--database-url", db.url(), "--scratch", "--applied-through", "0000_tables", "--format", "github",
+        ])
+        #expect(plan.status == 0, Comment(rawValue: plan.stdout + plan.stderr))
+        #expect(plan.stdout.contains("::warning file=\(relative)/0001_index.sql,line=3,title=tally require-concurrent-index-creation::"), Comment(rawValue: plan.stdout))
+        #expect(!plan.stdout.contains("0000_tables"), "what is applied is not planned")
+        #expect(plan.stderr.contains("Applying the migrations through 0000_tables to a scratch database"))
+        let live = try await withPostgresClient(db) { client in
+            var tables: [String] = []
+            for try await name in try await client.query("SELECT tablename::text FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')").decode(String.self) { tables.append(name) }
+            return tables
+        }
+        #expect(live.isEmpty, "the live database is untouched: \(live)")
+        #expect(try await scratchDatabases() == before, "the scratch database is dropped")
+
+        let unknown = try await TallyProcess.run(["migrate", "plan", "--dir", path, "--database-url", db.url(), "--scratch", "--applied-through", "0042_nope"])
+        #expect(unknown.status != 0 && unknown.stderr.contains("0042_nope"), Comment(rawValue: unknown.stderr))
+        #expect(try await scratchDatabases() == before)
+        let alone = try await TallyProcess.run(["migrate", "plan", "--dir", path, "--database-url", db.url(), "--applied-through", "0000_tables"])
+        #expect(alone.status != 0 && alone.stderr.contains("--applied-through goes with --scratch"))
+    }
+}
+
+/// `examples/ci/`: the workflow runs `check-migrations.sh`, and so does this test, with the built `tally`.
+@Suite struct CIExampleTests {
+    @Test(.freshDatabase) func theWorkflowsChecksPassACleanPullRequestAndFailABlockedOne() async throws {
+        let db = try TestDatabase.current
+        let script = TestDatabase.packageRoot.appendingPathComponent("examples/ci/check-migrations.sh").path
+        let workflow = try String(contentsOfFile: TestDatabase.packageRoot.appendingPathComponent("examples/ci/migrations.yml").path, encoding: .utf8)
+        #expect(workflow.contains(#"check-migrations.sh "$MIGRATIONS" "$APPLIED""#), "the workflow runs the script this test runs")
+        for orphans in [false, true] {
+            let (path, relative) = try PlanFormatTests().folder(orphans: orphans)
+            defer { try? FileManager.default.removeItem(atPath: path) }
+            // The base branch has 0000_tables; the pull request adds 0001_index.
+            let run = try await Command.run(
+                "/bin/bash", [script, path, "0000_tables"],
+                environment: ["TALLY": TallyProcess.executable, "DATABASE_URL": db.url()])
+            #expect(run.output.contains("::warning file=\(relative)/0001_index.sql,line=3,title=tally require-concurrent-index-creation::"), Comment(rawValue: run.output))
+            if orphans {
+                #expect(run.status != 0, "rows a new foreign key would reject fail the check")
+                #expect(run.output.contains("::error file=\(relative)/0001_index.sql,line=5,title=tally foreign-key-orphans::"), Comment(rawValue: run.output))
+            } else {
+                #expect(run.status == 0, Comment(rawValue: run.output))
+            }
+        }
+    }
 }
