@@ -129,8 +129,9 @@ public struct APIKeys: Sendable {
 
     /// Who the key with this hash (`Auth.tokenHash`) acts for, from a small in-memory cache when it was seen
     /// recently, else as `authenticate`.
-    /// Only for callers that check the key is still live in the same statement that uses it, as the consume
-    /// path does (`tally_apply` refuses a revoked key): a revocation must take effect at once.
+    /// Only for callers that check the key is still live in the same statement that uses it, as the spend
+    /// (`tally_apply` refuses a revoked key) and the balance and ledger reads do: a revocation must take
+    /// effect at once.
     public func principal(forKeyHash hash: String, context: QueryContext) async throws -> APIKeyPrincipal {
         if let known = principals.get(hash) { return known }
         let principal = try await authenticate(keyHash: hash, context: context)

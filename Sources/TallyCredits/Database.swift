@@ -65,7 +65,7 @@ public final class Database: Service, Sendable {
 
     /// A lease ran its work to the end: the pool in use lends again, so there is nothing to watch for.
     func noteWellAgain() {
-        state.withLock { if $0.troubleSince != nil { $0.troubleSince = nil } }
+        state.withLock { $0.troubleSince = nil }
     }
 
     /// Runs the pool (and its replacements) until cancelled or the service group shuts down.
@@ -81,8 +81,8 @@ public final class Database: Service, Sendable {
                     try? await Task.sleep(for: .milliseconds(100))
                     guard !Task.isCancelled, self.state.withLock({ $0.troubleSince != nil }) else { continue }
                     guard (try? await checkReachable(settings, timeout: .seconds(1))) != nil else { continue }
+                    // A lease that completes clears the trouble itself (`noteWellAgain`).
                     if await self.poolLends(within: .milliseconds(100)) {
-                        self.state.withLock { $0.troubleSince = nil }
                         continue
                     }
                     let fresh = PostgresClient(configuration: settings.clientConfiguration(), backgroundLogger: self.logger)
@@ -143,12 +143,15 @@ public final class Database: Service, Sendable {
         if let transaction = context.transaction {
             return try await Self.inSavepoint(transaction, logger: context.logger, body)
         }
+        func attempt() async throws -> T {
+            try await leased(logger: context.logger) { connection in try await connection.transaction { try await body($0) } }
+        }
         do {
-            return try await leased(logger: context.logger) { connection in try await connection.transaction { try await body($0) } }
+            return try await attempt()
         } catch is PreparedStatementLost {
             // A pooler lost a prepared statement: the transaction did nothing, and statements are no longer
             // prepared, so it runs again at once.
-            return try await leased(logger: context.logger) { connection in try await connection.transaction { try await body($0) } }
+            return try await attempt()
         }
     }
 

@@ -16,8 +16,6 @@ import TallyPostgres
 /// so it waits for that transaction, and the stalled runner stops at its next one. Renewing changes no key
 /// column, so it goes on while a long migration's transaction runs.
 struct RunnerLease: Sendable {
-    static let table = "tally_migrate.runner_leases"
-
     let history: HistoryTable
     let owner = UUID()
     let timeToLive: Duration

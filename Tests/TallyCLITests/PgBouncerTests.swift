@@ -115,37 +115,35 @@ import FoundationNetworking
 
     /// A migration that adds a foreign key to a filled table, applied through the pooler into database `other`.
     func onlineForeignKey(_ db: ConnectionSettings, _ pooled: ConnectionSettings, _ other: String) async throws {
-        do {
-            let fkURL = pooled.with(database: other).url()
-            let folder = FileManager.default.temporaryDirectory.appendingPathComponent("tally-pgb-\(UUID().uuidString.prefix(8))").path
-            try FileManager.default.createDirectory(atPath: folder + "/meta", withIntermediateDirectories: true)
-            defer { try? FileManager.default.removeItem(atPath: folder) }
-            let migrations = [
-                ("0000_tables", "CREATE TABLE owners (id int PRIMARY KEY);\n--> statement-breakpoint\nCREATE TABLE pets (id int PRIMARY KEY, owner_id int);\n--> statement-breakpoint\nINSERT INTO owners SELECT generate_series(1, 100);\n--> statement-breakpoint\nINSERT INTO pets SELECT n, n FROM generate_series(1, 100) n;"),
-                ("0001_fk", "ALTER TABLE pets ADD CONSTRAINT pets_owner_id_fk FOREIGN KEY (owner_id) REFERENCES owners(id);"),
-            ]
-            var entries: [String] = []
-            for (i, (tag, sql)) in migrations.enumerated() {
-                try sql.write(toFile: "\(folder)/\(tag).sql", atomically: true, encoding: .utf8)
-                entries.append(#"{"idx": \#(i), "version": "7", "when": \#(1000 + i), "tag": "\#(tag)", "breakpoints": true}"#)
-            }
-            try #"{"version": "7", "dialect": "postgresql", "entries": [\#(entries.joined(separator: ","))]}"#
-                .write(toFile: folder + "/meta/_journal.json", atomically: true, encoding: .utf8)
-            let first = try await TallyProcess.run(["migrate", "up", "--to", "0000_tables", "--dir", folder, "--no-backup", "--database-url", fkURL])
-            #expect(first.status == 0, Comment(rawValue: first.stderr))
-            let plan = try await TallyProcess.run(["migrate", "plan", "--dir", folder, "--database-url", fkURL])
-            #expect(plan.status == 0, Comment(rawValue: plan.stdout + plan.stderr))
-            #expect(plan.stdout.contains("0001_fk"))
-            let up = try await TallyProcess.run(["migrate", "up", "--dir", folder, "--no-backup", "--database-url", fkURL])
-            #expect(up.status == 0, Comment(rawValue: up.stderr))
-            #expect((up.stdout + up.stderr).contains("NOT VALID"), Comment(rawValue: up.stdout + up.stderr))
-            #expect(try await scalar(db.with(database: other), "SELECT count(*)::int FROM pg_constraint WHERE conname = 'pets_owner_id_fk' AND convalidated") == 1)
-            let status = try await TallyProcess.run(["migrate", "status", "--dir", folder, "--database-url", fkURL])
-            #expect(status.status == 0, Comment(rawValue: status.stderr))
-            let orphans = try await TallyProcess.run(["db", "orphans", "--database-url", fkURL])
-            #expect(orphans.status == 0, Comment(rawValue: orphans.stdout + orphans.stderr))
-            #expect(try await scalar(db.with(database: other), "SELECT count(*)::int FROM tally_migrate.runner_leases") == 0)
+        let fkURL = pooled.with(database: other).url()
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("tally-pgb-\(UUID().uuidString.prefix(8))").path
+        try FileManager.default.createDirectory(atPath: folder + "/meta", withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let migrations = [
+            ("0000_tables", "CREATE TABLE owners (id int PRIMARY KEY);\n--> statement-breakpoint\nCREATE TABLE pets (id int PRIMARY KEY, owner_id int);\n--> statement-breakpoint\nINSERT INTO owners SELECT generate_series(1, 100);\n--> statement-breakpoint\nINSERT INTO pets SELECT n, n FROM generate_series(1, 100) n;"),
+            ("0001_fk", "ALTER TABLE pets ADD CONSTRAINT pets_owner_id_fk FOREIGN KEY (owner_id) REFERENCES owners(id);"),
+        ]
+        var entries: [String] = []
+        for (i, (tag, sql)) in migrations.enumerated() {
+            try sql.write(toFile: "\(folder)/\(tag).sql", atomically: true, encoding: .utf8)
+            entries.append(#"{"idx": \#(i), "version": "7", "when": \#(1000 + i), "tag": "\#(tag)", "breakpoints": true}"#)
         }
+        try #"{"version": "7", "dialect": "postgresql", "entries": [\#(entries.joined(separator: ","))]}"#
+            .write(toFile: folder + "/meta/_journal.json", atomically: true, encoding: .utf8)
+        let first = try await TallyProcess.run(["migrate", "up", "--to", "0000_tables", "--dir", folder, "--no-backup", "--database-url", fkURL])
+        #expect(first.status == 0, Comment(rawValue: first.stderr))
+        let plan = try await TallyProcess.run(["migrate", "plan", "--dir", folder, "--database-url", fkURL])
+        #expect(plan.status == 0, Comment(rawValue: plan.stdout + plan.stderr))
+        #expect(plan.stdout.contains("0001_fk"))
+        let up = try await TallyProcess.run(["migrate", "up", "--dir", folder, "--no-backup", "--database-url", fkURL])
+        #expect(up.status == 0, Comment(rawValue: up.stderr))
+        #expect((up.stdout + up.stderr).contains("NOT VALID"), Comment(rawValue: up.stdout + up.stderr))
+        #expect(try await scalar(db.with(database: other), "SELECT count(*)::int FROM pg_constraint WHERE conname = 'pets_owner_id_fk' AND convalidated") == 1)
+        let status = try await TallyProcess.run(["migrate", "status", "--dir", folder, "--database-url", fkURL])
+        #expect(status.status == 0, Comment(rawValue: status.stderr))
+        let orphans = try await TallyProcess.run(["db", "orphans", "--database-url", fkURL])
+        #expect(orphans.status == 0, Comment(rawValue: orphans.stdout + orphans.stderr))
+        #expect(try await scalar(db.with(database: other), "SELECT count(*)::int FROM tally_migrate.runner_leases") == 0)
     }
 
     @Test(.freshDatabase) func serveUnderASpendLoadAnswersNo5xx() async throws {
