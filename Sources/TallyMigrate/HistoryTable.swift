@@ -32,12 +32,6 @@ public struct HistoryTable: Sendable, Equatable, CustomStringConvertible {
     /// The quoted, qualified name for SQL.
     public var sql: String { quoteIdentifier(schema) + "." + quoteIdentifier(table) }
 
-    /// The key of the advisory lock that serialises runners on this history table.
-    var lockKey: Int64 {
-        let digest = sha256Hex(Data("tally.migrate:\(description)".utf8))
-        return Int64(bitPattern: UInt64(digest.prefix(16), radix: 16)!)
-    }
-
     /// One row of the history, with what Tally's bookkeeping knows of it.
     public struct Row: Sendable, Equatable, Codable {
         public var id: Int

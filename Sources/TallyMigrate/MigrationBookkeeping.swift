@@ -18,8 +18,10 @@ enum MigrationBookkeeping {
     static let validations = "tally_migrate.validations"
     static let removedRows = "tally_migrate.removed_history_rows"
 
+    /// Creates Tally's records in one transaction, so a reader outside the runner lease (a replica's
+    /// `status` while another applies) finds all of them or none.
     static func ensure(on connection: DatabaseConnection) async throws {
-        try await connection.run("""
+        try await createSerialised(on: connection, """
             CREATE SCHEMA IF NOT EXISTS tally_migrate;
             CREATE TABLE IF NOT EXISTS tally_migrate.applied (
                 history_table text NOT NULL, history_id int NOT NULL, hash text NOT NULL, tag text NOT NULL,
@@ -39,6 +41,16 @@ enum MigrationBookkeeping {
                 history_table text NOT NULL, id int, hash text, created_at text, name text,
                 removed_at timestamptz NOT NULL DEFAULT now(), removed_by text NOT NULL DEFAULT current_user)
             """)
+    }
+
+    /// Runs `sql` (creations in `tally_migrate`) in one transaction holding a transaction-scoped advisory lock,
+    /// so runners starting at once create each object once (concurrent `CREATE … IF NOT EXISTS` can fail on
+    /// the catalog's unique keys), and a pooler cannot strand the lock.
+    static func createSerialised(on connection: DatabaseConnection, _ sql: String) async throws {
+        try await connection.transaction {
+            try await connection.execute("SELECT pg_advisory_xact_lock(hashtextextended('tally_migrate', 0))")
+            try await connection.run(sql)
+        }
     }
 
     static func exists(on connection: DatabaseConnection) async throws -> Bool {

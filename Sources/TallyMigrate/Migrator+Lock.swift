@@ -24,19 +24,16 @@ struct RunnerLease: Sendable {
 
     private var seconds: Double { Double(timeToLive.components.seconds) + Double(timeToLive.components.attoseconds) / 1e18 }
 
-    /// Creates the lease table when missing. Several runners may start at once: the creation is serialised by
-    /// a transaction-scoped advisory lock (held by the transaction, so a pooler cannot strand it).
-    static func ensureTable(_ history: HistoryTable, on connection: DatabaseConnection) async throws {
-        try await connection.transaction {
-            try await connection.execute("SELECT pg_advisory_xact_lock(\(history.lockKey))")
-            try await connection.run("""
-                CREATE SCHEMA IF NOT EXISTS tally_migrate;
-                CREATE TABLE IF NOT EXISTS tally_migrate.runner_leases (
-                    history_table text PRIMARY KEY, owner uuid NOT NULL UNIQUE, holder text NOT NULL,
-                    acquired_at timestamptz NOT NULL DEFAULT now(), renewed_at timestamptz NOT NULL DEFAULT now(),
-                    expires_at timestamptz NOT NULL)
-                """)
-        }
+    /// Creates the lease table when missing (several runners may start at once; see
+    /// `MigrationBookkeeping.createSerialised`).
+    static func ensureTable(on connection: DatabaseConnection) async throws {
+        try await MigrationBookkeeping.createSerialised(on: connection, """
+            CREATE SCHEMA IF NOT EXISTS tally_migrate;
+            CREATE TABLE IF NOT EXISTS tally_migrate.runner_leases (
+                history_table text PRIMARY KEY, owner uuid NOT NULL UNIQUE, holder text NOT NULL,
+                acquired_at timestamptz NOT NULL DEFAULT now(), renewed_at timestamptz NOT NULL DEFAULT now(),
+                expires_at timestamptz NOT NULL)
+            """)
     }
 
     /// Takes the lease when it is free or expired; otherwise who holds it. A live lease is only read, never
@@ -107,7 +104,7 @@ extension Migrator {
     /// lease is renewed from another connection while `body` runs.
     func withRunnerLock<T: Sendable>(_ body: (DatabaseConnection, RunnerLease) async throws -> T) async throws -> T {
         try await withSingleConnection(database, logger: logger) { connection in
-            try await RunnerLease.ensureTable(historyTable, on: connection)
+            try await RunnerLease.ensureTable(on: connection)
             let lease = RunnerLease(history: historyTable, timeToLive: options.leaseTimeToLive)
             let clock = ContinuousClock()
             let deadline = clock.now + options.runnerWait

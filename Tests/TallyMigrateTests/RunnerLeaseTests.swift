@@ -22,7 +22,7 @@ import Testing
         let lines = Lines()
         let migrator = Migrator(folder: try MigrationFolder(path: folder.path), database: db, options: options) { lines.append($0) }
         try await withSingleConnection(db) { connection in
-            try await RunnerLease.ensureTable(.drizzleDefault, on: connection)
+            try await RunnerLease.ensureTable(on: connection)
             try await connection.run("""
                 INSERT INTO tally_migrate.runner_leases (history_table, owner, holder, expires_at)
                 VALUES ('drizzle.__drizzle_migrations', gen_random_uuid(), 'deploy-7 pid 42', now() + interval '1 minute')
@@ -50,7 +50,7 @@ import Testing
         options.runnerWait = .seconds(60)
         let migrator = Migrator(folder: try MigrationFolder(path: folder.path), database: db, options: options) { lines.append($0) }
         try await withSingleConnection(db) { connection in
-            try await RunnerLease.ensureTable(.drizzleDefault, on: connection)
+            try await RunnerLease.ensureTable(on: connection)
             try await connection.run("""
                 INSERT INTO tally_migrate.runner_leases (history_table, owner, holder, expires_at)
                 VALUES ('drizzle.__drizzle_migrations', gen_random_uuid(), 'crashed pid 9', now() - interval '1 second')
