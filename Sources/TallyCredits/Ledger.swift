@@ -223,6 +223,9 @@ public struct Ledger: Service, Sendable {
         to owner: AccountOwner, amount: Int64, priority: Int = 0, expiresAt: Date? = nil, description: String?, context: QueryContext
     ) async throws -> CreditGrant {
         guard amount > 0 else { throw CreditsError(.invalidInput, "amount must be a positive integer") }
+        guard Int32(exactly: priority) != nil else {
+            throw CreditsError(.invalidInput, "priority must lie between \(Int32.min) and \(Int32.max) (it is stored as a 32-bit integer)")
+        }
         if let expiresAt, expiresAt <= Date() { throw CreditsError(.invalidInput, "expires_at is in the past") }
         return try await database.transaction(context) { connection in
             let (account, balance, _) = try await lockAccount(of: owner, on: connection)

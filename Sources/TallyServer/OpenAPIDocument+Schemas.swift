@@ -35,7 +35,7 @@ extension OpenAPIDocument {
                 ], required: ["api_key"]),
             "Grant": object(
                 [
-                    "id": id, "account_id": id, "amount": credits, "priority": ["type": "integer"], "expires_at": nullable("string", format: "date-time"),
+                    "id": id, "account_id": id, "amount": credits, "priority": priority, "expires_at": nullable("string", format: "date-time"),
                     "description": nullable("string"), "balance": credits,
                 ], required: ["id", "account_id", "amount", "priority", "balance"]),
             "Balance": object(
@@ -44,7 +44,7 @@ extension OpenAPIDocument {
                     "grants": [
                         "type": "array",
                         "items": object(
-                            ["id": id, "remaining": credits, "expires_at": nullable("string", format: "date-time"), "priority": ["type": "integer"]],
+                            ["id": id, "remaining": credits, "expires_at": nullable("string", format: "date-time"), "priority": priority],
                             required: ["id", "remaining", "priority"]),
                     ],
                 ], required: ["account_id", "balance", "held", "available", "grants"]),
@@ -91,7 +91,7 @@ extension OpenAPIDocument {
             "POST /v1/admin/grants": body(
                 [
                     "user_id": id, "team_id": id, "amount": positiveCredits, "expires_at": time,
-                    "priority": ["type": "integer", "description": "Lower burns first (default 0)"], "description": text,
+                    "priority": priority.adding("description", "Lower burns first (default 0)"), "description": text,
                 ], required: ["amount", "description"]).adding(
                     // Exactly one of the two, as a string (a null one counts as absent).
                     "oneOf", [

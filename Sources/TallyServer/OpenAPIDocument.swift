@@ -63,6 +63,8 @@ public enum OpenAPIDocument {
     }
     static var credits: JSONValue { ["type": "integer", "format": "int64"] }
     static var positiveCredits: JSONValue { ["type": "integer", "format": "int64", "minimum": 1] }
+    /// A grant's priority: a 32-bit integer, as `credit_grants.priority` stores it.
+    static var priority: JSONValue { ["type": "integer", "format": "int32", "minimum": JSONValue(Int(Int32.min)), "maximum": JSONValue(Int(Int32.max))] }
     static func nullable(_ type: String, format: String? = nil) -> JSONValue {
         var schema: JSONValue = ["type": [JSONValue(type), "null"]]
         if let format { schema["format"] = JSONValue(format) }

@@ -25,6 +25,30 @@ import FoundationNetworking
         }
     }
 
+    /// A priority outside the stored 32-bit range is the caller's mistake (400 naming the range), not a 500 from
+    /// PostgreSQL's "integer out of range"; both ends of the range are accepted. (schemathesis found the 500.)
+    @Test func aGrantPriorityOutsideItsRangeIs400() async throws {
+        try await withTallyServer { client, db in
+            let admin = try await makeAdmin(client, db)
+            for priority in [Int(Int32.max) + 1, Int(Int32.min) - 1, 36_028_797_018_963_968] {
+                let response = try await call(client, "/v1/admin/grants", .post, admin.token, ["user_id": admin.id, "amount": 5, "priority": priority, "description": "x"])
+                #expect(response.status == .badRequest, "\(priority): \(String(buffer: response.body))")
+                #expect((object(response.body)["detail"] as? String)?.contains("2147483647") == true, "\(String(buffer: response.body))")
+            }
+            #expect(try await scalar(db, "SELECT count(*) FROM credit_grants") == 0)
+            for priority in [Int(Int32.min), Int(Int32.max)] {
+                let response = try await call(client, "/v1/admin/grants", .post, admin.token, ["user_id": admin.id, "amount": 5, "priority": priority, "description": "x"])
+                #expect(response.status == .created, "\(priority): \(String(buffer: response.body))")
+            }
+            let document = object(try await call(client, "/openapi.json", .get, nil).body)
+            let components = try #require(document["components"] as? [String: Any])
+            let schemas = try #require(components["schemas"] as? [String: Any])
+            let grant = try #require(schemas["Grant"] as? [String: Any])
+            let priority = try #require((grant["properties"] as? [String: Any])?["priority"] as? [String: Any])
+            #expect(priority["minimum"] as? Int == Int(Int32.min) && priority["maximum"] as? Int == Int(Int32.max))
+        }
+    }
+
     @Test func grantKeyConsumeBalanceAndLimits() async throws {
         try await withTallyServer { client, db in
             let admin = try await makeAdmin(client, db)
