@@ -29,6 +29,8 @@ public struct Migrator: Sendable {
         public var leaseTimeToLive: Duration = .seconds(30)
         /// Run files exactly as written: no online rewrite of foreign keys.
         public var strictSQL = false
+        /// The lint rules `plan` reports (`LintRules`): squawk's default set unless told otherwise.
+        public var lintRules: Set<String> = LintRules.defaultSet
 
         public init() {}
     }

@@ -35,14 +35,14 @@ enum SQLParser {
         return pieces
     }
 
-    /// The parse tree of `sql` (one or more statements).
-    static func parse(_ sql: String) throws(Failure) -> [ParseNode] {
+    /// The parse tree of `sql` (one or more statements): each statement's typed node and its whole tree.
+    static func parse(_ sql: String) throws(Failure) -> [(node: ParseNode, tree: ParseTree)] {
         let result = pg_query_parse(sql)
         defer { pg_query_free_parse_result(result) }
         if let error = result.error { throw failure(error) }
         guard let tree = result.parse_tree else { return [] }
         do {
-            return try JSONDecoder().decode(ParseTree.self, from: Data(String(cString: tree).utf8)).stmts.map(\.stmt)
+            return try JSONDecoder().decode(Statements.self, from: Data(String(cString: tree).utf8)).stmts.map { ($0.stmt, $0.tree) }
         } catch {
             throw Failure(message: "libpg_query returned a parse tree Tally cannot read: \(error)", characterOffset: 0)
         }
@@ -114,8 +114,17 @@ enum SQLParser {
         return Failure(message: message, characterOffset: max(0, Int(error.pointee.cursorpos) - 1))
     }
 
-    private struct ParseTree: Decodable {
-        struct RawStmt: Decodable { var stmt: ParseNode }
+    private struct Statements: Decodable {
+        struct RawStmt: Decodable {
+            var stmt: ParseNode
+            var tree: ParseTree
+            enum CodingKeys: String, CodingKey { case stmt }
+            init(from decoder: any Decoder) throws {
+                let container = try decoder.container(keyedBy: CodingKeys.self)
+                stmt = try container.decode(ParseNode.self, forKey: .stmt)
+                tree = try container.decode(ParseTree.self, forKey: .stmt)
+            }
+        }
         var stmts: [RawStmt]
     }
 }

@@ -21,6 +21,30 @@ extension Migrate {
         var scratch = false
         @Option(help: ArgumentHelp("With --scratch: the last migration the live database has applied (tag or number); the ones after it are planned.", valueName: "tag"))
         var appliedThrough: String?
+        @Option(help: ArgumentHelp("Also report these rules, off by default as in squawk (comma-separated; the README lists them all), or `all`.", valueName: "rules"))
+        var include: [String] = []
+        @Option(help: ArgumentHelp("Do not report these rules (comma-separated). --exclude wins over --include.", valueName: "rules"))
+        var exclude: [String] = []
+
+        /// The rules to report: the default set, plus --include, minus --exclude.
+        var lintRules: Set<String> {
+            get throws {
+                func names(_ values: [String], _ option: String) throws -> Set<String> {
+                    var names = Set(values.flatMap { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }.filter { !$0.isEmpty })
+                    // squawk's older name for the two timeout rules.
+                    if names.remove("require-timeout-settings") != nil { names.formUnion(["require-lock-timeout", "require-statement-timeout"]) }
+                    if names.contains("all") { return Set(LintRules.all.filter(\.applies).map(\.name)) }
+                    for name in names.sorted() {
+                        guard let rule = LintRules.named(name) else {
+                            throw ValidationError("\(option) \(name): no such rule. Rules: \(LintRules.all.filter(\.applies).map(\.name).joined(separator: ", "))")
+                        }
+                        if !rule.applies { throw ValidationError("\(option) \(name): \(rule.tally)") }
+                    }
+                    return names
+                }
+                return LintRules.defaultSet.union(try names(include, "--include")).subtracting(try names(exclude, "--exclude"))
+            }
+        }
 
         enum PlanFormat: String, ExpressibleByArgument, CaseIterable {
             case text, json, github, sarif
@@ -29,11 +53,13 @@ extension Migrate {
         func validate() throws {
             if let maxWarnings, maxWarnings < 0 { throw ValidationError("--max-warnings must be 0 or more") }
             if appliedThrough != nil, !scratch { throw ValidationError("--applied-through goes with --scratch (the live database knows what it applied)") }
+            _ = try lintRules
         }
 
         func run() async throws {
             var migratorOptions = Migrator.Options()
             migratorOptions.strictSQL = strictSQL
+            migratorOptions.lintRules = try lintRules
             let migrator = try await options.migrator(options: migratorOptions)
             let plan = scratch ? try await migrator.planInScratchDatabase(appliedThrough: appliedThrough) : try await migrator.plan()
             let here = FileManager.default.currentDirectoryPath

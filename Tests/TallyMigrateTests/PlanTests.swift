@@ -12,6 +12,7 @@ import Testing
             ("0000_base", 1, """
                 CREATE TABLE accounts (id int PRIMARY KEY, owner text);
                 CREATE TABLE owners (id text PRIMARY KEY);
+                CREATE TABLE old_things (id int);
                 """),
             ("0001_risky", 2, """
                 CREATE INDEX accounts_owner_idx ON accounts (owner);
@@ -36,16 +37,23 @@ import Testing
         options.strictSQL = true
         let migrator = Migrator(folder: try MigrationFolder(path: folder.path), database: db, options: options)
         _ = try await migrator.up(to: "0000_base")
-        try await execute(db, "INSERT INTO owners VALUES ('o1'); INSERT INTO accounts VALUES (1, 'o1'), (2, 'nobody'), (3, 'ghost')")
+        try await execute(db, "INSERT INTO owners VALUES ('o1'); INSERT INTO accounts VALUES (1, 'o1'), (2, 'nobody'), (3, 'ghost'); INSERT INTO old_things VALUES (1), (2)")
 
         let plan = try await migrator.plan()
         let risky = try #require(plan.migrations.first)
         #expect(risky.tag == "0001_risky")
         let rules = Set(risky.statements.flatMap(\.findings).map(\.rule))
         for rule in ["require-concurrent-index-creation", "adding-not-nullable-field", "adding-required-field", "changing-column-type",
-                     "ban-drop-column", "ban-drop-table", "identifier-too-long", "adding-foreign-key-constraint", "require-timeout-settings"] {
+                     "ban-drop-column", "ban-drop-table", "identifier-too-long", "adding-foreign-key-constraint", "require-lock-timeout",
+                     "require-statement-timeout"] {
             #expect(rules.contains(rule), "\(rule)")
         }
+        // Judged against the live tables: the rows, the lock and what it blocks.
+        let index = try #require(risky.statements[0].findings.first { $0.rule == "require-concurrent-index-creation" })
+        #expect(index.rows == 3 && index.table == "public.accounts")
+        #expect(index.message.contains("accounts (3 rows)") && index.message.contains("SHARE") && index.message.contains("every write"), "\(index.message)")
+        let dropped = try #require(risky.statements[5].findings.first { $0.rule == "ban-drop-table" })
+        #expect(dropped.message.contains("old_things (2 rows)"), "\(dropped.message)")
         #expect(risky.statements[0].locks.first?.mode == "SHARE")
         #expect(risky.statements[7].locks.map(\.mode) == ["SHARE ROW EXCLUSIVE", "SHARE ROW EXCLUSIVE"])
         #expect(risky.statements[7].locks[0].effect.contains("scanned"))

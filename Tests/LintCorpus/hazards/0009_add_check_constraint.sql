@@ -1,0 +1,1 @@
+ALTER TABLE accounts ADD CONSTRAINT accounts_score_check CHECK (score >= 0);

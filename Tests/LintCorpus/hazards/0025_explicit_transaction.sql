@@ -1,0 +1,3 @@
+BEGIN;
+ALTER TABLE teams ADD COLUMN slug text;
+COMMIT;

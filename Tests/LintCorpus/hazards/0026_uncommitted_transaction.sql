@@ -1,0 +1,2 @@
+BEGIN;
+ALTER TABLE teams ADD COLUMN plan text;

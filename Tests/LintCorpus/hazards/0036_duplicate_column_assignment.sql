@@ -1,0 +1,1 @@
+UPDATE accounts SET note = 'a', note = 'b' WHERE id = 1;

@@ -1,0 +1,1 @@
+ALTER TABLE accounts ADD COLUMN this_column_name_is_far_longer_than_postgres_allows_for_any_identifier text;
