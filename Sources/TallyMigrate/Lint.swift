@@ -144,7 +144,11 @@ enum Lint {
             }
             return [.init(table: table.description, mode: "SHARE", effect: newTables.contains(table) ? "new table: brief" : "blocks writes while the index builds")]
         case .drop(let drop) where drop.removeType == "OBJECT_TABLE":
-            return [.init(table: "(the dropped table)", mode: "ACCESS EXCLUSIVE", effect: "blocks everything until it commits")]
+            let names = statement.tree.fields?["objects"]?.array.map { $0.node("List")?["items"]?.names ?? [] } ?? []
+            return names.map { parts in
+                let table = parts.count > 1 ? QualifiedName(schema: parts[parts.count - 2], name: parts.last!) : QualifiedName(name: parts.last ?? "")
+                return .init(table: table.description, mode: "ACCESS EXCLUSIVE", effect: "blocks everything until it commits")
+            }
         case .drop(let drop) where drop.removeType == "OBJECT_INDEX":
             let concurrent = drop.concurrent == true
             return [.init(table: "(the index's table)", mode: concurrent ? "SHARE UPDATE EXCLUSIVE" : "ACCESS EXCLUSIVE",
@@ -152,6 +156,17 @@ enum Lint {
         case .dml(_, let relation):
             return [.init(table: relation?.qualifiedName.description ?? "(rows it touches)", mode: "ROW EXCLUSIVE", effect: "row locks; long if it touches many rows")]
         default:
+            let tree = statement.tree
+            if let rename = tree.node("RenameStmt"), let relation = rename["relation"] {
+                let table = qualified(relation)
+                let effect = newTables.contains(table) ? "new table: nothing else uses it yet" : "a moment, but it waits behind every open transaction on it, and everything queued after it waits too"
+                return [.init(table: table.description, mode: "ACCESS EXCLUSIVE", effect: effect)]
+            }
+            if let truncate = tree.node("TruncateStmt") {
+                return truncate["relations"]?.array.compactMap { $0.node("RangeVar").map(qualified) }.map {
+                    .init(table: $0.description, mode: "ACCESS EXCLUSIVE", effect: "blocks everything until it commits")
+                } ?? []
+            }
             return []
         }
     }
@@ -229,7 +244,7 @@ enum Lint {
                 let rows = using.map { describe($0.0, $0.1) }.joined(separator: ", ")
                 findings.append(Plan.Finding(
                     rule: "ban-alter-domain-with-add-constraint", severity: "warning",
-                    message: "ALTER DOMAIN \(domain) ADD CONSTRAINT checks every row of \(rows) while holding a lock that blocks writes to them. Add it NOT VALID, then VALIDATE CONSTRAINT in another migration",
+                    message: "ALTER DOMAIN \(domain) ADD CONSTRAINT checks every row of \(rows) under a lock: every write to them waits. Add it NOT VALID, then VALIDATE CONSTRAINT in another migration",
                     table: using.first?.0.description, rows: using.reduce(0) { $0 + $1.1.rows }))
             }
         case "CreateDomainStmt":
@@ -438,8 +453,9 @@ enum Lint {
                 findings.append(lockFinding("adding-not-nullable-field", "SET NOT NULL on \(column) checks every row", table, facts, mode: "ACCESS EXCLUSIVE",
                                             fix: "Add CHECK (\(column) IS NOT NULL) NOT VALID, VALIDATE it in another migration, then SET NOT NULL (no scan since PostgreSQL 12)"))
             case "AT_AlterColumnType":
-                guard let facts = filled, let column else { break }
                 let def = command["def"]?.node("ColumnDef")
+                if let def { findings += style(def, name: column) }
+                guard let facts = filled, let column else { break }
                 if def?["raw_default"] == nil, let current = try await scope.facts.columnType(table, column), let new = def?["typeName"],
                     catalogOnly(from: current, to: new)
                 {
@@ -509,10 +525,10 @@ enum Lint {
     }
 
     /// Column-type style rules (info): the same on new and live tables.
-    static func style(_ column: ParseTree) -> [Plan.Finding] {
+    static func style(_ column: ParseTree, name written: String? = nil) -> [Plan.Finding] {
         let names = column["typeName"]?["names"]?.names ?? []
         let type = names.last ?? ""
-        let name = column["colname"]?.string ?? ""
+        let name = written ?? column["colname"]?.string ?? ""
         var out: [Plan.Finding] = []
         switch type {
         case "int4", "int", "integer", "serial", "serial4":

@@ -101,7 +101,7 @@ extension Migrator {
                         findings.append(.init(rule: "dynamic-sql", severity: "info",
                                               message: "this DO block runs \(statement.dynamicSQL) EXECUTE statement(s) whose SQL is built at run time; Tally cannot see their locks"))
                     }
-                    findings += timeoutFindings(findings, sets: sets, noted: &timeoutsNoted)
+                    findings += try await timeoutFindings(findings, locks: locks, scope: scope, sets: sets, noted: &timeoutsNoted)
                     if n == statements.count - 1, scope.openTransactions > 0 {
                         findings.append(.init(rule: "ban-uncommitted-transaction", severity: "error",
                                               message: "the file opens a transaction with BEGIN and never commits it: add COMMIT, or better, remove both (Tally runs each migration in a transaction)"))
@@ -139,16 +139,28 @@ extension Migrator {
         }
     }
 
-    /// require-lock-timeout and require-statement-timeout, once per file, on the first statement whose findings
-    /// show it locks a filled table (or scans, rewrites or builds on one) when the file sets no such timeout.
-    private func timeoutFindings(_ findings: [Plan.Finding], sets: Set<String>, noted: inout Set<String>) -> [Plan.Finding] {
+    /// require-lock-timeout, once per file, on the first statement that takes a lock other queries queue behind
+    /// on a live table with rows; require-statement-timeout on the first that scans, rewrites or builds on one;
+    /// each only when the file sets no such timeout.
+    private func timeoutFindings(
+        _ findings: [Plan.Finding], locks: [Plan.Lock], scope: LintScope, sets: Set<String>, noted: inout Set<String>
+    ) async throws -> [Plan.Finding] {
         let locking = findings.filter { LintRules.named($0.rule)?.kind == .lock && $0.rows != nil }
-        guard !locking.isEmpty else { return [] }
         var out: [Plan.Finding] = []
-        if !sets.contains("lock_timeout"), noted.insert("lock").inserted {
-            out.append(.init(rule: "require-lock-timeout", severity: "info",
-                             message: "the file sets no lock_timeout: Tally sets one (\(options.lockTimeout)) per statement, but a tool running it as written waits behind any long transaction while every query queued after it waits too", table: locking[0].table))
+        if !sets.contains("lock_timeout"), !noted.contains("lock") {
+            var table = locking.first?.table
+            for lock in locks where table == nil && ["ACCESS EXCLUSIVE", "EXCLUSIVE", "SHARE ROW EXCLUSIVE", "SHARE"].contains(lock.mode) {
+                guard let dot = lock.table.firstIndex(of: ".") else { continue }
+                let name = QualifiedName(schema: String(lock.table[..<dot]), name: String(lock.table[lock.table.index(after: dot)...]))
+                if try await Lint.filled(name, scope) != nil { table = lock.table }
+            }
+            if let table {
+                noted.insert("lock")
+                out.append(.init(rule: "require-lock-timeout", severity: "info",
+                                 message: "the file sets no lock_timeout: Tally sets one (\(options.lockTimeout)) per statement, but a tool running it as written waits behind any long transaction on \(table) while every query queued after it waits too", table: table))
+            }
         }
+        guard !locking.isEmpty else { return out }
         let slow = locking.contains { !($0.rule == "changing-column-type" && $0.severity == "info") }
         if slow, !sets.contains("statement_timeout"), noted.insert("statement").inserted {
             let given = options.statementTimeout.map { "Tally runs it under the --statement-timeout \($0)" } ?? "Tally runs it under --statement-timeout when you give one"

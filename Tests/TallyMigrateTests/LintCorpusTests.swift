@@ -1,0 +1,146 @@
+import Foundation
+import TallyPostgres
+import TallyTestSupport
+import Testing
+@testable import TallyMigrate
+
+/// Tally's lint against squawk (PyPI's squawk-cli, `scripts/squawk.sh`) on `Tests/LintCorpus`: one hazard
+/// per file, planned against a database where the tables exist and hold rows, where they exist empty, and
+/// with the tables created in the same migration.
+@Suite struct LintCorpusTests {
+    static let corpus = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("LintCorpus")
+    static let repository = corpus.deletingLastPathComponent().deletingLastPathComponent()
+
+    /// Where squawk reports a lock rule Tally does not, and why that is right. Anything else fails the test.
+    static let squawkOnly: [String: String] = [
+        // PRIMARY KEY and UNIQUE cannot be NOT VALID; Tally reports them under their own rules.
+        "0004_add_primary_key/constraint-missing-not-valid": "a PRIMARY KEY cannot be added NOT VALID (adding-serial-primary-key-field says what to do)",
+        "0010_add_unique_constraint/constraint-missing-not-valid": "a UNIQUE constraint cannot be added NOT VALID (disallowed-unique-constraint says what to do)",
+    ]
+
+    struct Finding: Hashable { var file: String; var rule: String }
+
+    static func files(_ folder: URL) throws -> [URL] {
+        try FileManager.default.contentsOfDirectory(at: folder, includingPropertiesForKeys: nil).filter { $0.pathExtension == "sql" }.sorted { $0.path < $1.path }
+    }
+
+    /// squawk's findings on the files, as it runs in CI (each file assumed to run in a transaction, as Drizzle and Tally run them).
+    static func squawk(_ files: [URL]) async throws -> Set<Finding> {
+        let output = FileManager.default.temporaryDirectory.appendingPathComponent("tally-squawk-\(UUID().uuidString).json").path
+        defer { try? FileManager.default.removeItem(atPath: output) }
+        let script = repository.appendingPathComponent("scripts/squawk.sh").path
+        let result = try await Command.run(
+            "/bin/bash", ["-c", "\"$0\" --reporter json --assume-in-transaction \"$@\" > \(output)", script] + files.map(\.path))
+        // squawk exits 1 when it finds something: what matters is its report.
+        #expect(result.status == 0 || result.status == 1, "squawk: \(result.output)")
+        let data = try #require(FileManager.default.contents(atPath: output), "squawk wrote no report: \(result.output)")
+        let report = try #require(try JSONSerialization.jsonObject(with: data) as? [[String: Any]], "squawk's report: \(String(decoding: data, as: UTF8.self))")
+        return Set(report.compactMap { item in
+            guard let file = item["file"] as? String, let rule = item["rule_name"] as? String else { return nil }
+            return Finding(file: URL(fileURLWithPath: file).deletingPathExtension().lastPathComponent, rule: rule)
+        })
+    }
+
+    static func tally(_ folder: URL, _ db: ConnectionSettings) async throws -> (Set<Finding>, Plan) {
+        var options = Migrator.Options()
+        options.lintRules = LintRules.defaultSet
+        let plan = try await Migrator(folder: try MigrationFolder(path: folder.path), database: db, options: options).plan()
+        var found: Set<Finding> = []
+        for migration in plan.migrations {
+            for finding in migration.statements.flatMap(\.findings) { found.insert(Finding(file: migration.tag, rule: finding.rule)) }
+        }
+        return (found, plan)
+    }
+
+    static func isLockRule(_ rule: String) -> Bool { LintRules.named(rule)?.kind == .lock }
+
+    @Test(.freshDatabase) func onFilledTablesTallyFindsEveryLockScanAndRewriteSquawkFinds() async throws {
+        let db = try TestDatabase.current
+        try await execute(db, try String(contentsOf: Self.corpus.appendingPathComponent("schema.sql"), encoding: .utf8))
+        try await execute(db, try String(contentsOf: Self.corpus.appendingPathComponent("rows.sql"), encoding: .utf8))
+        let hazards = Self.corpus.appendingPathComponent("hazards")
+        let squawk = try await Self.squawk(try Self.files(hazards))
+        let (tally, plan) = try await Self.tally(hazards, db)
+
+        let squawkLocks = squawk.filter { Self.isLockRule($0.rule) }
+        #expect(squawkLocks.count >= 15, "the corpus gives squawk lock findings to compare: \(squawkLocks)")
+        for finding in squawkLocks.sorted(by: { ($0.file, $0.rule) < ($1.file, $1.rule) }) where Self.squawkOnly["\(finding.file)/\(finding.rule)"] == nil {
+            #expect(tally.contains(finding), "squawk finds \(finding.rule) in \(finding.file); Tally does not")
+        }
+        for key in Self.squawkOnly.keys {
+            let parts = key.split(separator: "/").map(String.init)
+            #expect(squawk.contains(Finding(file: parts[0], rule: parts[1])), "the exception \(key) is still one squawk makes")
+        }
+        // Every rule squawk reports is one Tally's catalogue lists, under the same name.
+        for rule in Set(squawk.map(\.rule)) { #expect(LintRules.named(rule)?.squawk == true, "squawk's \(rule) is not in LintRules") }
+        // Lock findings on filled tables say how many rows and what the lock blocks.
+        let lockFindings = plan.migrations.flatMap { $0.statements.flatMap(\.findings) }.filter { Self.isLockRule($0.rule) }
+        #expect(lockFindings.count >= squawkLocks.count - Self.squawkOnly.count)
+        for finding in lockFindings where finding.severity == "warning" {
+            #expect(finding.rows ?? 0 > 0 && finding.table != nil, "\(finding.rule): \(finding.message)")
+            #expect(finding.message.contains("rows)") && finding.message.contains("waits"), "\(finding.rule): \(finding.message)")
+        }
+        // Inside DO blocks too, where squawk does not look.
+        #expect(tally.contains(Finding(file: "0017_index_inside_do_block", rule: "require-concurrent-index-creation")))
+        #expect(!squawk.contains(Finding(file: "0017_index_inside_do_block", rule: "require-concurrent-index-creation")))
+        // What the live database tells: widening a varchar is catalog-only.
+        let widen = plan.migrations.first { $0.tag == "0038_widen_varchar" }?.statements.flatMap(\.findings).first { $0.rule == "changing-column-type" }
+        #expect(widen?.severity == "info" && widen?.message.contains("catalog-only") == true, "\(String(describing: widen))")
+        #expect(plan.errors > 0, "adding-required-field, transaction-nesting and others are errors")
+
+        let onlySquawk = squawk.subtracting(tally).map { "\($0.file): \($0.rule)" }.sorted()
+        let onlyTally = tally.subtracting(squawk).map { "\($0.file): \($0.rule)" }.sorted()
+        print("squawk only (\(onlySquawk.count)):\n  " + onlySquawk.joined(separator: "\n  "))
+        print("Tally only (\(onlyTally.count)):\n  " + onlyTally.joined(separator: "\n  "))
+    }
+
+    @Test(.freshDatabase) func onTablesTheMigrationCreatesTallyIsQuietWhereSquawkIsNot() async throws {
+        let db = try TestDatabase.current
+        // Each hazard after the schema's statements, in the same migration: every table is new.
+        let schema = try String(contentsOf: Self.corpus.appendingPathComponent("schema.sql"), encoding: .utf8)
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("tally-lint-new-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        for file in try Self.files(Self.corpus.appendingPathComponent("hazards")) {
+            let hazard = try String(contentsOf: file, encoding: .utf8)
+            try (schema + "\n" + hazard).write(to: folder.appendingPathComponent(file.lastPathComponent), atomically: true, encoding: .utf8)
+        }
+        let squawk = try await Self.squawk(try Self.files(folder))
+        let (tally, plan) = try await Self.tally(folder, db)
+        let squawkLocks = squawk.filter { Self.isLockRule($0.rule) }
+        #expect(squawkLocks.count >= 5, "squawk reads each file alone and warns about locks on tables nobody uses yet: \(squawkLocks)")
+        let tallyLocks = tally.filter { Self.isLockRule($0.rule) || $0.rule == "require-lock-timeout" || $0.rule == "require-statement-timeout" }
+        #expect(tallyLocks.isEmpty, "Tally knows the tables are new: \(tallyLocks)")
+        // Nor does it warn about breaking code that uses a table nobody uses yet.
+        let compatibility = tally.filter { LintRules.named($0.rule)?.kind == .compatibility && !["ban-create-domain-with-constraint", "require-enum-value-ordering"].contains($0.rule) }
+        #expect(compatibility.isEmpty, "\(compatibility)")
+        // What does not depend on the tables still shows: a BEGIN in the file, a name too long.
+        #expect(tally.contains(Finding(file: "0025_explicit_transaction", rule: "transaction-nesting")))
+        #expect(tally.contains(Finding(file: "0037_long_identifier", rule: "identifier-too-long")))
+        #expect(plan.migrations.count == 40)
+    }
+
+    @Test(.freshDatabase) func onEmptyTablesTallyDoesNotWarnAboutLocks() async throws {
+        let db = try TestDatabase.current
+        try await execute(db, try String(contentsOf: Self.corpus.appendingPathComponent("schema.sql"), encoding: .utf8))
+        let (tally, _) = try await Self.tally(Self.corpus.appendingPathComponent("hazards"), db)
+        let locks = tally.filter { Self.isLockRule($0.rule) || $0.rule == "adding-required-field" }
+        #expect(locks.isEmpty, "the tables hold no rows: nothing to scan, rewrite or wait for: \(locks)")
+        // The tables are live, so changes that break code using them still show.
+        #expect(tally.contains(Finding(file: "0019_drop_column", rule: "ban-drop-column")))
+        #expect(tally.contains(Finding(file: "0021_rename_column", rule: "renaming-column")))
+    }
+
+    /// Every rule name Tally takes from squawk is one squawk knows.
+    @Test func everySquawkRuleNameIsSquawks() async throws {
+        let script = Self.repository.appendingPathComponent("scripts/squawk.sh").path
+        let empty = FileManager.default.temporaryDirectory.appendingPathComponent("tally-empty-\(UUID().uuidString).sql")
+        try "SELECT 1;\n".write(to: empty, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: empty) }
+        let names = LintRules.all.filter(\.squawk).map(\.name)
+        #expect(names.count >= 70)
+        let result = try await Command.run(
+            "/bin/bash", ["-c", "for rule in \(names.joined(separator: " ")); do \"$0\" --exclude=\"$rule\" \"$1\" >/dev/null 2>&1 || echo \"unknown: $rule\"; done", script, empty.path])
+        #expect(result.status == 0 && !result.output.contains("unknown"), "\(result.output)")
+    }
+}
