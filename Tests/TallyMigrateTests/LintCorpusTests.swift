@@ -131,6 +131,20 @@ import Testing
         #expect(tally.contains(Finding(file: "0021_rename_column", rule: "renaming-column")))
     }
 
+    /// The README's rule table is the catalogue: each rule once, with its kind, default and whether Tally implements it.
+    @Test func theReadmeListsEveryRuleAsTheCatalogueHasIt() throws {
+        let readme = try String(contentsOf: Self.repository.appendingPathComponent("README.md"), encoding: .utf8)
+        let section = try #require(readme.components(separatedBy: "### Lint rules").dropFirst().first)
+        let table = section.split(separator: "\n").drop { !$0.hasPrefix("| Rule") }.prefix { $0.hasPrefix("|") }
+        let rows = table.filter { $0.hasPrefix("| `") }.map { $0.split(separator: "|").map { $0.trimmingCharacters(in: .whitespaces) } }
+        #expect(rows.count == LintRules.all.count, "one row per rule")
+        for rule in LintRules.all {
+            let row = try #require(rows.first { $0[0].hasPrefix("`\(rule.name)`") }, "\(rule.name) is in the README's table")
+            #expect(row[1] == rule.kind.rawValue && row[2] == (rule.onByDefault ? "on" : "off") && row[3] == (rule.applies ? "implemented" : "not applicable"), "\(row)")
+            #expect(!row[4].isEmpty, "\(rule.name) says what Tally checks or why not")
+        }
+    }
+
     /// Every rule name Tally takes from squawk is one squawk knows.
     @Test func everySquawkRuleNameIsSquawks() async throws {
         let script = Self.repository.appendingPathComponent("scripts/squawk.sh").path
