@@ -9,13 +9,20 @@ final class LiveFacts {
         /// `rows` is the planner's estimate (the table is too big to count).
         var estimated: Bool
         var relkind: String
+        /// Planned in a scratch database (`--scratch`): the table's real rows are not known, so it counts as filled.
+        var unknown = false
     }
 
     let connection: DatabaseConnection
+    /// The database is a scratch copy of the schema: its empty tables stand for production's filled ones.
+    let rowsUnknown: Bool
     private var tables: [QualifiedName: Table?] = [:]
     static let countCap: Int64 = 100_000
 
-    init(connection: DatabaseConnection) { self.connection = connection }
+    init(connection: DatabaseConnection, rowsUnknown: Bool = false) {
+        self.connection = connection
+        self.rowsUnknown = rowsUnknown
+    }
 
     /// The live table, or nil when there is none (a table the pending migrations create).
     func table(_ name: QualifiedName) async throws -> Table? {
@@ -34,6 +41,8 @@ final class LiveFacts {
                 found?.estimated = true
             } else {
                 found?.rows = counted
+                // In a scratch copy an empty table stands for production's, whose rows are not known here.
+                found?.unknown = rowsUnknown && counted == 0
             }
         }
         tables[name] = found
@@ -89,7 +98,7 @@ final class LiveFacts {
             names.append(QualifiedName(schema: schema, name: table))
         }
         var out: [(QualifiedName, Table)] = []
-        for name in names { if let table = try await table(name), table.rows > 0 { out.append((name, table)) } }
+        for name in names { if let table = try await table(name), table.rows > 0 || table.unknown { out.append((name, table)) } }
         return out
     }
 }
@@ -189,12 +198,13 @@ enum Lint {
         formatter.usesGroupingSeparator = true
         let count = formatter.string(from: NSNumber(value: facts.rows)) ?? "\(facts.rows)"
         let name = table.schema == "public" ? table.name : table.description
+        if facts.unknown { return "\(name) (rows unknown: planned in a scratch database, so taken as filled)" }
         return "\(name) (\(facts.estimated ? "about " : "")\(count) row\(facts.rows == 1 ? "" : "s"))"
     }
 
     /// The live table with rows, unless the pending migrations create it.
     static func filled(_ table: QualifiedName, _ scope: LintScope) async throws -> LiveFacts.Table? {
-        guard !scope.newTables.contains(table), let facts = try await scope.facts.table(table), facts.rows > 0 else { return nil }
+        guard !scope.newTables.contains(table), let facts = try await scope.facts.table(table), facts.rows > 0 || facts.unknown else { return nil }
         return facts
     }
 
@@ -205,7 +215,7 @@ enum Lint {
     }
 
     static func finding(_ rule: String, _ severity: String, _ message: String, table: QualifiedName? = nil, rows: LiveFacts.Table? = nil) -> Plan.Finding {
-        Plan.Finding(rule: rule, severity: severity, message: message, table: table?.description, rows: rows?.rows)
+        Plan.Finding(rule: rule, severity: severity, message: message, table: table?.description, rows: rows?.unknown == true ? nil : rows?.rows)
     }
 
     /// A lock held for a scan, rewrite or build on a filled table: what, on which table, with how many rows, what waits, the fix.
@@ -245,7 +255,7 @@ enum Lint {
                 findings.append(Plan.Finding(
                     rule: "ban-alter-domain-with-add-constraint", severity: "warning",
                     message: "ALTER DOMAIN \(domain) ADD CONSTRAINT checks every row of \(rows) under a lock: every write to them waits. Add it NOT VALID, then VALIDATE CONSTRAINT in another migration",
-                    table: using.first?.0.description, rows: using.reduce(0) { $0 + $1.1.rows }))
+                    table: using.first?.0.description, rows: using.contains { $0.1.unknown } ? nil : using.reduce(0) { $0 + $1.1.rows }))
             }
         case "CreateDomainStmt":
             if f["constraints"]?.array.contains(where: { $0.node("Constraint")?["contype"]?.string == "CONSTR_CHECK" }) == true {
@@ -359,7 +369,7 @@ enum Lint {
             findings.append(finding("require-table-schema", "info", "ALTER TABLE \(table.name) names no schema: it acts on the first match in the search_path"))
         }
         let live = try await self.live(table, scope)
-        let filled = (live?.rows ?? 0) > 0 ? live : nil
+        let filled = live.flatMap { $0.rows > 0 || $0.unknown ? $0 : nil }
         for command in commands {
             let subtype = command["subtype"]?.string ?? ""
             let column = command["name"]?.string
@@ -377,8 +387,8 @@ enum Lint {
                 }
                 guard let facts = filled else { break }
                 if kinds.contains("CONSTR_NOTNULL"), !kinds.contains("CONSTR_DEFAULT"), !kinds.contains("CONSTR_IDENTITY"), !kinds.contains("CONSTR_GENERATED") {
-                    findings.append(finding("adding-required-field", "error",
-                                            "a NOT NULL column without a DEFAULT fails on \(describe(table, facts)), which has rows; give it a DEFAULT or add it nullable and backfill", table: table, rows: facts))
+                    findings.append(finding("adding-required-field", facts.unknown ? "warning" : "error",
+                                            "a NOT NULL column without a DEFAULT fails on \(describe(table, facts)) if it has rows; give it a DEFAULT or add it nullable and backfill", table: table, rows: facts))
                 }
                 let name = def["colname"]?.string ?? ""
                 if kinds.contains("CONSTR_GENERATED") {

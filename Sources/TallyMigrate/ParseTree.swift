@@ -1,6 +1,8 @@
+import Foundation
+
 /// A statement's whole parse tree as libpg_query's JSON gives it, for lint rules that read more of it than the
 /// typed `ParseNode` cases do. A node is an object with one key, its type (`{"DropStmt": {…}}`).
-indirect enum ParseTree: Decodable, Sendable, Equatable {
+indirect enum ParseTree: Sendable, Equatable {
     case object([String: ParseTree])
     case array([ParseTree])
     case string(String)
@@ -8,20 +10,17 @@ indirect enum ParseTree: Decodable, Sendable, Equatable {
     case bool(Bool)
     case null
 
-    init(from decoder: any Decoder) throws {
-        let container = try decoder.singleValueContainer()
-        if container.decodeNil() {
-            self = .null
-        } else if let value = try? container.decode(Bool.self) {
-            self = .bool(value)
-        } else if let value = try? container.decode(Double.self) {
-            self = .number(value)
-        } else if let value = try? container.decode(String.self) {
-            self = .string(value)
-        } else if let value = try? container.decode([ParseTree].self) {
-            self = .array(value)
-        } else {
-            self = .object(try container.decode([String: ParseTree].self))
+    /// From `JSONSerialization`'s objects. (Not `Decodable`: telling the JSON types apart by trying each would
+    /// throw and catch an error per node, which costs more than the parse.)
+    init(json: Any) {
+        switch json {
+        case let object as [String: Any]: self = .object(object.mapValues(ParseTree.init(json:)))
+        case let array as [Any]: self = .array(array.map(ParseTree.init(json:)))
+        case let string as String: self = .string(string)
+        case let number as NSNumber:
+            // JSONSerialization gives booleans as NSNumber too, of Objective-C type "c".
+            if String(cString: number.objCType) == "c" { self = .bool(number.boolValue) } else { self = .number(number.doubleValue) }
+        default: self = .null
         }
     }
 

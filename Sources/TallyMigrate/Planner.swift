@@ -67,13 +67,14 @@ public struct Plan: Sendable, Codable {
 }
 
 extension Migrator {
-    /// Plans the pending migrations against the live database; changes nothing.
-    public func plan() async throws -> Plan {
+    /// Plans the pending migrations against the live database; changes nothing. `rowsUnknown`: the database is a
+    /// scratch copy of the schema (`--scratch`), so its empty tables stand for filled ones.
+    public func plan(rowsUnknown: Bool = false) async throws -> Plan {
         try await withSingleConnection(database, logger: logger) { connection in
             let report = try await report(on: connection)
             var migrations: [Plan.Migration] = []
             var createdSoFar: Set<QualifiedName> = []
-            let facts = LiveFacts(connection: connection)
+            let facts = LiveFacts(connection: connection, rowsUnknown: rowsUnknown)
             for entry in report.pending {
                 guard let migration = folder.migrations.first(where: { $0.tag == entry.tag }) else { continue }
                 let statements = migration.statements
@@ -145,7 +146,7 @@ extension Migrator {
     private func timeoutFindings(
         _ findings: [Plan.Finding], locks: [Plan.Lock], scope: LintScope, sets: Set<String>, noted: inout Set<String>
     ) async throws -> [Plan.Finding] {
-        let locking = findings.filter { LintRules.named($0.rule)?.kind == .lock && $0.rows != nil }
+        let locking = findings.filter { LintRules.named($0.rule)?.kind == .lock && $0.table != nil }
         var out: [Plan.Finding] = []
         if !sets.contains("lock_timeout"), !noted.contains("lock") {
             var table = locking.first?.table
@@ -195,7 +196,7 @@ extension Migrator {
                 progress("Applying the migrations through \(tag) to a scratch database (\(name)).")
                 _ = try await scratch.up(to: tag)
             }
-            let plan = try await scratch.plan()
+            let plan = try await scratch.plan(rowsUnknown: true)
             try await dropScratch(name)
             return plan
         } catch {

@@ -35,14 +35,25 @@ enum SQLParser {
         return pieces
     }
 
-    /// The parse tree of `sql` (one or more statements): each statement's typed node and its whole tree.
-    static func parse(_ sql: String) throws(Failure) -> [(node: ParseNode, tree: ParseTree)] {
+    /// The whole parse tree of `sql`'s first statement, for lint (read again only when a plan lints).
+    static func tree(_ sql: String) -> ParseTree {
+        let result = pg_query_parse(sql)
+        defer { pg_query_free_parse_result(result) }
+        guard result.error == nil, let tree = result.parse_tree,
+            let json = try? JSONSerialization.jsonObject(with: Data(String(cString: tree).utf8)) as? [String: Any],
+            let first = (json["stmts"] as? [[String: Any]])?.first?["stmt"]
+        else { return .null }
+        return ParseTree(json: first)
+    }
+
+    /// The parse tree of `sql` (one or more statements), as the typed nodes Tally reads.
+    static func parse(_ sql: String) throws(Failure) -> [ParseNode] {
         let result = pg_query_parse(sql)
         defer { pg_query_free_parse_result(result) }
         if let error = result.error { throw failure(error) }
         guard let tree = result.parse_tree else { return [] }
         do {
-            return try JSONDecoder().decode(Statements.self, from: Data(String(cString: tree).utf8)).stmts.map { ($0.stmt, $0.tree) }
+            return try JSONDecoder().decode(Statements.self, from: Data(String(cString: tree).utf8)).stmts.map(\.stmt)
         } catch {
             throw Failure(message: "libpg_query returned a parse tree Tally cannot read: \(error)", characterOffset: 0)
         }
@@ -115,16 +126,7 @@ enum SQLParser {
     }
 
     private struct Statements: Decodable {
-        struct RawStmt: Decodable {
-            var stmt: ParseNode
-            var tree: ParseTree
-            enum CodingKeys: String, CodingKey { case stmt }
-            init(from decoder: any Decoder) throws {
-                let container = try decoder.container(keyedBy: CodingKeys.self)
-                stmt = try container.decode(ParseNode.self, forKey: .stmt)
-                tree = try container.decode(ParseTree.self, forKey: .stmt)
-            }
-        }
+        struct RawStmt: Decodable { var stmt: ParseNode }
         var stmts: [RawStmt]
     }
 }

@@ -34,8 +34,8 @@ public struct SQLStatement: Sendable {
     public var line: Int
     /// The parse tree's statement node.
     var node: ParseNode
-    /// The statement's whole parse tree.
-    var tree: ParseTree
+    /// The statement's whole parse tree (parsed again from `text`: only lint reads it).
+    var tree: ParseTree { SQLParser.tree(text) }
     /// For a `DO` block in PL/pgSQL: the SQL statements its code runs, each read by the parser.
     var inner: [SQLStatement] = []
     /// For a `DO` block: `EXECUTE` statements whose SQL is built at run time (not visible to Tally).
@@ -62,15 +62,15 @@ public struct SQLStatement: Sendable {
             let leading = piece.text.prefix(while: \.isWhitespace)
             let textLine = pieceLine + lineBreaks(in: leading)
             let text = piece.text.trimmingCharacters(in: .whitespacesAndNewlines)
-            let nodes: [(node: ParseNode, tree: ParseTree)]
+            let nodes: [ParseNode]
             do {
                 nodes = try SQLParser.parse(text)
             } catch {
                 let at = textLine + lineNumber(ofCharacter: error.characterOffset, in: text) - 1
                 throw MigrateError(.invalidFolder, "\(file):\(at): \(error.message). PostgreSQL would refuse this statement; fix the file (nothing was run).")
             }
-            guard let (node, tree) = nodes.first else { continue }
-            var statement = SQLStatement(text: text, line: line, node: node, tree: tree)
+            guard let node = nodes.first else { continue }
+            var statement = SQLStatement(text: text, line: line, node: node)
             if case .doBlock(let block) = node, let body = block.body, body.language == "plpgsql" {
                 statement.readBody(body.code, file: file)
             }
@@ -84,8 +84,8 @@ public struct SQLStatement: Sendable {
         guard let body = try? SQLParser.plpgsql(body: code) else { return }
         dynamicSQL = body.dynamic
         for (sql, bodyLine) in body.statements {
-            guard let (node, tree) = try? SQLParser.parse(sql).first else { continue }
-            inner.append(SQLStatement(text: sql, line: line + bodyLine - 1, node: node, tree: tree))
+            guard let node = try? SQLParser.parse(sql).first else { continue }
+            inner.append(SQLStatement(text: sql, line: line + bodyLine - 1, node: node))
         }
         if body.singleStatementBlock, inner.count == 1 { singleStatementBody = code }
     }
