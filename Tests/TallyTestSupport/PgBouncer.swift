@@ -55,11 +55,13 @@ public final class PgBouncer: Sendable {
         var through = front
         through.endpoint = .tcp(host: "127.0.0.1", port: listen)
         settings = through
-        // Up when a connection through it answers.
-        let deadline = ContinuousClock.now + .seconds(15)
+        // Up when a connection through it answers. A login through it is two (PgBouncer's, then its own to the
+        // server, each with SCRAM): on a loaded machine that can take seconds, and an attempt given up too soon
+        // is started again from nothing.
+        let deadline = ContinuousClock.now + .seconds(60)
         while true {
             do {
-                try await checkReachable(settings, timeout: .seconds(2))
+                try await checkReachable(settings, timeout: .seconds(10))
                 return
             } catch {
                 guard ContinuousClock.now < deadline else {
