@@ -35,3 +35,53 @@ wait_ready() {
   echo "the server on port $1 did not become ready" >&2
   return 1
 }
+
+# start_pooler: when TALLY_BENCH_POOLER=pgbouncer, starts PgBouncer in transaction pooling mode (20 server
+# connections, what hosted PostgreSQL offers) in front of DATABASE_URL's server and points DATABASE_URL and
+# URL through it; DIRECT_URL keeps the direct one. Otherwise DIRECT_URL is URL. stop_pooler stops it.
+POOLER_PID=""
+start_pooler() {
+  DIRECT_URL="$URL"
+  [ "${TALLY_BENCH_POOLER:-}" = pgbouncer ] || return 0
+  local binary
+  binary=$(command -v pgbouncer || ls /usr/sbin/pgbouncer 2>/dev/null) || { echo "pgbouncer is not installed (apt-get install pgbouncer)" >&2; return 1; }
+  POOLER_DIR=$(mktemp -d)
+  local port
+  port=$(free_port)
+  python3 - "$URL" "$POOLER_DIR" "$port" <<'PY'
+import sys, urllib.parse as u
+url, directory, port = sys.argv[1], sys.argv[2], sys.argv[3]
+p = u.urlparse(url)
+q = lambda s: '"' + (s or "").replace('"', '""') + '"'
+open(directory + "/users.txt", "w").write(f"{q(u.unquote(p.username or ''))} {q(u.unquote(p.password or ''))}\n")
+open(directory + "/pgbouncer.ini", "w").write(f"""[databases]
+* = host={p.hostname} port={p.port or 5432}
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = {port}
+unix_socket_dir =
+auth_type = scram-sha-256
+auth_file = {directory}/users.txt
+pool_mode = transaction
+default_pool_size = 20
+max_client_conn = 1000
+server_reset_query =
+""")
+PY
+  chmod 755 "$POOLER_DIR"; chmod 644 "$POOLER_DIR"/*
+  if [ "$(id -u)" = 0 ]; then "$binary" -u nobody "$POOLER_DIR/pgbouncer.ini" >"$POOLER_DIR/log" 2>&1 &
+  else "$binary" "$POOLER_DIR/pgbouncer.ini" >"$POOLER_DIR/log" 2>&1 & fi
+  POOLER_PID=$!
+  URL=$(python3 -c "import sys,urllib.parse as u; p=u.urlparse(sys.argv[1]); print(u.urlunparse(p._replace(netloc=p.netloc.rsplit('@',1)[0]+'@127.0.0.1:'+sys.argv[2])))" "$URL" "$port")
+  export DATABASE_URL="$URL"
+  for _ in $(seq 1 50); do "$PSQL" "$URL" -qtAc "SELECT 1" >/dev/null 2>&1 && return 0; sleep 0.1; done
+  echo "PgBouncer did not come up: $(cat "$POOLER_DIR/log")" >&2
+  return 1
+}
+
+stop_pooler() {
+  if [ -n "$POOLER_PID" ]; then kill -9 "$POOLER_PID" 2>/dev/null; wait "$POOLER_PID" 2>/dev/null || true; fi
+  POOLER_PID=""
+  [ -n "${POOLER_DIR:-}" ] && rm -rf "$POOLER_DIR"
+  return 0
+}

@@ -14,6 +14,8 @@
 # audit`, and the check that the ledger holds every spend wrk saw answered 200.
 #
 # Usage: Benchmarks/credits.sh [SECONDS]   (default 10 per run; DATABASE_URL or the embedded cluster)
+# TALLY_BENCH_POOLER=pgbouncer puts PgBouncer (transaction pooling, 20 server connections) between PostgreSQL
+# and both tally serve and pgbench (-M extended then: PgBouncer 1.18 does not carry prepared statements over).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_PER_RUN="${1:-10}"
@@ -26,10 +28,11 @@ source Benchmarks/common.sh
 scratch_database tally_bench_credits
 WORK=$(mktemp -d)
 SERVER=""
-cleanup() { [ -n "$SERVER" ] && kill -INT "$SERVER" 2>/dev/null && wait "$SERVER" 2>/dev/null; rm -rf "$WORK"; }
+cleanup() { [ -n "$SERVER" ] && kill -INT "$SERVER" 2>/dev/null && wait "$SERVER" 2>/dev/null; stop_pooler; rm -rf "$WORK"; }
 trap cleanup EXIT
 
 "$TALLY" migrate up --no-backup >/dev/null
+start_pooler
 PORT=$(free_port)
 "$TALLY" serve --port "$PORT" --log-level error >"$WORK/serve.log" 2>&1 &
 SERVER=$!
@@ -112,7 +115,7 @@ record() { # record LABEL "<rate> <p50> <p99> <max> <requests> <errors> [<CPU µ
   printf "  %-44s %9.0f/s  p50 %6.2f  p99 %6.2f  max %7.2f ms  errors %d%s\n" "$1" "$r" "$p5" "$p9" "$mx" "$err" "$cpu"
 }
 
-echo "Tally, ${SECONDS_PER_RUN}s per run; wrk, tally and PostgreSQL share $(nproc) cores"
+echo "Tally, ${SECONDS_PER_RUN}s per run; wrk, tally and PostgreSQL share $(nproc) cores$([ -n "$POOLER_PID" ] && echo "; through PgBouncer (transaction pooling, 20 server connections)")"
 # What bounds the rest: the HTTP stack alone (a path with no route), and with one trivial query (/healthz).
 record "no route (404): the HTTP stack, 64 conns" "$(http none GET /v1/no-such-route 64 none)"
 record "/healthz: HTTP and SELECT version(), 64 conns" "$(http health GET /healthz 64 none)"
@@ -135,8 +138,8 @@ LEDGER=$("$PSQL" "$URL" -tAc "SELECT count(*) FROM credit_transactions WHERE kin
 AUDIT=$("$TALLY" db audit >/dev/null 2>&1 && echo passed || echo FAILED)
 
 # pgbench, on the same database: its own tables (scale 10) and a one-row table for the hot-row script.
-"$PGBENCH" -i -q -s 10 "$URL" >/dev/null 2>&1
-"$PSQL" "$URL" -qc "DROP TABLE IF EXISTS bench_hot, bench_hot_history; CREATE TABLE bench_hot (id int PRIMARY KEY, balance bigint); INSERT INTO bench_hot VALUES (1, 0); CREATE TABLE bench_hot_history (delta int, at timestamptz DEFAULT now())"
+"$PGBENCH" -i -q -s 10 "$DIRECT_URL" >/dev/null 2>&1
+"$PSQL" "$DIRECT_URL" -qc "DROP TABLE IF EXISTS bench_hot, bench_hot_history; CREATE TABLE bench_hot (id int PRIMARY KEY, balance bigint); INSERT INTO bench_hot VALUES (1, 0); CREATE TABLE bench_hot_history (delta int, at timestamptz DEFAULT now())"
 cat > "$WORK/hot.sql" <<'SQL'
 BEGIN;
 UPDATE bench_hot SET balance = balance - 1 WHERE id = 1;
@@ -148,11 +151,12 @@ pg() {
   local label=$1 clients=$2; shift 2
   rm -f "$WORK"/pgbench_log.*
   local tps
-  tps=$(cd "$WORK" && "$PGBENCH" -c "$clients" -j 2 -T "$SECONDS_PER_RUN" -M prepared -l "$@" "$URL" 2>/dev/null | awk -F'= ' '/^tps/ { split($2, a, " "); print a[1]; exit }')
+  tps=$(cd "$WORK" && "$PGBENCH" -c "$clients" -j 2 -T "$SECONDS_PER_RUN" -M "$PGBENCH_MODE" -l "$@" "$URL" 2>/dev/null | awk -F'= ' '/^tps/ { split($2, a, " "); print a[1]; exit }')
   cat "$WORK"/pgbench_log.* | awk '{ print $3 / 1000 }' | sort -n | awk -v tps="$tps" '{ v[NR] = $1 } END {
     printf "%.0f %.2f %.2f %.2f %d 0\n", tps, v[int(NR * 0.5) + 1], v[int(NR * 0.99) + 1], v[NR], NR }'
 }
-echo "pgbench, ${SECONDS_PER_RUN}s per run, -M prepared"
+PGBENCH_MODE=$([ -n "$POOLER_PID" ] && echo extended || echo prepared)
+echo "pgbench, ${SECONDS_PER_RUN}s per run, -M $PGBENCH_MODE$([ -n "$POOLER_PID" ] && echo ", through PgBouncer")"
 for c in 16 64; do
   record "pgbench TPC-B, $c clients" "$(pg tpcb$c "$c")"
   record "pgbench select-only, $c clients" "$(pg select$c "$c" -S)"
