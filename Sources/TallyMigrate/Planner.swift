@@ -83,12 +83,14 @@ extension Migrator {
                     if case .variableSet(let set) = statement.node { return set.name } else { return nil }
                 })
                 var scope = LintScope(
-                    facts: facts, newTables: created.union(createdSoFar), transactional: !migration.requiresNoTransaction,
+                    facts: facts, newTables: createdSoFar, transactional: !migration.requiresNoTransaction,
                     statementCount: statements.count)
                 var planned: [Plan.Statement] = []
                 var keys: [OrphanReport] = []
                 var timeoutsNoted: Set<String> = []
                 for (n, statement) in statements.enumerated() {
+                    // New: what the earlier migrations and this one's statements so far (this one included) create.
+                    scope.newTables.formUnion(statement.flattened.compactMap(\.createdTable))
                     let newTables = scope.newTables
                     let online = !options.strictSQL && !migration.requiresNoTransaction && statement.onlineForeignKey != nil
                     scope.onlineRewrite = online

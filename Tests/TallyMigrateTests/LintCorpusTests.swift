@@ -155,6 +155,28 @@ import Testing
         #expect(tally.contains(Finding(file: "0021_rename_column", rule: "renaming-column")))
     }
 
+    /// A table counts as new from the statement that creates it on, not before: the same index warns before a
+    /// migration recreates its table and not after.
+    @Test(.freshDatabase) func aTableIsNewFromItsCreateStatementOn() async throws {
+        let db = try TestDatabase.current
+        try await execute(db, "CREATE TABLE events (id bigint, at timestamptz); INSERT INTO events SELECT g, now() FROM generate_series(1, 50) g")
+        let folder = try DrizzleFolder([("0000_rebuild", 1, """
+            CREATE INDEX events_at_idx ON events (at);
+            --> statement-breakpoint
+            ALTER TABLE events RENAME TO events_old;
+            --> statement-breakpoint
+            CREATE TABLE events (id bigint, at timestamptz);
+            --> statement-breakpoint
+            CREATE INDEX events_id_idx ON events (id);
+            """)])
+        defer { folder.remove() }
+        let plan = try await Migrator(folder: try MigrationFolder(path: folder.path), database: db).plan()
+        let statements = try #require(plan.migrations.first?.statements)
+        let before = statements[0].findings.first { $0.rule == "require-concurrent-index-creation" }
+        #expect(before?.rows == 50 && before?.message.contains("events (50 rows)") == true, "\(String(describing: before))")
+        #expect(statements[3].findings.filter { Self.isLockRule($0.rule) }.isEmpty, "the index on the new table: \(statements[3].findings)")
+    }
+
     /// The README's rule table is the catalogue: each rule once, with its kind, default and whether Tally implements it.
     @Test func theReadmeListsEveryRuleAsTheCatalogueHasIt() throws {
         let readme = try String(contentsOf: Self.repository.appendingPathComponent("README.md"), encoding: .utf8)
