@@ -475,26 +475,6 @@ enum Lint {
                     findings.append(lockFinding("changing-column-type", "ALTER COLUMN \(column) TYPE rewrites the table and its indexes", table, facts, mode: "ACCESS EXCLUSIVE",
                                                 fix: "Add a column of the new type, backfill it in batches, switch the code, then drop the old one"))
                 }
-            case "AT_DropColumn":
-                if live != nil {
-                    findings.append(finding("ban-drop-column", "warning", "DROP COLUMN \(column ?? "") of \(table.name): code that still reads or writes it breaks (both services share this database); deploy code that no longer uses it first", table: table))
-                }
-            case "AT_DropNotNull":
-                if live != nil {
-                    findings.append(finding("ban-drop-not-null", "warning", "DROP NOT NULL on \(table.name).\(column ?? ""): readers that assume a value meet NULLs", table: table))
-                }
-            case "AT_DropConstraint":
-                if live != nil {
-                    findings.append(finding("ban-drop-constraint", "warning", "DROP CONSTRAINT \(column ?? "") on \(table.name): rows it kept out can now be written, and code that relied on it meets them", table: table))
-                }
-            case "AT_DropExpression":
-                if live != nil {
-                    findings.append(finding("ban-drop-generated-expression", "warning", "DROP EXPRESSION on \(table.name).\(column ?? ""): the column stops following its expression", table: table))
-                }
-            case "AT_AddIdentity", "AT_SetIdentity", "AT_DropIdentity":
-                if live != nil {
-                    findings.append(finding("ban-alter-identity", "warning", "changing \(table.name).\(column ?? "")'s identity changes the ids later inserts get", table: table))
-                }
             case "AT_ColumnDefault":
                 guard live != nil else { break }
                 if command["def"] == nil {
@@ -502,25 +482,43 @@ enum Lint {
                 } else {
                     findings.append(finding("ban-set-default", "info", "SET DEFAULT on \(table.name).\(column ?? ""): inserts that leave the column out get a different value", table: table))
                 }
-            case "AT_DisableTrig", "AT_DisableTrigAll", "AT_DisableTrigUser":
-                if live != nil { findings.append(finding("ban-disable-trigger", "info", "DISABLE TRIGGER on \(table.name): what the trigger kept true stops being kept", table: table)) }
-            case "AT_ReplicaIdentity":
-                if live != nil { findings.append(finding("ban-replica-identity", "info", "REPLICA IDENTITY on \(table.name) changes what logical replication sends", table: table)) }
-            case "AT_EnableRowSecurity", "AT_DisableRowSecurity", "AT_ForceRowSecurity", "AT_NoForceRowSecurity":
-                if live != nil { findings.append(finding("ban-alter-row-level-security", "info", "row level security on \(table.name) changes which rows every role sees", table: table)) }
-            case "AT_DropInherit":
-                if live != nil { findings.append(finding("ban-detach-inheritance", "info", "NO INHERIT: queries on the parent stop seeing \(table.name)'s rows", table: table)) }
             case "AT_DetachPartition":
                 let concurrent = command["def"]?.node("PartitionCmd")?["concurrent"]?.isTrue == true
                 if !concurrent, let facts = filled {
                     findings.append(lockFinding("require-concurrent-partition-detach", "DETACH PARTITION without CONCURRENTLY", table, facts, mode: "ACCESS EXCLUSIVE",
                                                 fix: "DETACH PARTITION … CONCURRENTLY (in a migration of its own: it cannot run in a transaction)"))
                 }
-            default: break
+            default:
+                if live != nil, let rule = compatibilityCommands[subtype] {
+                    findings.append(finding(rule.rule, rule.severity, rule.message(table.name, column ?? ""), table: table))
+                }
             }
         }
         return findings
     }
+
+    /// ALTER TABLE commands that matter only to the users of a live table: the rule, its severity, and what
+    /// breaks (given the table's and the column's or constraint's name).
+    static let compatibilityCommands: [String: (rule: String, severity: String, message: @Sendable (String, String) -> String)] = {
+        var commands: [String: (rule: String, severity: String, message: @Sendable (String, String) -> String)] = [
+            "AT_DropColumn": ("ban-drop-column", "warning", { "DROP COLUMN \($1) of \($0): code that still reads or writes it breaks (both services share this database); deploy code that no longer uses it first" }),
+            "AT_DropNotNull": ("ban-drop-not-null", "warning", { "DROP NOT NULL on \($0).\($1): readers that assume a value meet NULLs" }),
+            "AT_DropConstraint": ("ban-drop-constraint", "warning", { "DROP CONSTRAINT \($1) on \($0): rows it kept out can now be written, and code that relied on it meets them" }),
+            "AT_DropExpression": ("ban-drop-generated-expression", "warning", { "DROP EXPRESSION on \($0).\($1): the column stops following its expression" }),
+            "AT_ReplicaIdentity": ("ban-replica-identity", "info", { table, _ in "REPLICA IDENTITY on \(table) changes what logical replication sends" }),
+            "AT_DropInherit": ("ban-detach-inheritance", "info", { table, _ in "NO INHERIT: queries on the parent stop seeing \(table)'s rows" }),
+        ]
+        for identity in ["AT_AddIdentity", "AT_SetIdentity", "AT_DropIdentity"] {
+            commands[identity] = ("ban-alter-identity", "warning", { "changing \($0).\($1)'s identity changes the ids later inserts get" })
+        }
+        for trigger in ["AT_DisableTrig", "AT_DisableTrigAll", "AT_DisableTrigUser"] {
+            commands[trigger] = ("ban-disable-trigger", "info", { table, _ in "DISABLE TRIGGER on \(table): what the trigger kept true stops being kept" })
+        }
+        for security in ["AT_EnableRowSecurity", "AT_DisableRowSecurity", "AT_ForceRowSecurity", "AT_NoForceRowSecurity"] {
+            commands[security] = ("ban-alter-row-level-security", "info", { table, _ in "row level security on \(table) changes which rows every role sees" })
+        }
+        return commands
+    }()
 
     /// A type change PostgreSQL makes in the catalog only: varchar widened or unbounded, varchar to text.
     static func catalogOnly(from current: (name: String, modifier: Int), to new: ParseTree) -> Bool {

@@ -155,6 +155,29 @@ import Testing
         #expect(tally.contains(Finding(file: "0021_rename_column", rule: "renaming-column")))
     }
 
+    /// Every rule the catalogue calls implemented fires on the corpus (hazards/ and compatibility/, filled
+    /// tables, every rule on), and each finding's severity is one `plan` counts.
+    @Test(.freshDatabase) func everyImplementedRuleFiresOnTheCorpus() async throws {
+        let db = try TestDatabase.current
+        try await execute(db, try String(contentsOf: Self.corpus.appendingPathComponent("schema.sql"), encoding: .utf8))
+        try await execute(db, try String(contentsOf: Self.corpus.appendingPathComponent("rows.sql"), encoding: .utf8))
+        var options = Migrator.Options()
+        options.lintRules = Set(LintRules.all.filter(\.applies).map(\.name))
+        var fired: Set<String> = []
+        for folder in ["hazards", "compatibility"] {
+            let path = Self.corpus.appendingPathComponent(folder).path
+            let plan = try await Migrator(folder: try MigrationFolder(path: path), database: db, options: options).plan()
+            for finding in plan.migrations.flatMap({ $0.statements.flatMap(\.findings) }) {
+                fired.insert(finding.rule)
+                #expect(["error", "warning", "info"].contains(finding.severity), "\(finding)")
+            }
+        }
+        let silent = LintRules.all.filter { $0.applies && !fired.contains($0.name) }.map(\.name)
+        #expect(silent.isEmpty, "implemented rules that never fired: \(silent)")
+        let notApplicable = LintRules.all.filter { !$0.applies && fired.contains($0.name) }.map(\.name)
+        #expect(notApplicable.isEmpty, "\(notApplicable)")
+    }
+
     /// A table counts as new from the statement that creates it on, not before: the same index warns before a
     /// migration recreates its table and not after.
     @Test(.freshDatabase) func aTableIsNewFromItsCreateStatementOn() async throws {

@@ -1,0 +1,1 @@
+ALTER TABLE accounts ALTER COLUMN email_lower DROP EXPRESSION;

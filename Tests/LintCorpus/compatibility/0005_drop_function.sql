@@ -1,0 +1,1 @@
+DROP FUNCTION account_score(bigint);

@@ -1,0 +1,1 @@
+DROP DOMAIN credit_amount;

@@ -1,0 +1,1 @@
+DROP POLICY accounts_own ON accounts;

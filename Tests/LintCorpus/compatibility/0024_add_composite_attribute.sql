@@ -1,0 +1,1 @@
+ALTER TYPE money_pair ADD ATTRIBUTE rate numeric;

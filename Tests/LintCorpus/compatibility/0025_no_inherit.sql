@@ -1,0 +1,1 @@
+ALTER TABLE archived_accounts NO INHERIT accounts;

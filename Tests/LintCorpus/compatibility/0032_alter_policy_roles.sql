@@ -1,0 +1,1 @@
+ALTER POLICY accounts_own ON accounts TO PUBLIC;

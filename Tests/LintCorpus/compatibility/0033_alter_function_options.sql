@@ -1,0 +1,1 @@
+ALTER FUNCTION account_score(bigint) SECURITY DEFINER;

@@ -1,0 +1,1 @@
+ALTER VIEW active_accounts SET (security_barrier = true);

@@ -1,0 +1,1 @@
+ALTER ROLE CURRENT_USER SET statement_timeout = '5s';

@@ -1,0 +1,1 @@
+ALTER DATABASE tally_app SET work_mem = '8MB';

@@ -1,0 +1,1 @@
+DO $$ BEGIN EXECUTE 'ANALYZE accounts'; END $$;
