@@ -178,6 +178,41 @@ import Testing
         #expect(notApplicable.isEmpty, "\(notApplicable)")
     }
 
+    /// What only the live database can tell: a validated CHECK makes SET NOT NULL scan-free, a stable default
+    /// (now()) does not rewrite while a volatile one (clock_timestamp()) does, and a domain used only by empty
+    /// tables scans nothing.
+    @Test(.freshDatabase) func theLiveDatabaseDecides() async throws {
+        let db = try TestDatabase.current
+        try await execute(db, """
+            CREATE DOMAIN code AS text;
+            CREATE TABLE proven (id bigint, name text, CONSTRAINT proven_name_not_null CHECK (name IS NOT NULL));
+            CREATE TABLE unproven (id bigint, name text, tag code);
+            CREATE TABLE empty_with_domain (tag code);
+            INSERT INTO proven SELECT g, 'n' FROM generate_series(1, 20) g;
+            INSERT INTO unproven SELECT g, 'n', 'c' FROM generate_series(1, 20) g;
+            """)
+        let folder = try DrizzleFolder([("0000_changes", 1, """
+            ALTER TABLE proven ALTER COLUMN name SET NOT NULL;
+            --> statement-breakpoint
+            ALTER TABLE unproven ALTER COLUMN name SET NOT NULL;
+            --> statement-breakpoint
+            ALTER TABLE proven ADD COLUMN seen_at timestamptz DEFAULT now();
+            --> statement-breakpoint
+            ALTER TABLE proven ADD COLUMN stamped_at timestamptz DEFAULT clock_timestamp();
+            --> statement-breakpoint
+            ALTER DOMAIN code ADD CONSTRAINT code_short CHECK (length(VALUE) < 10);
+            """)])
+        defer { folder.remove() }
+        let plan = try await Migrator(folder: try MigrationFolder(path: folder.path), database: db).plan()
+        let rules = try #require(plan.migrations.first?.statements).map { Set($0.findings.map(\.rule)) }
+        #expect(!rules[0].contains("adding-not-nullable-field"), "a validated CHECK proves it: \(rules[0])")
+        #expect(rules[1].contains("adding-not-nullable-field"))
+        #expect(!rules[2].contains("adding-field-with-default"), "now() is stable: no rewrite")
+        #expect(rules[3].contains("adding-field-with-default"), "clock_timestamp() is volatile: a rewrite")
+        let domain = plan.migrations[0].statements[4].findings.first { $0.rule == "ban-alter-domain-with-add-constraint" }
+        #expect(domain?.message.contains("unproven (20 rows)") == true && domain?.message.contains("empty_with_domain") == false, "\(String(describing: domain))")
+    }
+
     /// A table counts as new from the statement that creates it on, not before: the same index warns before a
     /// migration recreates its table and not after.
     @Test(.freshDatabase) func aTableIsNewFromItsCreateStatementOn() async throws {
