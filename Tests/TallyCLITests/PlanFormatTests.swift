@@ -42,6 +42,29 @@ import Testing
         return (path, relative, { try await TallyProcess.run(["migrate", "plan", "--dir", path, "--database-url", url] + $0) })
     }
 
+    /// `--include` turns on squawk's opt-in rules, `--exclude` turns any off (squawk's older timeout rule name
+    /// included), and a name no rule has is refused with the list.
+    @Test(.freshDatabase) func includeAndExcludeChooseTheRules() async throws {
+        let db = try TestDatabase.current
+        let (path, _, plan) = try await planned(db, orphans: false)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        func rules(_ arguments: [String]) async throws -> Set<String> {
+            let result = try await plan(arguments + ["--format", "json"])
+            #expect(result.status == 0, Comment(rawValue: result.stderr))
+            let json = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+            let migrations = try #require(json["migrations"] as? [[String: Any]])
+            return Set(migrations.flatMap { ($0["statements"] as? [[String: Any]] ?? []).flatMap { ($0["findings"] as? [[String: Any]] ?? []).compactMap { $0["rule"] as? String } } })
+        }
+        let standard = try await rules([])
+        #expect(standard.contains("require-concurrent-index-creation") && !standard.contains("ban-new-write-restriction"), "\(standard)")
+        let more = try await rules(["--include", "ban-new-write-restriction,require-table-schema"])
+        #expect(more.isSuperset(of: standard) && more.contains("ban-new-write-restriction") && more.contains("require-table-schema"), "\(more)")
+        let fewer = try await rules(["--exclude", "require-concurrent-index-creation", "--exclude", "require-timeout-settings"])
+        #expect(fewer == standard.subtracting(["require-concurrent-index-creation", "require-lock-timeout", "require-statement-timeout"]), "\(fewer)")
+        let wrong = try await plan(["--include", "no-such-rule"])
+        #expect(wrong.status != 0 && wrong.stderr.contains("--include no-such-rule: no such rule") && wrong.stderr.contains("adding-field-with-default"), Comment(rawValue: wrong.stderr))
+    }
+
     @Test(.freshDatabase) func githubAnnotationsAndSARIFPointAtTheFileAndLine() async throws {
         let db = try TestDatabase.current
         let (path, relative, plan) = try await planned(db, orphans: true)
