@@ -74,6 +74,9 @@ struct CommittedBalance: HotStatement {
         FROM acct LEFT JOIN credit_grants g ON g.account_id = acct.id AND g.remaining > 0 AND NOT acct.due
         ORDER BY g.priority, g.expires_at NULLS LAST, g.created_at, g.id
         """
+    /// Unprepared (behind a pooler), the same statement through `tally_committed_balance` (migration
+    /// `0009_pooled_reads`), whose plan the server keeps: planning `sql` every time costs several times running it.
+    static let unpreparedSQL = "SELECT * FROM tally_committed_balance($1, $2, $3)"
 
     var owner: AccountOwner
     var liveKey: UUID?

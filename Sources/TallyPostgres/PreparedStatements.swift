@@ -6,10 +6,16 @@ import Synchronization
 /// A statement on a hot path, run as a named prepared statement: parsed and planned once per connection, then
 /// only bound and executed. (Planning the balance read costs PostgreSQL about four times what running it
 /// does.) Its name is derived from its SQL, so two versions of Tally never share a name for different SQL.
-public protocol HotStatement: PostgresPreparedStatement {}
+public protocol HotStatement: PostgresPreparedStatement {
+    /// What runs when statements are not prepared (a transaction-mode pooler): `sql` unless the statement
+    /// has a cheaper form to plan every time, such as a call of a PL/pgSQL function that keeps `sql`'s plan
+    /// in the server's session.
+    static var unpreparedSQL: String { get }
+}
 
 extension HotStatement {
     public static var name: String { PreparedStatements.name(of: Self.self, sql: sql) }
+    public static var unpreparedSQL: String { sql }
 }
 
 /// Whether a database's hot statements are prepared: on unless the connection URL says
@@ -61,7 +67,7 @@ public struct PreparedStatementLost: Error, CustomStringConvertible {
 
 extension DatabaseConnection {
     /// Runs `statement`: prepared on this connection the first time and reused after, when prepared statements
-    /// are on; else as an ordinary statement with the same SQL and values. When the server has lost the
+    /// are on; else as an ordinary statement (its `unpreparedSQL`) with the same values. When the server has lost the
     /// prepared statement (a pooler in between), prepared statements are turned off for the database and,
     /// outside a transaction (where the failed statement did nothing and aborted nothing), it runs again
     /// unprepared; inside one `PreparedStatementLost` is thrown, so that the transaction is retried.
@@ -85,7 +91,7 @@ extension DatabaseConnection {
 
     private func runUnprepared<Statement: HotStatement>(_ statement: Statement) async throws -> [Statement.Row] {
         var rows: [Statement.Row] = []
-        for try await row in try await query(PostgresQuery(unsafeSQL: Statement.sql, binds: try statement.makeBindings())) {
+        for try await row in try await query(PostgresQuery(unsafeSQL: Statement.unpreparedSQL, binds: try statement.makeBindings())) {
             rows.append(try statement.decodeRow(row))
         }
         return rows

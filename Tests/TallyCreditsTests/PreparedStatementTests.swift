@@ -3,6 +3,7 @@ import Logging
 import PostgresNIO
 import TallyPostgres
 import TallyTestSupport
+import Synchronization
 import Testing
 @testable import TallyCredits
 
@@ -46,6 +47,52 @@ import Testing
         #expect(try ConnectionSettings(url: "postgres://u@localhost/db").preparedStatements)
         #expect(throws: TallyPostgresError.self) { try ConnectionSettings(url: "postgres://u@localhost/db?prepared_statements=maybe") }
     }
+
+    /// Unprepared, the balance read goes through `tally_committed_balance` (migration 0009): it must be the same
+    /// statement, row for row, for every state an account can be in.
+    @Test(.freshDatabase) func theUnpreparedBalanceReadGivesTheSameRows() async throws {
+        let db = try TestDatabase.current
+        try await SchemaGate.prepare(db, apply: true)
+        let (plain, due, revoked) = try await withPostgresClient(db) { client in
+            (try await funded(client, "plain@example.com", credits: 50), try await funded(client, "due@example.com", credits: 30),
+             try await funded(client, "revoked@example.com", credits: 20))
+        }
+        try await withSingleConnection(db) { connection in
+            // plain: three grants in burn order (priority, then soonest expiry), one spent out; due: a grant
+            // past its expiry with credits left; revoked: its key is revoked.
+            for statement in [
+                "INSERT INTO credit_grants (account_id, amount, remaining, priority, expires_at, description) SELECT id, 10, 10, 1, now() + interval '1 day', 'later' FROM user_credits WHERE user_id = '\(plain.userID)'",
+                "INSERT INTO credit_grants (account_id, amount, remaining, priority, expires_at, description) SELECT id, 5, 0, 0, NULL, 'spent' FROM user_credits WHERE user_id = '\(plain.userID)'",
+                "UPDATE user_credits SET balance = balance + 10 WHERE user_id = '\(plain.userID)'",
+                "UPDATE credit_grants SET expires_at = now() - interval '1 second' WHERE account_id = (SELECT id FROM user_credits WHERE user_id = '\(due.userID)')",
+                "UPDATE api_keys SET revoked_at = now() WHERE id = '\(revoked.keyID)'",
+            ] {
+                try await connection.execute(PostgresQuery(unsafeSQL: statement))
+            }
+        }
+        for enabled in [true, false] {
+            try await withSingleConnection(db) { plain0 in
+                let connection = DatabaseConnection(plain0.underlying, logger: plain0.logger, prepared: PreparedStatements(enabled: enabled))
+                var answers: [String] = []
+                for key in [plain, due, revoked] {
+                    for liveKey in [nil, key.keyID, UUID()] {
+                        let rows = try await connection.run(CommittedBalance(owner: key.account, liveKey: liveKey))
+                        answers.append(rows.map { "\($0)" }.joined(separator: "; "))
+                    }
+                }
+                Self.answers.withLock { $0[enabled] = answers }
+            }
+        }
+        let both = Self.answers.withLock { $0 }
+        #expect(both[true] == both[false], "prepared: \(both[true] ?? [])\nunprepared: \(both[false] ?? [])")
+        // The states differ as they should: three grants (two open), a due account, nothing for a revoked or unknown key.
+        let prepared = both[true] ?? []
+        #expect(prepared.count == 9)
+        #expect(prepared[0].components(separatedBy: "; ").count == 2 && prepared[0].contains("false"), "\(prepared[0])")
+        #expect(prepared[3].contains("true"), "due: \(prepared[3])")
+        #expect(prepared[2].isEmpty && prepared[7].isEmpty, "an unknown key, a revoked key: no rows")
+    }
+    static let answers = Mutex<[Bool: [String]]>([:])
 
     @Test(.freshDatabase) func aConnectionThatLostItsStatementsTurnsThemOffAndStillAnswers() async throws {
         let db = try TestDatabase.current

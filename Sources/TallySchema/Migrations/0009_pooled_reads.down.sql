@@ -1,0 +1,1 @@
+DROP FUNCTION IF EXISTS "tally_committed_balance"(uuid, uuid, uuid);
