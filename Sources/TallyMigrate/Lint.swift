@@ -8,7 +8,6 @@ final class LiveFacts {
         var rows: Int64
         /// `rows` is the planner's estimate (the table is too big to count).
         var estimated: Bool
-        var relkind: String
         /// Planned in a scratch database (`--scratch`): the table's real rows are not known, so it counts as filled.
         var unknown = false
     }
@@ -27,22 +26,23 @@ final class LiveFacts {
     /// The live table, or nil when there is none (a table the pending migrations create).
     func table(_ name: QualifiedName) async throws -> Table? {
         if let known = tables[name] { return known }
+        var estimate: Double?
+        for try await tuples in try await connection.query(
+            "SELECT c.reltuples::float8 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = \(name.schema) AND c.relname = \(name.name) AND c.relkind IN ('r', 'p', 'm')"
+        ).decode(Double.self) {
+            estimate = tuples
+        }
         var found: Table?
-        for try await (kind, estimate) in try await connection.query(
-            "SELECT c.relkind::text, c.reltuples::float8 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = \(name.schema) AND c.relname = \(name.name) AND c.relkind IN ('r', 'p', 'm')"
-        ).decode((String, Double).self) {
-            found = Table(rows: 0, estimated: false, relkind: kind)
+        if let estimate {
             var counted: Int64 = 0
             for try await n in try await connection.query(PostgresQuery(unsafeSQL: "SELECT count(*) FROM (SELECT 1 FROM \(name.sql) LIMIT \(Self.countCap + 1)) s")).decode(Int64.self) {
                 counted = n
             }
             if counted > Self.countCap {
-                found?.rows = max(counted, Int64(estimate))
-                found?.estimated = true
+                found = Table(rows: max(counted, Int64(estimate)), estimated: true)
             } else {
-                found?.rows = counted
                 // In a scratch copy an empty table stands for production's, whose rows are not known here.
-                found?.unknown = rowsUnknown && counted == 0
+                found = Table(rows: counted, estimated: false, unknown: rowsUnknown && counted == 0)
             }
         }
         tables[name] = found
@@ -120,7 +120,8 @@ struct LintScope {
 /// Lock modes and lint rules (squawk's names, `LintRules`) for single statements, read from their parse trees
 /// and judged against the live database.
 enum Lint {
-    static func locks(_ statement: SQLStatement, newTables: Set<QualifiedName>, onlineRewrite: Bool) -> [Plan.Lock] {
+    /// `tree`: the statement's whole parse tree (`SQLStatement.tree`, read once by the caller for both passes).
+    static func locks(_ statement: SQLStatement, tree: ParseTree, newTables: Set<QualifiedName>, onlineRewrite: Bool) -> [Plan.Lock] {
         switch statement.node {
         case .createStmt, .createTableAs:
             guard let table = statement.createdTable else { return [] }
@@ -153,7 +154,7 @@ enum Lint {
             }
             return [.init(table: table.description, mode: "SHARE", effect: newTables.contains(table) ? "new table: brief" : "blocks writes while the index builds")]
         case .drop(let drop) where drop.removeType == "OBJECT_TABLE":
-            let names = statement.tree.fields?["objects"]?.array.map { $0.node("List")?["items"]?.names ?? [] } ?? []
+            let names = tree.fields?["objects"]?.array.map { $0.node("List")?["items"]?.names ?? [] } ?? []
             return names.map { parts in
                 let table = parts.count > 1 ? QualifiedName(schema: parts[parts.count - 2], name: parts.last!) : QualifiedName(name: parts.last ?? "")
                 return .init(table: table.description, mode: "ACCESS EXCLUSIVE", effect: "blocks everything until it commits")
@@ -165,7 +166,6 @@ enum Lint {
         case .dml(_, let relation):
             return [.init(table: relation?.qualifiedName.description ?? "(rows it touches)", mode: "ROW EXCLUSIVE", effect: "row locks; long if it touches many rows")]
         default:
-            let tree = statement.tree
             if let rename = tree.node("RenameStmt"), let relation = rename["relation"] {
                 let table = qualified(relation)
                 let effect = newTables.contains(table) ? "new table: nothing else uses it yet" : "a moment, but it waits behind every open transaction on it, and everything queued after it waits too"
@@ -223,9 +223,8 @@ enum Lint {
         finding(rule, severity, "\(what). \(describe(table, facts)) stays locked \(mode) until it is done: \(blocks(mode)). \(fix)", table: table, rows: facts)
     }
 
-    static func check(_ statement: SQLStatement, scope: inout LintScope) async throws -> [Plan.Finding] {
+    static func check(_ statement: SQLStatement, tree: ParseTree, scope: inout LintScope) async throws -> [Plan.Finding] {
         var findings: [Plan.Finding] = []
-        let tree = statement.tree
         guard let type = tree.type, let f = tree.fields else { return [] }
         switch type {
         case "AlterTableStmt":

@@ -66,26 +66,8 @@ extension Plan {
         }
         let driver = SARIFLog.Driver(
             name: "tally", version: version,
-            rules: rules.map { .init(id: $0, shortDescription: .init(text: Self.ruleSummary($0))) })
+            rules: rules.map { .init(id: $0, shortDescription: .init(text: LintRules.named($0)?.tally ?? $0)) })
         return SARIFLog(runs: [.init(tool: .init(driver: driver), results: results)])
-    }
-
-    /// What a rule is about, for code-scanning tools' rule lists (squawk's names, and Tally's own).
-    static func ruleSummary(_ rule: String) -> String {
-        switch rule {
-        case "foreign-key-orphans": "Rows of the live database violate a foreign key the migration adds"
-        case "dynamic-sql": "A DO block builds SQL at run time; its locks cannot be seen"
-        case "require-timeout-settings": "The file sets no lock_timeout"
-        case "adding-foreign-key-constraint": "Adding a foreign key scans the table while writes wait"
-        case "require-concurrent-index-creation": "CREATE INDEX without CONCURRENTLY blocks writes"
-        case "adding-not-nullable-field": "SET NOT NULL scans the table under an ACCESS EXCLUSIVE lock"
-        case "adding-required-field": "A NOT NULL column without a default fails on a table with rows"
-        case "changing-column-type": "Changing a column's type rewrites the table"
-        case "ban-drop-column": "Dropping a column breaks code that still reads it"
-        case "ban-drop-table": "Dropping a table loses its data"
-        case "identifier-too-long": "PostgreSQL truncates identifiers over 63 bytes"
-        default: rule
-        }
     }
 }
 

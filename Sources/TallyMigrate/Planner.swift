@@ -78,7 +78,6 @@ extension Migrator {
             for entry in report.pending {
                 guard let migration = folder.migrations.first(where: { $0.tag == entry.tag }) else { continue }
                 let statements = migration.statements
-                let created = Set(statements.flatMap(\.flattened).compactMap(\.createdTable))
                 let sets = Set(statements.flatMap(\.flattened).compactMap { statement -> String? in
                     if case .variableSet(let set) = statement.node { return set.name } else { return nil }
                 })
@@ -97,8 +96,9 @@ extension Migrator {
                     var findings: [Plan.Finding] = []
                     var locks: [Plan.Lock] = []
                     for part in statement.flattened {
-                        findings += try await Lint.check(part, scope: &scope)
-                        locks += Lint.locks(part, newTables: newTables, onlineRewrite: online)
+                        let tree = part.tree
+                        findings += try await Lint.check(part, tree: tree, scope: &scope)
+                        locks += Lint.locks(part, tree: tree, newTables: newTables, onlineRewrite: online)
                     }
                     if statement.dynamicSQL > 0 {
                         findings.append(.init(rule: "dynamic-sql", severity: "info",
@@ -134,7 +134,7 @@ extension Migrator {
                         }
                     }
                 }
-                createdSoFar.formUnion(created)
+                createdSoFar = scope.newTables
                 migrations.append(.init(
                     tag: migration.tag, file: migration.file, transactional: !migration.requiresNoTransaction, statements: planned, foreignKeys: keys))
             }

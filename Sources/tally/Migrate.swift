@@ -19,7 +19,11 @@ struct Migrate: AsyncParsableCommand {
             the journal's `when`; name and applied_at for 1.0 folders), so a Drizzle app sharing the database \
             sees the same history; Tally's own records are in the schema tally_migrate.
 
-            Behind a transaction-mode pooler (PgBouncer, Supabase, Neon): every command works through it.             Runners take a lease row (tally_migrate.runner_leases: owner, host and pid, expiry), not a session             lock, renew it while they work and confirm it inside each migration's transaction, so concurrent             runners apply each migration once; a runner that dies is taken over when its lease expires (30 s).             Settings are made for a transaction only (SET LOCAL), never for a session.
+            Behind a transaction-mode pooler (PgBouncer, Supabase, Neon): every command works through it. \
+            Runners take a lease row (tally_migrate.runner_leases: owner, host and pid, expiry), not a session \
+            lock, renew it while they work and confirm it inside each migration's transaction, so concurrent \
+            runners apply each migration once; a runner that dies is taken over when its lease expires (30 s). \
+            Settings are made for a transaction only (SET LOCAL), never for a session.
             """,
         subcommands: [Status.self, PlanCommand.self, Up.self, Validate.self, Baseline.self, Repair.self, Down.self]
     )
