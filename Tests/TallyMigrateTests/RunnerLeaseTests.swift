@@ -86,15 +86,17 @@ import Testing
 
     @Test(.freshDatabase) func theLeaseIsRenewedWhileARunnerWorks() async throws {
         let db = try TestDatabase.current
-        let folder = try DrizzleFolder([("0000_slow", 1, "SELECT pg_sleep(9);\n--> statement-breakpoint\nCREATE TABLE slow (id int);")])
+        let folder = try DrizzleFolder([("0000_slow", 1, "SELECT pg_sleep(15);\n--> statement-breakpoint\nCREATE TABLE slow (id int);")])
         defer { folder.remove() }
         var options = Migrator.Options()
-        options.leaseTimeToLive = .seconds(6)
+        // 12 s, renewed every 4 s: a loaded CI machine that stalls the test process for a few seconds still
+        // renews in time.
+        options.leaseTimeToLive = .seconds(12)
         let migrator = Migrator(folder: try MigrationFolder(path: folder.path), database: db, options: options)
         async let applied = migrator.up().applied
         // Meanwhile, inside the migration's transaction, a second runner finds the lease live (renewed past its
-        // first 6 s) and waits rather than taking over.
-        try await Task.sleep(for: .seconds(7))
+        // first 12 s) and waits rather than taking over.
+        try await Task.sleep(for: .seconds(13))
         var second = Migrator.Options()
         second.runnerWait = .milliseconds(300)
         await #expect(throws: MigrateError.self) {
