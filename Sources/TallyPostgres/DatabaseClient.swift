@@ -22,13 +22,36 @@ public func withPostgresClient<T: Sendable>(
 
 /// One connection for `body`: admin statements (CREATE DATABASE) and session-level work (advisory locks).
 /// Its statements log to `logger` (by default the logging system's, labelled `tally.postgres`).
+/// One direct connection, no pool: a refused connection, a failed login or no answer within 8 s is one
+/// clear error, as `checkReachable` gives, at the cost of one login instead of two.
 public func withSingleConnection<T: Sendable>(
     _ settings: ConnectionSettings,
     logger: Logger = Logger(label: "tally.postgres"),
     _ body: (DatabaseConnection) async throws -> T
 ) async throws -> T {
-    try await withPostgresClient(settings, maximumConnections: 1, logger: logger) { client in
-        try await client.withConnection { connection in try await body(DatabaseConnection(connection, logger: logger)) }
+    let connection = try await connect(settings, logger: logger)
+    do {
+        let result = try await body(DatabaseConnection(connection, logger: logger))
+        try? await connection.close()
+        return result
+    } catch {
+        try? await connection.close()
+        throw error
+    }
+}
+
+/// A direct connection to `settings`, or `TallyPostgresError.unreachable` within `timeout`. The connection's
+/// own events (its start-up, its messages) log to `logger`.
+private func connect(
+    _ settings: ConnectionSettings, timeout: Duration = .seconds(8), logger: Logger = LocalCluster.quietLogger
+) async throws -> PostgresConnection {
+    do {
+        let configuration = try settings.connectionConfiguration()
+        return try await withTimeout(timeout) {
+            try await PostgresConnection.connect(configuration: configuration, id: 0, logger: logger)
+        }
+    } catch {
+        throw TallyPostgresError.unreachable(settings, error)
     }
 }
 
@@ -36,16 +59,8 @@ public func withSingleConnection<T: Sendable>(
 /// failing. One direct connection first turns a refused connection, a failed login or no answer
 /// into one clear error at once.
 public func checkReachable(_ settings: ConnectionSettings, timeout: Duration = .seconds(8)) async throws {
-    do {
-        let configuration = try settings.connectionConfiguration()
-        try await withTimeout(timeout) {
-            let connection = try await PostgresConnection.connect(
-                configuration: configuration, id: 0, logger: LocalCluster.quietLogger)
-            try? await connection.close()
-        }
-    } catch {
-        throw TallyPostgresError.unreachable(settings, error)
-    }
+    let connection = try await connect(settings, timeout: timeout)
+    try? await connection.close()
 }
 
 extension TallyPostgresError {

@@ -8,9 +8,8 @@ import Testing
 @testable import TallyCredits
 
 @Suite struct AccountBatcherTests {
-    @Test(.freshDatabase) func concurrentSpendsShareBatches() async throws {
+    @Test(.freshDatabase(from: .tally)) func concurrentSpendsShareBatches() async throws {
         let db = try TestDatabase.current
-        try await SchemaGate.prepare(db, apply: true)
         try await withPostgresClient(db, maximumConnections: 8) { client in
             let key = try await funded(client, "a@example.com", credits: 1000)
             let ledger = Ledger(client: client, consumeLanes: 1)
@@ -31,9 +30,8 @@ import Testing
         }
     }
 
-    @Test(.freshDatabase) func aFailingSpendDoesNotFailItsBatch() async throws {
+    @Test(.freshDatabase(from: .tally)) func aFailingSpendDoesNotFailItsBatch() async throws {
         let db = try TestDatabase.current
-        try await SchemaGate.prepare(db, apply: true)
         try await withPostgresClient(db, maximumConnections: 8) { client in
             let healthy = try await funded(client, "healthy@example.com", credits: 1000)
             let broken = try await funded(client, "broken@example.com", credits: 100)
@@ -68,9 +66,8 @@ import Testing
 
     /// Shutting down, the lanes send every spend already queued (none is lost or left waiting); afterwards a
     /// spend is sent alone, as in a one-shot command, and still lands.
-    @Test(.freshDatabase) func shuttingDownSendsWhatIsQueuedThenSpendsGoAlone() async throws {
+    @Test(.freshDatabase(from: .tally)) func shuttingDownSendsWhatIsQueuedThenSpendsGoAlone() async throws {
         let db = try TestDatabase.current
-        try await SchemaGate.prepare(db, apply: true)
         try await withPostgresClient(db, maximumConnections: 8) { client in
             let key = try await funded(client, "s@example.com", credits: 1000)
             let ledger = Ledger(client: client, consumeLanes: 2)

@@ -20,9 +20,8 @@ import Testing
         return statuses
     }
 
-    @Test(.freshDatabase) func spendsHoldsCapturesAndReleasesOfOneAccountInOneBatch() async throws {
+    @Test(.freshDatabase(from: .tally)) func spendsHoldsCapturesAndReleasesOfOneAccountInOneBatch() async throws {
         let db = try TestDatabase.current
-        try await SchemaGate.prepare(db, apply: true)
         try await withPostgresClient(db) { client in
             let key = try await funded(client, "h@example.com", credits: 100)
             let placed = try await apply(db, [
@@ -75,9 +74,8 @@ import Testing
         }
     }
 
-    @Test(.freshDatabase) func holdsCountAgainstTheKeysAllowanceInsideABatch() async throws {
+    @Test(.freshDatabase(from: .tally)) func holdsCountAgainstTheKeysAllowanceInsideABatch() async throws {
         let db = try TestDatabase.current
-        try await SchemaGate.prepare(db, apply: true)
         try await withPostgresClient(db) { client in
             let user = try await Auth(client: client, bcryptCost: 4).createUser(email: "l@example.com", password: "password123", name: nil, admin: false, context: testQueries)
             _ = try await Ledger(client: client).grant(to: .user(user.id), amount: 100, description: "test", context: testQueries)
@@ -100,9 +98,8 @@ import Testing
         }
     }
 
-    @Test(.freshDatabase) func aReleaseThatUnholdsAnExpiredGrantExpiresItAndLaterOperationsSettleFirst() async throws {
+    @Test(.freshDatabase(from: .tally)) func aReleaseThatUnholdsAnExpiredGrantExpiresItAndLaterOperationsSettleFirst() async throws {
         let db = try TestDatabase.current
-        try await SchemaGate.prepare(db, apply: true)
         try await withPostgresClient(db) { client in
             let ledger = Ledger(client: client)
             let key = try await funded(client, "e@example.com", credits: 100)
@@ -124,9 +121,8 @@ import Testing
         }
     }
 
-    @Test(.freshDatabase) func concurrentHoldsCapturesAndSpendsShareBatchesAndKeepTheAccountExact() async throws {
+    @Test(.freshDatabase(from: .tally)) func concurrentHoldsCapturesAndSpendsShareBatchesAndKeepTheAccountExact() async throws {
         let db = try TestDatabase.current
-        try await SchemaGate.prepare(db, apply: true)
         try await withPostgresClient(db) { client in
             let ledger = Ledger(client: client)
             let key = try await funded(client, "c@example.com", credits: 10_000)

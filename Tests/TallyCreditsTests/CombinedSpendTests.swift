@@ -21,9 +21,8 @@ import Testing
         return rows
     }
 
-    @Test(.freshDatabase) func refusedSpendsWriteNothingAndLaterOnesGetWhatRemains() async throws {
+    @Test(.freshDatabase(from: .tally)) func refusedSpendsWriteNothingAndLaterOnesGetWhatRemains() async throws {
         let db = try TestDatabase.current
-        try await SchemaGate.prepare(db, apply: true)
         try await withPostgresClient(db) { client in
             let key = try await funded(client, "a@example.com", credits: 10)
             _ = try await Ledger(client: client).balance(of: key.account, context: testQueries)   // the account exists
@@ -40,9 +39,8 @@ import Testing
         }
     }
 
-    @Test(.freshDatabase) func severalAccountsInOneBatchEachKeepTheirOrder() async throws {
+    @Test(.freshDatabase(from: .tally)) func severalAccountsInOneBatchEachKeepTheirOrder() async throws {
         let db = try TestDatabase.current
-        try await SchemaGate.prepare(db, apply: true)
         try await withPostgresClient(db) { client in
             let a = try await funded(client, "a@example.com", credits: 10)
             let b = try await funded(client, "b@example.com", credits: 5)
@@ -56,9 +54,8 @@ import Testing
         }
     }
 
-    @Test(.freshDatabase) func aKeysLimitHoldsInsideABatch() async throws {
+    @Test(.freshDatabase(from: .tally)) func aKeysLimitHoldsInsideABatch() async throws {
         let db = try TestDatabase.current
-        try await SchemaGate.prepare(db, apply: true)
         try await withPostgresClient(db) { client in
             let user = try await Auth(client: client, bcryptCost: 4).createUser(email: "k@example.com", password: "password123", name: nil, admin: false, context: testQueries)
             _ = try await Ledger(client: client).grant(to: .user(user.id), amount: 100, description: "test", context: testQueries)

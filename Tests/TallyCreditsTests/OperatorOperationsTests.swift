@@ -8,9 +8,8 @@ import Testing
 /// The operator commands' work, called as a library (the commands themselves are tested as processes in
 /// TallyCLITests).
 @Suite struct OperatorOperationsTests {
-    @Test(.freshDatabase) func usersGrantsAndKeysByTheNamesAnOperatorUses() async throws {
+    @Test(.freshDatabase(from: .tally)) func usersGrantsAndKeysByTheNamesAnOperatorUses() async throws {
         let db = try TestDatabase.current
-        try await SchemaGate.prepare(db, apply: true)
         try await withPostgresClient(db) { client in
             let operations = Operations(client: client, context: testQueries)
             let admin = try await operations.createUser(email: "Ops@Example.com", password: "password123", name: "Ops", admin: true)

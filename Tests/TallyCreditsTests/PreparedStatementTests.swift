@@ -20,9 +20,8 @@ import Testing
         return names
     }
 
-    @Test(.freshDatabase) func hotStatementsArePreparedOncePerConnectionUnlessTurnedOff() async throws {
+    @Test(.freshDatabase(from: .tally)) func hotStatementsArePreparedOncePerConnectionUnlessTurnedOff() async throws {
         let db = try TestDatabase.current
-        try await SchemaGate.prepare(db, apply: true)
         let key = try await withPostgresClient(db) { client in try await funded(client, "p@example.com", credits: 50) }
         for (round, enabled) in [true, false].enumerated() {
             try await withSingleConnection(db) { plain in
@@ -50,9 +49,8 @@ import Testing
 
     /// Unprepared, the balance read goes through `tally_committed_balance` (migration 0009): it must be the same
     /// statement, row for row, for every state an account can be in.
-    @Test(.freshDatabase) func theUnpreparedBalanceReadGivesTheSameRows() async throws {
+    @Test(.freshDatabase(from: .tally)) func theUnpreparedBalanceReadGivesTheSameRows() async throws {
         let db = try TestDatabase.current
-        try await SchemaGate.prepare(db, apply: true)
         let (plain, due, revoked) = try await withPostgresClient(db) { client in
             (try await funded(client, "plain@example.com", credits: 50), try await funded(client, "due@example.com", credits: 30),
              try await funded(client, "revoked@example.com", credits: 20))
@@ -94,9 +92,8 @@ import Testing
     }
     static let answers = Mutex<[Bool: [String]]>([:])
 
-    @Test(.freshDatabase) func aConnectionThatLostItsStatementsTurnsThemOffAndStillAnswers() async throws {
+    @Test(.freshDatabase(from: .tally)) func aConnectionThatLostItsStatementsTurnsThemOffAndStillAnswers() async throws {
         let db = try TestDatabase.current
-        try await SchemaGate.prepare(db, apply: true)
         let key = try await withPostgresClient(db) { client in try await funded(client, "l@example.com", credits: 50) }
         try await withSingleConnection(db) { plain in
             let prepared = PreparedStatements(enabled: true)
@@ -115,9 +112,8 @@ import Testing
         }
     }
 
-    @Test(.freshDatabase) func insideATransactionALostStatementFailsTheTransactionToBeRetried() async throws {
+    @Test(.freshDatabase(from: .tally)) func insideATransactionALostStatementFailsTheTransactionToBeRetried() async throws {
         let db = try TestDatabase.current
-        try await SchemaGate.prepare(db, apply: true)
         let key = try await withPostgresClient(db) { client in try await funded(client, "t@example.com", credits: 50) }
         try await withSingleConnection(db) { plain in
             let prepared = PreparedStatements(enabled: true)

@@ -5,7 +5,7 @@ import TallyTestSupport
 @testable import TallyPostgres
 
 /// The embedded cluster, as the machine's user (root in CI, where PostgreSQL runs as `postgres`).
-@Suite(.serialized) struct LocalClusterTests {
+@Suite(.serialized, .slot) struct LocalClusterTests {
     private func temporaryFolder() throws -> String {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("tally-cluster-\(UUID().uuidString.prefix(8))").path
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
@@ -93,11 +93,11 @@ import TallyTestSupport
         defer { try? FileManager.default.removeItem(atPath: folder) }
         let cluster = LocalCluster(dataDirectory: folder + "/pg")
         var settings = try await cluster.start()
-        defer { _ = try? cluster.stopBlocking() }
         settings.password = "not-the-password"
         await #expect(throws: TallyPostgresError.self) {
             try await withPostgresClient(settings) { _ in }
         }
+        try await cluster.stop()
     }
 
     @Test func staleLockFileFromACrashIsHandled() async throws {

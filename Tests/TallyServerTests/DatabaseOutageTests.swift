@@ -4,6 +4,7 @@ import HummingbirdTesting
 import PostgresNIO
 import TallyCredits
 import TallyPostgres
+import TallyTestSupport
 import Testing
 @testable import TallyServer
 
@@ -41,13 +42,10 @@ import Testing
 
     @Test
     func spendsAnswer200Or503PromptlyWhileTheDatabaseIsDownAndRecover() async throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tally-outage-\(UUID().uuidString.prefix(8))").path
-        let cluster = LocalCluster(dataDirectory: directory, tuning: .fastUnsafe)
-        defer {
-            _ = try? cluster.stopBlocking()
-            try? FileManager.default.removeItem(atPath: directory)
-        }
-        let admin = try await cluster.start().with(database: "postgres")
+        try await TestDatabase.withOwnCluster { cluster, admin in try await outage(cluster, admin) }
+    }
+
+    private func outage(_ cluster: LocalCluster, _ admin: ConnectionSettings) async throws {
         try await withSingleConnection(admin) { try await $0.execute("CREATE DATABASE tally_outage") }
         let db = admin.with(database: "tally_outage")
         try await SchemaGate.prepare(db, apply: true)

@@ -3,7 +3,7 @@ import Hummingbird
 import HummingbirdTesting
 import Logging
 import PostgresNIO
-import TallyCredits
+@testable import TallyCredits
 import TallyPostgres
 import TallyTestSupport
 import Testing
@@ -28,11 +28,17 @@ func withTallyServer(
     maintenanceInterval: Duration = .seconds(5),
     _ body: @escaping @Sendable (any TestClientProtocol, ConnectionSettings) async throws -> Void
 ) async throws {
-    try await TestDatabase.withFreshDatabase { db in
-        try await SchemaGate.prepare(db, apply: true)
+    try await TestDatabase.withFreshDatabase(from: .tally) { db in
         let app = buildApplication(ServerSettings(
             host: "127.0.0.1", port: 0, database: db, logLevel: .critical, bcryptCost: 4, maintenanceInterval: maintenanceInterval))
         try await app.test(.live) { client in try await body(ContractCheckingClient(client: client), db) }
+    }
+}
+
+extension DatabaseTemplate {
+    /// Tally's schema, migrated once per run (and again only when the migration files change).
+    static let tally = DatabaseTemplate(name: "tally", version: SchemaGate.expected.map(\.hash).joined()) { db in
+        try await SchemaGate.prepare(db, apply: true)
     }
 }
 
@@ -50,8 +56,7 @@ func withTallyServer(
     configure: @Sendable (inout ServerSettings) -> Void,
     _ body: @escaping @Sendable (any TestClientProtocol, ConnectionSettings) async throws -> Void
 ) async throws {
-    try await TestDatabase.withFreshDatabase { db in
-        try await SchemaGate.prepare(db, apply: true)
+    try await TestDatabase.withFreshDatabase(from: .tally) { db in
         var settings = ServerSettings(host: "127.0.0.1", port: 0, database: db, logLevel: .critical, bcryptCost: 4)
         configure(&settings)
         try await buildApplication(settings).test(.live) { client in try await body(ContractCheckingClient(client: client), db) }
