@@ -34,7 +34,7 @@ extension LocalCluster {
 
         // PostgreSQL runs as the service user, who must be able to reach its folder.
         var target = dataDirectory
-        if let user, !user.canEnter(parent) {
+        if let user, await !user.canEnter(parent) {
             let clusters = "/var/lib/tally/clusters"
             try fm.createDirectory(atPath: clusters, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
             let name = (dataDirectory as NSString).lastPathComponent

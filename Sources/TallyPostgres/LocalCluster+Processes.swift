@@ -11,10 +11,18 @@ import Darwin
 
 /// Whether the cluster runs, its postmaster, stale lock files, and small helpers.
 extension LocalCluster {
-    func isRunning(binaries: PostgresBinaries, as user: ServiceUser?) throws -> Bool {
-        // pg_ctl status exits 0 when a live process holds postmaster.pid, 3 when none does.
-        try Command.run(binaries.path("pg_ctl"), ["-D", storedAt, "status"], as: user).status == 0
-            && postmasterPID().map(Self.isPostgresProcess) == true
+    /// Whether the process postmaster.pid names is a PostgreSQL server working in this cluster's folder: what
+    /// `pg_ctl status` checks, read from /proc instead of started as a program (no thread waits for a child),
+    /// and stricter: a PID reused by another cluster's postgres does not count.
+    var isRunning: Bool {
+        guard let pid = postmasterPID(), Self.isPostgresProcess(pid: pid) else { return false }
+        #if os(Linux)
+        guard let directory = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/cwd") else { return true }
+        return URL(fileURLWithPath: directory).resolvingSymlinksInPath().path
+            == URL(fileURLWithPath: storedAt).resolvingSymlinksInPath().path
+        #else
+        return true
+        #endif
     }
 
     func postmasterPID() -> Int? {

@@ -108,7 +108,7 @@ public struct LocalCluster: Sendable {
         var state = try readState()
         let real = storedAt
 
-        if try !isRunning(binaries: binaries, as: user) {
+        if !isRunning {
             onProgress("Starting PostgreSQL \(binaries.version) on 127.0.0.1:\(state.port).")
             try removeStaleLockFiles(state: state)
             var attempt = 0
@@ -174,8 +174,8 @@ public struct LocalCluster: Sendable {
     /// pg_ctl's fast stop of this cluster, as whom; nil when it does not run.
     private func stopCommand() throws -> (String, [String], ServiceUser?)? {
         let user = try ServiceUser.forCurrentProcess(environment: environment)
+        guard isRunning else { return nil }
         let binaries = try binariesForCluster()
-        guard try isRunning(binaries: binaries, as: user) else { return nil }
         return (binaries.path("pg_ctl"), ["-D", storedAt, "-m", "fast", "-w", "-t", "60", "stop"], user)
     }
 
@@ -196,7 +196,7 @@ public struct LocalCluster: Sendable {
         status.port = state.port
         status.socketDirectory = socketDirectory
         status.url = connectionSettings(state: state, database: state.database).description
-        status.running = try isRunning(binaries: binaries, as: ServiceUser.forCurrentProcess(environment: environment))
+        status.running = isRunning
         if status.running { status.pid = postmasterPID() }
         return status
     }

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// The PostgreSQL server programs Tally runs: initdb, pg_ctl and postgres from one directory,
 /// plus the client tools (psql, pg_dump, pg_restore) from the same directory when it has them.
@@ -40,8 +41,7 @@ public struct PostgresBinaries: Sendable, Equatable {
         candidates += newestFirst.map { "\(versionedRoot)/\($0.1)/bin" }
 
         for directory in candidates where serverTools.allSatisfy({ FileManager.default.isExecutableFile(atPath: directory + "/" + $0) }) {
-            let result = try Command.run(directory + "/pg_ctl", ["--version"])
-            guard result.succeeded, let version = parseVersion(result.output) else { continue }
+            guard let version = try version(in: directory) else { continue }
             return PostgresBinaries(directory: directory, majorVersion: version.major, version: version.full)
         }
         throw TallyPostgresError(
@@ -52,6 +52,17 @@ public struct PostgresBinaries: Sendable, Equatable {
             """
         )
     }
+
+    /// `pg_ctl --version` of `directory`, asked once per process: the thread that asks waits for the child.
+    private static func version(in directory: String) throws(TallyPostgresError) -> (major: Int, full: String)? {
+        if let known = versions.withLock({ $0[directory] }) { return known }
+        let result = try Command.run(directory + "/pg_ctl", ["--version"])
+        let version = result.succeeded ? parseVersion(result.output) : nil
+        versions.withLock { $0[directory] = version }
+        return version
+    }
+
+    private static let versions = Mutex<[String: (major: Int, full: String)?]>([:])
 
     /// "pg_ctl (PostgreSQL) 15.8 (Debian 15.8-0+deb12u1)" → (15, "15.8").
     public static func parseVersion(_ text: String) -> (major: Int, full: String)? {

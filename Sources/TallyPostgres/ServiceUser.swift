@@ -43,7 +43,7 @@ public struct ServiceUser: Sendable, Equatable {
     }
 
     /// Whether this user can enter `directory` (and so every folder above it).
-    func canEnter(_ directory: String) -> Bool {
-        (try? Command.run("/usr/bin/test", ["-x", directory], as: self).succeeded) ?? false
+    func canEnter(_ directory: String) async -> Bool {
+        (try? await Command.run("/usr/bin/test", ["-x", directory], as: self).succeeded) ?? false
     }
 }

@@ -21,9 +21,9 @@ import Testing
                 let first = try await migrator.up()
                 #expect(first.applied == files.entries.map(\.name))
 
-                for entry in files.entries { try psql(viaPsql, file: entry.file) }
-                let tallySchema = try schemaDump(viaTally)
-                let psqlSchema = try schemaDump(viaPsql)
+                for entry in files.entries { try await psql(viaPsql, file: entry.file) }
+                let tallySchema = try await schemaDump(viaTally)
+                let psqlSchema = try await schemaDump(viaPsql)
                 #expect(tallySchema.contains("CREATE TABLE"), "the dump holds the schema")
                 #expect(tallySchema == psqlSchema, "schema after `tally migrate up` differs from psql's in \(name)")
 
@@ -193,8 +193,8 @@ import Testing
         let db = try TestDatabase.current
         let files = try CorpusFiles(corpusFolder("v1-layout"))
         // Drizzle 0.x applied the first two (same second, so they are told apart by hash).
-        try psql(db, file: files.entries[0].file)
-        try psql(db, file: files.entries[1].file)
+        try await psql(db, file: files.entries[0].file)
+        try await psql(db, file: files.entries[1].file)
         try await execute(db, "CREATE SCHEMA drizzle; CREATE TABLE drizzle.__drizzle_migrations (id SERIAL PRIMARY KEY, hash text NOT NULL, created_at bigint)")
         for (n, entry) in files.entries.prefix(2).enumerated() {
             try await execute(db, "INSERT INTO drizzle.__drizzle_migrations (hash, created_at) VALUES ('\(entry.sha256)', \(entry.createdAt + 100 + Int64(n)))")
@@ -208,7 +208,7 @@ import Testing
     @Test(.freshDatabase) func aTableAnEarlierTallyReshapedGoesBackToDrizzle0sShape() async throws {
         let db = try TestDatabase.current
         let files = try CorpusFiles(corpusFolder("v6-no-breakpoints"))
-        try psql(db, file: files.entries[0].file)
+        try await psql(db, file: files.entries[0].file)
         try await execute(db, """
             CREATE SCHEMA drizzle;
             CREATE TABLE drizzle.__drizzle_migrations (id SERIAL PRIMARY KEY, hash text NOT NULL, created_at bigint, name text, applied_at timestamptz DEFAULT now());
@@ -264,6 +264,7 @@ struct CorpusFiles {
     }
 }
 
+/// sha256sum, a checker Tally did not write; it answers at once, so the thread may wait for it.
 func sha256sum(file: String) throws -> String {
     let result = try Command.run("/usr/bin/sha256sum", [file])
     return String(result.output.prefix(64))
@@ -277,16 +278,16 @@ func sha256sum(_ data: Data) throws -> String {
 }
 
 /// Runs a file with psql, as a person applying migrations by hand would.
-func psql(_ db: ConnectionSettings, file: String) throws {
-    let result = try Command.run(try Backup.tool("psql"), ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", db.database, "-f", file], environment: db.libpqEnvironment)
+func psql(_ db: ConnectionSettings, file: String) async throws {
+    let result = try await Command.run(try Backup.tool("psql"), ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", db.database, "-f", file], environment: db.libpqEnvironment)
     guard result.succeeded else { throw MigrateError(.migrationFailed, "psql -f \(file): \(result.output)") }
 }
 
 /// `pg_dump --schema-only` without the history and Tally's own schemas.
-func schemaDump(_ db: ConnectionSettings) throws -> String {
+func schemaDump(_ db: ConnectionSettings) async throws -> String {
     let file = FileManager.default.temporaryDirectory.appendingPathComponent("tally-dump-\(UUID().uuidString).sql").path
     defer { try? FileManager.default.removeItem(atPath: file) }
-    let result = try Command.run(
+    let result = try await Command.run(
         try Backup.tool("pg_dump"),
         ["--schema-only", "--no-owner", "-N", "drizzle", "-N", "tally_migrate", "-d", db.database, "-f", file],
         environment: db.libpqEnvironment)
