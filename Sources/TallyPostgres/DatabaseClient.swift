@@ -22,7 +22,7 @@ public func withPostgresClient<T: Sendable>(
 
 /// One connection for `body`: admin statements (CREATE DATABASE) and session-level work (advisory locks).
 /// Its statements log to `logger` (by default the logging system's, labelled `tally.postgres`).
-/// One direct connection, no pool: a refused connection, a failed login or no answer within 8 s is one
+/// One direct connection, no pool: a refused connection, a failed login or no answer within 5 s is one
 /// clear error, as `checkReachable` gives, at the cost of one login instead of two.
 public func withSingleConnection<T: Sendable>(
     _ settings: ConnectionSettings,
@@ -40,16 +40,18 @@ public func withSingleConnection<T: Sendable>(
     }
 }
 
-/// A direct connection to `settings`, or `TallyPostgresError.unreachable` within `timeout`. The connection's
-/// own events (its start-up, its messages) log to `logger`.
+/// A direct connection to `settings`, or `TallyPostgresError.unreachable` when it is not ready (connected,
+/// logged in) within `timeout`. The connection's own events (its start-up, its messages) log to `logger`.
+///
+/// The limit is postgres-nio's own connect deadline, not a race against a timer: a caller cancelled while the
+/// login completes gets the connection (and closes it) instead of leaving it to be dropped unclosed.
 private func connect(
-    _ settings: ConnectionSettings, timeout: Duration = .seconds(8), logger: Logger = LocalCluster.quietLogger
+    _ settings: ConnectionSettings, timeout: Duration? = nil, logger: Logger = LocalCluster.quietLogger
 ) async throws -> PostgresConnection {
     do {
-        let configuration = try settings.connectionConfiguration()
-        return try await withTimeout(timeout) {
-            try await PostgresConnection.connect(configuration: configuration, id: 0, logger: logger)
-        }
+        var configuration = try settings.connectionConfiguration()
+        if let timeout { configuration.options.connectTimeout = TimeAmount(timeout) }
+        return try await PostgresConnection.connect(configuration: configuration, id: 0, logger: logger)
     } catch {
         throw TallyPostgresError.unreachable(settings, error)
     }
@@ -57,8 +59,8 @@ private func connect(
 
 /// postgres-nio's pool keeps retrying a server it cannot reach, so a command would wait instead of
 /// failing. One direct connection first turns a refused connection, a failed login or no answer
-/// into one clear error at once.
-public func checkReachable(_ settings: ConnectionSettings, timeout: Duration = .seconds(8)) async throws {
+/// within `timeout` (by default the settings' connect timeout, 5 s) into one clear error at once.
+public func checkReachable(_ settings: ConnectionSettings, timeout: Duration? = nil) async throws {
     let connection = try await connect(settings, timeout: timeout)
     try? await connection.close()
 }
