@@ -4,8 +4,9 @@ import Glibc
 #endif
 import Testing
 import TallyPostgres
+import TallyTestSupport
 
-@Suite(.serialized) struct DBCommandTests {
+@Suite(.serialized, .slot) struct DBCommandTests {
     struct StatusJSON: Decodable {
         var running: Bool
         var initialized: Bool

@@ -8,7 +8,7 @@ import TallyTestSupport
 import FoundationNetworking
 #endif
 
-@Suite(.serialized) struct ServeCommandTests {
+@Suite(.serialized, .slot) struct ServeCommandTests {
     @Test func serveStartsTheClusterAnswersHealthAndStopsOnCtrlC() async throws {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("tally-serve-\(UUID().uuidString.prefix(8))").path
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
