@@ -125,7 +125,7 @@ let package = Package(
         .target(
             name: "TallyTestSupport",
             dependencies: [
-                "TallyPostgres",
+                "TallyPostgres", "TallyCredits",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],

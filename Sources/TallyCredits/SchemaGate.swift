@@ -35,6 +35,11 @@ public enum SchemaGate {
         ((try? MigrationFolder(path: TallyCredits.migrationsFolder))?.migrations ?? []).map { ($0.tag, $0.hash) }
     }()
 
+    /// This build's migrations (tags and file hashes) in one string: equal for two builds with the same schema.
+    public static var fingerprint: String {
+        expected.map { "\($0.tag) \($0.hash)" }.joined(separator: "\n")
+    }
+
     /// The tags of this build's migrations that the database's history does not record as applied with the
     /// same file contents: empty when the schema is the one this build serves.
     public static func missingMigrations(_ connection: DatabaseConnection) async throws -> [String] {

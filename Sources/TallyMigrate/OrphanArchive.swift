@@ -100,6 +100,9 @@ public enum OrphanArchive {
             for try await id in try await connection.query(
                 "INSERT INTO tally_archive.batches (created_by, reason, foreign_keys) VALUES (\(osUser + " as " ) || current_user, \(reason), \(keysJSON)::jsonb) RETURNING id::int"
             ).decode(Int.self) { batchID = id }
+            // Marks this transaction as the archive's: a table that refuses deletes (Tally's append-only ledger)
+            // lets through those made here, each row archived by the statement that deletes it.
+            try await connection.execute("SELECT set_config('tally.archive_batch', \(String(batchID)), true)")
             var moved: [Moved] = []
             for (ord, step) in ordered.enumerated() {
                 // Archive exactly the rows deleted, and count them, in one statement.

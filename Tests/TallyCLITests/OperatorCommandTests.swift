@@ -50,4 +50,48 @@ import Testing
         #expect(held.stdout.contains("held 5 ≠ sum of open holds 0"), Comment(rawValue: held.stdout))
         #expect(!held.stdout.contains("ledger entries"))
     }
+
+    /// The ledger refuses deletes, save those of `db orphans --clean`, which archives each row as it deletes
+    /// it: rows naming a user who does not exist leave the ledger that way, and come back with `--restore`.
+    @Test(.freshDatabase(from: .tally)) func orphanedLedgerRowsLeaveOnlyThroughTheArchive() async throws {
+        let db = try TestDatabase.current
+        let url = ["--database-url", db.url()]
+        #expect(try await TallyProcess.run(["users", "create", "--email", "ops@example.com", "--password", "password123"] + url).status == 0)
+        #expect(try await TallyProcess.run(["credits", "grant", "--user", "ops@example.com", "--amount", "100"] + url).status == 0)
+        // A row of the right account that names a user nobody has (as a hand-run import might leave).
+        try await withSingleConnection(db) {
+            try await $0.execute("""
+                INSERT INTO credit_transactions (account_id, user_id, kind, amount, balance_after, description)
+                SELECT id, gen_random_uuid(), 'adjust', 0, balance, 'imported' FROM user_credits
+                """)
+        }
+        let refused = try await withSingleConnection(db) { connection -> String? in
+            do { try await connection.execute("DELETE FROM credit_transactions WHERE description = 'imported'"); return nil } catch { return describe(error) }
+        }
+        #expect(refused?.contains("the ledger is append-only") == true, "\(refused ?? "deleted")")
+
+        let fk = ["--fk", "credit_transactions.user_id=users.id"]
+        let clean = try await TallyProcess.run(["db", "orphans"] + fk + ["--clean", "--yes"] + url)
+        #expect(clean.status == 0, Comment(rawValue: clean.stdout + clean.stderr))
+        let left = try await withSingleConnection(db) { connection in
+            var n = 0
+            for try await c in try await connection.query("SELECT count(*)::int FROM credit_transactions WHERE description = 'imported'").decode(Int.self) { n = c }
+            return n
+        }
+        #expect(left == 0)
+        #expect(try await TallyProcess.run(["db", "audit"] + url).status == 0)
+        let batch = try await withSingleConnection(db) { connection in
+            var id = 0
+            for try await b in try await connection.query("SELECT max(id)::int FROM tally_archive.batches").decode(Int.self) { id = b }
+            return id
+        }
+        let restore = try await TallyProcess.run(["db", "orphans", "--restore", String(batch), "--yes"] + url)
+        #expect(restore.status == 0, Comment(rawValue: restore.stdout + restore.stderr))
+        let back = try await withSingleConnection(db) { connection in
+            var n = 0
+            for try await c in try await connection.query("SELECT count(*)::int FROM credit_transactions WHERE description = 'imported'").decode(Int.self) { n = c }
+            return n
+        }
+        #expect(back == 1)
+    }
 }

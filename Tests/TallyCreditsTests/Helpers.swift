@@ -44,10 +44,3 @@ func scalarValue(_ client: PostgresClient, _ query: PostgresQuery) async throws 
     for try await v in try await client.query(query).decode(Int64.self) { value = v }
     return value
 }
-
-extension DatabaseTemplate {
-    /// Tally's schema, migrated once per run (and again only when the migration files change).
-    static let tally = DatabaseTemplate(name: "tally", version: SchemaGate.expected.map(\.hash).joined()) { db in
-        try await SchemaGate.prepare(db, apply: true)
-    }
-}

@@ -3,7 +3,7 @@ import Hummingbird
 import HummingbirdTesting
 import Logging
 import PostgresNIO
-@testable import TallyCredits
+import TallyCredits
 import TallyPostgres
 import TallyTestSupport
 import Testing
@@ -32,13 +32,6 @@ func withTallyServer(
         let app = buildApplication(ServerSettings(
             host: "127.0.0.1", port: 0, database: db, logLevel: .critical, bcryptCost: 4, maintenanceInterval: maintenanceInterval))
         try await app.test(.live) { client in try await body(ContractCheckingClient(client: client), db) }
-    }
-}
-
-extension DatabaseTemplate {
-    /// Tally's schema, migrated once per run (and again only when the migration files change).
-    static let tally = DatabaseTemplate(name: "tally", version: SchemaGate.expected.map(\.hash).joined()) { db in
-        try await SchemaGate.prepare(db, apply: true)
     }
 }
 
