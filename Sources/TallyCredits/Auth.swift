@@ -3,6 +3,7 @@ import Foundation
 import HummingbirdBcrypt
 import NIOPosix
 import PostgresNIO
+import Synchronization
 import TallyMigrate
 import TallyPostgres
 
@@ -114,8 +115,11 @@ public struct Auth: Sendable {
             }
             return nil
         }
-        // Unknown emails cost the same bcrypt work as wrong passwords, so timing does not tell them apart.
-        let hash = found?.1 ?? Self.dummyHash
+        // Unknown emails cost the same bcrypt work as wrong passwords, so timing does not tell them apart: the
+        // stand-in hash has the cost real hashes are made with.
+        let cost = bcryptCost
+        let hash: String
+        if let found { hash = found.1 } else { hash = try await NIOThreadPool.singleton.runIfActive { Self.dummyHash(cost: cost) } }
         let input = Self.bcryptInput(password)
         let ok = try await NIOThreadPool.singleton.runIfActive { Bcrypt.verify(input, hash: hash) }
         guard ok, let user = found?.0 else {
@@ -163,7 +167,15 @@ public struct Auth: Sendable {
 
     // MARK: - Helpers
 
-    static let dummyHash = Bcrypt.hash("tally-dummy-password", cost: 4)
+    /// A hash no password matches (it is of random bytes), with `cost`: made once per cost and process.
+    static func dummyHash(cost: UInt8) -> String {
+        if let hash = dummyHashes.withLock({ $0[cost] }) { return hash }
+        let hash = Bcrypt.hash(randomHex(bytes: 32), cost: cost)
+        dummyHashes.withLock { $0[cost] = hash }
+        return hash
+    }
+
+    private static let dummyHashes = Mutex<[UInt8: String]>([:])
 
     /// What is stored for a session token or API key: its SHA-256, hex.
     public static func tokenHash(_ token: String) -> String {

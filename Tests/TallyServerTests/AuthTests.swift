@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import HummingbirdBcrypt
 import HummingbirdTesting
 import TallyCredits
 import TallyPostgres
@@ -119,6 +120,36 @@ import Testing
             let login = try await client.execute(
                 uri: "/v1/auth/login", method: .post, body: ByteBuffer(string: #"{"email": "\u0000", "password": "x"}"#))
             #expect(login.status == .badRequest)
+        }
+    }
+
+    /// Whether an email has an account does not show in how long a wrong login takes: an unknown email costs
+    /// the same bcrypt work as a known one (before, a stand-in hash of cost 4 against real ones of cost 12
+    /// answered about 250 times sooner). Cost 10 here, so the work dominates the request.
+    @Test func anUnknownEmailTakesAsLongAsAWrongPassword() async throws {
+        try await withTallyServer(configure: { $0.bcryptCost = 10 }) { client, _ in
+            _ = try await signup(client, "known@example.com")
+            func attempt(_ email: String) async throws -> Double {
+                let started = ContinuousClock.now
+                let answer = try await client.execute(uri: "/v1/auth/login", method: .post, body: json(["email": email, "password": "wrong password"]))
+                #expect(answer.status == .unauthorized)
+                return seconds(ContinuousClock.now - started)
+            }
+            _ = try await attempt("warm@example.com")
+            var known: [Double] = []
+            var unknown: [Double] = []
+            // Alternating, so both see the same machine.
+            for n in 0..<20 {
+                known.append(try await attempt("known@example.com"))
+                unknown.append(try await attempt("nobody\(n)@example.com"))
+            }
+            func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
+            let (k, u) = (median(known), median(unknown))
+            let started = ContinuousClock.now
+            _ = Bcrypt.hash("a password", cost: 10)
+            let oneHash = seconds(ContinuousClock.now - started)
+            #expect(k >= oneHash / 2 && u >= oneHash / 2, "both pay for a cost-10 bcrypt (\(oneHash) s): known \(k) s, unknown \(u) s")
+            #expect(abs(k - u) <= 0.25 * max(k, u), "medians within 25%: known \(k) s, unknown \(u) s")
         }
     }
 }
