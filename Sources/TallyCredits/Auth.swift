@@ -44,6 +44,8 @@ public struct Auth: Sendable {
     public static let sessionTokenPrefix = "tly_sess_"
 
     public let database: Database
+    /// Failed logins and sign-ups counted per account and address.
+    public var throttle: AuthThrottle
     public var bcryptCost: UInt8
     public var sessionLifetime: Duration
 
@@ -53,12 +55,15 @@ public struct Auth: Sendable {
 
     public init(database: Database, bcryptCost: UInt8 = 12, sessionLifetime: Duration = .seconds(30 * 24 * 3600)) {
         self.database = database
+        self.throttle = AuthThrottle(database: database)
         self.bcryptCost = bcryptCost
         self.sessionLifetime = sessionLifetime
     }
 
-    public func signup(email: String, password: String, name: String?, context: QueryContext) async throws -> SessionGrant {
-        try await newSession(for: try await createUser(email: email, password: password, name: name, admin: false, context: context), context: context)
+    /// Sign-ups from `address` are counted (`AuthThrottle`); nil for callers that are not a network client.
+    public func signup(email: String, password: String, name: String?, from address: String? = nil, context: QueryContext) async throws -> SessionGrant {
+        if let address { try await throttle.signup(from: address, context: context) }
+        return try await newSession(for: try await createUser(email: email, password: password, name: name, admin: false, context: context), context: context)
     }
 
     /// Creates a user (the operator CLI can make admins); email-taken when the email is in use.
@@ -70,7 +75,7 @@ public struct Auth: Sendable {
         }
         let cost = bcryptCost
         let input = Self.bcryptInput(password)
-        let hash = try await NIOThreadPool.singleton.runIfActive { Bcrypt.hash(input, cost: cost) }
+        let hash = try await BcryptGate.shared.run { Bcrypt.hash(input, cost: cost) }
         let user: User
         do {
             user = try await database.connection(context) { connection in
@@ -106,7 +111,10 @@ public struct Auth: Sendable {
         return user
     }
 
-    public func login(email: String, password: String, context: QueryContext) async throws -> SessionGrant {
+    /// Logs in; with the client's `address`, refused while that address must wait (`AuthThrottle`), and a
+    /// wrong password or unknown email counted against it.
+    public func login(email: String, password: String, from address: String? = nil, context: QueryContext) async throws -> SessionGrant {
+        if let address { try await throttle.checkLogin(email: email, from: address, context: context) }
         let found = try await database.connection(context) { connection -> (User, String)? in
             let rows = try await connection.query(
                 "SELECT id, email, name, is_admin, created_at, password_hash FROM users WHERE lower(email) = lower(\(email.trimmingCharacters(in: .whitespaces)))")
@@ -119,12 +127,14 @@ public struct Auth: Sendable {
         // stand-in hash has the cost real hashes are made with.
         let cost = bcryptCost
         let hash: String
-        if let found { hash = found.1 } else { hash = try await NIOThreadPool.singleton.runIfActive { Self.dummyHash(cost: cost) } }
+        if let found { hash = found.1 } else { hash = try await BcryptGate.shared.run { Self.dummyHash(cost: cost) } }
         let input = Self.bcryptInput(password)
-        let ok = try await NIOThreadPool.singleton.runIfActive { Bcrypt.verify(input, hash: hash) }
+        let ok = try await BcryptGate.shared.run { Bcrypt.verify(input, hash: hash) }
         guard ok, let user = found?.0 else {
+            if let address { try await throttle.loginFailed(email: email, from: address, context: context) }
             throw CreditsError(.invalidCredentials, "the email or the password is wrong")
         }
+        if let address { try await throttle.loginSucceeded(email: email, from: address, context: context) }
         return try await newSession(for: user, context: context)
     }
 

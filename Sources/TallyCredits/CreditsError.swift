@@ -15,14 +15,21 @@ public struct CreditsError: Error, CustomStringConvertible, Sendable, Equatable 
         case idempotencyInProgress = "idempotency-request-in-progress"
         /// The database gave no connection in time: nothing was done, retry shortly.
         case databaseUnavailable = "database-unavailable"
+        /// Too many failed logins (or sign-ups) from this address: wait `retryAfter` seconds.
+        case tooManyAttempts = "too-many-attempts"
+        /// More password hashing is queued than the server takes at once: nothing was done, retry shortly.
+        case serverBusy = "server-busy"
     }
 
     public var code: Code
     public var message: String
+    /// Seconds to wait before trying again, when waiting helps.
+    public var retryAfter: Int?
 
-    public init(_ code: Code, _ message: String) {
+    public init(_ code: Code, _ message: String, retryAfter: Int? = nil) {
         self.code = code
         self.message = message
+        self.retryAfter = retryAfter
     }
 
     public var description: String { message }

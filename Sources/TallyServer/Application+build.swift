@@ -24,6 +24,9 @@ public struct ServerSettings: Sendable {
     public var connections: ConnectionLimits
     /// What the server does about Tally's migrations before it listens.
     public var migrations: Migrations = .unchecked
+    /// Proxies (load balancers) whose `X-Forwarded-For` names the client that login throttling counts; from
+    /// anyone else the header is ignored and the socket's address counts.
+    public var trustedProxies: [AddressRange] = []
     /// Where the server logs (at `logLevel`): by default the logging system's handler, labelled `tally`.
     /// Each request logs to it with its `hb.request.id`, and so do the database statements the request runs.
     public var logger: Logger? = nil
@@ -65,11 +68,12 @@ public func buildApplication(_ settings: ServerSettings) -> some ApplicationProt
     let idempotency = Idempotency(database: database, retention: settings.idempotencyRetention)
     // One of each: the ledger owns the consume batcher, whose lanes must be the only ones.
     let ledger = Ledger(database: database, databaseWait: settings.databaseWait)
+    let auth = Auth(database: database, bcryptCost: settings.bcryptCost)
     let router = buildRouter(
-        database: database, auth: Auth(database: database, bcryptCost: settings.bcryptCost), idempotency: idempotency,
-        ledger: ledger, databaseWait: settings.databaseWait)
+        database: database, auth: auth, idempotency: idempotency,
+        ledger: ledger, databaseWait: settings.databaseWait, trustedProxies: settings.trustedProxies)
     let maintenance = MaintenanceService(
-        ledger: ledger, idempotency: idempotency, interval: settings.maintenanceInterval, logger: logger)
+        ledger: ledger, idempotency: idempotency, throttle: auth.throttle, interval: settings.maintenanceInterval, logger: logger)
     var app = Application(
         responder: DeadlineResponder(router.buildResponder(), limit: settings.requestTimeout, logger: logger),
         server: .http1(limits: settings.connections),
@@ -99,7 +103,7 @@ public func buildRouter(
 /// The routes.
 public func buildRouter(
     database: Database, auth: Auth, idempotency: Idempotency? = nil, ledger: Ledger? = nil,
-    databaseWait: Duration = DatabaseWait.standard
+    databaseWait: Duration = DatabaseWait.standard, trustedProxies: [AddressRange] = []
 ) -> Router<TallyRequestContext> {
     TallyMetrics.bootstrapped
     let router = Router(context: TallyRequestContext.self)
@@ -115,7 +119,7 @@ public func buildRouter(
     router.addRoutes(HealthController(database: database).endpoints)
     router.addRoutes(TallyMetrics.endpoints)
     router.addRoutes(OpenAPIDocument.endpoints)
-    router.addRoutes(AuthController(auth: auth, authenticators: authenticators).endpoints)
+    router.addRoutes(AuthController(auth: auth, authenticators: authenticators, trustedProxies: trustedProxies).endpoints)
     router.addRoutes(TeamsController(teams: teams, authenticators: authenticators, idempotency: idempotency).endpoints)
     router.addRoutes(CreditsController(
         keys: keys, ledger: ledger ?? Ledger(database: database), teams: teams, authenticators: authenticators, idempotency: idempotency

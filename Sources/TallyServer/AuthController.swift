@@ -6,6 +6,8 @@ import TallyCredits
 public struct AuthController: Sendable {
     let auth: Auth
     let authenticators: Authenticators
+    /// Proxies whose `X-Forwarded-For` names the client (`--trusted-proxy`).
+    let trustedProxies: [AddressRange]
 
     struct SignupBody: JSONBody {
         enum CodingKeys: String, CodingKey, CaseIterable { case email, password, name }
@@ -39,13 +41,16 @@ public struct AuthController: Sendable {
     @Sendable func signup(_ request: Request, context: TallyRequestContext) async throws -> EditedResponse<SessionGrant> {
         var request = request
         let body = try await request.decode(SignupBody.self, context: context)
-        return EditedResponse(status: .created, response: try await auth.signup(email: body.email, password: body.password, name: body.name, context: context.queries))
+        let address = context.clientAddress(request, trusting: trustedProxies)
+        return EditedResponse(status: .created, response: try await auth.signup(
+            email: body.email, password: body.password, name: body.name, from: address, context: context.queries))
     }
 
     @Sendable func login(_ request: Request, context: TallyRequestContext) async throws -> SessionGrant {
         var request = request
         let body = try await request.decode(LoginBody.self, context: context)
-        return try await auth.login(email: body.email, password: body.password, context: context.queries)
+        let address = context.clientAddress(request, trusting: trustedProxies)
+        return try await auth.login(email: body.email, password: body.password, from: address, context: context.queries)
     }
 
     @Sendable func logout(_ request: Request, context: TallyRequestContext) async throws -> HTTPResponse.Status {

@@ -20,9 +20,13 @@ extension OpenAPIDocument {
             "/openapi.json": ["get": operation("This document", security: .none, responses: ["200": answer("OpenAPI 3.1", ["type": "object"])])],
             "/v1/auth/signup": ["post": operation("Create an account and a session", security: .none, body: bodies["POST /v1/auth/signup"], responses: [
                 "201": answer("Signed up", ref("Session")), "409": problem("The email is taken", ["email-taken"]),
+                "429": tooManyAttempts("Too many sign-ups from this address within the hour (ten are free, then one per doubling wait); `Retry-After` says when"),
+                "503": unavailable((description: "more password hashing is queued than the server takes at once", types: ["server-busy"])),
             ])],
             "/v1/auth/login": ["post": operation("Log in", security: .none, body: bodies["POST /v1/auth/login"], responses: [
                 "200": answer("Logged in", ref("Session")), "401": problem("Wrong email or password (the same answer for both)", ["invalid-credentials"]),
+                "429": tooManyAttempts("Too many failed logins for this account from this address (five an hour are free), or from this address (fifty); each further failure doubles the wait, up to 15 minutes and an hour. `Retry-After` says when to try again; other addresses are not slowed"),
+                "503": unavailable((description: "more password hashing is queued than the server takes at once", types: ["server-busy"])),
             ])],
             "/v1/auth/logout": ["post": operation("End this session", security: .session, responses: ["204": answer("Logged out")])],
             "/v1/me": ["get": operation("The session's user", security: .session, responses: [

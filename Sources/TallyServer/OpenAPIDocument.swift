@@ -106,11 +106,7 @@ public enum OpenAPIDocument {
             responses["401"] = problem("No credential, an unknown, expired or revoked one, or the wrong kind for this route", ["unauthenticated"])
         }
         if responses["503"] == nil {
-            var unavailable = problem(
-                "The database gave no connection within --database-wait, its connection broke, or the request outlived --request-timeout; `Retry-After` says when to retry, and `detail` whether the request may have taken effect",
-                ["database-unavailable", "request-timeout"])
-            unavailable["headers"] = retryAfter
-            responses["503"] = unavailable
+            responses["503"] = unavailable()
         }
         if let body {
             op["requestBody"] = ["required": true, "content": json(body)]
@@ -137,6 +133,25 @@ public enum OpenAPIDocument {
         if !parameters.isEmpty { op["parameters"] = .array(parameters) }
         op["responses"] = .object(responses)
         return op
+    }
+
+    /// A 503 with `Retry-After`: the database gave no connection, or the request ran out of time (`extra`: more
+    /// reasons an operation has).
+    static func unavailable(_ extra: (description: String, types: [String])? = nil) -> JSONValue {
+        var answer = problem(
+            "The database gave no connection within --database-wait, its connection broke, or the request outlived --request-timeout"
+                + (extra.map { "; or " + $0.description } ?? "")
+                + "; `Retry-After` says when to retry, and `detail` whether the request may have taken effect",
+            ["database-unavailable", "request-timeout"] + (extra?.types ?? []))
+        answer["headers"] = retryAfter
+        return answer
+    }
+
+    /// A 429 with `Retry-After`.
+    static func tooManyAttempts(_ description: String) -> JSONValue {
+        var answer = problem(description, ["too-many-attempts"])
+        answer["headers"] = retryAfter
+        return answer
     }
 
     static var retryAfter: JSONValue {

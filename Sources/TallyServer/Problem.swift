@@ -13,7 +13,7 @@ public struct Problem: Error, HTTPResponseError, Sendable, Codable, Equatable {
     public var detail: String
     /// For a 405: the methods the path has, sent as the `Allow` header.
     public var allow: String? = nil
-    /// For a 503: seconds to wait before retrying, sent as `Retry-After`.
+    /// For a 503 or 429: seconds to wait before retrying, sent as `Retry-After`.
     public var retryAfter: Int? = nil
 
     enum CodingKeys: String, CodingKey {
@@ -57,10 +57,11 @@ public struct Problem: Error, HTTPResponseError, Sendable, Codable, Equatable {
         case .notFound: .notFound
         case .conflict, .idempotencyKeyReused, .idempotencyInProgress: .conflict
         case .insufficientCredits, .keyLimitExceeded: HTTPResponse.Status(code: 402, reasonPhrase: "Payment Required")
-        case .databaseUnavailable: .serviceUnavailable
+        case .databaseUnavailable, .serverBusy: .serviceUnavailable
+        case .tooManyAttempts: .tooManyRequests
         }
         self.init(status, type: error.code.rawValue, title: status.reasonPhrase, detail: error.message)
-        if error.code == .databaseUnavailable { retryAfter = 1 }
+        retryAfter = error.retryAfter ?? (error.code == .databaseUnavailable ? 1 : nil)
     }
 
     /// A body over `Request.maximumBody`.

@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import HummingbirdAuth
+import NIOCore
 import TallyCredits
 
 /// Who sent a request: a user with a session token, or an API key. Decided once per request, from its
@@ -32,11 +33,14 @@ public struct TallyRequestContext: AuthRequestContext, RequestContext {
     public var identity: Caller?
     /// The request's database transaction, for a request with an `Idempotency-Key`: its work joins it.
     public var transaction: RequestTransaction?
+    /// The socket's peer (see `clientAddress` for the address throttling counts).
+    public var remoteAddress: SocketAddress?
 
     public init(source: Source) {
         self.coreContext = .init(source: source)
         self.identity = nil
         self.transaction = nil
+        self.remoteAddress = source.channel.remoteAddress
     }
 
     /// What the request's calls into the credits store run with: its logger (with its request id) and its

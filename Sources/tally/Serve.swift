@@ -30,6 +30,10 @@ struct Serve: AsyncParsableCommand {
     var idleTimeout: Double = ConnectionLimits().idleTimeout.inSeconds
     @Option(help: "Connections open at once; one more is answered 503 with Retry-After and closed.")
     var maxConnections: Int = ConnectionLimits().maximumConnections
+    @Option(name: .customLong("trusted-proxy"), help: ArgumentHelp(
+        "A proxy (address or CIDR range, e.g. 10.0.0.0/8; repeatable) whose X-Forwarded-For names the client that login throttling counts. From any other peer the header is ignored.",
+        valueName: "cidr"))
+    var trustedProxies: [String] = []
     @OptionGroup var database: DatabaseOptions
 
     func validate() throws {
@@ -40,6 +44,9 @@ struct Serve: AsyncParsableCommand {
         }
         guard headerTimeout > 0, idleTimeout > 0 else { throw ValidationError("--header-timeout and --idle-timeout must be more than 0 seconds") }
         guard maxConnections > 0 else { throw ValidationError("--max-connections must be at least 1") }
+        for proxy in trustedProxies where AddressRange(proxy) == nil {
+            throw ValidationError("--trusted-proxy \(proxy) is not an address or CIDR range such as 10.0.0.0/8 or 2001:db8::/32")
+        }
     }
 
     func run() async throws {
@@ -58,6 +65,7 @@ struct Serve: AsyncParsableCommand {
             requestTimeout: .seconds(requestTimeout), connections: limits)
         // Checked (and applied, for the embedded database or with --migrate) before the server listens.
         serverSettings.migrations = migrate || database.externalURL == nil ? .applied : .required
+        serverSettings.trustedProxies = trustedProxies.compactMap(AddressRange.init)
         try await buildApplication(serverSettings).runService()
     }
 }
