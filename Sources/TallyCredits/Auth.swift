@@ -46,6 +46,8 @@ public struct Auth: Sendable {
     public let database: Database
     /// Failed logins and sign-ups counted per account and address.
     public var throttle: AuthThrottle
+    /// Where password hashing waits its turn (or is refused when too many wait).
+    public let bcrypt: BcryptGate
     public var bcryptCost: UInt8
     public var sessionLifetime: Duration
 
@@ -56,6 +58,7 @@ public struct Auth: Sendable {
     public init(database: Database, bcryptCost: UInt8 = 12, sessionLifetime: Duration = .seconds(30 * 24 * 3600)) {
         self.database = database
         self.throttle = AuthThrottle(database: database)
+        self.bcrypt = .standard()
         self.bcryptCost = bcryptCost
         self.sessionLifetime = sessionLifetime
     }
@@ -75,7 +78,7 @@ public struct Auth: Sendable {
         }
         let cost = bcryptCost
         let input = Self.bcryptInput(password)
-        let hash = try await BcryptGate.shared.run { Bcrypt.hash(input, cost: cost) }
+        let hash = try await bcrypt.run { Bcrypt.hash(input, cost: cost) }
         let user: User
         do {
             user = try await database.connection(context) { connection in
@@ -127,9 +130,9 @@ public struct Auth: Sendable {
         // stand-in hash has the cost real hashes are made with.
         let cost = bcryptCost
         let hash: String
-        if let found { hash = found.1 } else { hash = try await BcryptGate.shared.run { Self.dummyHash(cost: cost) } }
+        if let found { hash = found.1 } else { hash = try await bcrypt.run { Self.dummyHash(cost: cost) } }
         let input = Self.bcryptInput(password)
-        let ok = try await BcryptGate.shared.run { Bcrypt.verify(input, hash: hash) }
+        let ok = try await bcrypt.run { Bcrypt.verify(input, hash: hash) }
         guard ok, let user = found?.0 else {
             if let address { try await throttle.loginFailed(email: email, from: address, context: context) }
             throw CreditsError(.invalidCredentials, "the email or the password is wrong")

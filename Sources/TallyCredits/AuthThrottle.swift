@@ -115,9 +115,10 @@ public struct AuthThrottle: Sendable {
 
 /// bcrypt runs on NIO's thread pool, one hash per thread at a time; this lets `width` run and `queue` wait,
 /// and answers anyone beyond at once (`serverBusy`, 503 with `Retry-After`) instead of letting a flood of
-/// logins queue behind each other until every real user's login times out.
+/// logins queue behind each other until every real user's login times out. One per `Auth` (per server).
 public actor BcryptGate {
-    public static let shared = BcryptGate(width: max(1, ProcessInfo.processInfo.activeProcessorCount), queue: 32)
+    /// One hash per core at a time, 32 waiting.
+    public static func standard() -> BcryptGate { BcryptGate(width: max(1, ProcessInfo.processInfo.activeProcessorCount), queue: 32) }
 
     private let width: Int
     private let queue: Int
