@@ -108,6 +108,7 @@ public func buildRouter(
     TallyMetrics.bootstrapped
     let router = Router(context: TallyRequestContext.self)
     router.add(middleware: DatabaseWaitMiddleware(limit: databaseWait))
+    router.add(middleware: NoStoreMiddleware())
     router.add(middleware: MetricsMiddleware())
     router.add(middleware: LogRequestsMiddleware(.debug))
     let routes = RouteTable()
@@ -116,7 +117,7 @@ public func buildRouter(
     let authenticators = Authenticators(auth: auth, keys: keys)
     let idempotency = IdempotencyMiddleware(idempotency: idempotency ?? Idempotency(database: database))
     let teams = Teams(database: database)
-    router.addRoutes(HealthController(database: database).endpoints)
+    router.addRoutes(HealthController(database: database, auth: auth).endpoints)
     router.addRoutes(TallyMetrics.endpoints)
     router.addRoutes(OpenAPIDocument.endpoints)
     router.addRoutes(AuthController(auth: auth, authenticators: authenticators, trustedProxies: trustedProxies).endpoints)
@@ -126,6 +127,19 @@ public func buildRouter(
     ).endpoints)
     routes.set(router.routes.map { (method: $0.method.rawValue, path: "\($0.path)") })
     return router
+}
+
+/// Every `/v1` answer carries credentials, balances or both: no cache may keep one (`Cache-Control: no-store`),
+/// and no browser may read one as anything but its declared type (`X-Content-Type-Options: nosniff`).
+struct NoStoreMiddleware<Context: RequestContext>: RouterMiddleware {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        var response = try await next(request, context)
+        if request.uri.path.hasPrefix("/v1/") {
+            response.headers[.cacheControl] = "no-store"
+            response.headers[.xContentTypeOptions] = "nosniff"
+        }
+        return response
+    }
 }
 
 /// Bounds every database connection wait of a request (`DatabaseWait.limit`), so while the database is away

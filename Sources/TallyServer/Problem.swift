@@ -41,7 +41,7 @@ public struct Problem: Error, HTTPResponseError, Sendable, Codable, Equatable {
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         // Strings and an integer: encoding cannot fail.
         let data = (try? encoder.encode(self)) ?? Data()
-        var headers: HTTPFields = [.contentType: "application/problem+json", .cacheControl: "no-store"]
+        var headers: HTTPFields = [.contentType: "application/problem+json", .cacheControl: "no-store", .xContentTypeOptions: "nosniff"]
         if let allow { headers[.allow] = allow }
         if let retryAfter { headers[.retryAfter] = String(retryAfter) }
         return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))

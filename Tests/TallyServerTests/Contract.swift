@@ -132,6 +132,15 @@ struct Contract: Sendable {
         }
     }
 
+    /// Every `/v1` answer may carry a credential or a balance: none may be cached or sniffed.
+    static func missingHeaders(uri: String, cacheControl: String?, contentTypeOptions: String?) -> [String] {
+        guard uri.hasPrefix("/v1/") else { return [] }
+        var missing: [String] = []
+        if cacheControl != "no-store" { missing.append("Cache-Control is \(cacheControl ?? "missing"), not no-store") }
+        if contentTypeOptions != "nosniff" { missing.append("X-Content-Type-Options is \(contentTypeOptions ?? "missing"), not nosniff") }
+        return missing
+    }
+
     static func describe(_ value: JSONValue) -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.withoutEscapingSlashes, .sortedKeys]
@@ -149,6 +158,9 @@ struct ContractCheckingClient: TestClientProtocol {
             method: method, uri: uri, status: response.status.code, contentType: response.headers[.contentType], body: Array(buffer: response.body)
         ) {
             Issue.record("\(method) \(uri) → \(response.status.code): \(violation) (per /openapi.json)")
+        }
+        for missing in Contract.missingHeaders(uri: uri, cacheControl: response.headers[.cacheControl], contentTypeOptions: response.headers[.xContentTypeOptions]) {
+            Issue.record("\(method) \(uri) → \(response.status.code): \(missing)")
         }
         return response
     }

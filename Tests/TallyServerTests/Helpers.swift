@@ -196,6 +196,9 @@ func send(
     ) {
         Issue.record("\(method) \(path) → \(http.statusCode): \(violation) (per /openapi.json)")
     }
+    for missing in Contract.missingHeaders(uri: path, cacheControl: fields["cache-control"], contentTypeOptions: fields["x-content-type-options"]) {
+        Issue.record("\(method) \(path) → \(http.statusCode): \(missing)")
+    }
     return Answer(status: http.statusCode, data: data, headers: fields)
 }
 
