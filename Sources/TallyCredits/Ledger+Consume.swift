@@ -42,6 +42,8 @@ extension Ledger {
     /// `AccountBatcher`).
     public func consume(_ request: ConsumeRequest, context: QueryContext) async throws -> ConsumeResult {
         guard request.amount > 0 else { throw CreditsError(.invalidInput, "amount must be a positive integer") }
+        try TextRules.checkDescription(request.description)
+        try TextRules.checkMetadataSize(request.metadataJSON)
         let outcome = try await apply(.consume(request), context: context)
         if let refusal = Self.refusal(outcome, amount: request.amount, what: "spend") { throw refusal }
         guard outcome.outcome == "ok", let transactionID = outcome.transactionID, let balance = outcome.balance, let available = outcome.available else {

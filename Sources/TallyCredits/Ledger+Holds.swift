@@ -46,6 +46,7 @@ extension Ledger {
         guard (1...Self.maximumHoldTTL).contains(ttl) else {
             throw CreditsError(.invalidInput, "ttl_seconds must be between 1 and \(Self.maximumHoldTTL) (7 days)")
         }
+        try TextRules.checkDescription(description)
         let outcome = try await apply(.hold(key: key, amount: amount, ttl: ttl, description: description), context: context)
         if let refusal = Self.refusal(outcome, amount: amount, what: "hold") { throw refusal }
         return try Self.holdResult(outcome, status: .open)

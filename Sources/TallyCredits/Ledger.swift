@@ -227,6 +227,7 @@ public struct Ledger: Service, Sendable {
             throw CreditsError(.invalidInput, "priority must lie between \(Int32.min) and \(Int32.max) (it is stored as a 32-bit integer)")
         }
         if let expiresAt, expiresAt <= Date() { throw CreditsError(.invalidInput, "expires_at is in the past") }
+        try TextRules.checkDescription(description)
         return try await database.transaction(context) { connection in
             let (account, balance, _) = try await lockAccount(of: owner, on: connection)
             let (newBalance, overflow) = balance.addingReportingOverflow(amount)

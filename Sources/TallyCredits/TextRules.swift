@@ -53,6 +53,40 @@ public enum TextRules {
         }
     }
 
+    public static let descriptionMaximum = 500
+    public static let metadataMaximumBytes = 8 * 1024
+    public static let metadataMaximumDepth = 8
+
+    /// At most 500 code points: a ledger entry's description (every page of the ledger carries them).
+    public static func checkDescription(_ text: String?) throws {
+        guard let text, text.unicodeScalars.count > descriptionMaximum else { return }
+        throw CreditsError(.invalidInput, "description must have at most \(descriptionMaximum) characters")
+    }
+
+    /// A spend's metadata: a JSON object at most 8 levels deep and 8 KiB serialised; returned serialised.
+    public static func checkMetadata(_ value: JSONValue) throws -> String {
+        guard case .object = value else { throw CreditsError(.invalidInput, "metadata must be a JSON object") }
+        func depth(_ value: JSONValue) -> Int {
+            switch value {
+            case .array(let items): 1 + (items.map(depth).max() ?? 0)
+            case .object(let fields): 1 + (fields.values.map(depth).max() ?? 0)
+            default: 0
+            }
+        }
+        guard depth(value) <= metadataMaximumDepth else {
+            throw CreditsError(.invalidInput, "metadata must be at most \(metadataMaximumDepth) levels deep (objects and arrays within each other)")
+        }
+        let text = String(decoding: try JSONEncoder().encode(value), as: UTF8.self)
+        try checkMetadataSize(text)
+        return text
+    }
+
+    /// Serialised metadata of at most 8 KiB.
+    public static func checkMetadataSize(_ json: String?) throws {
+        guard let json, json.utf8.count > metadataMaximumBytes else { return }
+        throw CreditsError(.invalidInput, "metadata must be at most \(metadataMaximumBytes) bytes as JSON (it was \(json.utf8.count))")
+    }
+
     /// An ISO 8601 time such as 2026-12-31T23:59:59Z, as `field` (named in the error) gives it.
     public static func time(_ text: String, field: String) throws -> Date {
         guard let date = ISO8601DateFormatter().date(from: text) else {

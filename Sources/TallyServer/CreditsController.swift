@@ -140,8 +140,7 @@ public struct CreditsController: Sendable {
         var metadata: String?
         switch body.metadata {
         case nil, .null?: metadata = nil
-        case .object?: metadata = String(decoding: try JSONEncoder().encode(body.metadata), as: UTF8.self)
-        default: throw CreditsError(.invalidInput, "metadata must be a JSON object")
+        case let value?: metadata = try TextRules.checkMetadata(value)
         }
         do {
             let result = try await withCachedKey(context) { _ in

@@ -91,7 +91,7 @@ extension OpenAPIDocument {
             "POST /v1/admin/grants": body(
                 [
                     "user_id": id, "team_id": id, "amount": positiveCredits, "expires_at": time,
-                    "priority": priority.adding("description", "Lower burns first (default 0)"), "description": text,
+                    "priority": priority.adding("description", "Lower burns first (default 0)"), "description": entryDescription,
                 ], required: ["amount", "description"]).adding(
                     // Exactly one of the two, as a string (a null one counts as absent).
                     "oneOf", [
@@ -100,9 +100,10 @@ extension OpenAPIDocument {
                     ]),
             "POST /v1/credits/consume": body(
                 [
-                    "amount": positiveCredits, "description": text,
+                    "amount": positiveCredits, "description": entryDescription,
                     "metadata": [
-                        "type": "object", "description": "Any JSON object, kept in the ledger (no NUL character in its keys or strings)",
+                        "type": "object",
+                        "description": JSONValue("Any JSON object, kept in the ledger (no NUL character in its keys or strings), at most \(TextRules.metadataMaximumDepth) levels deep (objects and arrays within each other) and \(TextRules.metadataMaximumBytes) bytes as JSON; more is a 400"),
                         "propertyNames": ["pattern": withoutNUL], "additionalProperties": ref("JSONValue"),
                     ],
                 ],
@@ -111,7 +112,7 @@ extension OpenAPIDocument {
                 [
                     "amount": positiveCredits,
                     "ttl_seconds": ["type": "integer", "minimum": 1, "maximum": 604800, "default": JSONValue(CreditsController.defaultHoldTTL)],
-                    "description": text,
+                    "description": entryDescription,
                 ], required: ["amount"]),
             "POST /v1/credits/holds/{hold}/capture": body(
                 ["amount": ["type": "integer", "format": "int64", "minimum": 1, "description": "At most the held amount; default all of it"]]),

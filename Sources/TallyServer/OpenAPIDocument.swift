@@ -45,6 +45,8 @@ public enum OpenAPIDocument {
     static var id: JSONValue { ["type": "string", "format": "uuid"] }
     static var time: JSONValue { ["type": "string", "format": "date-time"] }
     static var text: JSONValue { ["type": "string", "pattern": withoutNUL] }
+    /// A ledger entry's description.
+    static var entryDescription: JSONValue { ["type": "string", "pattern": withoutNUL, "maxLength": JSONValue(TextRules.descriptionMaximum)] }
     static var email: JSONValue {
         ["type": "string", "maxLength": JSONValue(TextRules.emailMaximum), "pattern": JSONValue(TextRules.email), "description": "name@example.com: one @, a dot inside the domain, no spaces"]
     }

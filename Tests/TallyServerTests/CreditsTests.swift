@@ -49,6 +49,38 @@ import FoundationNetworking
         }
     }
 
+    /// A ledger entry's description is at most 500 characters and a spend's metadata at most 8 levels deep and
+    /// 8 KiB as JSON: a hundred spends with a megabyte of metadata each made every ledger page 100 MB.
+    @Test func descriptionsAndMetadataHaveLimits() async throws {
+        try await withTallyServer { client, db in
+            let (admin, user, key) = try await fundedUser(client, db, credits: 1000)
+            let long = String(repeating: "é", count: 500)
+            func nested(_ levels: Int) -> [String: Any] { levels == 1 ? ["leaf": 1] : ["next": nested(levels - 1)] }
+            var cases: [([String: Any], Bool)] = []
+            cases.append((["amount": 1, "description": long], true))
+            cases.append((["amount": 1, "description": long + "x"], false))
+            cases.append((["amount": 1, "metadata": nested(8)], true))
+            cases.append((["amount": 1, "metadata": nested(9)], false))
+            cases.append((["amount": 1, "metadata": ["blob": String(repeating: "a", count: 8000)]], true))
+            cases.append((["amount": 1, "metadata": ["blob": String(repeating: "a", count: 8200)]], false))
+            for (body, accepted) in cases {
+                let answer = try await call(client, "/v1/credits/consume", .post, key, body)
+                #expect(answer.status == (accepted ? .ok : .badRequest), "\(String(buffer: answer.body).prefix(200))")
+                if !accepted {
+                    let detail = object(answer.body)["detail"] as? String ?? ""
+                    #expect(detail.contains("at most"), "\(detail)")
+                }
+            }
+            #expect(try await call(client, "/v1/credits/holds", .post, key, ["amount": 1, "description": long + "x"]).status == .badRequest)
+            #expect(try await call(client, "/v1/admin/grants", .post, admin.token, ["user_id": user.id, "amount": 1, "description": long + "x"]).status == .badRequest)
+            #expect(try await call(client, "/v1/admin/grants", .post, admin.token, ["user_id": user.id, "amount": 1, "description": long]).status == .created)
+            // Three spends went through: nothing of the refused ones reached the ledger.
+            let report = try await audit(db)
+            #expect(report.ok, "\(report.failures)")
+            #expect(try await scalar(db, "SELECT count(*) FROM credit_transactions WHERE kind = 'consume'") == 3)
+        }
+    }
+
     @Test func grantKeyConsumeBalanceAndLimits() async throws {
         try await withTallyServer { client, db in
             let admin = try await makeAdmin(client, db)
