@@ -14,11 +14,18 @@ public struct ConnectionLimits: Sendable {
     public var idleTimeout: Duration
     /// Connections beyond this many are answered `503` and closed at once.
     public var maximumConnections: Int
+    /// Connections from one client address beyond this many are answered `503` and closed at once, so one
+    /// address cannot take every connection (the socket's address: behind a load balancer, raise it).
+    public var maximumPerAddress: Int
 
-    public init(headerTimeout: Duration = .seconds(10), idleTimeout: Duration = .seconds(75), maximumConnections: Int = 4096) {
+    public init(
+        headerTimeout: Duration = .seconds(10), idleTimeout: Duration = .seconds(75), maximumConnections: Int = 4096,
+        maximumPerAddress: Int = 256
+    ) {
         self.headerTimeout = headerTimeout
         self.idleTimeout = idleTimeout
         self.maximumConnections = maximumConnections
+        self.maximumPerAddress = maximumPerAddress
     }
 }
 
@@ -63,11 +70,15 @@ struct LimitedHTTP1Channel: ServerChildChannel {
     }
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
-        let count = open.opened()
-        channel.closeFuture.whenComplete { [open] _ in open.closed() }
+        let address = channel.remoteAddress?.ipAddress ?? "unknown"
+        let (count, fromAddress) = open.opened(from: address)
+        channel.closeFuture.whenComplete { [open] _ in open.closed(from: address) }
         return channel.eventLoop.makeCompletedFuture {
             if count > limits.maximumConnections {
                 logger.warning("connection refused: \(count - 1) open, the limit is \(limits.maximumConnections)")
+                try channel.pipeline.syncOperations.addHandler(RefuseConnectionHandler())
+            } else if fromAddress > limits.maximumPerAddress {
+                logger.warning("connection refused: \(fromAddress - 1) open from \(address), the limit per address is \(limits.maximumPerAddress)")
                 try channel.pipeline.syncOperations.addHandler(RefuseConnectionHandler())
             } else {
                 try channel.pipeline.syncOperations.addHandler(ConnectionClockHandler(limits: limits))
@@ -89,12 +100,26 @@ extension HTTPServerBuilder {
     }
 }
 
-/// How many connections are open now.
+/// How many connections are open now, in all and per client address.
 final class OpenConnections: Sendable {
-    private let count = Mutex(0)
+    private let counts = Mutex<(total: Int, byAddress: [String: Int])>((0, [:]))
 
-    func opened() -> Int { count.withLock { $0 += 1; return $0 } }
-    func closed() { count.withLock { $0 -= 1 } }
+    /// Counts a new connection; the open connections in all and from `address`, this one included.
+    func opened(from address: String) -> (total: Int, fromAddress: Int) {
+        counts.withLock { counts in
+            counts.total += 1
+            counts.byAddress[address, default: 0] += 1
+            return (counts.total, counts.byAddress[address] ?? 0)
+        }
+    }
+
+    func closed(from address: String) {
+        counts.withLock { counts in
+            counts.total -= 1
+            let left = (counts.byAddress[address] ?? 1) - 1
+            counts.byAddress[address] = left > 0 ? left : nil
+        }
+    }
 }
 
 /// Sits in front of the HTTP parser and closes a connection that is too slow: a head not complete within

@@ -30,6 +30,8 @@ struct Serve: AsyncParsableCommand {
     var idleTimeout: Double = ConnectionLimits().idleTimeout.inSeconds
     @Option(help: "Connections open at once; one more is answered 503 with Retry-After and closed.")
     var maxConnections: Int = ConnectionLimits().maximumConnections
+    @Option(help: "Connections open at once from one client address (the socket's); one more is answered 503 and closed. Behind a load balancer, every client has its address: raise this to --max-connections.")
+    var maxConnectionsPerAddress: Int = ConnectionLimits().maximumPerAddress
     @Option(name: .customLong("trusted-proxy"), help: ArgumentHelp(
         "A proxy (address or CIDR range, e.g. 10.0.0.0/8; repeatable) whose X-Forwarded-For names the client that login throttling counts. From any other peer the header is ignored.",
         valueName: "cidr"))
@@ -44,6 +46,7 @@ struct Serve: AsyncParsableCommand {
         }
         guard headerTimeout > 0, idleTimeout > 0 else { throw ValidationError("--header-timeout and --idle-timeout must be more than 0 seconds") }
         guard maxConnections > 0 else { throw ValidationError("--max-connections must be at least 1") }
+        guard maxConnectionsPerAddress > 0 else { throw ValidationError("--max-connections-per-address must be at least 1") }
         for proxy in trustedProxies where AddressRange(proxy) == nil {
             throw ValidationError("--trusted-proxy \(proxy) is not an address or CIDR range such as 10.0.0.0/8 or 2001:db8::/32")
         }
@@ -55,7 +58,8 @@ struct Serve: AsyncParsableCommand {
         let settings = try await database.resolve()
         printErr("Database: \(settings)")
         let limits = ConnectionLimits(
-            headerTimeout: .seconds(headerTimeout), idleTimeout: .seconds(idleTimeout), maximumConnections: maxConnections)
+            headerTimeout: .seconds(headerTimeout), idleTimeout: .seconds(idleTimeout), maximumConnections: maxConnections,
+            maximumPerAddress: maxConnectionsPerAddress)
         let descriptors = ConnectionLimits.raiseOpenFileLimit(toFit: maxConnections)
         if descriptors < maxConnections + ConnectionLimits.reservedDescriptors {
             printErr("Warning: this process may open \(descriptors) files, fewer than --max-connections \(maxConnections) needs; raise `ulimit -n` or lower --max-connections")

@@ -110,6 +110,27 @@ import Glibc
         }
     }
 
+    /// One client address cannot take every connection: past its own cap it is refused, while another
+    /// address is still served. (127.0.0.2 and 127.0.0.3 are loopback addresses of their own on Linux.)
+    @Test func oneAddressCannotTakeEveryConnection() async throws {
+        try await withTallyServer(configure: { $0.connections.maximumConnections = 100; $0.connections.maximumPerAddress = 3 }) { client, _ in
+            let port = try #require(client.port)
+            var held: [RawConnection] = []
+            var refused: String?
+            for _ in 0..<5 where refused == nil {
+                let connection = try RawConnection(port: port, from: "127.0.0.2")
+                connection.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                let answer = await connection.readResponse(limit: .seconds(10)) ?? ""
+                if answer.hasPrefix("HTTP/1.1 200") { held.append(connection) } else { refused = answer }
+            }
+            #expect(held.count == 3, "\(held.count) served from one address; its cap is 3")
+            #expect(refused?.hasPrefix("HTTP/1.1 503") == true && refused?.contains("/problems/too-many-connections") == true, "\(refused ?? "none refused")")
+            let other = try RawConnection(port: port, from: "127.0.0.3")
+            other.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            #expect(await other.readResponse(limit: .seconds(10))?.hasPrefix("HTTP/1.1 200") == true, "another address is served")
+        }
+    }
+
     @Test func aBodyThatArrivesTooSlowlyIs408() async throws {
         try await withTallyServer(configure: { $0.requestTimeout = .seconds(1); $0.databaseWait = .milliseconds(500) }) { client, _ in
             let connection = try RawConnection(port: try #require(client.port))
