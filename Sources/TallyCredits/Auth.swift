@@ -1,7 +1,6 @@
 import Crypto
 import Foundation
 import HummingbirdBcrypt
-import NIOPosix
 import PostgresNIO
 import Synchronization
 import TallyMigrate

@@ -1,5 +1,4 @@
 import Foundation
-import NIOPosix
 import PostgresNIO
 import TallyPostgres
 
@@ -33,13 +32,17 @@ public struct AuthThrottle: Sendable {
 
     /// Throws `tooManyAttempts` (with the seconds to wait) when the login of `email` from `address` must wait.
     public func checkLogin(email: String, from address: String, context: QueryContext) async throws {
-        try await check([Self.accountKey(email, address), Self.addressKey(address)], context: context)
+        try await database.connection(context) { connection in
+            try await check([Self.accountKey(email, address), Self.addressKey(address)], on: connection)
+        }
     }
 
     /// Counts a failed login.
     public func loginFailed(email: String, from address: String, context: QueryContext) async throws {
-        try await count(Self.accountKey(email, address), perAccount, context: context)
-        try await count(Self.addressKey(address), perAddress, context: context)
+        try await database.connection(context) { connection in
+            try await count(Self.accountKey(email, address), perAccount, on: connection)
+            try await count(Self.addressKey(address), perAddress, on: connection)
+        }
     }
 
     /// A successful login clears its (account, address) count; the address's stays.
@@ -53,8 +56,10 @@ public struct AuthThrottle: Sendable {
     /// Counts a sign-up from `address`, refusing it with `tooManyAttempts` while the address must wait.
     public func signup(from address: String, context: QueryContext) async throws {
         let key = Self.signupKey(address)
-        try await check([key], context: context)
-        try await count(key, signups, context: context)
+        try await database.connection(context) { connection in
+            try await check([key], on: connection)
+            try await count(key, signups, on: connection)
+        }
     }
 
     /// Deletes counts untouched for a day (maintenance).
@@ -69,40 +74,35 @@ public struct AuthThrottle: Sendable {
         }
     }
 
-    private func check(_ keys: [String], context: QueryContext) async throws {
-        let wait = try await database.connection(context) { connection -> Int in
-            var seconds = 0
-            for try await value in try await connection.query(
-                """
-                SELECT ceil(extract(epoch FROM max(blocked_until) - now()))::int FROM auth_throttle
-                WHERE key = ANY(\(keys)) AND blocked_until > now()
-                """
-            ).decode(Int?.self) { seconds = value ?? 0 }
-            return seconds
-        }
+    private func check(_ keys: [String], on connection: DatabaseConnection) async throws {
+        var wait = 0
+        for try await value in try await connection.query(
+            """
+            SELECT ceil(extract(epoch FROM max(blocked_until) - now()))::int FROM auth_throttle
+            WHERE key = ANY(\(keys)) AND blocked_until > now()
+            """
+        ).decode(Int?.self) { wait = value ?? 0 }
         if wait > 0 {
             throw CreditsError(
                 .tooManyAttempts, "too many failed attempts from this address; try again in \(wait) s", retryAfter: wait)
         }
     }
 
-    private func count(_ key: String, _ budget: Budget, context: QueryContext) async throws {
-        try await database.connection(context) { connection in
-            var failures = 0
-            for try await n in try await connection.query(
-                """
-                INSERT INTO auth_throttle AS t (key, failures, updated_at) VALUES (\(key), 1, now())
-                ON CONFLICT (key) DO UPDATE SET
-                  failures = CASE WHEN t.updated_at < now() - interval '1 hour' THEN 1 ELSE t.failures + 1 END,
-                  updated_at = now()
-                RETURNING failures
-                """
-            ).decode(Int.self) { failures = n }
-            guard failures > budget.free else { return }
-            let delay = min(budget.maximumDelay, 1 << min(30, failures - budget.free - 1))
-            try await connection.execute(
-                "UPDATE auth_throttle SET blocked_until = now() + make_interval(secs => \(Double(delay))) WHERE key = \(key)")
-        }
+    private func count(_ key: String, _ budget: Budget, on connection: DatabaseConnection) async throws {
+        var failures = 0
+        for try await n in try await connection.query(
+            """
+            INSERT INTO auth_throttle AS t (key, failures, updated_at) VALUES (\(key), 1, now())
+            ON CONFLICT (key) DO UPDATE SET
+              failures = CASE WHEN t.updated_at < now() - interval '1 hour' THEN 1 ELSE t.failures + 1 END,
+              updated_at = now()
+            RETURNING failures
+            """
+        ).decode(Int.self) { failures = n }
+        guard failures > budget.free else { return }
+        let delay = min(budget.maximumDelay, 1 << min(30, failures - budget.free - 1))
+        try await connection.execute(
+            "UPDATE auth_throttle SET blocked_until = now() + make_interval(secs => \(Double(delay))) WHERE key = \(key)")
     }
 
     static func accountKey(_ email: String, _ address: String) -> String {
@@ -111,38 +111,4 @@ public struct AuthThrottle: Sendable {
 
     static func addressKey(_ address: String) -> String { sha256Hex(Data("address:\(address)".utf8)) }
     static func signupKey(_ address: String) -> String { sha256Hex(Data("signup:\(address)".utf8)) }
-}
-
-/// bcrypt runs on NIO's thread pool, one hash per thread at a time; this lets `width` run and `queue` wait,
-/// and answers anyone beyond at once (`serverBusy`, 503 with `Retry-After`) instead of letting a flood of
-/// logins queue behind each other until every real user's login times out. One per `Auth` (per server).
-public actor BcryptGate {
-    /// One hash per core at a time, 32 waiting.
-    public static func standard() -> BcryptGate { BcryptGate(width: max(1, ProcessInfo.processInfo.activeProcessorCount), queue: 32) }
-
-    private let width: Int
-    private let queue: Int
-    private var running = 0
-    private var waiting: [CheckedContinuation<Void, Never>] = []
-
-    public init(width: Int, queue: Int) {
-        self.width = width
-        self.queue = queue
-    }
-
-    /// Runs `work` on NIO's thread pool when a place is free; `serverBusy` when `queue` are already waiting.
-    public func run<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
-        if running < width {
-            running += 1
-        } else {
-            guard waiting.count < queue else {
-                throw CreditsError(.serverBusy, "too many logins and sign-ups at once; retry in a second", retryAfter: 1)
-            }
-            await withCheckedContinuation { waiting.append($0) }
-        }
-        defer {
-            if waiting.isEmpty { running -= 1 } else { waiting.removeFirst().resume() }
-        }
-        return try await NIOThreadPool.singleton.runIfActive(work)
-    }
 }

@@ -28,7 +28,7 @@ public struct Caller: Sendable {
 }
 
 /// The request context every Tally route sees: Hummingbird's core context and the caller, once known.
-public struct TallyRequestContext: AuthRequestContext, RequestContext {
+public struct TallyRequestContext: AuthRequestContext, RequestContext, RemoteAddressRequestContext {
     public var coreContext: CoreRequestContextStorage
     public var identity: Caller?
     /// The request's database transaction, for a request with an `Idempotency-Key`: its work joins it.

@@ -1,4 +1,5 @@
 import Foundation
+import PostgresNIO
 import TallyPostgres
 import TallyTestSupport
 import Testing
@@ -73,25 +74,12 @@ import Testing
         let fk = ["--fk", "credit_transactions.user_id=users.id"]
         let clean = try await TallyProcess.run(["db", "orphans"] + fk + ["--clean", "--yes"] + url)
         #expect(clean.status == 0, Comment(rawValue: clean.stdout + clean.stderr))
-        let left = try await withSingleConnection(db) { connection in
-            var n = 0
-            for try await c in try await connection.query("SELECT count(*)::int FROM credit_transactions WHERE description = 'imported'").decode(Int.self) { n = c }
-            return n
-        }
-        #expect(left == 0)
+        let imported: PostgresQuery = "SELECT count(*)::int FROM credit_transactions WHERE description = 'imported'"
+        #expect(try await scalar(db, imported) == 0)
         #expect(try await TallyProcess.run(["db", "audit"] + url).status == 0)
-        let batch = try await withSingleConnection(db) { connection in
-            var id = 0
-            for try await b in try await connection.query("SELECT max(id)::int FROM tally_archive.batches").decode(Int.self) { id = b }
-            return id
-        }
+        let batch = try await scalar(db, "SELECT max(id)::int FROM tally_archive.batches")
         let restore = try await TallyProcess.run(["db", "orphans", "--restore", String(batch), "--yes"] + url)
         #expect(restore.status == 0, Comment(rawValue: restore.stdout + restore.stderr))
-        let back = try await withSingleConnection(db) { connection in
-            var n = 0
-            for try await c in try await connection.query("SELECT count(*)::int FROM credit_transactions WHERE description = 'imported'").decode(Int.self) { n = c }
-            return n
-        }
-        #expect(back == 1)
+        #expect(try await scalar(db, imported) == 1)
     }
 }

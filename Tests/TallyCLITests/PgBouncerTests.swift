@@ -24,13 +24,6 @@ import FoundationNetworking
         await bouncer.stop()
     }
 
-    func scalar(_ db: ConnectionSettings, _ sql: PostgresQuery) async throws -> Int {
-        try await withPostgresClient(db) { client in
-            for try await value in try await client.query(sql).decode(Int.self) { return value }
-            return -1
-        }
-    }
-
     @Test(.freshDatabase) func threeRunnersAtOnceApplyANonIdempotentMigrationExactlyOnce() async throws {
         try await behindPgBouncer { db, pooled in
             let folder = FileManager.default.temporaryDirectory.appendingPathComponent("tally-pgb-\(UUID().uuidString.prefix(8))").path

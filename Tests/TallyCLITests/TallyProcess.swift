@@ -1,4 +1,5 @@
 import Foundation
+import PostgresNIO
 import TallyPostgres
 
 #if canImport(FoundationNetworking)
@@ -68,5 +69,13 @@ func getWhenUp(_ url: String) async throws -> (Int, String) {
             if ContinuousClock.now > deadline { throw error }
             try await Task.sleep(for: .milliseconds(200))
         }
+    }
+}
+
+/// The one integer `sql` answers on `db` (-1 when it answers no row).
+func scalar(_ db: ConnectionSettings, _ sql: PostgresQuery) async throws -> Int {
+    try await withPostgresClient(db) { client in
+        for try await value in try await client.query(sql).decode(Int.self) { return value }
+        return -1
     }
 }

@@ -25,15 +25,7 @@ import Testing
         #expect(completed > 0 && completed < 400, "\(completed) of 400 completed; a login takes \(login)")
 
         let leftOpen = try await withSingleConnection(db, logger: LocalCluster.quietLogger) { connection in
-            let deadline = ContinuousClock.now + .seconds(10)
-            while true {
-                var sessions = 0
-                for try await n in try await connection.query(
-                    "SELECT count(*)::int FROM pg_stat_activity WHERE datname = \(db.database) AND pid <> pg_backend_pid()"
-                ).decode(Int.self) { sessions = n }
-                if sessions == 0 || ContinuousClock.now > deadline { return sessions }
-                try await Task.sleep(for: .milliseconds(50))
-            }
+            try await TestDatabase.sessionsLeft(on: db.database, connection, within: .seconds(10))
         }
         #expect(leftOpen == 0, "sessions left open on the server")
     }

@@ -91,6 +91,19 @@ public enum TestDatabase {
         }
     }
 
+    /// The sessions on `database` other than `connection`'s own, once there are none or `within` has passed.
+    public static func sessionsLeft(on database: String, _ connection: DatabaseConnection, within: Duration) async throws -> Int {
+        let deadline = ContinuousClock.now + within
+        while true {
+            var sessions = 0
+            for try await n in try await connection.query(
+                "SELECT count(*)::int FROM pg_stat_activity WHERE datname = \(database) AND pid <> pg_backend_pid()"
+            ).decode(Int.self) { sessions = n }
+            if sessions == 0 || ContinuousClock.now > deadline { return sessions }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+    }
+
     /// Settings of the shared test server's maintenance database (`postgres`).
     public static func adminSettings() async throws -> ConnectionSettings {
         try await SharedCluster.shared.adminSettings()
@@ -271,7 +284,8 @@ actor SharedCluster {
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = \(building) AND pid <> pg_backend_pid()")
                 try await connection.execute(
                     "ALTER DATABASE \(unescaped: quoteIdentifier(building)) WITH ALLOW_CONNECTIONS false")
-                try await waitForNoSessions(building, connection)
+                let left = try await TestDatabase.sessionsLeft(on: building, connection, within: .seconds(30))
+                if left > 0 { throw TestSupportError("\(left) session(s) stayed on the template database \(building) for 30 s") }
                 do {
                     try await connection.execute(
                         "ALTER DATABASE \(unescaped: quoteIdentifier(building)) RENAME TO \(unescaped: quoteIdentifier(template.name))")
@@ -287,21 +301,6 @@ actor SharedCluster {
             throw error
         }
         return template.name
-    }
-
-    private static func waitForNoSessions(_ database: String, _ connection: DatabaseConnection) async throws {
-        let deadline = ContinuousClock.now + .seconds(30)
-        while true {
-            var sessions = 0
-            for try await n in try await connection.query(
-                "SELECT count(*)::int FROM pg_stat_activity WHERE datname = \(database)"
-            ).decode(Int.self) { sessions = n }
-            if sessions == 0 { return }
-            guard ContinuousClock.now < deadline else {
-                throw TestSupportError("\(sessions) session(s) stayed on the template database \(database) for 30 s")
-            }
-            try await Task.sleep(for: .milliseconds(20))
-        }
     }
 
     /// Templates an earlier run built from other migration files: nothing will clone them again.
