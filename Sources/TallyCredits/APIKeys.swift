@@ -71,7 +71,10 @@ public struct APIKeys: Sendable {
         let key = "tly_" + randomHex(bytes: 32)
         let prefix = String(key.prefix(12))
         let hash = Auth.tokenHash(key)
-        return try await database.transaction(context) { connection in
+        // The database checks the creator's role again as it inserts, with the member row locked FOR SHARE
+        // (migration 0012): a removal at the same moment either comes first (the insert is refused) or waits
+        // and revokes this key too.
+        return try await Teams.refusingFormerMembers { try await database.transaction(context) { connection in
             var created: APIKey?
             for try await (id, createdAt) in try await connection.query(
                 "INSERT INTO api_keys (user_id, team_id, name, prefix, key_hash) VALUES (\(user.id), \(teamID), \(name), \(prefix), \(hash)) RETURNING id, created_at"
@@ -83,7 +86,7 @@ public struct APIKeys: Sendable {
             guard let created else { throw CreditsError(.invalidInput, "the key was not created") }
             try await connection.execute("INSERT INTO api_key_credits (api_key_id, user_id, credit_limit) VALUES (\(created.id), \(user.id), \(creditLimit))")
             return CreatedAPIKey(apiKey: created, key: key)
-        }
+        } }
     }
 
     /// The keys `user` created, and every key that spends from a team `user` owns or administers.

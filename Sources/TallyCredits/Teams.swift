@@ -15,6 +15,21 @@ public struct Team: Sendable, Codable, Equatable {
     }
 }
 
+/// A member of a team, as the team's members see them.
+public struct TeamMember: Sendable, Codable, Equatable {
+    public var userID: UUID
+    public var email: String
+    public var name: String?
+    public var role: String
+    public var joinedAt: Date
+
+    enum CodingKeys: String, CodingKey {
+        case email, name, role
+        case userID = "user_id"
+        case joinedAt = "joined_at"
+    }
+}
+
 /// Teams and their members. Roles: owner, admin, member. Owners and admins manage members; a team always
 /// keeps at least one owner; anyone may leave. A team the caller is not in is "not found", not "forbidden",
 /// so its existence does not leak.
@@ -69,10 +84,16 @@ public struct Teams: Sendable {
 
     public func addMember(email: String, role: String, to team: UUID, by user: User, context: QueryContext) async throws {
         guard Self.roles.contains(role) else { throw CreditsError(.invalidInput, "role must be one of owner, admin, member") }
-        let mine = try await self.role(of: user, in: team, context: context)
-        guard mine == "owner" || mine == "admin" else { throw CreditsError(.forbidden, "only the team's owners and admins add members") }
-        guard role != "owner" || mine == "owner" else { throw CreditsError(.forbidden, "only an owner can make another owner") }
-        try await database.connection(context) { connection in
+        try await database.transaction(context) { connection in
+            // The caller's role is read with their member row locked FOR SHARE, so a removal of the caller
+            // waits for this insert to commit (and then removes what it did) or comes first (and this fails).
+            var mine: String?
+            for try await role in try await connection.query(
+                "SELECT role FROM team_members WHERE team_id = \(team) AND user_id = \(user.id) FOR SHARE"
+            ).decode(String.self) { mine = role }
+            guard let mine else { throw CreditsError(.notFound, "no team \(team) among yours; GET /v1/teams lists them") }
+            guard mine == "owner" || mine == "admin" else { throw CreditsError(.forbidden, "only the team's owners and admins add members") }
+            guard role != "owner" || mine == "owner" else { throw CreditsError(.forbidden, "only an owner can make another owner") }
             var memberID: UUID?
             for try await id in try await connection.query(
                 "SELECT id FROM users WHERE lower(email) = lower(\(email.trimmingCharacters(in: .whitespaces)))"
@@ -83,6 +104,37 @@ public struct Teams: Sendable {
                 "INSERT INTO team_members (team_id, user_id, role) VALUES (\(team), \(memberID), \(role)) ON CONFLICT DO NOTHING RETURNING user_id"
             ) { inserted = true }
             guard inserted else { throw CreditsError(.conflict, "that user is already a member of this team") }
+        }
+    }
+
+    /// The members of `team`, for any of its members: who they are and their role.
+    public func members(of team: UUID, for user: User, context: QueryContext) async throws -> [TeamMember] {
+        try await database.connection(context) { connection in
+            var members: [TeamMember] = []
+            var isMember = false
+            for try await (id, email, name, role, joined) in try await connection.query(
+                """
+                SELECT u.id, u.email, u.name, m.role, m.created_at
+                FROM team_members m JOIN users u ON u.id = m.user_id
+                WHERE m.team_id = \(team) AND EXISTS (SELECT 1 FROM team_members me WHERE me.team_id = \(team) AND me.user_id = \(user.id))
+                ORDER BY m.created_at, u.id
+                """
+            ).decode((UUID, String, String?, String, Date).self) {
+                members.append(TeamMember(userID: id, email: email, name: name, role: role, joinedAt: joined))
+                if id == user.id { isMember = true }
+            }
+            guard isMember else { throw CreditsError(.notFound, "no team \(team) among yours; GET /v1/teams lists them") }
+            return members
+        }
+    }
+
+    /// Work that inserts or changes a team's API key, with the database's refusal (migration 0012: the
+    /// creator is no longer an owner or admin) as forbidden.
+    static func refusingFormerMembers<T>(_ work: () async throws -> T) async throws -> T {
+        do {
+            return try await work()
+        } catch let error as PSQLError where error.serverInfo?[.sqlState] == "42501" {
+            throw CreditsError(.forbidden, error.serverInfo?[.message] ?? "only the team's owners and admins create its API keys")
         }
     }
 
@@ -104,17 +156,19 @@ public struct Teams: Sendable {
                 throw CreditsError(.forbidden, "only an owner removes another owner")
             }
             if owners == [member] { throw CreditsError(.conflict, "a team keeps at least one owner; make someone else owner first") }
-            var removed = false
-            for try await _ in try await connection.query(
-                "DELETE FROM team_members WHERE team_id = \(team) AND user_id = \(member) RETURNING user_id"
-            ) { removed = true }
-            guard removed else { throw CreditsError(.notFound, "that user is not a member of this team") }
+            // Revoke with who and why first; the database revokes on the delete as well (migration 0012), which
+            // catches a key whose creation committed in between.
             let reason = member == user.id ? "its creator left the team" : "its creator was removed from the team"
             try await connection.execute(
                 """
                 UPDATE api_keys SET revoked_at = now(), revoked_reason = \(reason), revoked_by = \(user.id)
                 WHERE team_id = \(team) AND user_id = \(member) AND revoked_at IS NULL
                 """)
+            var removed = false
+            for try await _ in try await connection.query(
+                "DELETE FROM team_members WHERE team_id = \(team) AND user_id = \(member) RETURNING user_id"
+            ) { removed = true }
+            guard removed else { throw CreditsError(.notFound, "that user is not a member of this team") }
         }
     }
 }

@@ -40,14 +40,22 @@ extension OpenAPIDocument {
                     "200": answer("Teams with your role", object(["teams": ["type": "array", "items": ref("Team")]], required: ["teams"])),
                 ]),
             ],
-            "/v1/teams/{team}/members": ["post": operation(
+            "/v1/teams/{team}/members": [
+                "get": operation(
+                    "The team's members and their roles (any member)", security: .session, parameters: [pathParameter("team", "The team's id")],
+                    responses: [
+                        "200": answer("Members, oldest first", object(["members": ["type": "array", "items": ref("TeamMember")]], required: ["members"])),
+                        "404": problem("No such team among yours", ["not-found"]),
+                    ]),
+                "post": operation(
                 "Add a user to a team (owners and admins)", security: .session, body: bodies["POST /v1/teams/{team}/members"],
                 parameters: [pathParameter("team", "The team's id")], idempotent: true, responses: [
                     "201": answer("Added"), "403": problem("Your role cannot add members", ["forbidden"]), "404": problem("No such team among yours, or no such user", ["not-found"]),
                     "409": problem(
                         "The user is already a member; or an Idempotency-Key conflict",
                         ["conflict", "idempotency-key-reused", "idempotency-request-in-progress"]),
-                ])],
+                ]),
+            ],
             "/v1/teams/{team}/members/{user}": ["delete": operation(
                 "Remove a member (owners and admins), or leave", security: .session,
                 parameters: [pathParameter("team", "The team's id"), pathParameter("user", "The member's user id")], responses: [

@@ -22,6 +22,11 @@ extension OpenAPIDocument {
             "Team": object(
                 ["id": id, "name": text, "role": ["type": "string", "enum": ["owner", "admin", "member"]], "created_at": time],
                 required: ["id", "name", "role", "created_at"]),
+            "TeamMember": object(
+                [
+                    "user_id": id, "email": text, "name": nullable("string"),
+                    "role": ["type": "string", "enum": ["owner", "admin", "member"]], "joined_at": time,
+                ], required: ["user_id", "email", "role", "joined_at"]),
             "APIKey": object(
                 [
                     "id": id, "name": text, "prefix": text, "team_id": nullable("string", format: "uuid"),

@@ -19,6 +19,7 @@ public struct TeamsController: Sendable {
     }
     struct TeamResponse: ResponseEncodable { var team: Team }
     struct TeamList: ResponseEncodable { var teams: [Team] }
+    struct MemberList: ResponseEncodable { var members: [TeamMember] }
 
     public var endpoints: RouteCollection<TallyRequestContext> {
         let routes = RouteCollection(context: TallyRequestContext.self)
@@ -27,6 +28,7 @@ public struct TeamsController: Sendable {
             .add(middleware: idempotency)
             .post("v1/teams", use: create)
             .get("v1/teams", use: list)
+            .get("v1/teams/:team/members", use: members)
             .post("v1/teams/:team/members", use: addMember)
             .delete("v1/teams/:team/members/:user", use: removeMember)
         return routes
@@ -41,6 +43,11 @@ public struct TeamsController: Sendable {
 
     @Sendable func list(_ request: Request, context: TallyRequestContext) async throws -> TeamList {
         TeamList(teams: try await teams.list(for: try context.requireUser(), context: context.queries))
+    }
+
+    @Sendable func members(_ request: Request, context: TallyRequestContext) async throws -> MemberList {
+        let user = try context.requireUser()
+        return MemberList(members: try await teams.members(of: try context.parameters.uuid("team"), for: user, context: context.queries))
     }
 
     @Sendable func addMember(_ request: Request, context: TallyRequestContext) async throws -> HTTPResponse.Status {
