@@ -52,8 +52,8 @@ extension Ledger {
         return try Self.holdResult(outcome, status: .open)
     }
 
-    /// Spends `amount` (default: all of it) of an open hold on `key`'s account and returns the rest; the spend
-    /// is a `capture` ledger entry charged to the key that placed the hold.
+    /// Spends `amount` (default: all of it) of an open hold `key` placed and returns the rest; the spend is a
+    /// `capture` ledger entry charged to that key. Another key, even of the same account, finds no such hold.
     public func capture(_ holdID: UUID, amount: Int64?, by key: APIKeyPrincipal, context: QueryContext) async throws -> HoldResult {
         if let amount, amount <= 0 { throw CreditsError(.invalidInput, "amount must be a positive integer; release the hold to spend nothing") }
         let outcome = try await apply(.capture(hold: holdID, amount: amount, key: key), context: context)
@@ -68,12 +68,34 @@ extension Ledger {
         try Self.holdResult(try await apply(.release(hold: holdID, key: key), context: context), status: .released, hold: holdID)
     }
 
+    /// The key that placed `holdID`, when `user` may settle it from a session: the hold is on their own account,
+    /// or on a team's they own or administer. Not-found for anyone else (a hold they cannot see); conflict when
+    /// its key was revoked (which released the hold).
+    public func placingKey(of holdID: UUID, for user: User, context: QueryContext) async throws -> APIKeyPrincipal {
+        try await database.connection(context) { connection in
+            for try await (key, keyUser, keyTeam, live) in try await connection.query(
+                """
+                SELECT k.id, k.user_id, k.team_id, k.revoked_at IS NULL
+                FROM credit_holds h JOIN api_keys k ON k.id = h.api_key_id JOIN user_credits a ON a.id = h.account_id
+                WHERE h.id = \(holdID) AND (a.user_id = \(user.id) OR EXISTS (
+                    SELECT 1 FROM team_members m WHERE m.team_id = a.team_id AND m.user_id = \(user.id) AND m.role IN ('owner', 'admin')))
+                """
+            ).decode((UUID, UUID, UUID?, Bool).self) {
+                guard live else {
+                    throw CreditsError(.conflict, "hold \(holdID) was released when the API key that placed it was revoked")
+                }
+                return APIKeyPrincipal(keyID: key, userID: keyUser, teamID: keyTeam)
+            }
+            throw CreditsError(.notFound, "no hold \(holdID) on your account or a team's you own or administer")
+        }
+    }
+
     /// The answer for a hold operation's outcome, or the error for a refused one.
     static func holdResult(_ outcome: OperationOutcome, status: HoldResult.Status, hold: UUID? = nil) throws -> HoldResult {
         switch outcome.outcome {
         case "ok": break
         case "revoked": throw refusal(outcome, amount: nil, what: "hold")!
-        case "hold-not-found": throw CreditsError(.notFound, "no hold \(hold.map(\.uuidString) ?? "") on this API key's account")
+        case "hold-not-found": throw CreditsError(.notFound, "no hold \(hold.map(\.uuidString) ?? "") placed by this API key")
         case "hold-expired":
             let expired = outcome.expiresAt.map { ISO8601DateFormatter().string(from: $0) } ?? "its expiry"
             throw CreditsError(.conflict, "hold \(hold.map(\.uuidString) ?? "") expired at \(expired) and its credits were released; place a new hold")

@@ -39,6 +39,9 @@ public struct CreditsController: Sendable {
             .add(middleware: authenticators.apiKey)
             .add(middleware: idempotency)
             .post("v1/credits/holds", use: hold)
+        routes.group()
+            .add(middleware: authenticators.reader)
+            .add(middleware: idempotency)
             .post("v1/credits/holds/:hold/capture", use: capture)
             .post("v1/credits/holds/:hold/release", use: release)
         return routes
@@ -163,15 +166,25 @@ public struct CreditsController: Sendable {
     }
 
     @Sendable func capture(_ request: Request, context: TallyRequestContext) async throws -> HoldResult {
-        let key = try context.requireAPIKey()
         let hold = try context.parameters.uuid("hold")
+        let key = try await settlingKey(hold, context: context)
         var request = request
         let body = try await request.decode(CaptureBody.self, context: context)
         return try await ledger.capture(hold, amount: body.amount, by: key, context: context.queries)
     }
 
     @Sendable func release(_ request: Request, context: TallyRequestContext) async throws -> HoldResult {
-        try await ledger.release(try context.parameters.uuid("hold"), by: try context.requireAPIKey(), context: context.queries)
+        let hold = try context.parameters.uuid("hold")
+        return try await ledger.release(hold, by: try await settlingKey(hold, context: context), context: context.queries)
+    }
+
+    /// Who settles a hold: the API key that placed it, or a session of the account's owner (a team's owners
+    /// and admins), acting as that key.
+    func settlingKey(_ hold: UUID, context: TallyRequestContext) async throws -> APIKeyPrincipal {
+        switch try context.requireCaller().kind {
+        case .apiKey(let key): return key
+        case .user(let user): return try await ledger.placingKey(of: hold, for: user, context: context.queries)
+        }
     }
 
     // MARK: - Metrics

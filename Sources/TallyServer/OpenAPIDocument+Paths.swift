@@ -104,14 +104,14 @@ extension OpenAPIDocument {
                 "Reserve credits (available drops until the hold is captured, released or expires)", security: .apiKey,
                 body: bodies["POST /v1/credits/holds"], idempotent: true, responses: ["201": answer("Reserved", ref("Hold")), "402": paymentRequired])],
             "/v1/credits/holds/{hold}/capture": ["post": operation(
-                "Spend up to the held amount; the rest returns", security: .apiKey, body: bodies["POST /v1/credits/holds/{hold}/capture"],
+                "Spend up to the held amount; the rest returns (the key that placed it, or a session of the account's owner or a team's owners and admins)", security: .either, body: bodies["POST /v1/credits/holds/{hold}/capture"],
                 parameters: [holdID], idempotent: true, responses: [
-                    "200": answer("Captured", ref("Hold")), "404": problem("No such hold on this key's account", ["not-found"]),
+                    "200": answer("Captured", ref("Hold")), "404": problem("No such hold placed by this key, or on an account this session manages", ["not-found"]),
                     "409": problem("The hold is already captured, released or expired; or an Idempotency-Key conflict", ["conflict", "idempotency-key-reused", "idempotency-request-in-progress"]),
                 ])],
             "/v1/credits/holds/{hold}/release": ["post": operation(
-                "Return all of a hold", security: .apiKey, parameters: [holdID], idempotent: true, responses: [
-                    "200": answer("Released", ref("Hold")), "404": problem("No such hold on this key's account", ["not-found"]),
+                "Return all of a hold (the key that placed it, or a session of the account's owner or a team's owners and admins)", security: .either, parameters: [holdID], idempotent: true, responses: [
+                    "200": answer("Released", ref("Hold")), "404": problem("No such hold placed by this key, or on an account this session manages", ["not-found"]),
                     "409": problem("The hold is already captured, released or expired; or an Idempotency-Key conflict", ["conflict", "idempotency-key-reused", "idempotency-request-in-progress"]),
                 ])],
         ]

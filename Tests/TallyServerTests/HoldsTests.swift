@@ -57,6 +57,58 @@ import Testing
         }
     }
 
+    @Test func aHoldIsSettledOnlyByItsKeyOrTheAccountsManagers() async throws {
+        try await withTallyServer { client, db in
+            let (root, user, key) = try await fundedUser(client, db, credits: 100)
+            let otherKey = try await newKey(client, user, ["name": "second"])
+            let stranger = try await signup(client, "stranger@example.com")
+            func place(_ key: String, _ amount: Int) async throws -> String {
+                try #require(object(try await call(client, "/v1/credits/holds", .post, key, ["amount": amount]).body)["hold_id"] as? String)
+            }
+
+            // Another key of the same account does not see the hold; the account's owner settles it by session.
+            let mine = try await place(key, 30)
+            #expect(try await call(client, "/v1/credits/holds/\(mine)/capture", .post, otherKey).status == .notFound)
+            #expect(try await call(client, "/v1/credits/holds/\(mine)/release", .post, otherKey).status == .notFound)
+            #expect(try await call(client, "/v1/credits/holds/\(mine)/release", .post, stranger.token).status == .notFound)
+            let released = try await call(client, "/v1/credits/holds/\(mine)/release", .post, user.token)
+            #expect(released.status == .ok)
+            #expect(object(released.body)["released"] as? Int == 30 && object(released.body)["available"] as? Int == 100)
+
+            // A team's hold: its members and outsiders cannot settle it; an owner's session captures it, charged
+            // to the key that placed it.
+            let owner = try await signup(client, "owner@example.com")
+            let member = try await signup(client, "member@example.com")
+            let team = try #require(
+                (object(try await call(client, "/v1/teams", .post, owner.token, ["name": "Core"]).body)["team"] as? [String: Any])?["id"] as? String)
+            #expect(try await call(client, "/v1/teams/\(team)/members", .post, owner.token, ["email": "member@example.com"]).status == .created)
+            try await grant(client, root, team: team, 50)
+            let teamKey = try await newKey(client, owner, ["name": "team", "team_id": team])
+            let teamHold = try await place(teamKey, 20)
+            #expect(try await call(client, "/v1/credits/holds/\(teamHold)/capture", .post, member.token).status == .notFound)
+            #expect(try await call(client, "/v1/credits/holds/\(teamHold)/capture", .post, user.token).status == .notFound)
+            #expect(try await call(client, "/v1/credits/holds/\(teamHold)/capture", .post, key).status == .notFound)
+            let captured = try await call(client, "/v1/credits/holds/\(teamHold)/capture", .post, owner.token, ["amount": 15])
+            #expect(captured.status == .ok)
+            #expect(object(captured.body)["captured"] as? Int == 15 && object(captured.body)["balance"] as? Int == 35)
+            #expect(try await scalar(db, """
+                SELECT count(*) FROM credit_transactions t JOIN api_keys k ON k.id = t.api_key_id
+                WHERE t.kind = 'capture' AND t.hold_id = \(UUID(uuidString: teamHold)!) AND k.name = 'team'
+                """) == 1)
+
+            // A revoked key's hold is released: settling it by session says so.
+            let last = try await place(key, 10)
+            let keys = object(try await call(client, "/v1/api-keys", .get, user.token).body)["api_keys"] as? [[String: Any]] ?? []
+            let keyID = try #require(keys.first { $0["name"] as? String == "key" }?["id"] as? String)
+            #expect(try await call(client, "/v1/api-keys/\(keyID)", .delete, user.token).status == .noContent)
+            let late = try await call(client, "/v1/credits/holds/\(last)/capture", .post, user.token)
+            #expect(late.status == .conflict)
+            #expect((object(late.body)["detail"] as? String)?.contains("revoked") == true)
+            let report = try await audit(db)
+            #expect(report.ok, "\(report.failures)")
+        }
+    }
+
     @Test func holdsCountAgainstTheKeysLimitUntilTheySettle() async throws {
         try await withTallyServer { client, db in
             let (_, _, key) = try await fundedUser(client, db, credits: 1000, key: ["name": "limited", "credit_limit": 50])
