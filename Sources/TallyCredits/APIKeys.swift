@@ -47,7 +47,7 @@ public struct APIKeyPrincipal: Sendable, Equatable {
     public var teamID: UUID?
 }
 
-/// API keys: `tly_` + 256 random bits, stored as SHA-256 with a display prefix, revocable; each draws on its
+/// API keys: `tly_` + 256 random bits + a checksum (`Token`), stored as SHA-256 with a display prefix, revocable; each draws on its
 /// owner's account (the team's when it has one) within an optional total `credit_limit` (`api_key_credits`).
 public struct APIKeys: Sendable {
     public let database: Database
@@ -68,7 +68,7 @@ public struct APIKeys: Sendable {
             let role = try await Teams(database: database).role(of: user, in: teamID, context: context)
             guard role == "owner" || role == "admin" else { throw CreditsError(.forbidden, "only the team's owners and admins create its API keys") }
         }
-        let key = "tly_" + randomHex(bytes: 32)
+        let key = Token.make(prefix: "tly_")
         let prefix = String(key.prefix(12))
         let hash = Auth.tokenHash(key)
         // The database checks the creator's role again as it inserts, with the member row locked FOR SHARE

@@ -165,7 +165,7 @@ public struct Auth: Sendable {
     }
 
     private func newSession(for user: User, context: QueryContext) async throws -> SessionGrant {
-        let token = Self.sessionTokenPrefix + randomHex(bytes: 32)
+        let token = Token.make(prefix: Self.sessionTokenPrefix)
         let hash = Self.tokenHash(token)
         let seconds = Int(sessionLifetime.components.seconds)
         let expires = try await database.connection(context) { connection -> Date in

@@ -100,9 +100,15 @@ struct CallerAuthenticator: AuthenticatorMiddleware {
         let hash = Auth.tokenHash(token)
         if token.hasPrefix(Auth.sessionTokenPrefix) {
             guard accepts != .apiKey else { throw CreditsError(.unauthenticated, accepts.missing) }
+            guard Token.mayBeGenuine(token, prefix: Auth.sessionTokenPrefix) else {
+                throw CreditsError(.unauthenticated, "the session token's checksum is wrong: it was mistyped or cut; log in again")
+            }
             return Caller(kind: .user(try await auth.user(forTokenHash: hash, context: context.queries)), credentialHash: hash)
         }
         guard accepts != .session else { throw CreditsError(.unauthenticated, accepts.missing) }
+        guard Token.mayBeGenuine(token, prefix: "tly_") else {
+            throw CreditsError(.unauthenticated, "the API key's checksum is wrong: it was mistyped or cut; copy it again")
+        }
         let cached = cachedKeys && request.headers[.idempotencyKey] == nil
         let key = cached ? try await keys.principal(forKeyHash: hash, context: context.queries) : try await keys.authenticate(keyHash: hash, context: context.queries)
         return Caller(kind: .apiKey(key), credentialHash: hash)

@@ -95,7 +95,7 @@ import FoundationNetworking
             let limited = try await call(client, "/v1/api-keys", .post, user.token, ["name": "limited", "credit_limit": 30])
             #expect(limited.status == .created)
             let limitedKey = try #require(object(limited.body)["key"] as? String)
-            #expect(limitedKey.hasPrefix("tly_") && limitedKey.count == 68, "256 random bits, hex")
+            #expect(limitedKey.hasPrefix("tly_") && limitedKey.count == 53, "256 random bits in base62 and a checksum")
             let free = try await call(client, "/v1/api-keys", .post, user.token, ["name": "free"])
             let freeKey = try #require(object(free.body)["key"] as? String)
             let listed = String(buffer: try await call(client, "/v1/api-keys", .get, user.token).body)

@@ -188,4 +188,49 @@ import Testing
             }
         }
     }
+
+    /// Keys and session tokens carry a checksum a secret scanner verifies offline; checked here by Python's
+    /// zlib, not by Tally's own code. A mistyped key is refused; a key of the older shape still works.
+    @Test func secretsCarryAChecksumAScannerCanVerify() async throws {
+        try await withTallyServer { client, db in
+            let (_, user, key) = try await fundedUser(client, db, credits: 10)
+            let verifier = """
+                import re, sys, zlib
+                A = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                def b62(n):
+                    s = ""
+                    for _ in range(6):
+                        s = A[n % 62] + s
+                        n //= 62
+                    return s
+                for token in sys.argv[1:]:
+                    m = re.fullmatch(r"(tly_sess_|tly_)([0-9A-Za-z]{43})([0-9A-Za-z]{6})", token)
+                    ok = m is not None and b62(zlib.crc32((m.group(1) + m.group(2)).encode())) == m.group(3)
+                    print("valid" if ok else "invalid")
+                """
+            let output = FileManager.default.temporaryDirectory.appendingPathComponent("tally-checksum-\(UUID().uuidString).txt").path
+            defer { try? FileManager.default.removeItem(atPath: output) }
+            let mistyped = String(key.dropLast()) + (key.last == "A" ? "B" : "A")
+            let child = try Command.spawn("/usr/bin/python3", ["-c", verifier, key, user.token, mistyped], stdout: output)
+            #expect(await child.waitAsync(pollEvery: .milliseconds(50)) == 0)
+            let verdicts = ((try? String(contentsOfFile: output, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
+            #expect(verdicts == ["valid", "valid", "invalid"], "zlib's verdicts on key, session token, mistyped key")
+            #expect(key.count == 53 && user.token.count == 58)
+
+            let refused = try await call(client, "/v1/credits/balance", .get, mistyped)
+            #expect(refused.status == .unauthorized)
+            #expect((object(refused.body)["detail"] as? String)?.contains("checksum") == true)
+            let badSession = String(user.token.dropLast()) + (user.token.last == "A" ? "B" : "A")
+            #expect(try await call(client, "/v1/me", .get, badSession).status == .unauthorized)
+
+            // A key of the older shape (tly_ + 64 hex digits, no checksum) is still accepted.
+            let legacy = "tly_" + randomHex(bytes: 32)
+            let userID = try #require(UUID(uuidString: user.id))
+            try await withSingleConnection(db) {
+                try await $0.execute(
+                    "INSERT INTO api_keys (user_id, name, prefix, key_hash) VALUES (\(userID), 'legacy', \(String(legacy.prefix(12))), \(Auth.tokenHash(legacy)))")
+            }
+            #expect(try await call(client, "/v1/credits/consume", .post, legacy, ["amount": 1]).status == .ok)
+        }
+    }
 }
