@@ -34,7 +34,7 @@ trap cleanup EXIT
 "$TALLY" migrate up --no-backup >/dev/null
 start_pooler
 PORT=$(free_port)
-"$TALLY" serve --port "$PORT" --log-level error >"$WORK/serve.log" 2>&1 &
+"$TALLY" serve --port "$PORT" --metrics-port 0 --log-level error >"$WORK/serve.log" 2>&1 &
 SERVER=$!
 wait_ready "$PORT"
 api() { curl -sf "http://127.0.0.1:$PORT$1" "${@:2}"; }

@@ -18,7 +18,7 @@ scratch_database tally_fuzz
 "$TALLY" credits grant --user fuzz@example.com --amount 1000000000 >/dev/null
 KEY=$("$TALLY" keys create --user fuzz@example.com --name fuzz | head -1)
 PORT=$(free_port)
-"$TALLY" serve --port "$PORT" --log-level error &
+"$TALLY" serve --port "$PORT" --metrics-port 0 --log-level error &
 SERVER=$!
 trap 'kill -INT $SERVER 2>/dev/null; wait $SERVER 2>/dev/null; drop_scratch_database' EXIT
 wait_ready "$PORT"

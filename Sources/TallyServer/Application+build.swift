@@ -1,6 +1,7 @@
 import Hummingbird
 import Logging
 import PostgresNIO
+import ServiceLifecycle
 import TallyCredits
 import TallyPostgres
 
@@ -27,6 +28,8 @@ public struct ServerSettings: Sendable {
     /// Proxies (load balancers) whose `X-Forwarded-For` names the client that login throttling counts; from
     /// anyone else the header is ignored and the socket's address counts.
     public var trustedProxies: [AddressRange] = []
+    /// Where `GET /metrics` listens (host, port; port 0 picks a free one): never on the API's port. Nil: nowhere.
+    public var metrics: (host: String, port: Int)? = nil
     /// Where the server logs (at `logLevel`): by default the logging system's handler, labelled `tally`.
     /// Each request logs to it with its `hb.request.id`, and so do the database statements the request runs.
     public var logger: Logger? = nil
@@ -74,11 +77,15 @@ public func buildApplication(_ settings: ServerSettings) -> some ApplicationProt
         ledger: ledger, databaseWait: settings.databaseWait, trustedProxies: settings.trustedProxies)
     let maintenance = MaintenanceService(
         ledger: ledger, idempotency: idempotency, throttle: auth.throttle, interval: settings.maintenanceInterval, logger: logger)
+    var services: [any Service] = [database, ledger, maintenance]
+    if let metrics = settings.metrics {
+        services.append(TallyMetrics.listener(host: metrics.host, port: metrics.port, logger: logger))
+    }
     var app = Application(
         responder: DeadlineResponder(router.buildResponder(), limit: settings.requestTimeout, logger: logger),
         server: .http1(limits: settings.connections),
         configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: "tally"),
-        services: [database, ledger, maintenance],
+        services: services,
         logger: logger
     )
     if settings.migrations != .unchecked {
@@ -118,7 +125,6 @@ public func buildRouter(
     let idempotency = IdempotencyMiddleware(idempotency: idempotency ?? Idempotency(database: database))
     let teams = Teams(database: database)
     router.addRoutes(HealthController(database: database, auth: auth).endpoints)
-    router.addRoutes(TallyMetrics.endpoints)
     router.addRoutes(OpenAPIDocument.endpoints)
     router.addRoutes(AuthController(auth: auth, authenticators: authenticators, trustedProxies: trustedProxies).endpoints)
     router.addRoutes(TeamsController(teams: teams, authenticators: authenticators, idempotency: idempotency).endpoints)

@@ -1,8 +1,9 @@
 import Hummingbird
+import Logging
 import Metrics
 import Prometheus
 
-/// Prometheus metrics at `GET /metrics`: requests by route, method and status
+/// Prometheus metrics at `GET /metrics` on a listener of their own (`ServerSettings.metrics`): requests by route, method and status
 /// (`tally_http_requests_total`), their latency (`tally_http_request_duration_seconds`, a histogram),
 /// requests in flight, consume outcomes (`tally_consume_total`) and how many spends each group commit
 /// carried (`tally_consume_batch_size`, a histogram).
@@ -37,13 +38,21 @@ public enum TallyMetrics {
         }
     }
 
-    static var endpoints: RouteCollection<TallyRequestContext> {
-        let routes = RouteCollection(context: TallyRequestContext.self)
-        routes.get("metrics") { _, _ in
+    /// The metrics listener: `GET /metrics` (and nothing else) on an address of its own, away from the API
+    /// port, so a deployment keeps it on loopback or a private network. Logs where it listens.
+    static func listener(host: String, port: Int, logger: Logger) -> some ApplicationProtocol {
+        let router = Router()
+        router.get("metrics") { _, _ in
             Response(
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8", .cacheControl: "no-store"],
                 body: .init(byteBuffer: ByteBuffer(bytes: registry.emitToBuffer())))
         }
-        return routes
+        return Application(
+            router: router,
+            configuration: .init(address: .hostname(host, port: port), serverName: "tally-metrics"),
+            onServerRunning: { channel in
+                logger.notice("Metrics on http://\(host):\(channel.localAddress?.port ?? port)/metrics")
+            },
+            logger: logger)
     }
 }

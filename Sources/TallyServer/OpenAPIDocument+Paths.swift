@@ -14,9 +14,6 @@ extension OpenAPIDocument {
             "/readyz": ["get": operation("Readiness: database reachable and its schema current for this build", security: .none, responses: [
                 "200": answer("Ready for traffic", ref("Readiness")), "503": answer("Not ready, with the reasons", ref("Readiness")),
             ])],
-            "/metrics": ["get": operation("Prometheus metrics", security: .none, responses: [
-                "200": ["description": "Prometheus text format", "content": ["text/plain": ["schema": text]]],
-            ])],
             "/openapi.json": ["get": operation("This document", security: .none, responses: ["200": answer("OpenAPI 3.1", ["type": "object"])])],
             "/v1/auth/signup": ["post": operation("Create an account and a session", security: .none, body: bodies["POST /v1/auth/signup"], responses: [
                 "201": answer("Signed up", ref("Session")), "409": problem("The email is taken", ["email-taken"]),

@@ -1,6 +1,8 @@
 import ArgumentParser
+import Foundation
 import Hummingbird
 import Logging
+import NIOCore
 import TallyCredits
 import TallyPostgres
 import TallyServer
@@ -36,10 +38,19 @@ struct Serve: AsyncParsableCommand {
         "A proxy (address or CIDR range, e.g. 10.0.0.0/8; repeatable) whose X-Forwarded-For names the client that login throttling counts. From any other peer the header is ignored.",
         valueName: "cidr"))
     var trustedProxies: [String] = []
+    @Option(help: ArgumentHelp("Address of the metrics listener (GET /metrics, Prometheus text), apart from the API; keep it on loopback or a private network.", valueName: "address"))
+    var metricsHost: String = "127.0.0.1"
+    @Option(help: ArgumentHelp("Port of the metrics listener; 0 picks a free one (logged).", valueName: "port"))
+    var metricsPort: Int = 9464
+    @Flag(help: "Serve no metrics listener at all.") var noMetrics = false
     @OptionGroup var database: DatabaseOptions
 
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be between 0 and 65535") }
+        guard (0...65535).contains(metricsPort) else { throw ValidationError("--metrics-port must be between 0 and 65535") }
+        if !noMetrics, metricsPort != 0, metricsPort == port, metricsHost == host || metricsHost == "0.0.0.0" || host == "0.0.0.0" {
+            throw ValidationError("--metrics-port \(metricsPort) is the API's --port: metrics listen apart from the API; choose another port or --no-metrics")
+        }
         guard databaseWait > 0 else { throw ValidationError("--database-wait must be more than 0 seconds") }
         guard requestTimeout > databaseWait else {
             throw ValidationError("--request-timeout (\(requestTimeout) s) must be more than --database-wait (\(databaseWait) s), so a request that waited for a connection still has time to run")
@@ -70,7 +81,14 @@ struct Serve: AsyncParsableCommand {
         // Checked (and applied, for the embedded database or with --migrate) before the server listens.
         serverSettings.migrations = migrate || database.externalURL == nil ? .applied : .required
         serverSettings.trustedProxies = trustedProxies.compactMap(AddressRange.init)
-        try await buildApplication(serverSettings).runService()
+        if !noMetrics { serverSettings.metrics = (metricsHost, metricsPort) }
+        do {
+            try await buildApplication(serverSettings).runService()
+        } catch let error as IOError where error.errnoCode == EADDRINUSE {
+            let ports = noMetrics ? "--port \(port)" : "--port \(port) or --metrics-port \(metricsPort)"
+            printErr("Error: cannot listen: \(ports) is in use by another process (\(error)); choose a free port\(noMetrics ? "" : ", or --no-metrics")")
+            throw ExitCode.failure
+        }
     }
 }
 

@@ -64,7 +64,7 @@ import FoundationNetworking
         try await behindPgBouncer { db, pooled in
             let ports = try (0..<3).map { _ in try LocalCluster.freePort() }
             let servers = try ports.map { port in
-                try TallyProcess.launch(["serve", "--migrate", "--port", String(port), "--database-url", pooled.url()])
+                try TallyProcess.launch(["serve", "--migrate", "--port", String(port), "--metrics-port", "0", "--database-url", pooled.url()])
             }
             var statuses: [Int] = []
             for port in ports {
@@ -151,7 +151,7 @@ import FoundationNetworking
 
             // Prepared statements are on (the default): the server must notice the pooler loses them and go on.
             let port = try LocalCluster.freePort()
-            let server = try TallyProcess.launch(["serve", "--port", String(port), "--database-url", url])
+            let server = try TallyProcess.launch(["serve", "--port", String(port), "--metrics-port", "0", "--database-url", url])
             #expect(try await getWhenUp("http://127.0.0.1:\(port)/readyz").0 == 200)
             let session = URLSession(configuration: .ephemeral)
             let statuses = try await withThrowingTaskGroup(of: [Int].self) { group in

@@ -16,7 +16,7 @@ import FoundationNetworking
         let dataDir = folder + "/postgres"
         let port = try LocalCluster.freePort()
 
-        let launched = try TallyProcess.launch(["serve", "--port", String(port), "--data-dir", dataDir])
+        let launched = try TallyProcess.launch(["serve", "--port", String(port), "--metrics-port", "0", "--data-dir", dataDir])
         let (status, body) = try await getWhenUp("http://127.0.0.1:\(port)/healthz")
         #expect(status == 200)
         #expect(body.contains("\"reachable\":true"))
@@ -59,12 +59,21 @@ import FoundationNetworking
         #expect(refused.stderr.contains("pending migration(s) (\(MigrateCommandTests.ownTags.joined(separator: ", ")))"))
         #expect(refused.stderr.contains("tally serve --migrate"))
 
-        let launched = try TallyProcess.launch(["serve", "--port", String(port), "--database-url", db.url(), "--migrate"])
+        let launched = try TallyProcess.launch(["serve", "--port", String(port), "--metrics-port", "0", "--database-url", db.url(), "--migrate"])
         let (code, _) = try await getWhenUp("http://127.0.0.1:\(port)/healthz")
         #expect(code == 200)
+
+        // A second server on the same port, or with the metrics port taken, says which and exits.
+        let taken = try await TallyProcess.run(["serve", "--port", String(try LocalCluster.freePort()), "--metrics-port", String(port), "--database-url", db.url()])
+        #expect(taken.status == 1)
+        #expect(taken.stderr.contains("--metrics-port \(port) is in use by another process"), Comment(rawValue: taken.stderr))
+        let same = try await TallyProcess.run(["serve", "--port", String(port), "--metrics-port", String(port), "--database-url", db.url()])
+        #expect(same.status != 0 && same.stderr.contains("metrics listen apart from the API"), Comment(rawValue: same.stderr))
+
         kill(launched.pid, SIGINT)
         let result = await TallyProcess.collect(launched)
         #expect(result.stderr.contains("Applied migrations: \(MigrateCommandTests.ownTags.joined(separator: ", "))"))
+        #expect(result.stderr.contains("Metrics on http://127.0.0.1:"), "the metrics listener logs where it listens")
     }
 
     @Test(.freshDatabase) func smokeChecksTheCreditPathAndMetricsCountWhatHappened() async throws {
@@ -77,7 +86,8 @@ import FoundationNetworking
         #expect(key.hasPrefix("tly_"))
 
         let port = try LocalCluster.freePort()
-        let launched = try TallyProcess.launch(["serve", "--port", String(port)] + url)
+        let metricsPort = try LocalCluster.freePort()
+        let launched = try TallyProcess.launch(["serve", "--port", String(port), "--metrics-port", String(metricsPort)] + url)
         _ = try await getWhenUp("http://127.0.0.1:\(port)/healthz")
         let base = "http://127.0.0.1:\(port)"
 
@@ -100,7 +110,8 @@ import FoundationNetworking
         }
         #expect(try await spend(4) == 200)
         #expect(try await spend(400) == 402)
-        let (status, metrics) = try await getWhenUp(base + "/metrics")
+        #expect(try await getWhenUp(base + "/metrics").0 == 404, "metrics are not on the API's port")
+        let (status, metrics) = try await getWhenUp("http://127.0.0.1:\(metricsPort)/metrics")
         #expect(status == 200)
         let lines = Set(metrics.split(separator: "\n").map(String.init))
         #expect(lines.contains(#"tally_consume_total{outcome="accepted"} 1"#), Comment(rawValue: metrics))

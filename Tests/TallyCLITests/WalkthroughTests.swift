@@ -17,7 +17,7 @@ import Testing
         let db = try TestDatabase.current
         let port = try LocalCluster.freePort()
         let env = ["DATABASE_URL": db.url()]
-        let server = try TallyProcess.launch(["serve", "--port", String(port), "--migrate"], environment: env)
+        let server = try TallyProcess.launch(["serve", "--port", String(port), "--metrics-port", "0", "--migrate"], environment: env)
         defer { kill(server.pid, SIGINT) }
         var up = false
         for _ in 0..<300 where !up {

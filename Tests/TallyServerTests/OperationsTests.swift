@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 import Hummingbird
 import HummingbirdTesting
 import PostgresNIO
@@ -45,15 +48,21 @@ import Testing
         }
     }
 
-    @Test func metricsAreServedInPrometheusTextFormat() async throws {
+    @Test func metricsAreServedOnTheirOwnListenerNotTheAPIPort() async throws {
         // Exact counts are checked against a `tally serve` process of its own (ServeCommandTests): the metrics
         // registry is per process, and tests here share one.
-        try await withTallyServer { client, _ in
+        let metricsPort = try LocalCluster.freePort()
+        try await withTallyServer(configure: { $0.metrics = ("127.0.0.1", metricsPort) }) { client, _ in
             _ = try await client.execute(uri: "/healthz", method: .get)
-            let response = try await client.execute(uri: "/metrics", method: .get)
-            #expect(response.status == .ok)
-            #expect(response.headers[.contentType]?.hasPrefix("text/plain; version=0.0.4") == true)
-            #expect(String(buffer: response.body).contains("# TYPE tally_http_requests_total counter"))
+            #expect(try await client.execute(uri: "/metrics", method: .get).status == .notFound)
+            let (data, response) = try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(metricsPort)/metrics")!)
+            let http = try #require(response as? HTTPURLResponse)
+            #expect(http.statusCode == 200)
+            #expect((http.value(forHTTPHeaderField: "Content-Type") ?? "").hasPrefix("text/plain; version=0.0.4"))
+            #expect(String(decoding: data, as: UTF8.self).contains("# TYPE tally_http_requests_total counter"))
+            // The metrics listener serves nothing else.
+            let (_, other) = try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(metricsPort)/healthz")!)
+            #expect((other as? HTTPURLResponse)?.statusCode == 404)
         }
     }
 
