@@ -96,6 +96,7 @@ extension ConnectionSettings {
 
         // Query parameters.
         var sslMode: SSLMode?
+        var sslRootCert: String?
         var socketDirectory: String?
         var applicationName: String?
         var preparedStatements = true
@@ -110,6 +111,9 @@ extension ConnectionSettings {
                     throw .invalidURL("sslmode must be one of \(allowed)")
                 }
                 sslMode = mode
+            case "sslrootcert":
+                guard !value.isEmpty else { throw .invalidURL("?sslrootcert= is empty; give the path of your CA's PEM file, or system") }
+                sslRootCert = value
             case "host":
                 if value.hasPrefix("/") {
                     socketDirectory = value
@@ -138,7 +142,7 @@ extension ConnectionSettings {
                 }
             default:
                 throw .invalidURL(
-                    "unknown query parameter \"\(key.prefix(40))\"; supported: sslmode, host, port, user, password, dbname, application_name, connect_timeout, prepared_statements"
+                    "unknown query parameter \"\(key.prefix(40))\"; supported: sslmode, sslrootcert, host, port, user, password, dbname, application_name, connect_timeout, prepared_statements"
                 )
             }
         }
@@ -158,7 +162,8 @@ extension ConnectionSettings {
         let defaultSSL: SSLMode
         switch endpoint {
         case .unixSocket: defaultSSL = .disable
-        case .tcp(let h, _): defaultSSL = (h == "localhost" || h == "127.0.0.1" || h == "::1") ? .disable : .prefer
+        // Loopback needs no TLS; anything else is checked in full unless the URL says otherwise.
+        case .tcp(let h, _): defaultSSL = (h == "localhost" || h == "127.0.0.1" || h == "::1") ? .disable : .verifyFull
         }
         self.init(
             endpoint: endpoint,
@@ -166,6 +171,7 @@ extension ConnectionSettings {
             password: password,
             database: database.flatMap { $0.isEmpty ? nil : $0 } ?? user,
             sslMode: sslMode ?? defaultSSL,
+            sslRootCert: sslRootCert,
             applicationName: applicationName,
             preparedStatements: preparedStatements
         )

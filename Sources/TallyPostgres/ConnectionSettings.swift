@@ -12,9 +12,11 @@ public struct ConnectionSettings: Sendable, Equatable, CustomStringConvertible {
         case unixSocket(directory: String, port: Int)
     }
 
-    /// libpq's `sslmode`, as far as Tally supports it.
+    /// libpq's `sslmode`, as far as Tally supports it. A remote server defaults to `verify-full`: encrypted, its
+    /// certificate chained to a trusted root (`sslrootcert`, else the system's) and naming the host.
     public enum SSLMode: String, Sendable, CaseIterable {
         case disable, prefer, require
+        case verifyCA = "verify-ca"
         case verifyFull = "verify-full"
     }
 
@@ -23,6 +25,9 @@ public struct ConnectionSettings: Sendable, Equatable, CustomStringConvertible {
     public var password: String?
     public var database: String
     public var sslMode: SSLMode
+    /// libpq's `sslrootcert`: the PEM file of the certificate authorities `verify-ca` and `verify-full` trust
+    /// (nil or `system`: the system's roots).
+    public var sslRootCert: String?
     public var applicationName: String?
     /// Whether the hot statements run as named prepared statements (`?prepared_statements=off` turns them off:
     /// for a transaction-mode pooler that does not keep them, such as PgBouncer before 1.21). See
@@ -35,9 +40,11 @@ public struct ConnectionSettings: Sendable, Equatable, CustomStringConvertible {
         password: String? = nil,
         database: String,
         sslMode: SSLMode = .disable,
+        sslRootCert: String? = nil,
         applicationName: String? = nil,
         preparedStatements: Bool = true
     ) {
+        self.sslRootCert = sslRootCert
         self.endpoint = endpoint
         self.user = user
         self.password = password
@@ -79,7 +86,8 @@ public struct ConnectionSettings: Sendable, Equatable, CustomStringConvertible {
             query.append("host=" + Self.encode(directory, allowed: .pathAllowed))
         }
         out += "/" + Self.encode(database, allowed: .userAllowed)
-        if sslMode != .prefer { query.append("sslmode=\(sslMode.rawValue)") }
+        query.append("sslmode=\(sslMode.rawValue)")
+        if let sslRootCert { query.append("sslrootcert=" + Self.encode(sslRootCert, allowed: .pathAllowed)) }
         if let applicationName {
             query.append("application_name=" + Self.encode(applicationName, allowed: .userAllowed))
         }
@@ -97,6 +105,7 @@ public struct ConnectionSettings: Sendable, Equatable, CustomStringConvertible {
         case .unixSocket(let directory, _): env["PGHOST"] = directory
         }
         env["PGSSLMODE"] = sslMode.rawValue
+        if let sslRootCert { env["PGSSLROOTCERT"] = sslRootCert }
         if let password { env["PGPASSWORD"] = password }
         if let applicationName { env["PGAPPNAME"] = applicationName }
         return env
@@ -126,14 +135,11 @@ public struct ConnectionSettings: Sendable, Equatable, CustomStringConvertible {
         var configuration: PostgresConnection.Configuration
         switch endpoint {
         case .tcp(let host, let port):
-            var unverified = TLSConfiguration.makeClientConfiguration()
-            unverified.certificateVerification = .none
             let tls: PostgresConnection.Configuration.TLS
             switch sslMode {
             case .disable: tls = .disable
-            case .prefer: tls = .prefer(try NIOSSLContext(configuration: unverified))
-            case .require: tls = .require(try NIOSSLContext(configuration: unverified))
-            case .verifyFull: tls = .require(try NIOSSLContext(configuration: .makeClientConfiguration()))
+            case .prefer: tls = .prefer(try NIOSSLContext(configuration: tlsConfiguration))
+            case .require, .verifyCA, .verifyFull: tls = .require(try NIOSSLContext(configuration: tlsConfiguration))
             }
             configuration = .init(host: host, port: port, username: user, password: password, database: database, tls: tls)
         case .unixSocket:
@@ -152,13 +158,23 @@ public struct ConnectionSettings: Sendable, Equatable, CustomStringConvertible {
     }
 
     private var tls: PostgresClient.Configuration.TLS {
-        var unverified = TLSConfiguration.makeClientConfiguration()
-        unverified.certificateVerification = .none
         switch sslMode {
         case .disable: return .disable
-        case .prefer: return .prefer(unverified)
-        case .require: return .require(unverified)
-        case .verifyFull: return .require(.makeClientConfiguration())
+        case .prefer: return .prefer(tlsConfiguration)
+        case .require, .verifyCA, .verifyFull: return .require(tlsConfiguration)
         }
+    }
+
+    /// TLS as `sslMode` asks: `prefer` and `require` encrypt without checking the certificate (as libpq);
+    /// `verify-ca` checks it against the roots; `verify-full` the roots and the host name too.
+    private var tlsConfiguration: TLSConfiguration {
+        var configuration = TLSConfiguration.makeClientConfiguration()
+        switch sslMode {
+        case .disable, .prefer, .require: configuration.certificateVerification = .none
+        case .verifyCA: configuration.certificateVerification = .noHostnameVerification
+        case .verifyFull: configuration.certificateVerification = .fullVerification
+        }
+        if let sslRootCert, sslRootCert != "system" { configuration.trustRoots = .file(sslRootCert) }
+        return configuration
     }
 }

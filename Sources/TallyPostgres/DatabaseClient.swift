@@ -67,9 +67,16 @@ public func checkReachable(_ settings: ConnectionSettings, timeout: Duration? = 
 
 extension TallyPostgresError {
     static func unreachable(_ settings: ConnectionSettings, _ error: any Error) -> TallyPostgresError {
-        TallyPostgresError(
+        let cause = describe(error)
+        if settings.sslMode == .verifyFull || settings.sslMode == .verifyCA, cause.localizedCaseInsensitiveContains("certificate") || cause.contains("handshake") {
+            return TallyPostgresError(
+                .databaseUnreachable,
+                "could not connect to \(settings): the server's TLS certificate was not trusted (\(cause)). sslmode=\(settings.sslMode.rawValue) checks it against \(settings.sslRootCert.map { "the CAs in \($0)" } ?? "the system's certificate authorities")\(settings.sslMode == .verifyFull ? " and the host name" : ""); name your CA's PEM file with ?sslrootcert=/path/ca.pem, or (trusting the network) encrypt without checking with sslmode=require."
+            )
+        }
+        return TallyPostgresError(
             .databaseUnreachable,
-            "could not connect to \(settings) (\(describe(error))). Check that the server runs and the URL is right; without DATABASE_URL, `tally db start` starts the embedded cluster."
+            "could not connect to \(settings) (\(cause)). Check that the server runs and the URL is right; without DATABASE_URL, `tally db start` starts the embedded cluster."
         )
     }
 }

@@ -47,14 +47,22 @@ import Testing
         #expect(try ConnectionSettings(url: "postgres://carol:x@h/").database == "carol")
     }
 
-    @Test(arguments: ["disable", "prefer", "require", "verify-full"])
+    @Test(arguments: ["disable", "prefer", "require", "verify-ca", "verify-full"])
     func everySSLModeParses(_ mode: String) throws {
         let s = try ConnectionSettings(url: "postgres://u@remote.example/d?sslmode=\(mode)")
         #expect(s.sslMode.rawValue == mode)
     }
 
-    @Test func remoteHostsPreferTLSByDefault() throws {
-        #expect(try ConnectionSettings(url: "postgres://u@remote.example/d").sslMode == .prefer)
+    @Test func remoteHostsVerifyTheCertificateByDefault() throws {
+        let remote = try ConnectionSettings(url: "postgres://u@remote.example/d")
+        #expect(remote.sslMode == .verifyFull)
+        #expect(remote.url().contains("sslmode=verify-full"), "the default is written out, so the URL means the same anywhere")
+        let prefer = try ConnectionSettings(url: "postgres://u@remote.example/d?sslmode=prefer")
+        #expect(try ConnectionSettings(url: prefer.url()).sslMode == .prefer)
+        let rooted = try ConnectionSettings(url: "postgres://u@remote.example/d?sslrootcert=/etc/ssl/our%20ca.pem")
+        #expect(rooted.sslRootCert == "/etc/ssl/our ca.pem")
+        #expect(rooted.libpqEnvironment["PGSSLROOTCERT"] == "/etc/ssl/our ca.pem" && rooted.libpqEnvironment["PGSSLMODE"] == "verify-full")
+        #expect(try ConnectionSettings(url: rooted.url()) == rooted)
     }
 
     @Test func roundTripsThroughItsOwnURL() throws {
