@@ -26,11 +26,13 @@ fuzz() {
     --phases examples,coverage,fuzzing,stateful --checks all \
     --suppress-health-check too_slow,filter_too_much "$@" || status=1
 }
-# Logging out ends the session the rest of the run uses: it gets a session of its own, alone.
-fuzz "a session" "$SESSION" scripts/schemathesis.toml --exclude-path /v1/auth/logout
+# Logging out, ending sessions and changing the password (whose wrong guesses count as failed logins) end or
+# slow the session the rest of the run uses: they get a session of their own, alone, after the rest.
+ENDING=(/v1/auth/logout /v1/auth/logout-others /v1/auth/password /v1/sessions/{session})
+fuzz "a session" "$SESSION" scripts/schemathesis.toml $(printf -- '--exclude-path %s ' "${ENDING[@]}")
 if [ -n "${FUZZ_LOGIN:-}" ]; then
   LOGOUT=$(curl -sf "$BASE/v1/auth/login" -d "$FUZZ_LOGIN" | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
-  fuzz "a session logging out" "$LOGOUT" scripts/schemathesis.toml --include-path /v1/auth/logout
+  fuzz "a session logging out" "$LOGOUT" scripts/schemathesis.toml $(printf -- '--include-path %s ' "${ENDING[@]}")
 fi
 # With an API key, ?team_id= is refused with a 400 by design (a key reads only the account it spends from);
 # the document, shared by both credentials, allows team_id for sessions.

@@ -48,24 +48,40 @@ public struct Auth: Sendable {
     /// Where password hashing waits its turn (or is refused when too many wait).
     public let bcrypt: BcryptGate
     public var bcryptCost: UInt8
+    /// A session ends this long after it began, however much it is used.
     public var sessionLifetime: Duration
+    /// A session ends when unused this long (each use slides it, at most once a minute).
+    public var sessionIdleTimeout: Duration
 
-    public init(client: PostgresClient, bcryptCost: UInt8 = 12, sessionLifetime: Duration = .seconds(30 * 24 * 3600)) {
-        self.init(database: Database(client), bcryptCost: bcryptCost, sessionLifetime: sessionLifetime)
+    public static let standardSessionLifetime: Duration = .seconds(14 * 24 * 3600)
+    public static let standardSessionIdleTimeout: Duration = .seconds(24 * 3600)
+
+    public init(
+        client: PostgresClient, bcryptCost: UInt8 = 12, sessionLifetime: Duration = standardSessionLifetime,
+        sessionIdleTimeout: Duration = standardSessionIdleTimeout
+    ) {
+        self.init(database: Database(client), bcryptCost: bcryptCost, sessionLifetime: sessionLifetime, sessionIdleTimeout: sessionIdleTimeout)
     }
 
-    public init(database: Database, bcryptCost: UInt8 = 12, sessionLifetime: Duration = .seconds(30 * 24 * 3600)) {
+    public init(
+        database: Database, bcryptCost: UInt8 = 12, sessionLifetime: Duration = standardSessionLifetime,
+        sessionIdleTimeout: Duration = standardSessionIdleTimeout
+    ) {
         self.database = database
         self.throttle = AuthThrottle(database: database)
         self.bcrypt = .standard()
         self.bcryptCost = bcryptCost
         self.sessionLifetime = sessionLifetime
+        self.sessionIdleTimeout = sessionIdleTimeout
     }
 
     /// Sign-ups from `address` are counted (`AuthThrottle`); nil for callers that are not a network client.
-    public func signup(email: String, password: String, name: String?, from address: String? = nil, context: QueryContext) async throws -> SessionGrant {
+    public func signup(
+        email: String, password: String, name: String?, from address: String? = nil, userAgent: String? = nil, context: QueryContext
+    ) async throws -> SessionGrant {
         if let address { try await throttle.signup(from: address, context: context) }
-        return try await newSession(for: try await createUser(email: email, password: password, name: name, admin: false, context: context), context: context)
+        let user = try await createUser(email: email, password: password, name: name, admin: false, context: context)
+        return try await newSession(for: user, from: address, userAgent: userAgent, context: context)
     }
 
     /// Creates a user (the operator CLI can make admins); email-taken when the email is in use.
@@ -115,7 +131,9 @@ public struct Auth: Sendable {
 
     /// Logs in; with the client's `address`, refused while that address must wait (`AuthThrottle`), and a
     /// wrong password or unknown email counted against it.
-    public func login(email: String, password: String, from address: String? = nil, context: QueryContext) async throws -> SessionGrant {
+    public func login(
+        email: String, password: String, from address: String? = nil, userAgent: String? = nil, context: QueryContext
+    ) async throws -> SessionGrant {
         if let address { try await throttle.checkLogin(email: email, from: address, context: context) }
         let found = try await database.connection(context) { connection -> (User, String)? in
             let rows = try await connection.query(
@@ -137,7 +155,7 @@ public struct Auth: Sendable {
             throw CreditsError(.invalidCredentials, "the email or the password is wrong")
         }
         if let address { try await throttle.loginSucceeded(email: email, from: address, context: context) }
-        return try await newSession(for: user, context: context)
+        return try await newSession(for: user, from: address, userAgent: userAgent, context: context)
     }
 
     /// Ends the session whose token has this hash (`tokenHash`); false when there was none.
@@ -152,10 +170,12 @@ public struct Auth: Sendable {
         }
     }
 
-    /// The user of the live session token whose hash (`tokenHash`) this is.
+    /// The user of the live session token whose hash (`tokenHash`) this is: not past its absolute end, and
+    /// used within the idle timeout (this use slides it).
     public func user(forTokenHash hash: String, context: QueryContext) async throws -> User {
+        let idle = sessionIdleTimeout.inSeconds
         let user = try await database.connection(context) { connection -> User? in
-            for (id, email, name, admin, created) in try await connection.run(SessionUser(tokenHash: hash)) {
+            for (id, email, name, admin, created) in try await connection.run(SessionUser(tokenHash: hash, idleSeconds: idle)) {
                 return User(id: id, email: email, name: name, isAdmin: admin, createdAt: created)
             }
             return nil
@@ -164,13 +184,17 @@ public struct Auth: Sendable {
         return user
     }
 
-    private func newSession(for user: User, context: QueryContext) async throws -> SessionGrant {
+    func newSession(for user: User, from address: String?, userAgent: String?, context: QueryContext) async throws -> SessionGrant {
         let token = Token.make(prefix: Self.sessionTokenPrefix)
         let hash = Self.tokenHash(token)
-        let seconds = Int(sessionLifetime.components.seconds)
+        let seconds = sessionLifetime.inSeconds
+        let agent = userAgent.map { String($0.unicodeScalars.filter { $0.value >= 0x20 && $0.value != 0x7F }.prefix(200).map(Character.init)) }
         let expires = try await database.connection(context) { connection -> Date in
             let rows = try await connection.query(
-                "INSERT INTO sessions (user_id, token_hash, expires_at) VALUES (\(user.id), \(hash), now() + make_interval(secs => \(seconds))) RETURNING expires_at")
+                """
+                INSERT INTO sessions (user_id, token_hash, expires_at, client_address, user_agent)
+                VALUES (\(user.id), \(hash), now() + make_interval(secs => \(seconds)), \(address), \(agent)) RETURNING expires_at
+                """)
             for try await at in rows.decode(Date.self) { return at }
             return Date()
         }
@@ -203,21 +227,32 @@ public struct Auth: Sendable {
     }
 }
 
-/// The user of a live session, by the session token's hash: every request with a session token runs it.
+/// The user of a live session, by the session token's hash: every request with a session token runs it. A
+/// session is live before its absolute end and within the idle timeout ($2 seconds) of its last use; its
+/// last use moves to now when it is older than $3 seconds (a minute, or a quarter of a shorter idle timeout),
+/// so a busy session writes at most that often.
 struct SessionUser: HotStatement {
     typealias Row = (UUID, String, String?, Bool, Date)
     static let sql = """
-        SELECT u.id, u.email, u.name, u.is_admin, u.created_at FROM sessions s JOIN users u ON u.id = s.user_id
-        WHERE s.token_hash = $1 AND s.expires_at > now()
+        WITH s AS (
+            SELECT id, user_id, last_used_at FROM sessions
+            WHERE token_hash = $1 AND expires_at > now() AND last_used_at > now() - make_interval(secs => $2)),
+        touched AS (
+            UPDATE sessions t SET last_used_at = now() FROM s WHERE t.id = s.id AND s.last_used_at < now() - make_interval(secs => $3))
+        SELECT u.id, u.email, u.name, u.is_admin, u.created_at FROM s JOIN users u ON u.id = s.user_id
         """
 
     var tokenHash: String
+    var idleSeconds: Double
 
     func makeBindings() throws -> PostgresBindings {
-        var bindings = PostgresBindings(capacity: 1)
+        var bindings = PostgresBindings(capacity: 3)
         bindings.append(tokenHash)
+        bindings.append(idleSeconds)
+        bindings.append(min(60, idleSeconds / 4))
         return bindings
     }
 
     func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
 }
+

@@ -22,7 +22,7 @@ struct RunnerLease: Sendable {
     /// Who holds it, for the runner that waits: host, process and when.
     let holder = "\(ProcessInfo.processInfo.hostName) pid \(ProcessInfo.processInfo.processIdentifier)"
 
-    private var seconds: Double { Double(timeToLive.components.seconds) + Double(timeToLive.components.attoseconds) / 1e18 }
+    private var seconds: Double { timeToLive.inSeconds }
 
     /// Creates the lease table when missing (several runners may start at once; see
     /// `MigrationBookkeeping.createSerialised`).

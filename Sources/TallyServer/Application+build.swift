@@ -28,6 +28,9 @@ public struct ServerSettings: Sendable {
     /// Proxies (load balancers) whose `X-Forwarded-For` names the client that login throttling counts; from
     /// anyone else the header is ignored and the socket's address counts.
     public var trustedProxies: [AddressRange] = []
+    /// A session's absolute end, and how long it may sit unused.
+    public var sessionLifetime: Duration = Auth.standardSessionLifetime
+    public var sessionIdleTimeout: Duration = Auth.standardSessionIdleTimeout
     /// Where `GET /metrics` listens (host, port; port 0 picks a free one): never on the API's port. Nil: nowhere.
     public var metrics: (host: String, port: Int)? = nil
     /// Where the server logs (at `logLevel`): by default the logging system's handler, labelled `tally`.
@@ -71,12 +74,13 @@ public func buildApplication(_ settings: ServerSettings) -> some ApplicationProt
     let idempotency = Idempotency(database: database, retention: settings.idempotencyRetention)
     // One of each: the ledger owns the consume batcher, whose lanes must be the only ones.
     let ledger = Ledger(database: database, databaseWait: settings.databaseWait)
-    let auth = Auth(database: database, bcryptCost: settings.bcryptCost)
+    let auth = Auth(
+        database: database, bcryptCost: settings.bcryptCost, sessionLifetime: settings.sessionLifetime, sessionIdleTimeout: settings.sessionIdleTimeout)
     let router = buildRouter(
         database: database, auth: auth, idempotency: idempotency,
         ledger: ledger, databaseWait: settings.databaseWait, trustedProxies: settings.trustedProxies)
     let maintenance = MaintenanceService(
-        ledger: ledger, idempotency: idempotency, throttle: auth.throttle, interval: settings.maintenanceInterval, logger: logger)
+        ledger: ledger, idempotency: idempotency, auth: auth, interval: settings.maintenanceInterval, logger: logger)
     var services: [any Service] = [database, ledger, maintenance]
     if let metrics = settings.metrics {
         services.append(TallyMetrics.listener(host: metrics.host, port: metrics.port, logger: logger))

@@ -2,7 +2,7 @@ import Foundation
 import Hummingbird
 import TallyCredits
 
-/// `/v1/auth/signup`, `/v1/auth/login`, `/v1/auth/logout`, `/v1/me`.
+/// `/v1/auth/signup`, `/v1/auth/login`, `/v1/auth/logout`, `/v1/auth/password`, `/v1/me`, `/v1/sessions`.
 public struct AuthController: Sendable {
     let auth: Auth
     let authenticators: Authenticators
@@ -26,6 +26,15 @@ public struct AuthController: Sendable {
         var user: User
     }
 
+    struct PasswordBody: JSONBody {
+        enum CodingKeys: String, CodingKey, CaseIterable { case current_password, new_password }
+        var current_password: String
+        var new_password: String
+    }
+
+    struct SessionList: ResponseEncodable { var sessions: [SessionInfo] }
+    struct Ended: ResponseEncodable { var ended_sessions: Int }
+
     public var endpoints: RouteCollection<TallyRequestContext> {
         let routes = RouteCollection(context: TallyRequestContext.self)
         // Signing up and logging in answer with session tokens, so they take no Idempotency-Key.
@@ -34,7 +43,11 @@ public struct AuthController: Sendable {
         routes.group()
             .add(middleware: authenticators.session)
             .post("v1/auth/logout", use: logout)
+            .post("v1/auth/password", use: changePassword)
             .get("v1/me", use: me)
+            .get("v1/sessions", use: sessions)
+            .delete("v1/sessions/:session", use: endSession)
+            .post("v1/auth/logout-others", use: endOthers)
         return routes
     }
 
@@ -43,14 +56,16 @@ public struct AuthController: Sendable {
         let body = try await request.decode(SignupBody.self, context: context)
         let address = context.clientAddress(request, trusting: trustedProxies)
         return EditedResponse(status: .created, response: try await auth.signup(
-            email: body.email, password: body.password, name: body.name, from: address, context: context.queries))
+            email: body.email, password: body.password, name: body.name, from: address, userAgent: request.headers[.userAgent],
+            context: context.queries))
     }
 
     @Sendable func login(_ request: Request, context: TallyRequestContext) async throws -> SessionGrant {
         var request = request
         let body = try await request.decode(LoginBody.self, context: context)
         let address = context.clientAddress(request, trusting: trustedProxies)
-        return try await auth.login(email: body.email, password: body.password, from: address, context: context.queries)
+        return try await auth.login(
+            email: body.email, password: body.password, from: address, userAgent: request.headers[.userAgent], context: context.queries)
     }
 
     @Sendable func logout(_ request: Request, context: TallyRequestContext) async throws -> HTTPResponse.Status {
@@ -59,6 +74,33 @@ public struct AuthController: Sendable {
             throw CreditsError(.unauthenticated, "the session token is unknown or already logged out")
         }
         return .noContent
+    }
+
+    /// Changes the password (the current one required) and ends every other session.
+    @Sendable func changePassword(_ request: Request, context: TallyRequestContext) async throws -> Ended {
+        let caller = try context.requireCaller()
+        let user = try context.requireUser()
+        var request = request
+        let body = try await request.decode(PasswordBody.self, context: context)
+        let ended = try await auth.changePassword(
+            of: user, current: body.current_password, new: body.new_password, keeping: caller.credentialHash,
+            from: context.clientAddress(request, trusting: trustedProxies), context: context.queries)
+        return Ended(ended_sessions: ended)
+    }
+
+    @Sendable func sessions(_ request: Request, context: TallyRequestContext) async throws -> SessionList {
+        let caller = try context.requireCaller()
+        return SessionList(sessions: try await auth.sessions(of: try context.requireUser(), currentHash: caller.credentialHash, context: context.queries))
+    }
+
+    @Sendable func endSession(_ request: Request, context: TallyRequestContext) async throws -> HTTPResponse.Status {
+        try await auth.endSession(try context.parameters.uuid("session"), of: try context.requireUser(), context: context.queries)
+        return .noContent
+    }
+
+    @Sendable func endOthers(_ request: Request, context: TallyRequestContext) async throws -> Ended {
+        let caller = try context.requireCaller()
+        return Ended(ended_sessions: try await auth.endOtherSessions(of: try context.requireUser(), keeping: caller.credentialHash, context: context.queries))
     }
 
     @Sendable func me(_ request: Request, context: TallyRequestContext) async throws -> Me {

@@ -5,11 +5,11 @@ import TallyPostgres
 
 /// The server's background work, every `interval`: releases holds past their expiry (reads release them
 /// lazily too, so this only keeps idle accounts' `held` current) and deletes idempotency keys past their
-/// retention and login-throttle counts untouched for a day. A failed round is logged and retried next round.
+/// retention, login-throttle counts untouched for a day, and sessions past their end or idle timeout. A failed round is logged and retried next round.
 struct MaintenanceService: Service {
     let ledger: Ledger
     let idempotency: Idempotency
-    let throttle: AuthThrottle
+    let auth: Auth
     let interval: Duration
     let logger: Logger
 
@@ -24,7 +24,8 @@ struct MaintenanceService: Service {
                 do {
                     while try await ledger.releaseExpiredHolds(context: QueryContext(logger: logger)) > 0 {}
                     try await idempotency.purgeExpired(context: QueryContext(logger: logger))
-                    try await throttle.purgeStale(context: QueryContext(logger: logger))
+                    try await auth.throttle.purgeStale(context: QueryContext(logger: logger))
+                    try await auth.purgeEndedSessions(context: QueryContext(logger: logger))
                 } catch where !Task.isCancelled {
                     logger.warning("maintenance round failed; retrying next round", metadata: ["error": "\(describeForLog(error))"])
                 }

@@ -29,6 +29,24 @@ extension OpenAPIDocument {
             "/v1/me": ["get": operation("The session's user", security: .session, responses: [
                 "200": answer("The user", object(["user": ref("User")], required: ["user"])),
             ])],
+            "/v1/auth/password": ["post": operation(
+                "Change your password (the current one required); every other session ends", security: .session, body: bodies["POST /v1/auth/password"],
+                responses: [
+                    "200": answer("Changed; how many other sessions ended", ref("Ended")),
+                    "403": problem("The current password is wrong", ["forbidden"]),
+                    "429": tooManyAttempts("Too many wrong passwords for this account from this address (counted with failed logins); `Retry-After` says when"),
+                    "503": unavailable((description: "more password hashing is queued than the server takes at once", types: ["server-busy"])),
+                ])],
+            "/v1/sessions": ["get": operation("Your live sessions, newest first (never a token)", security: .session, responses: [
+                "200": answer("Sessions", object(["sessions": ["type": "array", "items": ref("SessionInfo")]], required: ["sessions"])),
+            ])],
+            "/v1/sessions/{session}": ["delete": operation(
+                "End one of your sessions", security: .session, parameters: [pathParameter("session", "The session's id")], responses: [
+                    "204": answer("Ended"), "404": problem("No such session among yours", ["not-found"]),
+                ])],
+            "/v1/auth/logout-others": ["post": operation("End every session of yours but this one", security: .session, responses: [
+                "200": answer("How many ended", ref("Ended")),
+            ])],
             "/v1/teams": [
                 "post": operation("Create a team; you become its owner", security: .session, body: bodies["POST /v1/teams"], idempotent: true, responses: [
                     "201": answer("Created", object(["team": ref("Team")], required: ["team"])),

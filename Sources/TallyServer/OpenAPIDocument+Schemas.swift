@@ -19,6 +19,14 @@ extension OpenAPIDocument {
                 ["id": id, "email": text, "name": nullable("string"), "is_admin": ["type": "boolean"], "created_at": time],
                 required: ["id", "email", "is_admin", "created_at"]),
             "Session": object(["user": ref("User"), "token": text, "expires_at": time], required: ["user", "token", "expires_at"]),
+            "SessionInfo": object(
+                [
+                    "id": id, "created_at": time, "last_used_at": time,
+                    "expires_at": time.adding("description", "When it ends unless used again: the earlier of its idle end and its absolute end"),
+                    "client_address": nullable("string"), "user_agent": nullable("string"),
+                    "current": ["type": "boolean", "description": "The session that asked"],
+                ], required: ["id", "created_at", "last_used_at", "expires_at", "current"]),
+            "Ended": object(["ended_sessions": ["type": "integer", "minimum": 0]], required: ["ended_sessions"]),
             "Team": object(
                 ["id": id, "name": text, "role": ["type": "string", "enum": ["owner", "admin", "member"]], "created_at": time],
                 required: ["id", "name", "role", "created_at"]),
@@ -88,6 +96,7 @@ extension OpenAPIDocument {
                 ["email": email, "password": password, "name": ["type": "string", "maxLength": JSONValue(TextRules.nameMaximum), "pattern": withoutNUL]],
                 required: ["email", "password"]),
             "POST /v1/auth/login": body(["email": text, "password": text], required: ["email", "password"]),
+            "POST /v1/auth/password": body(["current_password": text, "new_password": password], required: ["current_password", "new_password"]),
             "POST /v1/teams": body(["name": name], required: ["name"]),
             "POST /v1/teams/{team}/members": body(["email": email, "role": ["type": "string", "enum": ["owner", "admin", "member"]]], required: ["email"]),
             "POST /v1/api-keys": body(

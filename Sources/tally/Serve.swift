@@ -38,6 +38,10 @@ struct Serve: AsyncParsableCommand {
         "A proxy (address or CIDR range, e.g. 10.0.0.0/8; repeatable) whose X-Forwarded-For names the client that login throttling counts. From any other peer the header is ignored.",
         valueName: "cidr"))
     var trustedProxies: [String] = []
+    @Option(help: ArgumentHelp("A session ends when unused this long (each use slides it).", valueName: "hours"))
+    var sessionIdleTimeout: Double = Auth.standardSessionIdleTimeout.inSeconds / 3600
+    @Option(help: ArgumentHelp("A session ends this long after login, however much it is used.", valueName: "hours"))
+    var sessionLifetime: Double = Auth.standardSessionLifetime.inSeconds / 3600
     @Option(help: ArgumentHelp("Address of the metrics listener (GET /metrics, Prometheus text), apart from the API; keep it on loopback or a private network.", valueName: "address"))
     var metricsHost: String = "127.0.0.1"
     @Option(help: ArgumentHelp("Port of the metrics listener; 0 picks a free one (logged).", valueName: "port"))
@@ -56,6 +60,7 @@ struct Serve: AsyncParsableCommand {
             throw ValidationError("--request-timeout (\(requestTimeout) s) must be more than --database-wait (\(databaseWait) s), so a request that waited for a connection still has time to run")
         }
         guard headerTimeout > 0, idleTimeout > 0 else { throw ValidationError("--header-timeout and --idle-timeout must be more than 0 seconds") }
+        guard sessionIdleTimeout > 0, sessionLifetime > 0 else { throw ValidationError("--session-idle-timeout and --session-lifetime must be more than 0 hours") }
         guard maxConnections > 0 else { throw ValidationError("--max-connections must be at least 1") }
         guard maxConnectionsPerAddress > 0 else { throw ValidationError("--max-connections-per-address must be at least 1") }
         for proxy in trustedProxies where AddressRange(proxy) == nil {
@@ -81,6 +86,8 @@ struct Serve: AsyncParsableCommand {
         // Checked (and applied, for the embedded database or with --migrate) before the server listens.
         serverSettings.migrations = migrate || database.externalURL == nil ? .applied : .required
         serverSettings.trustedProxies = trustedProxies.compactMap(AddressRange.init)
+        serverSettings.sessionIdleTimeout = .milliseconds(Int64(sessionIdleTimeout * 3_600_000))
+        serverSettings.sessionLifetime = .milliseconds(Int64(sessionLifetime * 3_600_000))
         if !noMetrics { serverSettings.metrics = (metricsHost, metricsPort) }
         do {
             try await buildApplication(serverSettings).runService()
@@ -90,9 +97,4 @@ struct Serve: AsyncParsableCommand {
             throw ExitCode.failure
         }
     }
-}
-
-extension Duration {
-    /// The duration in seconds, as the command line takes it.
-    var inSeconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 }

@@ -139,16 +139,18 @@ import Testing
             _ = try await attempt("warm@example.com", from: "192.0.2.1")
             var known: [Double] = []
             var unknown: [Double] = []
-            // Alternating, so both see the same machine.
+            var hashes: [Double] = []
+            // Alternating, with one cost-10 hash here each round, so all three see the same machine (other
+            // tests run beside this one).
             for n in 0..<20 {
                 known.append(try await attempt("known@example.com", from: "198.51.100.\(n)"))
                 unknown.append(try await attempt("nobody\(n)@example.com", from: "203.0.113.\(n)"))
+                let started = ContinuousClock.now
+                _ = Bcrypt.hash("a password", cost: 10)
+                hashes.append(seconds(ContinuousClock.now - started))
             }
             func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
-            let (k, u) = (median(known), median(unknown))
-            let started = ContinuousClock.now
-            _ = Bcrypt.hash("a password", cost: 10)
-            let oneHash = seconds(ContinuousClock.now - started)
+            let (k, u, oneHash) = (median(known), median(unknown), median(hashes))
             #expect(k >= oneHash / 2 && u >= oneHash / 2, "both pay for a cost-10 bcrypt (\(oneHash) s): known \(k) s, unknown \(u) s")
             #expect(abs(k - u) <= 0.25 * max(k, u), "medians within 25%: known \(k) s, unknown \(u) s")
         }

@@ -138,9 +138,7 @@ final class RawConnection: @unchecked Sendable {
     }
 }
 
-func seconds(_ duration: Duration) -> Double {
-    Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
-}
+func seconds(_ duration: Duration) -> Double { duration.inSeconds }
 
 func scalar(_ db: ConnectionSettings, _ sql: PostgresQuery) async throws -> Int64 {
     try await withPostgresClient(db) { client in
