@@ -220,7 +220,8 @@ public struct Ledger: Service, Sendable {
 
     /// Adds a grant to `owner`'s account, with its ledger entry.
     public func grant(
-        to owner: AccountOwner, amount: Int64, priority: Int = 0, expiresAt: Date? = nil, description: String?, context: QueryContext
+        to owner: AccountOwner, amount: Int64, priority: Int = 0, expiresAt: Date? = nil, description: String?, by actor: Actor,
+        context: QueryContext
     ) async throws -> CreditGrant {
         guard amount > 0 else { throw CreditsError(.invalidInput, "amount must be a positive integer") }
         guard Int32(exactly: priority) != nil else {
@@ -234,7 +235,10 @@ public struct Ledger: Service, Sendable {
             guard !overflow else { throw CreditsError(.invalidInput, "the balance would overflow a 64-bit integer") }
             var grantID: UUID?
             for try await id in try await connection.query(
-                "INSERT INTO credit_grants (account_id, amount, remaining, priority, expires_at, description) VALUES (\(account), \(amount), \(amount), \(priority), \(expiresAt), \(description)) RETURNING id"
+                """
+                INSERT INTO credit_grants (account_id, amount, remaining, priority, expires_at, description, granted_by, request_id)
+                VALUES (\(account), \(amount), \(amount), \(priority), \(expiresAt), \(description), \(actor.userID), \(actor.requestID)) RETURNING id
+                """
             ).decode(UUID.self) { grantID = id }
             guard let grantID else { throw CreditsError(.invalidInput, "the grant was not created") }
             try await connection.execute("UPDATE user_credits SET balance = \(newBalance), updated_at = now() WHERE id = \(account)")
@@ -242,6 +246,17 @@ public struct Ledger: Service, Sendable {
                 INSERT INTO credit_transactions (account_id, kind, amount, balance_after, description, grant_id)
                 VALUES (\(account), 'grant', \(amount), \(newBalance), \(description), \(grantID))
                 """)
+            var subject: [String: JSONValue] = [
+                "grant_id": .string(grantID.uuidString), "account_id": .string(account.uuidString), "amount": .integer(amount),
+                "priority": .integer(Int64(priority)), "balance_after": .integer(newBalance),
+            ]
+            switch owner {
+            case .user(let id): subject["user_id"] = .string(id.uuidString)
+            case .team(let id): subject["team_id"] = .string(id.uuidString)
+            }
+            if let expiresAt { subject["expires_at"] = .string(ISO8601DateFormatter().string(from: expiresAt)) }
+            if let description { subject["description"] = .string(description) }
+            try await AdminAudit.record("grant", by: actor, subject: subject, on: connection, logger: context.logger)
             return CreditGrant(id: grantID, accountID: account, amount: amount, priority: priority, expiresAt: expiresAt, description: description, balance: newBalance)
         }
     }

@@ -37,7 +37,8 @@ public struct Operations: Sendable {
             throw CreditsError(.invalidInput, "give exactly one of --user and --team")
         }
         return try await Ledger(database: database).grant(
-            to: owner, amount: amount, priority: priority, expiresAt: expiresAt, description: description, context: context)
+            to: owner, amount: amount, priority: priority, expiresAt: expiresAt, description: description,
+            by: .operator("tally credits grant"), context: context)
     }
 
     /// An API key of a user (by email or id), drawing on `team`'s account when given; the key is shown once.

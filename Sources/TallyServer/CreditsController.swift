@@ -27,6 +27,7 @@ public struct CreditsController: Sendable {
             .add(middleware: authenticators.admin)
             .add(middleware: idempotency)
             .post("v1/admin/grants", use: grant)
+            .get("v1/admin/audit", use: adminAudit)
         routes.group()
             .add(middleware: authenticators.reader)
             .get("v1/credits/balance", use: balance)
@@ -77,8 +78,21 @@ public struct CreditsController: Sendable {
         default: throw CreditsError(.invalidInput, "give exactly one of user_id and team_id")
         }
         let expires = try body.expires_at.map { try TextRules.time($0, field: "expires_at") }
-        let grant = try await ledger.grant(to: owner, amount: body.amount, priority: body.priority ?? 0, expiresAt: expires, description: body.description, context: context.queries)
+        let admin = try context.requireUser()
+        let grant = try await ledger.grant(
+            to: owner, amount: body.amount, priority: body.priority ?? 0, expiresAt: expires, description: body.description,
+            by: .admin(admin, requestID: context.id), context: context.queries)
         return EditedResponse(status: .created, response: grant)
+    }
+
+    @Sendable func adminAudit(_ request: Request, context: TallyRequestContext) async throws -> AdminAuditPage {
+        let query = request.uri.queryParameters
+        var limit = 50
+        if let text = query.get("limit") {
+            guard let value = Int(text) else { throw CreditsError(.invalidInput, "limit must be a whole number between 1 and 100") }
+            limit = value
+        }
+        return try await AdminAudit.page(database: ledger.database, limit: limit, cursor: query.get("cursor"), context: context.queries)
     }
 
     // MARK: - Reading an account
@@ -206,3 +220,4 @@ extension Balance: ResponseEncodable {}
 extension ConsumeResult: ResponseEncodable {}
 extension HoldResult: ResponseEncodable {}
 extension LedgerPage: ResponseEncodable {}
+extension AdminAuditPage: ResponseEncodable {}

@@ -78,6 +78,15 @@ extension OpenAPIDocument {
             "LedgerPage": object(
                 ["account_id": id, "transactions": ["type": "array", "items": ref("LedgerEntry")], "has_more": ["type": "boolean"], "next_cursor": ["type": ["string", "null"], "pattern": JSONValue(Ledger.cursorPattern)]],
                 required: ["account_id", "transactions", "has_more"]),
+            "AdminAuditPage": object(
+                [
+                    "entries": ["type": "array", "items": object(
+                        [
+                            "id": ["type": "integer", "format": "int64"], "at": time, "actor_user_id": nullable("string", format: "uuid"),
+                            "actor": text, "action": text, "request_id": nullable("string"), "subject": ["type": "object"],
+                        ], required: ["id", "at", "actor", "action", "subject"])],
+                    "next_cursor": ["type": ["string", "null"], "pattern": JSONValue(Ledger.cursorPattern)],
+                ], required: ["entries"]),
             "Health": object(
                 [
                     "status": ["type": "string", "enum": ["ok", "unavailable"]],

@@ -132,7 +132,7 @@ struct Authenticators: Sendable {
     var admin: AuthorizationPolicyMiddleware<ClosureAuthorizationPolicy<Caller>, TallyRequestContext, Problem> {
         AuthorizationPolicyMiddleware(
             ClosureAuthorizationPolicy { caller, _ in caller.user?.isAdmin == true },
-            deniedError: Problem(CreditsError(.forbidden, "only admins grant credits")))
+            deniedError: Problem(CreditsError(.forbidden, "only admins grant credits and read the admin audit log")))
     }
 }
 

@@ -25,6 +25,8 @@ import Testing
 
         let grant = try await TallyProcess.run(["credits", "grant", "--user", "ops@example.com", "--amount", "100"] + url)
         #expect(grant.stdout.contains("the balance is now 100"), Comment(rawValue: grant.stderr))
+        #expect(try await scalar(db, "SELECT count(*) FROM admin_audit WHERE action = 'grant' AND actor LIKE 'operator % (tally credits grant)' AND actor_user_id IS NULL") == 1,
+                "an operator's grant is in the admin audit log")
         let key = try await TallyProcess.run(["keys", "create", "--user", "ops@example.com", "--limit", "50"] + url)
         #expect(key.status == 0)
         #expect(key.stdout.hasPrefix("tly_"))

@@ -78,7 +78,7 @@ import Testing
         let db = try TestDatabase.current
         try await withPostgresClient(db) { client in
             let user = try await Auth(client: client, bcryptCost: 4).createUser(email: "l@example.com", password: "password123", name: nil, admin: false, context: testQueries)
-            _ = try await Ledger(client: client).grant(to: .user(user.id), amount: 100, description: "test", context: testQueries)
+            _ = try await Ledger(client: client).grant(to: .user(user.id), amount: 100, description: "test", by: .operator("test"), context: testQueries)
             let keys = APIKeys(client: client)
             let key = try await keys.authenticate(try await keys.create(name: "limited", teamID: nil, creditLimit: 50, by: user, context: testQueries).key, context: testQueries)
             let placed = try await apply(db, [.hold(key: key, amount: 30, ttl: 600, description: nil)])

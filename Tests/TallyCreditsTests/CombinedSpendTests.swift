@@ -58,7 +58,7 @@ import Testing
         let db = try TestDatabase.current
         try await withPostgresClient(db) { client in
             let user = try await Auth(client: client, bcryptCost: 4).createUser(email: "k@example.com", password: "password123", name: nil, admin: false, context: testQueries)
-            _ = try await Ledger(client: client).grant(to: .user(user.id), amount: 100, description: "test", context: testQueries)
+            _ = try await Ledger(client: client).grant(to: .user(user.id), amount: 100, description: "test", by: .operator("test"), context: testQueries)
             let keys = APIKeys(client: client)
             let limited = try await keys.authenticate(try await keys.create(name: "limited", teamID: nil, creditLimit: 5, by: user, context: testQueries).key, context: testQueries)
             let open = try await keys.authenticate(try await keys.create(name: "open", teamID: nil, creditLimit: nil, by: user, context: testQueries).key, context: testQueries)

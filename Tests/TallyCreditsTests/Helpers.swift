@@ -14,7 +14,7 @@ let testQueries = QueryContext(logger: Logger(label: "tally.tests"))
 /// A user with `credits` and an API key, made through the domain API.
 func funded(_ client: PostgresClient, _ email: String, credits: Int64) async throws -> APIKeyPrincipal {
     let user = try await Auth(client: client, bcryptCost: 4).createUser(email: email, password: "password123", name: nil, admin: false, context: testQueries)
-    _ = try await Ledger(client: client).grant(to: .user(user.id), amount: credits, description: "test", context: testQueries)
+    _ = try await Ledger(client: client).grant(to: .user(user.id), amount: credits, description: "test", by: .operator("test"), context: testQueries)
     let key = try await APIKeys(client: client).create(name: "k", teamID: nil, creditLimit: nil, by: user, context: testQueries)
     return try await APIKeys(client: client).authenticate(key.key, context: testQueries)
 }

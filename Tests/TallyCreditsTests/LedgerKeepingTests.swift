@@ -14,7 +14,7 @@ import Testing
             let key = try await funded(client, "ada@example.com", credits: 100)
             let ada = try await Auth(client: client).findUser(key.userID.uuidString, context: testQueries)
             let team = try await Teams(client: client).create(name: "Ops", by: ada, context: testQueries)
-            _ = try await Ledger(client: client).grant(to: .team(team.id), amount: 50, description: "team", context: testQueries)
+            _ = try await Ledger(client: client).grant(to: .team(team.id), amount: 50, description: "team", by: .operator("test"), context: testQueries)
             let rows = "SELECT count(*) FROM credit_transactions"
             let before = try await scalarValue(client, PostgresQuery(unsafeSQL: rows))
             #expect(before == 2)

@@ -50,6 +50,7 @@ import Testing
 /// Log lines kept in memory.
 final class LogLines: Sendable {
     struct Line: Sendable {
+        var level: Logger.Level = .info
         var label: String
         var message: String
         var metadata: [String: String]
@@ -78,7 +79,7 @@ final class LogLines: Sendable {
             let merged = metadata.merging(event.metadata ?? [:]) { $1 }
             let flat = merged.mapValues { "\($0)" }
             lines.append(Line(
-                label: "tally", message: "\(event.message)", metadata: flat,
+                level: event.level, label: "tally", message: "\(event.message)", metadata: flat,
                 text: "\(event.level) \(event.message) \(flat.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))"))
         }
     }
