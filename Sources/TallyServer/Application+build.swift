@@ -25,6 +25,9 @@ public struct ServerSettings: Sendable {
     public var connections: ConnectionLimits
     /// What the server does about Tally's migrations before it listens.
     public var migrations: Migrations = .unchecked
+    /// Where migrations run, when not as `database`: the owner role's URL (`--owner-url`), so the server itself
+    /// runs as a role without DDL.
+    public var migrationDatabase: ConnectionSettings? = nil
     /// Proxies (load balancers) whose `X-Forwarded-For` names the client that login throttling counts; from
     /// anyone else the header is ignored and the socket's address counts.
     public var trustedProxies: [AddressRange] = []
@@ -92,13 +95,27 @@ public func buildApplication(_ settings: ServerSettings) -> some ApplicationProt
         services: services,
         logger: logger
     )
-    if settings.migrations != .unchecked {
-        let connection = settings.database
-        let apply = settings.migrations == .applied
-        let log = logger
-        app.beforeServerStarts {
-            let applied = try await SchemaGate.prepare(connection, apply: apply) { log.notice("\($0)") }
+    let serving = settings.database
+    let migrating = settings.migrationDatabase ?? settings.database
+    let migrations = settings.migrations
+    let log = logger
+    app.beforeServerStarts {
+        if migrations != .unchecked {
+            let applied = try await SchemaGate.prepare(migrating, apply: migrations == .applied) { log.notice("\($0)") }
             if !applied.isEmpty { log.notice("Applied migrations: \(applied.joined(separator: ", "))") }
+            // Migrated as the owner: tables the migrations made reach the serving role by default privileges,
+            // which would include rewriting the ledger; the owner takes that back.
+            if migrating != serving, migrating.user != serving.user {
+                try await withSingleConnection(migrating) { try await DatabaseRoles.keepAppendOnly(for: serving.user, on: $0) }
+            }
+        }
+        // Say so when the server could do more than it needs: least privilege is the deployer's to set up.
+        do {
+            for warning in try await withSingleConnection(serving, { try await DatabaseRoles.warnings($0) }) {
+                log.warning("\(warning)")
+            }
+        } catch {
+            log.warning("could not check the server's database role: \(describeForLog(error))")
         }
     }
     return app

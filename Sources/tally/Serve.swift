@@ -22,6 +22,10 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Address to listen on.") var host: String = "127.0.0.1"
     @Option(help: "Port to listen on.") var port: Int = 8080
     @Flag(help: "Apply pending migrations before serving (always done for the embedded database).") var migrate = false
+    @Option(help: ArgumentHelp(
+        "The owner role's URL (`tally db roles`): migrations run as it, the server as DATABASE_URL's role (default: $TALLY_OWNER_URL).",
+        valueName: "url"))
+    var ownerURL: String?
     @Option(help: ArgumentHelp("How long a request waits for a database connection before it answers 503 with Retry-After, in seconds.", valueName: "seconds"))
     var databaseWait: Double = DatabaseWait.standard.inSeconds
     @Option(help: ArgumentHelp("How long a request may take in all, its body included; past it the answer is 503 with Retry-After (a body still arriving: 408). More than --database-wait.", valueName: "seconds"))
@@ -71,7 +75,20 @@ struct Serve: AsyncParsableCommand {
     func run() async throws {
         let logLevel = database.logLevel ?? .info
         startLogging(level: logLevel)
-        let settings = try await database.resolve()
+        var settings = try await database.resolve()
+        var migrating: ConnectionSettings?
+        if let owner = ownerURL ?? ProcessInfo.processInfo.environment["TALLY_OWNER_URL"].flatMap({ $0.isEmpty ? nil : $0 }) {
+            guard database.externalURL != nil else {
+                throw ValidationError("--owner-url is for an external database (DATABASE_URL); the embedded one migrates as its superuser and serves as \(DatabaseRoles.standardApplication) by itself")
+            }
+            migrating = try ConnectionSettings(url: owner)
+        }
+        if database.externalURL == nil {
+            // The embedded database: migrate as its superuser, then serve as the application role.
+            let applied = try await SchemaGate.prepare(settings, apply: true) { printErr($0) }
+            if !applied.isEmpty { printErr("Applied migrations: \(applied.joined(separator: ", "))") }
+            settings = try await Self.embeddedApplicationRole(settings)
+        }
         printErr("Database: \(settings)")
         let limits = ConnectionLimits(
             headerTimeout: .seconds(headerTimeout), idleTimeout: .seconds(idleTimeout), maximumConnections: maxConnections,
@@ -84,7 +101,8 @@ struct Serve: AsyncParsableCommand {
             host: host, port: port, database: settings, logLevel: logLevel, databaseWait: .seconds(databaseWait),
             requestTimeout: .seconds(requestTimeout), connections: limits)
         // Checked (and applied, for the embedded database or with --migrate) before the server listens.
-        serverSettings.migrations = migrate || database.externalURL == nil ? .applied : .required
+        serverSettings.migrations = database.externalURL == nil ? .unchecked : migrate ? .applied : .required
+        serverSettings.migrationDatabase = migrating
         serverSettings.trustedProxies = trustedProxies.compactMap(AddressRange.init)
         serverSettings.sessionIdleTimeout = .milliseconds(Int64(sessionIdleTimeout * 3_600_000))
         serverSettings.sessionLifetime = .milliseconds(Int64(sessionLifetime * 3_600_000))
@@ -96,5 +114,18 @@ struct Serve: AsyncParsableCommand {
             printErr("Error: cannot listen: \(ports) is in use by another process (\(error)); choose a free port\(noMetrics ? "" : ", or --no-metrics")")
             throw ExitCode.failure
         }
+    }
+
+    /// The embedded cluster's application role (`DatabaseRoles`), made or brought up to date on every start;
+    /// its password is derived from the superuser's, kept in the cluster's state file.
+    static func embeddedApplicationRole(_ superuser: ConnectionSettings) async throws -> ConnectionSettings {
+        var application = superuser
+        application.user = DatabaseRoles.standardApplication
+        application.password = sha256Hex(Data(((superuser.password ?? "") + "\n" + DatabaseRoles.standardApplication).utf8))
+        try await withSingleConnection(superuser) { connection in
+            try await DatabaseRoles.ensureLoginRole(application.user, password: application.password, on: connection)
+            try await DatabaseRoles.grantApplication(application.user, owner: superuser.user, on: connection)
+        }
+        return application
     }
 }

@@ -30,7 +30,7 @@ func withTallyServer(
 ) async throws {
     try await TestDatabase.withFreshDatabase(from: .tally) { db in
         let app = buildApplication(ServerSettings(
-            host: "127.0.0.1", port: 0, database: db, logLevel: .critical, bcryptCost: 4, maintenanceInterval: maintenanceInterval))
+            host: "127.0.0.1", port: 0, database: db.asTallyApplication, logLevel: .critical, bcryptCost: 4, maintenanceInterval: maintenanceInterval))
         try await app.test(.live) { client in try await body(ContractCheckingClient(client: client), db) }
     }
 }
@@ -50,7 +50,7 @@ func withTallyServer(
     _ body: @escaping @Sendable (any TestClientProtocol, ConnectionSettings) async throws -> Void
 ) async throws {
     try await TestDatabase.withFreshDatabase(from: .tally) { db in
-        var settings = ServerSettings(host: "127.0.0.1", port: 0, database: db, logLevel: .critical, bcryptCost: 4)
+        var settings = ServerSettings(host: "127.0.0.1", port: 0, database: db.asTallyApplication, logLevel: .critical, bcryptCost: 4)
         configure(&settings)
         try await buildApplication(settings).test(.live) { client in try await body(ContractCheckingClient(client: client), db) }
     }

@@ -12,7 +12,7 @@ import Testing
 /// The server trusts 127.0.0.1 as a proxy here, so `X-Forwarded-For` gives each caller an address of its own.
 @Suite struct ThrottleTests {
     static func settings(_ db: ConnectionSettings) -> ServerSettings {
-        var settings = ServerSettings(host: "127.0.0.1", port: 0, database: db, logLevel: .critical, bcryptCost: 4)
+        var settings = ServerSettings(host: "127.0.0.1", port: 0, database: db.asTallyApplication, logLevel: .critical, bcryptCost: 4)
         settings.trustedProxies = [AddressRange("127.0.0.1/32")!]
         return settings
     }
