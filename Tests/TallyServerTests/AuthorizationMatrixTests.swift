@@ -1,0 +1,186 @@
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import HTTPTypes
+import TallyCredits
+import TallyPostgres
+import Testing
+@testable import TallyServer
+
+/// Every operation of the API document × every kind of caller, with the status each must get. The rows are
+/// checked against `/openapi.json`: an operation added to the document without a row here fails the test, as
+/// does a row for an operation the document lacks. Each cell runs on fresh material (a new session for
+/// session callers, a new member to remove, a new key to revoke, a new hold to settle), so no cell depends on
+/// what another did. (Unverified users come with email verification, which is not built yet.)
+@Suite struct AuthorizationMatrixTests {
+    enum Caller: String, CaseIterable {
+        case anonymous, outsider, member, teamAdmin, owner, removedMember, siteAdmin, revokedKey, otherTeamKey
+    }
+
+    /// What a cell must answer: exactly this status.
+    typealias Row = [Caller: Int]
+
+    /// The material of one cell: its path, body and credential.
+    struct Cell {
+        var path: String
+        var body: [String: Any]?
+    }
+
+    @Test func everyOperationTimesEveryCaller() async throws {
+        // Each request from an address of its own (through a trusted proxy): sign-up and login throttling are
+        // not what this test is about.
+        try await withTallyServer(configure: { $0.trustedProxies = [AddressRange("127.0.0.1")!] }) { client, db in
+            var sent = 0
+            func call(_ client: some TestClientProtocol, _ uri: String, _ method: HTTPRequest.Method, _ token: String?, _ body: [String: Any]? = nil) async throws -> TestResponse {
+                sent += 1
+                var headers: HTTPFields = [HTTPField.Name("X-Forwarded-For")!: "10.\(sent / 65536 % 256).\(sent / 256 % 256).\(sent % 256)"]
+                if let token { headers[.authorization] = "Bearer \(token)" }
+                return try await client.execute(uri: uri, method: method, headers: headers, body: body.map(json))
+            }
+            func signup(_ client: some TestClientProtocol, _ email: String) async throws -> Member {
+                let session = try decode(SessionAnswer.self, try await call(client, "/v1/auth/signup", .post, nil, ["email": email, "password": "password123"]), "signup \(email)")
+                return Member(token: session.token, id: session.user.id)
+            }
+            let root = try await signup(client, "admin@example.com")
+            try await withSingleConnection(db) { try await $0.execute("UPDATE users SET is_admin = true WHERE email = 'admin@example.com'") }
+            let owner = try await signup(client, "owner@example.com")
+            let teamAdmin = try await signup(client, "team-admin@example.com")
+            _ = try await signup(client, "member@example.com")
+            let removed = try await signup(client, "removed@example.com")
+            let outsider = try await signup(client, "outsider@example.com")
+            func teamOf(_ token: String, _ name: String) async throws -> String {
+                try #require((object(try await call(client, "/v1/teams", .post, token, ["name": name]).body)["team"] as? [String: Any])?["id"] as? String)
+            }
+            func add(_ email: String, _ role: String, to team: String) async throws {
+                let added = try await call(client, "/v1/teams/\(team)/members", .post, owner.token, ["email": email, "role": role])
+                #expect(added.status == .created, "add \(email)")
+            }
+            let team = try await teamOf(owner.token, "Core")
+            try await add("team-admin@example.com", "admin", to: team)
+            try await add("member@example.com", "member", to: team)
+            try await add("removed@example.com", "admin", to: team)
+            try await grant(client, root, team: team, 1_000_000)
+            let revokedKey = try await newKey(client, removed, ["name": "removed's", "team_id": team])
+            #expect(try await call(client, "/v1/teams/\(team)/members/\(removed.id)", .delete, owner.token).status == .noContent)
+            let otherTeam = try await teamOf(outsider.token, "Elsewhere")
+            try await grant(client, root, team: otherTeam, 1_000_000)
+            let otherTeamKey = try await newKey(client, outsider, ["name": "elsewhere", "team_id": otherTeam])
+            let teamKey = try await newKey(client, owner, ["name": "team", "team_id": team])
+
+            let emails: [Caller: String] = [
+                .outsider: "outsider@example.com", .member: "member@example.com", .teamAdmin: "team-admin@example.com",
+                .owner: "owner@example.com", .removedMember: "removed@example.com", .siteAdmin: "admin@example.com",
+            ]
+            var fresh = 0
+            func uniqueEmail() -> String { fresh += 1; return "fresh\(fresh)@example.com" }
+            func credential(_ caller: Caller) async throws -> String? {
+                switch caller {
+                case .anonymous: return nil
+                case .revokedKey: return revokedKey
+                case .otherTeamKey: return otherTeamKey
+                default:
+                    let email = try #require(emails[caller])
+                    let response = try await call(client, "/v1/auth/login", .post, nil, ["email": email, "password": "password123"])
+                    return try decode(SessionAnswer.self, response, "login \(email)").token
+                }
+            }
+            func hold() async throws -> String {
+                try #require(object(try await call(client, "/v1/credits/holds", .post, teamKey, ["amount": 1]).body)["hold_id"] as? String)
+            }
+
+            // Statuses shared by many rows.
+            let anyUser: Row = [.anonymous: 401, .outsider: 200, .member: 200, .teamAdmin: 200, .owner: 200, .removedMember: 200, .siteAdmin: 200, .revokedKey: 401, .otherTeamKey: 401]
+            let anyone: Row = Dictionary(uniqueKeysWithValues: Caller.allCases.map { ($0, 200) })
+            func sessions(_ status: Int, except overrides: Row = [:]) -> Row {
+                var row: Row = [.anonymous: 401, .revokedKey: 401, .otherTeamKey: 401]
+                for caller in [Caller.outsider, .member, .teamAdmin, .owner, .removedMember, .siteAdmin] { row[caller] = status }
+                return row.merging(overrides) { $1 }
+            }
+            let managers = sessions(404, except: [.member: 403, .teamAdmin: 0, .owner: 0])
+            let keysOnly: Row = sessions(401, except: [.otherTeamKey: 0])
+
+            // Each operation: how to make a cell's request, and the row (0: the operation's success status).
+            let rows: [String: (make: () async throws -> Cell, success: Int, row: Row)] = [
+                "GET /healthz": ({ Cell(path: "/healthz") }, 200, anyone),
+                "GET /readyz": ({ Cell(path: "/readyz") }, 200, anyone),
+                "GET /openapi.json": ({ Cell(path: "/openapi.json") }, 200, anyone),
+                "POST /v1/auth/signup": ({ Cell(path: "/v1/auth/signup", body: ["email": uniqueEmail(), "password": "password123"]) }, 201,
+                    anyone.mapValues { _ in 201 }),
+                "POST /v1/auth/login": ({ Cell(path: "/v1/auth/login", body: ["email": "member@example.com", "password": "password123"]) }, 200, anyone),
+                "POST /v1/auth/logout": ({ Cell(path: "/v1/auth/logout") }, 204, anyUser.mapValues { $0 == 200 ? 204 : $0 }),
+                "POST /v1/auth/logout-others": ({ Cell(path: "/v1/auth/logout-others") }, 200, anyUser),
+                "POST /v1/auth/password": ({ Cell(path: "/v1/auth/password", body: ["current_password": "password123", "new_password": "password123"]) }, 200, anyUser),
+                "GET /v1/me": ({ Cell(path: "/v1/me") }, 200, anyUser),
+                "GET /v1/sessions": ({ Cell(path: "/v1/sessions") }, 200, anyUser),
+                "DELETE /v1/sessions/{session}": ({
+                    // One of the owner's sessions: only the owner may end it.
+                    let token = try #require(try await credential(.owner))
+                    let listed = object(try await call(client, "/v1/sessions", .get, token).body)["sessions"] as? [[String: Any]] ?? []
+                    let id = try #require(listed.first { $0["current"] as? Bool == true }?["id"] as? String)
+                    return Cell(path: "/v1/sessions/\(id)")
+                }, 204, sessions(404, except: [.owner: 0])),
+                "POST /v1/teams": ({ Cell(path: "/v1/teams", body: ["name": "New"]) }, 201, anyUser.mapValues { $0 == 200 ? 201 : $0 }),
+                "GET /v1/teams": ({ Cell(path: "/v1/teams") }, 200, anyUser),
+                "GET /v1/teams/{team}/members": ({ Cell(path: "/v1/teams/\(team)/members") }, 200,
+                    sessions(404, except: [.member: 0, .teamAdmin: 0, .owner: 0])),
+                "POST /v1/teams/{team}/members": ({
+                    let email = uniqueEmail()
+                    _ = try await signup(client, email)
+                    return Cell(path: "/v1/teams/\(team)/members", body: ["email": email])
+                }, 201, managers),
+                "DELETE /v1/teams/{team}/members/{user}": ({
+                    let email = uniqueEmail()
+                    let victim = try await signup(client, email)
+                    try await add(email, "member", to: team)
+                    return Cell(path: "/v1/teams/\(team)/members/\(victim.id)")
+                }, 204, managers),
+                "POST /v1/api-keys": ({ Cell(path: "/v1/api-keys", body: ["name": "k", "team_id": team]) }, 201, managers),
+                "GET /v1/api-keys": ({ Cell(path: "/v1/api-keys") }, 200, anyUser),
+                "DELETE /v1/api-keys/{key}": ({
+                    let made = try await call(client, "/v1/api-keys", .post, owner.token, ["name": "to revoke", "team_id": team])
+                    let id = try #require((object(made.body)["api_key"] as? [String: Any])?["id"] as? String)
+                    return Cell(path: "/v1/api-keys/\(id)")
+                }, 204, sessions(404, except: [.teamAdmin: 0, .owner: 0])),
+                "POST /v1/admin/grants": ({ Cell(path: "/v1/admin/grants", body: ["team_id": team, "amount": 1, "description": "matrix"]) }, 201,
+                    sessions(403, except: [.siteAdmin: 0])),
+                "GET /v1/admin/audit": ({ Cell(path: "/v1/admin/audit") }, 200, sessions(403, except: [.siteAdmin: 0])),
+                "GET /v1/credits/balance": ({ Cell(path: "/v1/credits/balance?team_id=\(team)") }, 200,
+                    sessions(404, except: [.member: 0, .teamAdmin: 0, .owner: 0, .otherTeamKey: 400])),
+                "GET /v1/credits/transactions": ({ Cell(path: "/v1/credits/transactions?team_id=\(team)") }, 200,
+                    sessions(404, except: [.member: 0, .teamAdmin: 0, .owner: 0, .otherTeamKey: 400])),
+                "POST /v1/credits/consume": ({ Cell(path: "/v1/credits/consume", body: ["amount": 1]) }, 200, keysOnly),
+                "POST /v1/credits/holds": ({ Cell(path: "/v1/credits/holds", body: ["amount": 1]) }, 201, keysOnly),
+                "POST /v1/credits/holds/{hold}/capture": ({ Cell(path: "/v1/credits/holds/\(try await hold())/capture") }, 200,
+                    sessions(404, except: [.teamAdmin: 0, .owner: 0, .otherTeamKey: 404])),
+                "POST /v1/credits/holds/{hold}/release": ({ Cell(path: "/v1/credits/holds/\(try await hold())/release") }, 200,
+                    sessions(404, except: [.teamAdmin: 0, .owner: 0, .otherTeamKey: 404])),
+            ]
+
+            // The rows are the document's operations, no more and no fewer.
+            let document = try JSONDecoder().decode(JSONValue.self, from: Data(buffer: try await call(client, "/openapi.json", .get, nil).body))
+            var documented: Set<String> = []
+            for (path, item) in document["paths"]?.objectValue ?? [:] {
+                for method in (item.objectValue ?? [:]).keys { documented.insert("\(method.uppercased()) \(path)") }
+            }
+            #expect(documented.subtracting(rows.keys).isEmpty, "operations without a row: \(documented.subtracting(rows.keys).sorted())")
+            #expect(Set(rows.keys).subtracting(documented).isEmpty, "rows for no operation: \(Set(rows.keys).subtracting(documented).sorted())")
+
+            var cells = 0
+            for (operation, entry) in rows.sorted(by: { $0.key < $1.key }) {
+                let method = HTTPRequest.Method(String(operation.split(separator: " ")[0]))!
+                for caller in Caller.allCases {
+                    let expected = try #require(entry.row[caller], "\(operation) has no cell for \(caller)")
+                    let cell = try await entry.make()
+                    let token = try await credential(caller)
+                    let answer = try await call(client, cell.path, method, token, cell.body)
+                    let want = expected == 0 ? entry.success : expected
+                    #expect(Int(answer.status.code) == want, "\(operation) as \(caller): \(answer.status.code), want \(want): \(String(buffer: answer.body).prefix(200))")
+                    cells += 1
+                }
+            }
+            #expect(cells == rows.count * Caller.allCases.count)
+            let report = try await audit(db)
+            #expect(report.ok, "\(report.failures)")
+        }
+    }
+}
