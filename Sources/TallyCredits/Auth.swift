@@ -53,6 +53,9 @@ public struct Auth: Sendable {
     /// A session ends when unused this long (each use slides it, at most once a minute).
     public var sessionIdleTimeout: Duration
 
+    /// Where users reach this server: the base of links in mails (`--public-url`).
+    public var publicURL = "http://127.0.0.1:8080"
+
     public static let standardSessionLifetime: Duration = .seconds(14 * 24 * 3600)
     public static let standardSessionIdleTimeout: Duration = .seconds(24 * 3600)
 

@@ -34,6 +34,14 @@ public struct ServerSettings: Sendable {
     /// A session's absolute end, and how long it may sit unused.
     public var sessionLifetime: Duration = Auth.standardSessionLifetime
     public var sessionIdleTimeout: Duration = Auth.standardSessionIdleTimeout
+    /// Where mail goes: `.eml` files in a folder (the default: `.tally/mail` of the working directory) or SMTP.
+    public var mail: MailTransport = .files(directory: ".tally/mail")
+    /// The sender of Tally's mail.
+    public var mailFrom = "tally@localhost"
+    /// Where users reach this server: the base of links in mails. Default: http://HOST:PORT.
+    public var publicURL: String? = nil
+    /// How often the outbox is checked for mail to deliver.
+    public var outboxInterval: Duration = .milliseconds(500)
     /// Where `GET /metrics` listens (host, port; port 0 picks a free one): never on the API's port. Nil: nowhere.
     public var metrics: (host: String, port: Int)? = nil
     /// Where the server logs (at `logLevel`): by default the logging system's handler, labelled `tally`.
@@ -77,14 +85,18 @@ public func buildApplication(_ settings: ServerSettings) -> some ApplicationProt
     let idempotency = Idempotency(database: database, retention: settings.idempotencyRetention)
     // One of each: the ledger owns the consume batcher, whose lanes must be the only ones.
     let ledger = Ledger(database: database, databaseWait: settings.databaseWait)
-    let auth = Auth(
+    var auth = Auth(
         database: database, bcryptCost: settings.bcryptCost, sessionLifetime: settings.sessionLifetime, sessionIdleTimeout: settings.sessionIdleTimeout)
+    auth.publicURL = settings.publicURL ?? "http://\(settings.host):\(settings.port)"
     let router = buildRouter(
         database: database, auth: auth, idempotency: idempotency,
         ledger: ledger, databaseWait: settings.databaseWait, trustedProxies: settings.trustedProxies)
     let maintenance = MaintenanceService(
         ledger: ledger, idempotency: idempotency, auth: auth, interval: settings.maintenanceInterval, logger: logger)
-    var services: [any Service] = [database, ledger, maintenance]
+    let outbox = OutboxService(
+        database: database, sender: MailSender(transport: settings.mail, from: settings.mailFrom, logger: logger),
+        interval: settings.outboxInterval, logger: logger)
+    var services: [any Service] = [database, ledger, maintenance, outbox]
     if let metrics = settings.metrics {
         services.append(TallyMetrics.listener(host: metrics.host, port: metrics.port, logger: logger))
     }

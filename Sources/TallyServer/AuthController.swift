@@ -32,6 +32,19 @@ public struct AuthController: Sendable {
         var new_password: String
     }
 
+    struct ResetRequestBody: JSONBody {
+        enum CodingKeys: String, CodingKey, CaseIterable { case email }
+        var email: String
+    }
+
+    struct ResetBody: JSONBody {
+        enum CodingKeys: String, CodingKey, CaseIterable { case token, new_password }
+        var token: String
+        var new_password: String
+    }
+
+    struct Accepted: ResponseEncodable { var detail: String }
+
     struct SessionList: ResponseEncodable { var sessions: [SessionInfo] }
     struct Ended: ResponseEncodable { var ended_sessions: Int }
 
@@ -40,6 +53,8 @@ public struct AuthController: Sendable {
         // Signing up and logging in answer with session tokens, so they take no Idempotency-Key.
         routes.post("v1/auth/signup", use: signup)
         routes.post("v1/auth/login", use: login)
+        routes.post("v1/auth/password-reset", use: requestReset)
+        routes.post("v1/auth/password-reset/confirm", use: reset)
         routes.group()
             .add(middleware: authenticators.session)
             .post("v1/auth/logout", use: logout)
@@ -74,6 +89,24 @@ public struct AuthController: Sendable {
             throw CreditsError(.unauthenticated, "the session token is unknown or already logged out")
         }
         return .noContent
+    }
+
+    /// Mails a reset link when an account has the email; the same answer either way.
+    @Sendable func requestReset(_ request: Request, context: TallyRequestContext) async throws -> EditedResponse<Accepted> {
+        var request = request
+        let body = try await request.decode(ResetRequestBody.self, context: context)
+        _ = try TextRules.checkEmail(body.email)
+        try await auth.requestPasswordReset(
+            email: body.email, from: context.clientAddress(request, trusting: trustedProxies), context: context.queries)
+        return EditedResponse(status: .accepted, response: Accepted(
+            detail: "if an account has this email, a link to reset its password is on its way; it works once, for 30 minutes"))
+    }
+
+    /// Sets a new password with a mailed token; every session of the account ends.
+    @Sendable func reset(_ request: Request, context: TallyRequestContext) async throws -> Ended {
+        var request = request
+        let body = try await request.decode(ResetBody.self, context: context)
+        return Ended(ended_sessions: try await auth.resetPassword(token: body.token, newPassword: body.new_password, context: context.queries))
     }
 
     /// Changes the password (the current one required) and ends every other session.

@@ -25,6 +25,18 @@ extension OpenAPIDocument {
                 "429": tooManyAttempts("Too many failed logins for this account from this address (five an hour are free), or from this address (fifty); each further failure doubles the wait, up to 15 minutes and an hour. `Retry-After` says when to try again; other addresses are not slowed"),
                 "503": unavailable((description: "more password hashing is queued than the server takes at once", types: ["server-busy"])),
             ])],
+            "/v1/auth/password-reset": ["post": operation(
+                "Mail a password reset link (the same answer whether an account has the email or not)", security: .none,
+                body: bodies["POST /v1/auth/password-reset"], responses: [
+                    "202": answer("Accepted", object(["detail": text], required: ["detail"])),
+                    "429": tooManyAttempts("Too many requests from this address within the hour (counted with sign-ups); `Retry-After` says when"),
+                ])],
+            "/v1/auth/password-reset/confirm": ["post": operation(
+                "Set a new password with a mailed reset token (once, within 30 minutes); every session of the account ends", security: .none,
+                body: bodies["POST /v1/auth/password-reset/confirm"], responses: [
+                    "200": answer("Changed; how many sessions ended", ref("Ended")),
+                    "503": unavailable((description: "more password hashing is queued than the server takes at once", types: ["server-busy"])),
+                ])],
             "/v1/auth/logout": ["post": operation("End this session", security: .session, responses: ["204": answer("Logged out")])],
             "/v1/me": ["get": operation("The session's user", security: .session, responses: [
                 "200": answer("The user", object(["user": ref("User")], required: ["user"])),

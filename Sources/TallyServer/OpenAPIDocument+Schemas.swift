@@ -105,6 +105,8 @@ extension OpenAPIDocument {
                 ["email": email, "password": password, "name": ["type": "string", "maxLength": JSONValue(TextRules.nameMaximum), "pattern": withoutNUL]],
                 required: ["email", "password"]),
             "POST /v1/auth/login": body(["email": text, "password": text], required: ["email", "password"]),
+            "POST /v1/auth/password-reset": body(["email": email], required: ["email"]),
+            "POST /v1/auth/password-reset/confirm": body(["token": text, "new_password": password], required: ["token", "new_password"]),
             "POST /v1/auth/password": body(["current_password": text, "new_password": password], required: ["current_password", "new_password"]),
             "POST /v1/teams": body(["name": name], required: ["name"]),
             "POST /v1/teams/{team}/members": body(["email": email, "role": ["type": "string", "enum": ["owner", "admin", "member"]]], required: ["email"]),

@@ -46,6 +46,13 @@ struct Serve: AsyncParsableCommand {
     var sessionIdleTimeout: Double = Auth.standardSessionIdleTimeout.inSeconds / 3600
     @Option(help: ArgumentHelp("A session ends this long after login, however much it is used.", valueName: "hours"))
     var sessionLifetime: Double = Auth.standardSessionLifetime.inSeconds / 3600
+    @Option(help: ArgumentHelp(
+        "Where mail goes: smtp://user:password@host:port (STARTTLS when offered; ?starttls=required|off). Default: .eml files in .tally/mail of the working directory, each logged with its path.",
+        valueName: "url"))
+    var mailURL: String?
+    @Option(help: ArgumentHelp("The sender address of Tally's mail.", valueName: "address")) var mailFrom = "tally@localhost"
+    @Option(help: ArgumentHelp("Where users reach this server, the base of links in mails (default: http://HOST:PORT).", valueName: "url"))
+    var publicURL: String?
     @Option(help: ArgumentHelp("Address of the metrics listener (GET /metrics, Prometheus text), apart from the API; keep it on loopback or a private network.", valueName: "address"))
     var metricsHost: String = "127.0.0.1"
     @Option(help: ArgumentHelp("Port of the metrics listener; 0 picks a free one (logged).", valueName: "port"))
@@ -67,6 +74,9 @@ struct Serve: AsyncParsableCommand {
         guard sessionIdleTimeout > 0, sessionLifetime > 0 else { throw ValidationError("--session-idle-timeout and --session-lifetime must be more than 0 hours") }
         guard maxConnections > 0 else { throw ValidationError("--max-connections must be at least 1") }
         guard maxConnectionsPerAddress > 0 else { throw ValidationError("--max-connections-per-address must be at least 1") }
+        if let mailURL {
+            do { _ = try MailTransport(url: mailURL) } catch let error as CreditsError { throw ValidationError(error.message) }
+        }
         for proxy in trustedProxies where AddressRange(proxy) == nil {
             throw ValidationError("--trusted-proxy \(proxy) is not an address or CIDR range such as 10.0.0.0/8 or 2001:db8::/32")
         }
@@ -106,6 +116,9 @@ struct Serve: AsyncParsableCommand {
         serverSettings.trustedProxies = trustedProxies.compactMap(AddressRange.init)
         serverSettings.sessionIdleTimeout = .milliseconds(Int64(sessionIdleTimeout * 3_600_000))
         serverSettings.sessionLifetime = .milliseconds(Int64(sessionLifetime * 3_600_000))
+        if let mailURL { serverSettings.mail = try MailTransport(url: mailURL) }
+        serverSettings.mailFrom = mailFrom
+        serverSettings.publicURL = publicURL
         if !noMetrics { serverSettings.metrics = (metricsHost, metricsPort) }
         do {
             try await buildApplication(serverSettings).runService()

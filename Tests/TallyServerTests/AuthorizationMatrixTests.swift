@@ -107,6 +107,11 @@ import Testing
                 "POST /v1/auth/signup": ({ Cell(path: "/v1/auth/signup", body: ["email": uniqueEmail(), "password": "password123"]) }, 201,
                     anyone.mapValues { _ in 201 }),
                 "POST /v1/auth/login": ({ Cell(path: "/v1/auth/login", body: ["email": "member@example.com", "password": "password123"]) }, 200, anyone),
+                "POST /v1/auth/password-reset": ({ Cell(path: "/v1/auth/password-reset", body: ["email": "member@example.com"]) }, 202,
+                    anyone.mapValues { _ in 202 }),
+                // Public: only the mailed token decides (a wrong one is a 400 for anyone; MailTests use a real one).
+                "POST /v1/auth/password-reset/confirm": ({ Cell(path: "/v1/auth/password-reset/confirm", body: ["token": "tly_reset_nothing", "new_password": "password123"]) }, 400,
+                    anyone.mapValues { _ in 400 }),
                 "POST /v1/auth/logout": ({ Cell(path: "/v1/auth/logout") }, 204, anyUser.mapValues { $0 == 200 ? 204 : $0 }),
                 "POST /v1/auth/logout-others": ({ Cell(path: "/v1/auth/logout-others") }, 200, anyUser),
                 "POST /v1/auth/password": ({ Cell(path: "/v1/auth/password", body: ["current_password": "password123", "new_password": "password123"]) }, 200, anyUser),

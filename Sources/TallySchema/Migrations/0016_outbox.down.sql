@@ -1,0 +1,3 @@
+DROP TABLE IF EXISTS "password_resets";
+--> statement-breakpoint
+DROP TABLE IF EXISTS "outbox";

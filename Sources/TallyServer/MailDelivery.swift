@@ -1,0 +1,234 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import NIOSSL
+import TallyCredits
+import TallyPostgres
+
+/// Where mail goes (`--mail-url`): `smtp://[user:password@]host[:port][?starttls=off|on|required]` (STARTTLS
+/// is used when the server offers it, `required` refuses to send without it; port 587 by default), or, with no
+/// URL, `.eml` files (RFC 5322) in a folder, each logged with its path, so a fresh machine works without a
+/// mail server.
+public enum MailTransport: Sendable, Equatable {
+    case files(directory: String)
+    case smtp(SMTPSettings)
+
+    public init(url: String) throws {
+        guard let components = URLComponents(string: url),
+              components.scheme == "smtp", let host = components.host, !host.isEmpty else {
+            throw CreditsError(.invalidInput, "--mail-url must look like smtp://user:password@mail.example.com:587 (\(url.prefix(60)) is not one)")
+        }
+        var starttls = SMTPSettings.StartTLS.whenOffered
+        for item in components.queryItems ?? [] {
+            switch (item.name, item.value ?? "") {
+            case ("starttls", "off"): starttls = .off
+            case ("starttls", "on"): starttls = .whenOffered
+            case ("starttls", "required"): starttls = .required
+            default: throw CreditsError(.invalidInput, "--mail-url takes ?starttls=off|on|required, not ?\(item.name)=\(item.value ?? "")")
+            }
+        }
+        self = .smtp(SMTPSettings(
+            host: host, port: components.port ?? 587, user: components.percentEncodedUser?.removingPercentEncoding,
+            password: components.percentEncodedPassword?.removingPercentEncoding, startTLS: starttls))
+    }
+}
+
+public struct SMTPSettings: Sendable, Equatable {
+    public enum StartTLS: Sendable, Equatable { case off, whenOffered, required }
+    public var host: String
+    public var port: Int
+    public var user: String?
+    public var password: String?
+    public var startTLS: StartTLS
+}
+
+/// Delivers one mail: an RFC 5322 message written to a file or sent over SMTP.
+struct MailSender: Sendable {
+    let transport: MailTransport
+    let from: String
+    let logger: Logger
+
+    /// The message as RFC 5322 text (CRLF line ends), its Message-ID naming the outbox row so a receiver can
+    /// tell a second delivery of the same mail.
+    func message(_ mail: Mail, id: Int64) -> String {
+        let date = DateFormatter()
+        date.locale = Locale(identifier: "en_US_POSIX")
+        date.timeZone = TimeZone(identifier: "UTC")
+        date.dateFormat = "EEE, dd MMM yyyy HH:mm:ss Z"
+        let domain = from.split(separator: "@").last.map(String.init) ?? "localhost"
+        let headers = [
+            "From: Tally <\(from)>", "To: <\(mail.to)>", "Subject: \(mail.subject)", "Date: \(date.string(from: Date()))",
+            "Message-ID: <tally-outbox-\(id)@\(domain)>", "MIME-Version: 1.0", "Content-Type: text/plain; charset=utf-8",
+            "Content-Transfer-Encoding: 8bit",
+        ]
+        let body = mail.text.replacingOccurrences(of: "\r\n", with: "\n").split(separator: "\n", omittingEmptySubsequences: false)
+        return (headers + [""] + body.map(String.init)).joined(separator: "\r\n") + "\r\n"
+    }
+
+    func send(_ mail: Mail, id: Int64) async throws {
+        let text = message(mail, id: id)
+        switch transport {
+        case .files(let directory):
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            let path = "\(directory)/\(id).eml"
+            try Data(text.utf8).write(to: URL(fileURLWithPath: path), options: .atomic)
+            logger.notice("Mail to \(mail.to) written to \(path)")
+        case .smtp(let settings):
+            try await SMTPClient(settings: settings).send(from: from, to: mail.to, message: text)
+            logger.info("Mail to \(mail.to) sent through \(settings.host):\(settings.port)")
+        }
+    }
+}
+
+/// A small SMTP client (RFC 5321): EHLO, STARTTLS when offered (RFC 3207), AUTH PLAIN when given a user
+/// (RFC 4954, only over TLS unless the server is on loopback), one message. Every reply is checked; a refusal
+/// fails with the server's own words.
+struct SMTPClient {
+    let settings: SMTPSettings
+
+    struct Refused: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    func send(from: String, to: String, message: String) async throws {
+        // The reader is in place before the connection is: the server's greeting may come at once.
+        let lines = LineReader()
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connectTimeout(.seconds(10))
+            .channelInitializer { $0.pipeline.addHandler(lines) }
+            .connect(host: settings.host, port: settings.port).get()
+        defer { channel.close(promise: nil) }
+        func reply(_ expected: Int, to what: String) async throws -> [String] {
+            let reply = try await lines.reply(within: .seconds(30))
+            guard reply.code == expected else {
+                throw Refused(description: "the mail server \(settings.host) answered \(what) with \(reply.code) \(reply.lines.joined(separator: " "))")
+            }
+            return reply.lines
+        }
+        func say(_ line: String, expect code: Int, _ what: String? = nil) async throws -> [String] {
+            try await channel.writeAndFlush(ByteBuffer(string: line + "\r\n")).get()
+            return try await reply(code, to: what ?? String(line.prefix(20)))
+        }
+        _ = try await reply(220, to: "the connection")
+        var extensions = try await say("EHLO tally", expect: 250)
+        var secure = false
+        if settings.startTLS != .off, extensions.contains(where: { $0.uppercased().hasPrefix("STARTTLS") }) {
+            _ = try await say("STARTTLS", expect: 220)
+            let context = try NIOSSLContext(configuration: .makeClientConfiguration())
+            let tls = try NIOSSLClientHandler(context: context, serverHostname: settings.host)
+            try await channel.pipeline.addHandler(tls, position: .first).get()
+            secure = true
+            extensions = try await say("EHLO tally", expect: 250)
+        } else if settings.startTLS == .required {
+            throw Refused(description: "the mail server \(settings.host) does not offer STARTTLS, and --mail-url says ?starttls=required")
+        }
+        if let user = settings.user {
+            let loopback = ["127.0.0.1", "localhost", "::1"].contains(settings.host)
+            guard secure || loopback else {
+                throw Refused(description: "not sending the mail password to \(settings.host) without TLS (it offers no STARTTLS)")
+            }
+            let token = Data("\0\(user)\0\(settings.password ?? "")".utf8).base64EncodedString()
+            _ = try await say("AUTH PLAIN \(token)", expect: 235, "AUTH PLAIN")
+        }
+        _ = try await say("MAIL FROM:<\(from)>", expect: 250)
+        _ = try await say("RCPT TO:<\(to)>", expect: 250)
+        _ = try await say("DATA", expect: 354)
+        // Dot-stuffing (RFC 5321 4.5.2), then the end of the data.
+        let stuffed = message.split(separator: "\r\n", omittingEmptySubsequences: false)
+            .map { $0.hasPrefix(".") ? "." + $0 : String($0) }.joined(separator: "\r\n")
+        _ = try await say(stuffed + (stuffed.hasSuffix("\r\n") ? "" : "\r\n") + ".", expect: 250, "the message")
+        _ = try? await say("QUIT", expect: 221)
+    }
+}
+
+/// Collects a server's reply lines ("250-…" continues, "250 …" ends a reply) for `SMTPClient`.
+final class LineReader: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = ByteBuffer
+
+    struct Reply { var code: Int; var lines: [String] }
+
+    private var buffer = ""
+    private var pending: [String] = []
+    private var replies: [Reply] = []
+    private var waiter: CheckedContinuation<Reply, any Error>?
+    private var failure: (any Error)?
+    private let lock = NSLock()
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var bytes = unwrapInboundIn(data)
+        buffer += bytes.readString(length: bytes.readableBytes) ?? ""
+        lock.lock()
+        while let end = buffer.range(of: "\r\n") ?? buffer.range(of: "\n") {
+            let line = String(buffer[..<end.lowerBound])
+            buffer.removeSubrange(..<end.upperBound)
+            pending.append(String(line.dropFirst(4)))
+            if line.count < 4 || line[line.index(line.startIndex, offsetBy: 3)] != "-" {
+                replies.append(Reply(code: Int(line.prefix(3)) ?? 0, lines: pending))
+                pending = []
+            }
+        }
+        deliver()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        lock.lock()
+        failure = SMTPClient.Refused(description: "the mail server closed the connection")
+        deliver()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        lock.lock()
+        failure = error
+        deliver()
+        context.close(promise: nil)
+    }
+
+    /// Called with the lock held; releases it.
+    private func deliver() {
+        var resume: (CheckedContinuation<Reply, any Error>, Result<Reply, any Error>)?
+        if let waiter {
+            if !replies.isEmpty {
+                resume = (waiter, .success(replies.removeFirst()))
+            } else if let failure {
+                resume = (waiter, .failure(failure))
+            }
+            if resume != nil { self.waiter = nil }
+        }
+        lock.unlock()
+        if let (waiter, result) = resume { waiter.resume(with: result) }
+    }
+
+    func reply(within limit: Duration) async throws -> Reply {
+        try await withThrowingTaskGroup(of: Reply.self) { group in
+            group.addTask {
+                // A timeout cancels the wait: the waiter is resumed then, or the group would wait for it forever.
+                try await withTaskCancellationHandler {
+                    try await withCheckedThrowingContinuation { continuation in
+                        self.lock.lock()
+                        if Task.isCancelled {
+                            self.lock.unlock()
+                            continuation.resume(throwing: CancellationError())
+                            return
+                        }
+                        self.waiter = continuation
+                        self.deliver()
+                    }
+                } onCancel: {
+                    self.lock.lock()
+                    let waiter = self.waiter
+                    self.waiter = nil
+                    self.lock.unlock()
+                    waiter?.resume(throwing: CancellationError())
+                }
+            }
+            group.addTask {
+                try await Task.sleep(for: limit)
+                throw SMTPClient.Refused(description: "the mail server did not answer within \(limit)")
+            }
+            defer { group.cancelAll() }
+            let reply = try await group.next()!
+            return reply
+        }
+    }
+}
