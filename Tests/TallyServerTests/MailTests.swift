@@ -3,59 +3,29 @@ import Hummingbird
 import HummingbirdTesting
 import TallyCredits
 import TallyPostgres
+import TallyTestSupport
 import Testing
 @testable import TallyServer
 
 /// Mail goes through the transactional outbox to a real SMTP server (aiosmtpd from PyPI, writing a Maildir),
 /// and the test follows the link in the mail it received.
 @Suite(.slot) struct MailTests {
-    /// An aiosmtpd server on a free port, storing what it receives in a Maildir; stopped after `body`.
-    static func withSMTPServer(_ body: (_ port: Int, _ inbox: String) async throws -> Void) async throws {
-        let python = APIContractTests.repository.appendingPathComponent(".build/fuzz-venv/bin/python").path
-        guard FileManager.default.isExecutableFile(atPath: python) else {
-            Issue.record("aiosmtpd is not installed: run .ci/run, or python3 -m venv .build/fuzz-venv && .build/fuzz-venv/bin/pip install aiosmtpd")
-            return
-        }
+    /// An aiosmtpd server on a free port for `body`, stopped after it.
+    static func withSMTPServer(_ body: (_ port: Int, _ server: SMTPServer) async throws -> Void) async throws {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("tally-smtp-\(UUID().uuidString.prefix(8))").path
-        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: folder) }
-        let port = try LocalCluster.freePort()
-        let child = try Command.spawn(
-            python, ["-m", "aiosmtpd", "-n", "-l", "127.0.0.1:\(port)", "-c", "aiosmtpd.handlers.Mailbox", folder + "/inbox"],
-            stdout: folder + "/smtp.log")
-        // Ready when it accepts a connection.
-        let deadline = ContinuousClock.now + .seconds(20)
-        while (try? RawConnection(port: port)) == nil, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(100)) }
+        let server = try await SMTPServer.start(folder: folder)
         do {
-            try await body(port, folder + "/inbox")
+            try await body(server.port, server)
         } catch {
-            await stop(child)
+            await server.stop()
             throw error
         }
-        await stop(child)
-    }
-
-    /// aiosmtpd does not stop on SIGTERM: it is killed.
-    static func stop(_ child: Command.Child) async {
-        kill(child.pid, SIGKILL)
-        _ = await child.waitAsync()
-    }
-
-    /// The mails in a Maildir, once there are `count` (or `within` has passed).
-    static func mails(in inbox: String, count: Int, within: Duration = .seconds(20)) async throws -> [String] {
-        let deadline = ContinuousClock.now + within
-        while true {
-            let folder = inbox + "/new"
-            let names = ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []).sorted()
-            if names.count >= count || ContinuousClock.now > deadline {
-                return names.compactMap { try? String(contentsOfFile: folder + "/" + $0, encoding: .utf8) }
-            }
-            try await Task.sleep(for: .milliseconds(100))
-        }
+        await server.stop()
     }
 
     @Test func aPasswordResetTravelsByMailAndWorksOnce() async throws {
-        try await Self.withSMTPServer { port, inbox in
+        try await Self.withSMTPServer { port, smtp in
             try await withTallyServer(configure: {
                 $0.mail = .smtp(SMTPSettings(host: "127.0.0.1", port: port, user: nil, password: nil, startTLS: .whenOffered))
                 $0.mailFrom = "accounts@tally.example"
@@ -69,7 +39,7 @@ import Testing
                 #expect(known.status == .accepted && unknown.status == .accepted)
                 #expect(String(buffer: known.body) == String(buffer: unknown.body))
 
-                let mails = try await Self.mails(in: inbox, count: 1)
+                let mails = try await smtp.mails(count: 1)
                 #expect(mails.count == 1)
                 let mail = try #require(mails.first)
                 #expect(mail.contains("To: <ada@example.com>") && mail.contains("From: Tally <accounts@tally.example>"))
