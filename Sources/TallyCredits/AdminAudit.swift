@@ -67,14 +67,7 @@ public enum AdminAudit {
 
     /// The log, newest first, `limit` entries (1…100) below `cursor` (a previous page's `next_cursor`).
     public static func page(database: Database, limit: Int = 50, cursor: String? = nil, context: QueryContext) async throws -> AdminAuditPage {
-        guard (1...100).contains(limit) else { throw CreditsError(.invalidInput, "limit must be between 1 and 100") }
-        var below = Int64.max
-        if let cursor {
-            guard let id = Ledger.decodeCursor(cursor) else {
-                throw CreditsError(.invalidInput, "cursor must be a page's next_cursor (a positive whole number of up to 18 digits); pass it unchanged")
-            }
-            below = id
-        }
+        let below = try Ledger.pageStart(limit: limit, cursor: cursor)
         return try await database.connection(context) { connection in
             var entries: [AdminAuditEntry] = []
             for try await (id, at, userID, actor, action, requestID, subject) in try await connection.query(
@@ -85,7 +78,7 @@ public enum AdminAudit {
             }
             let more = entries.count > limit
             if more { entries.removeLast() }
-            return AdminAuditPage(entries: entries, nextCursor: more ? entries.last.map { String($0.id) } : nil)
+            return AdminAuditPage(entries: entries, nextCursor: more ? entries.last.map { Ledger.encodeCursor($0.id) } : nil)
         }
     }
 }

@@ -23,11 +23,13 @@ public enum DatabaseRoles {
         let role = quoteIdentifier(name)
         if !exists { try await connection.run("CREATE ROLE \(role) LOGIN") }
         try await connection.run("ALTER ROLE \(role) WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS")
-        if let password {
-            // ALTER ROLE takes no bind parameters: the password goes as a quoted literal (never logged).
-            try await connection.run("ALTER ROLE \(role) PASSWORD '\(password.replacingOccurrences(of: "'", with: "''"))'")
-        }
+        if let password { try await setPassword(name, password, on: connection) }
         return !exists
+    }
+
+    public static func setPassword(_ name: String, _ password: String, on connection: DatabaseConnection) async throws {
+        // ALTER ROLE takes no bind parameters: the password goes as a quoted literal (never logged).
+        try await connection.run("ALTER ROLE \(quoteIdentifier(name)) PASSWORD '\(password.replacingOccurrences(of: "'", with: "''"))'")
     }
 
     /// Makes `owner` own Tally's schemas and every table, sequence and function in them, and lets it create

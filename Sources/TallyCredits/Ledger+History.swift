@@ -49,18 +49,7 @@ extension Ledger {
     public func transactions(
         of owner: AccountOwner, liveKey: UUID? = nil, limit: Int = 20, cursor: String? = nil, context: QueryContext
     ) async throws -> LedgerPage {
-        guard (1...Self.maximumPageSize).contains(limit) else {
-            throw CreditsError(.invalidInput, "limit must be between 1 and \(Self.maximumPageSize)")
-        }
-        let before: Int64
-        if let cursor {
-            guard let id = Self.decodeCursor(cursor) else {
-                throw CreditsError(.invalidInput, "cursor must be a page's next_cursor (a positive whole number of up to 18 digits); pass it unchanged")
-            }
-            before = id
-        } else {
-            before = .max
-        }
+        let before = try Self.pageStart(limit: limit, cursor: cursor)
         // One statement with no lock when nothing is due (see `Ledger+Reads`); else settled first, so the page
         // shows what the balance shows.
         if let committed = try await database.connection(context, { connection in
@@ -130,6 +119,20 @@ extension Ledger {
     public static let cursorPattern = "^[1-9][0-9]{0,17}$"
 
     static func encodeCursor(_ id: Int64) -> String { String(id) }
+
+    /// The id a page of `limit` entries starts below, for any newest-first log paged by id (the ledger, the
+    /// admin audit log): `cursor`'s, or the top. Invalid-input for a limit outside 1…`maximumPageSize` or a
+    /// cursor not of the documented form.
+    static func pageStart(limit: Int, cursor: String?) throws -> Int64 {
+        guard (1...maximumPageSize).contains(limit) else {
+            throw CreditsError(.invalidInput, "limit must be between 1 and \(maximumPageSize)")
+        }
+        guard let cursor else { return .max }
+        guard let id = decodeCursor(cursor) else {
+            throw CreditsError(.invalidInput, "cursor must be a page's next_cursor (a positive whole number of up to 18 digits); pass it unchanged")
+        }
+        return id
+    }
 
     static func decodeCursor(_ cursor: String) -> Int64? {
         guard (1...18).contains(cursor.utf8.count), cursor.utf8.allSatisfy({ (0x30...0x39).contains($0) }), !cursor.hasPrefix("0") else { return nil }

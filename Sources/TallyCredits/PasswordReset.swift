@@ -21,16 +21,16 @@ extension Auth {
             for try await row in try await connection.query(
                 "SELECT id, email FROM users WHERE lower(email) = lower(\(email))"
             ).decode((UUID, String).self) { found = row }
-            guard let (user, address) = found else { return }
+            guard let (user, mailbox) = found else { return }
             try await connection.execute(
                 """
                 INSERT INTO password_resets (token_hash, user_id, expires_at)
                 VALUES (\(Self.tokenHash(token)), \(user), now() + make_interval(secs => \(Self.resetLifetime.inSeconds)))
                 """)
             try await Outbox.enqueue(Mail(
-                to: address, subject: "Reset your Tally password",
+                to: mailbox, subject: "Reset your Tally password",
                 text: """
-                    Someone (we hope you) asked to reset the password of the Tally account \(address).
+                    Someone (we hope you) asked to reset the password of the Tally account \(mailbox).
 
                     To choose a new password, open:
                     \(base)/reset-password?token=\(token)
@@ -51,6 +51,15 @@ extension Auth {
         try TextRules.checkPassword(newPassword)
         let refused = CreditsError(.invalidInput, "the reset token is unknown, used or expired; ask for a new one with POST /v1/auth/password-reset")
         guard token.hasPrefix(Self.resetTokenPrefix), Token.mayBeGenuine(token, prefix: Self.resetTokenPrefix) else { throw refused }
+        // No bcrypt work for a token that cannot be used (anyone can make one with a right checksum); the
+        // update below checks again, atomically, before it takes the token.
+        let usable = try await database.connection(context) { connection in
+            for try await _ in try await connection.query(
+                "SELECT 1 FROM password_resets WHERE token_hash = \(Self.tokenHash(token)) AND used_at IS NULL AND expires_at > now()"
+            ) { return true }
+            return false
+        }
+        guard usable else { throw refused }
         let cost = bcryptCost
         let input = Self.bcryptInput(newPassword)
         let hash = try await bcrypt.run { Bcrypt.hash(input, cost: cost) }
@@ -67,9 +76,7 @@ extension Auth {
             try await connection.execute("UPDATE users SET password_hash = \(hash) WHERE id = \(user)")
             // Any other reset link of the account dies with this one.
             try await connection.execute("UPDATE password_resets SET used_at = now() WHERE user_id = \(user) AND used_at IS NULL")
-            var ended = 0
-            for try await _ in try await connection.query("DELETE FROM sessions WHERE user_id = \(user) RETURNING id") { ended += 1 }
-            return ended
+            return try await Self.endSessions(of: user, keeping: nil, on: connection)
         }
     }
 }

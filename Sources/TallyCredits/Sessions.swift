@@ -61,13 +61,16 @@ extension Auth {
 
     /// Ends every session of `user` but the one whose token hash is `keeping`; how many ended.
     public func endOtherSessions(of user: User, keeping hash: String, context: QueryContext) async throws -> Int {
-        try await database.connection(context) { connection in
-            var ended = 0
-            for try await _ in try await connection.query(
-                "DELETE FROM sessions WHERE user_id = \(user.id) AND token_hash <> \(hash) RETURNING id"
-            ) { ended += 1 }
-            return ended
-        }
+        try await database.connection(context) { try await Self.endSessions(of: user.id, keeping: hash, on: $0) }
+    }
+
+    /// Deletes `user`'s sessions but the one whose token hash is `keeping` (all with nil); how many.
+    static func endSessions(of user: UUID, keeping hash: String?, on connection: DatabaseConnection) async throws -> Int {
+        var ended = 0
+        for try await _ in try await connection.query(
+            "DELETE FROM sessions WHERE user_id = \(user) AND token_hash IS DISTINCT FROM \(hash) RETURNING id"
+        ) { ended += 1 }
+        return ended
     }
 
     /// Changes `user`'s password after checking the current one (a wrong one counts as a failed login from
@@ -93,11 +96,7 @@ extension Auth {
         let newHash = try await bcrypt.run { Bcrypt.hash(newInput, cost: cost) }
         return try await database.transaction(context) { connection in
             try await connection.execute("UPDATE users SET password_hash = \(newHash) WHERE id = \(user.id)")
-            var ended = 0
-            for try await _ in try await connection.query(
-                "DELETE FROM sessions WHERE user_id = \(user.id) AND token_hash <> \(hash) RETURNING id"
-            ) { ended += 1 }
-            return ended
+            return try await Self.endSessions(of: user.id, keeping: hash, on: connection)
         }
     }
 

@@ -117,7 +117,7 @@ public func buildApplication(_ settings: ServerSettings) -> some ApplicationProt
             if !applied.isEmpty { log.notice("Applied migrations: \(applied.joined(separator: ", "))") }
             // Migrated as the owner: tables the migrations made reach the serving role by default privileges,
             // which would include rewriting the ledger; the owner takes that back.
-            if migrating != serving, migrating.user != serving.user {
+            if migrating.user != serving.user {
                 try await withSingleConnection(migrating) { try await DatabaseRoles.keepAppendOnly(for: serving.user, on: $0) }
             }
         }

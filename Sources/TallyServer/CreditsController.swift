@@ -87,12 +87,15 @@ public struct CreditsController: Sendable {
 
     @Sendable func adminAudit(_ request: Request, context: TallyRequestContext) async throws -> AdminAuditPage {
         let query = request.uri.queryParameters
-        var limit = 50
-        if let text = query.get("limit") {
-            guard let value = Int(text) else { throw CreditsError(.invalidInput, "limit must be a whole number between 1 and 100") }
-            limit = value
-        }
-        return try await AdminAudit.page(database: ledger.database, limit: limit, cursor: query.get("cursor"), context: context.queries)
+        return try await AdminAudit.page(
+            database: ledger.database, limit: try Self.pageLimit(query, default: 50), cursor: query.get("cursor"), context: context.queries)
+    }
+
+    /// `?limit=` of a paged read, `standard` when absent; the range is checked where the page is read.
+    static func pageLimit(_ query: Parameters, default standard: Int) throws -> Int {
+        guard let text = query.get("limit") else { return standard }
+        guard let value = Int(text) else { throw CreditsError(.invalidInput, "limit must be an integer from 1 to \(Ledger.maximumPageSize)") }
+        return value
     }
 
     // MARK: - Reading an account
@@ -107,11 +110,7 @@ public struct CreditsController: Sendable {
     @Sendable func transactions(_ request: Request, context: TallyRequestContext) async throws -> LedgerPage {
         let owner = try await owner(of: request, context: context)
         let query = request.uri.queryParameters
-        var limit = 20
-        if let text = query.get("limit") {
-            guard let value = Int(text) else { throw CreditsError(.invalidInput, "limit must be an integer from 1 to \(Ledger.maximumPageSize)") }
-            limit = value
-        }
+        let limit = try Self.pageLimit(query, default: 20)
         return try await withCachedKey(context) { key in
             try await ledger.transactions(of: owner, liveKey: key?.keyID, limit: limit, cursor: query.get("cursor"), context: context.queries)
         }

@@ -14,23 +14,32 @@ struct MaintenanceService: Service {
     let logger: Logger
 
     func run() async throws {
-        // Shutdown cancels a round in progress too: a round waiting on an unreachable database must not hold
-        // the server open.
-        var marked = self.logger
-        marked[metadataKey: "tally.work"] = "maintenance"
-        let logger = marked
-        try? await cancelWhenGracefulShutdown {
-            while !Task.isCancelled {
-                do {
-                    while try await ledger.releaseExpiredHolds(context: QueryContext(logger: logger)) > 0 {}
-                    try await idempotency.purgeExpired(context: QueryContext(logger: logger))
-                    try await auth.throttle.purgeStale(context: QueryContext(logger: logger))
-                    try await auth.purgeEndedSessions(context: QueryContext(logger: logger))
-                } catch where !Task.isCancelled {
-                    logger.warning("maintenance round failed; retrying next round", metadata: ["error": "\(describeForLog(error))"])
-                }
-                try await Task.sleep(for: interval)
+        try await repeatRounds(every: interval, work: "maintenance", logger: logger) { context in
+            while try await ledger.releaseExpiredHolds(context: context) > 0 {}
+            try await idempotency.purgeExpired(context: context)
+            try await auth.throttle.purgeStale(context: context)
+            try await auth.purgeEndedSessions(context: context)
+        }
+    }
+}
+
+/// Runs `round` every `interval` until graceful shutdown, its statements logged with `tally.work` = `work`.
+/// Shutdown cancels a round in progress too (a round waiting on an unreachable database must not hold the
+/// server open); a failed round is logged and the next one runs as usual.
+func repeatRounds(
+    every interval: Duration, work: String, logger: Logger, _ round: @escaping @Sendable (QueryContext) async throws -> Void
+) async throws {
+    var marked = logger
+    marked[metadataKey: "tally.work"] = .string(work)
+    let logger = marked
+    try? await cancelWhenGracefulShutdown {
+        while !Task.isCancelled {
+            do {
+                try await round(QueryContext(logger: logger))
+            } catch where !Task.isCancelled {
+                logger.warning("\(work) round failed; retrying next round", metadata: ["error": "\(describeForLog(error))"])
             }
+            try await Task.sleep(for: interval)
         }
     }
 }

@@ -114,24 +114,13 @@ extension OpenAPIDocument {
                 ])],
             "/v1/admin/audit": ["get": operation(
                 "What admins and operators did (grants), newest first (admins)", security: .session,
-                parameters: [
-                    queryParameter("limit", "Entries per page", ["type": "integer", "minimum": 1, "maximum": 100, "default": 50]),
-                    queryParameter("cursor", "A previous page's next_cursor; the page holds older entries", [
-                        "type": "string", "pattern": JSONValue(Ledger.cursorPattern),
-                    ]),
-                ], responses: [
+                parameters: pageParameters(defaultLimit: 50), responses: [
                     "200": answer("A page", ref("AdminAuditPage")), "400": problem("A bad limit or cursor", ["invalid-input"]),
                     "403": problem("Only admins read the audit log", ["forbidden"]),
                 ])],
             "/v1/credits/transactions": ["get": operation(
                 "The account's ledger, newest first", security: .either,
-                parameters: [
-                    teamQuery,
-                    queryParameter("limit", "Entries per page", ["type": "integer", "minimum": 1, "maximum": 100, "default": 20]),
-                    queryParameter("cursor", "A previous page's next_cursor: the id of its last entry; the page holds older entries", [
-                        "type": "string", "pattern": JSONValue(Ledger.cursorPattern),
-                    ]),
-                ], responses: [
+                parameters: [teamQuery] + pageParameters(defaultLimit: 20), responses: [
                     "200": answer("A page", ref("LedgerPage")), "400": problem("A bad limit or cursor, or team_id with an API key", ["invalid-input"]),
                     "404": problem("No such team among yours", ["not-found"]),
                 ])],

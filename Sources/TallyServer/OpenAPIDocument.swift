@@ -168,6 +168,18 @@ public enum OpenAPIDocument {
         ["name": JSONValue(name), "in": "query", "required": false, "description": JSONValue(description), "schema": schema]
     }
 
+    /// `limit` and `cursor` of a newest-first page of a log paged by id (`Ledger.pageStart`).
+    static func pageParameters(defaultLimit: Int) -> [JSONValue] {
+        [
+            queryParameter("limit", "Entries per page", [
+                "type": "integer", "minimum": 1, "maximum": .integer(Int64(Ledger.maximumPageSize)), "default": .integer(Int64(defaultLimit)),
+            ]),
+            queryParameter("cursor", "A previous page's next_cursor: the id of its last entry; the page holds older entries", [
+                "type": "string", "pattern": JSONValue(Ledger.cursorPattern),
+            ]),
+        ]
+    }
+
     static var teamQuery: JSONValue { queryParameter("team_id", "Read a team's account (you must be a member) instead of your own", id) }
 
     // MARK: - The document

@@ -13,30 +13,19 @@ struct OutboxService: Service {
     let logger: Logger
 
     func run() async throws {
-        var marked = logger
-        marked[metadataKey: "tally.work"] = "outbox"
-        let logger = marked
-        let context = QueryContext(logger: logger)
-        try? await cancelWhenGracefulShutdown {
-            while !Task.isCancelled {
-                do {
-                    for message in try await Outbox.claim(database: database, context: context) {
-                        guard let mail = message.mail else {
-                            try await Outbox.failed(message.id, attempts: message.attempts, error: "no sender for a \(message.kind) message", database: database, context: context)
-                            continue
-                        }
-                        do {
-                            try await sender.send(mail, id: message.id)
-                            try await Outbox.delivered(message.id, database: database, context: context)
-                        } catch where !Task.isCancelled {
-                            logger.warning("mail \(message.id) to \(mail.to) not delivered (attempt \(message.attempts)); will retry", metadata: ["error": "\(error)"])
-                            try await Outbox.failed(message.id, attempts: message.attempts, error: "\(error)", database: database, context: context)
-                        }
-                    }
-                } catch where !Task.isCancelled {
-                    logger.warning("outbox round failed; retrying next round", metadata: ["error": "\(describeForLog(error))"])
+        try await repeatRounds(every: interval, work: "outbox", logger: logger) { context in
+            for message in try await Outbox.claim(database: database, context: context) {
+                guard let mail = message.mail else {
+                    try await Outbox.failed(message.id, attempts: message.attempts, error: "no sender for a \(message.kind) message", database: database, context: context)
+                    continue
                 }
-                try await Task.sleep(for: interval)
+                do {
+                    try await sender.send(mail, id: message.id)
+                    try await Outbox.delivered(message.id, database: database, context: context)
+                } catch where !Task.isCancelled {
+                    context.logger.warning("mail \(message.id) to \(mail.to) not delivered (attempt \(message.attempts)); will retry", metadata: ["error": "\(error)"])
+                    try await Outbox.failed(message.id, attempts: message.attempts, error: "\(error)", database: database, context: context)
+                }
             }
         }
     }

@@ -33,12 +33,12 @@ extension DB {
                 var lines: [String] = []
                 try await connection.transaction { connection in
                     for (role, purpose) in [(ownerRole, "owner (migrations, DDL)"), (appRole, "application (tally serve)")] {
-                        let password = randomHex(bytes: 24)
                         let created = try await DatabaseRoles.ensureLoginRole(role, password: nil, on: connection)
                         var url = settings
                         url.user = role
                         if created || newPasswords {
-                            try await DatabaseRoles.ensureLoginRole(role, password: password, on: connection)
+                            let password = randomHex(bytes: 24)
+                            try await DatabaseRoles.setPassword(role, password, on: connection)
                             url.password = password
                             lines.append("\(created ? "Created" : "New password for") the \(purpose) role \(role): \(url.url())")
                         } else {

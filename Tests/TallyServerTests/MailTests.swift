@@ -81,7 +81,6 @@ import Testing
                 try await Task.sleep(for: .milliseconds(100))
             }
             #expect(try await scalar(db, "SELECT count(*) FROM outbox WHERE last_error IS NOT NULL AND delivered_at IS NULL") == 1)
-            _ = port
         }
     }
 }
