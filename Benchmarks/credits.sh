@@ -44,9 +44,9 @@ json_field() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
 echo "Setting up $KEYS_PER_SHAPE accounts and a team with $KEYS_PER_SHAPE keys..."
 SPREAD_KEYS=()
 for i in $(seq 1 "$KEYS_PER_SHAPE"); do
-  SESSION=$(api /v1/auth/signup -d "{\"email\":\"bench-$i@example.com\",\"password\":\"bench-password\"}")
-  TOKEN=$(echo "$SESSION" | json_field '["token"]')
-  "$TALLY" credits grant --user "$(echo "$SESSION" | json_field '["user"]["id"]')" --amount 1000000000000 >/dev/null
+  "$TALLY" users create --email "bench-$i@example.com" --password bench-password >/dev/null
+  TOKEN=$(api /v1/auth/login -d "{\"email\":\"bench-$i@example.com\",\"password\":\"bench-password\"}" | json_field '["token"]')
+  "$TALLY" credits grant --user "bench-$i@example.com" --amount 1000000000000 >/dev/null
   SPREAD_KEYS+=("$(api /v1/api-keys -H "Authorization: Bearer $TOKEN" -d '{"name":"spread"}' | json_field '["key"]')")
 done
 TEAM=$(api /v1/teams -H "Authorization: Bearer $TOKEN" -d '{"name":"hot"}' | json_field '["team"]["id"]')

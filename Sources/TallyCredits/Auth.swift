@@ -78,16 +78,8 @@ public struct Auth: Sendable {
         self.sessionIdleTimeout = sessionIdleTimeout
     }
 
-    /// Sign-ups from `address` are counted (`AuthThrottle`); nil for callers that are not a network client.
-    public func signup(
-        email: String, password: String, name: String?, from address: String? = nil, userAgent: String? = nil, context: QueryContext
-    ) async throws -> SessionGrant {
-        if let address { try await throttle.signup(from: address, context: context) }
-        let user = try await createUser(email: email, password: password, name: name, admin: false, context: context)
-        return try await newSession(for: user, from: address, userAgent: userAgent, context: context)
-    }
-
-    /// Creates a user (the operator CLI can make admins); email-taken when the email is in use.
+    /// Creates a verified user, as an operator does (`tally users create`, which can make admins); email-taken
+    /// when the email is in use. Sign-ups from the API go through `signup` and a mailed link instead.
     public func createUser(email: String, password: String, name: String?, admin: Bool, context: QueryContext) async throws -> User {
         let email = try TextRules.checkEmail(email)
         try TextRules.checkPassword(password)
@@ -102,7 +94,8 @@ public struct Auth: Sendable {
             user = try await database.connection(context) { connection in
                 let rows = try await connection.query(
                     """
-                    INSERT INTO users (email, name, password_hash, is_admin) VALUES (\(email), \(name), \(hash), \(admin))
+                    INSERT INTO users (email, name, password_hash, is_admin, email_verified_at)
+                    VALUES (\(email), \(name), \(hash), \(admin), now())
                     RETURNING id, email, name, is_admin, created_at
                     """)
                 for try await (id, email, name, admin, created) in rows.decode((UUID, String, String?, Bool, Date).self) {
@@ -138,11 +131,14 @@ public struct Auth: Sendable {
         email: String, password: String, from address: String? = nil, userAgent: String? = nil, context: QueryContext
     ) async throws -> SessionGrant {
         if let address { try await throttle.checkLogin(email: email, from: address, context: context) }
-        let found = try await database.connection(context) { connection -> (User, String)? in
+        let found = try await database.connection(context) { connection -> (User, String, Bool)? in
             let rows = try await connection.query(
-                "SELECT id, email, name, is_admin, created_at, password_hash FROM users WHERE lower(email) = lower(\(email.trimmingCharacters(in: .whitespaces)))")
-            for try await (id, email, name, admin, created, hash) in rows.decode((UUID, String, String?, Bool, Date, String).self) {
-                return (User(id: id, email: email, name: name, isAdmin: admin, createdAt: created), hash)
+                """
+                SELECT id, email, name, is_admin, created_at, password_hash, email_verified_at IS NOT NULL
+                FROM users WHERE lower(email) = lower(\(email.trimmingCharacters(in: .whitespaces)))
+                """)
+            for try await (id, email, name, admin, created, hash, verified) in rows.decode((UUID, String, String?, Bool, Date, String, Bool).self) {
+                return (User(id: id, email: email, name: name, isAdmin: admin, createdAt: created), hash, verified)
             }
             return nil
         }
@@ -158,6 +154,11 @@ public struct Auth: Sendable {
             throw CreditsError(.invalidCredentials, "the email or the password is wrong")
         }
         if let address { try await throttle.loginSucceeded(email: email, from: address, context: context) }
+        guard found?.2 == true else {
+            throw CreditsError(
+                .emailUnverified,
+                "confirm your email first: follow the link mailed to \(user.email) when you signed up (sign up again for a new one)")
+        }
         return try await newSession(for: user, from: address, userAgent: userAgent, context: context)
     }
 
@@ -233,7 +234,8 @@ public struct Auth: Sendable {
 /// The user of a live session, by the session token's hash: every request with a session token runs it. A
 /// session is live before its absolute end and within the idle timeout ($2 seconds) of its last use; its
 /// last use moves to now when it is older than $3 seconds (a minute, or a quarter of a shorter idle timeout),
-/// so a busy session writes at most that often.
+/// so a busy session writes at most that often. Only a verified user has a live session (sessions start only
+/// for them; this keeps it so for a session written by hand).
 struct SessionUser: HotStatement {
     typealias Row = (UUID, String, String?, Bool, Date)
     static let sql = """
@@ -243,6 +245,7 @@ struct SessionUser: HotStatement {
         touched AS (
             UPDATE sessions t SET last_used_at = now() FROM s WHERE t.id = s.id AND s.last_used_at < now() - make_interval(secs => $3))
         SELECT u.id, u.email, u.name, u.is_admin, u.created_at FROM s JOIN users u ON u.id = s.user_id
+        WHERE u.email_verified_at IS NOT NULL
         """
 
     var tokenHash: String

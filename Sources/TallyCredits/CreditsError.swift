@@ -19,6 +19,8 @@ public struct CreditsError: Error, CustomStringConvertible, Sendable, Equatable 
         case tooManyAttempts = "too-many-attempts"
         /// More password hashing is queued than the server takes at once: nothing was done, retry shortly.
         case serverBusy = "server-busy"
+        /// The password is right but the email has not been confirmed: follow the mailed link first.
+        case emailUnverified = "email-unverified"
     }
 
     public var code: Code

@@ -73,7 +73,9 @@ extension Auth {
                 """
             ).decode(UUID.self) { user = id }
             guard let user else { throw refused }
-            try await connection.execute("UPDATE users SET password_hash = \(hash) WHERE id = \(user)")
+            // The token came through the mailbox, so following it proves the address too.
+            try await connection.execute(
+                "UPDATE users SET password_hash = \(hash), email_verified_at = coalesce(email_verified_at, now()) WHERE id = \(user)")
             // Any other reset link of the account dies with this one.
             try await connection.execute("UPDATE password_resets SET used_at = now() WHERE user_id = \(user) AND used_at IS NULL")
             return try await Self.endSessions(of: user, keeping: nil, on: connection)

@@ -30,12 +30,14 @@ public struct TeamMember: Sendable, Codable, Equatable {
     }
 }
 
-/// Teams and their members. Roles: owner, admin, member. Owners and admins manage members; a team always
+/// Teams and their members. Roles: owner, admin, member. Owners and admins invite (`invite`) and remove members; a team always
 /// keeps at least one owner; anyone may leave. A team the caller is not in is "not found", not "forbidden",
 /// so its existence does not leak.
 public struct Teams: Sendable {
     public static let roles = ["owner", "admin", "member"]
     public let database: Database
+    /// Where users reach this server: the base of links in mails (`--public-url`).
+    public var publicURL = "http://127.0.0.1:8080"
 
     public init(database: Database) {
         self.database = database
@@ -79,31 +81,6 @@ public struct Teams: Sendable {
                 "SELECT role FROM team_members WHERE team_id = \(team) AND user_id = \(user.id)"
             ).decode(String.self) { return role }
             throw CreditsError(.notFound, "no team \(team) among yours; GET /v1/teams lists them")
-        }
-    }
-
-    public func addMember(email: String, role: String, to team: UUID, by user: User, context: QueryContext) async throws {
-        guard Self.roles.contains(role) else { throw CreditsError(.invalidInput, "role must be one of owner, admin, member") }
-        try await database.transaction(context) { connection in
-            // The caller's role is read with their member row locked FOR SHARE, so a removal of the caller
-            // waits for this insert to commit (and then removes what it did) or comes first (and this fails).
-            var mine: String?
-            for try await role in try await connection.query(
-                "SELECT role FROM team_members WHERE team_id = \(team) AND user_id = \(user.id) FOR SHARE"
-            ).decode(String.self) { mine = role }
-            guard let mine else { throw CreditsError(.notFound, "no team \(team) among yours; GET /v1/teams lists them") }
-            guard mine == "owner" || mine == "admin" else { throw CreditsError(.forbidden, "only the team's owners and admins add members") }
-            guard role != "owner" || mine == "owner" else { throw CreditsError(.forbidden, "only an owner can make another owner") }
-            var memberID: UUID?
-            for try await id in try await connection.query(
-                "SELECT id FROM users WHERE lower(email) = lower(\(email.trimmingCharacters(in: .whitespaces)))"
-            ).decode(UUID.self) { memberID = id }
-            guard let memberID else { throw CreditsError(.notFound, "no user with that email; they need to sign up first") }
-            var inserted = false
-            for try await _ in try await connection.query(
-                "INSERT INTO team_members (team_id, user_id, role) VALUES (\(team), \(memberID), \(role)) ON CONFLICT DO NOTHING RETURNING user_id"
-            ) { inserted = true }
-            guard inserted else { throw CreditsError(.conflict, "that user is already a member of this team") }
         }
     }
 

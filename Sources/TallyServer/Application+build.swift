@@ -156,7 +156,8 @@ public func buildRouter(
     let keys = APIKeys(database: database)
     let authenticators = Authenticators(auth: auth, keys: keys)
     let idempotency = IdempotencyMiddleware(idempotency: idempotency ?? Idempotency(database: database))
-    let teams = Teams(database: database)
+    var teams = Teams(database: database)
+    teams.publicURL = auth.publicURL
     router.addRoutes(HealthController(database: database, auth: auth).endpoints)
     router.addRoutes(OpenAPIDocument.endpoints)
     router.addRoutes(AuthController(auth: auth, authenticators: authenticators, trustedProxies: trustedProxies).endpoints)

@@ -2,7 +2,8 @@ import Foundation
 import Hummingbird
 import TallyCredits
 
-/// `/v1/auth/signup`, `/v1/auth/login`, `/v1/auth/logout`, `/v1/auth/password`, `/v1/me`, `/v1/sessions`.
+/// `/v1/auth/signup`, `/v1/auth/verify-email`, `/v1/auth/login`, `/v1/auth/logout`, `/v1/auth/password`, `/v1/me`,
+/// `/v1/sessions`.
 public struct AuthController: Sendable {
     let auth: Auth
     let authenticators: Authenticators
@@ -14,6 +15,11 @@ public struct AuthController: Sendable {
         var email: String
         var password: String
         var name: String?
+    }
+
+    struct VerifyBody: JSONBody {
+        enum CodingKeys: String, CodingKey, CaseIterable { case token }
+        var token: String
     }
 
     struct LoginBody: JSONBody {
@@ -52,6 +58,7 @@ public struct AuthController: Sendable {
         let routes = RouteCollection(context: TallyRequestContext.self)
         // Signing up and logging in answer with session tokens, so they take no Idempotency-Key.
         routes.post("v1/auth/signup", use: signup)
+        routes.post("v1/auth/verify-email", use: verifyEmail)
         routes.post("v1/auth/login", use: login)
         routes.post("v1/auth/password-reset", use: requestReset)
         routes.post("v1/auth/password-reset/confirm", use: reset)
@@ -66,13 +73,23 @@ public struct AuthController: Sendable {
         return routes
     }
 
-    @Sendable func signup(_ request: Request, context: TallyRequestContext) async throws -> EditedResponse<SessionGrant> {
+    /// The same answer for a new address and a known one: the session comes from the mailed link.
+    @Sendable func signup(_ request: Request, context: TallyRequestContext) async throws -> EditedResponse<Accepted> {
         var request = request
         let body = try await request.decode(SignupBody.self, context: context)
         let address = context.clientAddress(request, trusting: trustedProxies)
-        return EditedResponse(status: .created, response: try await auth.signup(
-            email: body.email, password: body.password, name: body.name, from: address, userAgent: request.headers[.userAgent],
-            context: context.queries))
+        try await auth.signup(email: body.email, password: body.password, name: body.name, from: address, context: context.queries)
+        return EditedResponse(status: .accepted, response: Accepted(
+            detail: "check your email: a link to confirm the address and log in is on its way (it works once, for 24 hours)"))
+    }
+
+    /// Follows the mailed link: the address is verified and a session starts.
+    @Sendable func verifyEmail(_ request: Request, context: TallyRequestContext) async throws -> SessionGrant {
+        var request = request
+        let body = try await request.decode(VerifyBody.self, context: context)
+        return try await auth.verifyEmail(
+            token: body.token, from: context.clientAddress(request, trusting: trustedProxies), userAgent: request.headers[.userAgent],
+            context: context.queries)
     }
 
     @Sendable func login(_ request: Request, context: TallyRequestContext) async throws -> SessionGrant {

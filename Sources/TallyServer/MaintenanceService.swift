@@ -19,6 +19,7 @@ struct MaintenanceService: Service {
             try await idempotency.purgeExpired(context: context)
             try await auth.throttle.purgeStale(context: context)
             try await auth.purgeEndedSessions(context: context)
+            try await auth.purgeUnverified(context: context)
         }
     }
 }

@@ -6,6 +6,7 @@ import TallyCredits
 extension OpenAPIDocument {
     static var paths: JSONValue {
         let holdID = pathParameter("hold", "The hold's id")
+        let invitationList = object(["invitations": ["type": "array", "items": ref("Invitation")]], required: ["invitations"])
         let paymentRequired = problem("The account's available credits or the key's credit_limit cannot cover it; nothing was written", ["insufficient-credits", "key-limit-exceeded"])
         return [
             "/healthz": ["get": operation("Liveness: whether the database answers", security: .none, responses: [
@@ -15,13 +16,21 @@ extension OpenAPIDocument {
                 "200": answer("Ready for traffic", ref("Readiness")), "503": answer("Not ready, with the reasons", ref("Readiness")),
             ])],
             "/openapi.json": ["get": operation("This document", security: .none, responses: ["200": answer("OpenAPI 3.1", ["type": "object"])])],
-            "/v1/auth/signup": ["post": operation("Create an account and a session", security: .none, body: bodies["POST /v1/auth/signup"], responses: [
-                "201": answer("Signed up", ref("Session")), "409": problem("The email is taken", ["email-taken"]),
+            "/v1/auth/signup": ["post": operation(
+                "Sign up: a link to confirm the address (and start a session) is mailed; an address that already has an account gets a mail saying someone tried. The same answer either way",
+                security: .none, body: bodies["POST /v1/auth/signup"], responses: [
+                "202": answer("Check your email", object(["detail": text], required: ["detail"])),
                 "429": tooManyAttempts("Too many sign-ups from this address within the hour (ten are free, then one per doubling wait); `Retry-After` says when"),
                 "503": unavailable((description: "more password hashing is queued than the server takes at once", types: ["server-busy"])),
             ])],
+            "/v1/auth/verify-email": ["post": operation(
+                "Confirm your address with the mailed token (once, within 24 hours): it sets the password chosen at sign-up and starts a session",
+                security: .none, body: bodies["POST /v1/auth/verify-email"], responses: [
+                    "200": answer("Verified and logged in", ref("Session")),
+                ])],
             "/v1/auth/login": ["post": operation("Log in", security: .none, body: bodies["POST /v1/auth/login"], responses: [
                 "200": answer("Logged in", ref("Session")), "401": problem("Wrong email or password (the same answer for both)", ["invalid-credentials"]),
+                "403": problem("The password is right but the address is not confirmed yet: follow the mailed link", ["email-unverified"]),
                 "429": tooManyAttempts("Too many failed logins for this account from this address (five an hour are free), or from this address (fifty); each further failure doubles the wait, up to 15 minutes and an hour. `Retry-After` says when to try again; other addresses are not slowed"),
                 "503": unavailable((description: "more password hashing is queued than the server takes at once", types: ["server-busy"])),
             ])],
@@ -74,15 +83,45 @@ extension OpenAPIDocument {
                         "200": answer("Members, oldest first", object(["members": ["type": "array", "items": ref("TeamMember")]], required: ["members"])),
                         "404": problem("No such team among yours", ["not-found"]),
                     ]),
-                "post": operation(
-                "Add a user to a team (owners and admins)", security: .session, body: bodies["POST /v1/teams/{team}/members"],
-                parameters: [pathParameter("team", "The team's id")], idempotent: true, responses: [
-                    "201": answer("Added"), "403": problem("Your role cannot add members", ["forbidden"]), "404": problem("No such team among yours, or no such user", ["not-found"]),
-                    "409": problem(
-                        "The user is already a member; or an Idempotency-Key conflict",
-                        ["conflict", "idempotency-key-reused", "idempotency-request-in-progress"]),
-                ]),
             ],
+            "/v1/teams/{team}/invitations": [
+                "post": operation(
+                    "Invite an address into the team (owners and admins; only owners invite owners); the same answer whether it has an account. Inviting it again renews the invitation",
+                    security: .session, body: bodies["POST /v1/teams/{team}/invitations"],
+                    parameters: [pathParameter("team", "The team's id")], idempotent: true, responses: [
+                        "201": answer("Invited; a mail is on its way", object(["invitation": ref("Invitation")], required: ["invitation"])),
+                        "403": problem("Your role cannot invite (or cannot give that role)", ["forbidden"]),
+                        "404": problem("No such team among yours", ["not-found"]),
+                        "409": problem(
+                            "The address is already a member; or an Idempotency-Key conflict",
+                            ["conflict", "idempotency-key-reused", "idempotency-request-in-progress"]),
+                    ]),
+                "get": operation(
+                    "The team's pending invitations (owners and admins)", security: .session, parameters: [pathParameter("team", "The team's id")],
+                    responses: [
+                        "200": answer("Pending invitations, oldest first", invitationList),
+                        "403": problem("Your role cannot see invitations", ["forbidden"]), "404": problem("No such team among yours", ["not-found"]),
+                    ]),
+            ],
+            "/v1/teams/{team}/invitations/{invitation}": ["delete": operation(
+                "Withdraw a pending invitation (owners and admins)", security: .session,
+                parameters: [pathParameter("team", "The team's id"), pathParameter("invitation", "The invitation's id")], responses: [
+                    "204": answer("Withdrawn"), "403": problem("Your role cannot withdraw invitations", ["forbidden"]),
+                    "404": problem("No such team among yours, or no such pending invitation", ["not-found"]),
+                ])],
+            "/v1/invitations": ["get": operation(
+                "Pending invitations to your address", security: .session, responses: ["200": answer("Pending invitations, oldest first", invitationList)])],
+            "/v1/invitations/{invitation}/accept": ["post": operation(
+                "Accept an invitation to your address: you join the team with its role", security: .session,
+                parameters: [pathParameter("invitation", "The invitation's id")], idempotent: true, responses: [
+                    "200": answer("Joined", object(["team": ref("Team")], required: ["team"])),
+                    "403": problem("The invitation lapsed: its inviter can no longer give that role", ["forbidden"]),
+                    "404": problem("No such pending invitation to your address", ["not-found"]),
+                    "409": problem("An Idempotency-Key conflict", ["idempotency-key-reused", "idempotency-request-in-progress"]),
+                ])],
+            "/v1/invitations/{invitation}": ["delete": operation(
+                "Decline an invitation to your address", security: .session, parameters: [pathParameter("invitation", "The invitation's id")],
+                responses: ["204": answer("Declined"), "404": problem("No such pending invitation to your address", ["not-found"])])],
             "/v1/teams/{team}/members/{user}": ["delete": operation(
                 "Remove a member (owners and admins), or leave", security: .session,
                 parameters: [pathParameter("team", "The team's id"), pathParameter("user", "The member's user id")], responses: [

@@ -35,6 +35,12 @@ extension OpenAPIDocument {
                     "user_id": id, "email": text, "name": nullable("string"),
                     "role": ["type": "string", "enum": ["owner", "admin", "member"]], "joined_at": time,
                 ], required: ["user_id", "email", "role", "joined_at"]),
+            "Invitation": object(
+                [
+                    "id": id, "team_id": id, "team_name": text, "email": text,
+                    "role": ["type": "string", "enum": ["owner", "admin", "member"]],
+                    "invited_by": ["type": "string", "description": "The inviter's email"], "created_at": time, "expires_at": time,
+                ], required: ["id", "team_id", "team_name", "email", "role", "invited_by", "created_at", "expires_at"]),
             "APIKey": object(
                 [
                     "id": id, "name": text, "prefix": text, "team_id": nullable("string", format: "uuid"),
@@ -102,14 +108,15 @@ extension OpenAPIDocument {
     static var bodies: [String: JSONValue] {
         [
             "POST /v1/auth/signup": body(
-                ["email": email, "password": password, "name": ["type": "string", "maxLength": JSONValue(TextRules.nameMaximum), "pattern": withoutNUL]],
+                ["email": email, "password": password, "name": name],
                 required: ["email", "password"]),
+            "POST /v1/auth/verify-email": body(["token": text], required: ["token"]),
             "POST /v1/auth/login": body(["email": text, "password": text], required: ["email", "password"]),
             "POST /v1/auth/password-reset": body(["email": email], required: ["email"]),
             "POST /v1/auth/password-reset/confirm": body(["token": text, "new_password": password], required: ["token", "new_password"]),
             "POST /v1/auth/password": body(["current_password": text, "new_password": password], required: ["current_password", "new_password"]),
             "POST /v1/teams": body(["name": name], required: ["name"]),
-            "POST /v1/teams/{team}/members": body(["email": email, "role": ["type": "string", "enum": ["owner", "admin", "member"]]], required: ["email"]),
+            "POST /v1/teams/{team}/invitations": body(["email": email, "role": ["type": "string", "enum": ["owner", "admin", "member"]]], required: ["email"]),
             "POST /v1/api-keys": body(
                 ["name": name, "team_id": id, "credit_limit": ["type": "integer", "format": "int64", "minimum": 0, "description": "Most this key may ever spend"]],
                 required: ["name"]),

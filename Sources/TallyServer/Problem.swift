@@ -53,7 +53,7 @@ public struct Problem: Error, HTTPResponseError, Sendable, Codable, Equatable {
         case .invalidInput: .badRequest
         case .emailTaken: .conflict
         case .invalidCredentials, .unauthenticated: .unauthorized
-        case .forbidden: .forbidden
+        case .forbidden, .emailUnverified: .forbidden
         case .notFound: .notFound
         case .conflict, .idempotencyKeyReused, .idempotencyInProgress: .conflict
         case .insufficientCredits, .keyLimitExceeded: HTTPResponse.Status(code: 402, reasonPhrase: "Payment Required")

@@ -29,8 +29,11 @@ struct Users: AsyncParsableCommand {
 
     struct Create: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Create a user (an admin with --admin).",
-            discussion: "Without --password, asks for it on the terminal (not echoed).")
+            abstract: "Create a user with a verified email (an admin with --admin).",
+            discussion: """
+                Without --password, asks for it on the terminal (not echoed). The email counts as verified: an operator \
+                vouches for it. Users who sign up through the API confirm theirs from a mailed link.
+                """)
         @Option(help: "The user's email.") var email: String
         @Option(help: "The password (prefer the prompt: a flag ends up in shell history).") var password: String?
         @Option(help: "Display name.") var name: String?

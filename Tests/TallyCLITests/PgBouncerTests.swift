@@ -89,6 +89,10 @@ import FoundationNetworking
             for command in [["db", "verify"], ["db", "orphans"], ["db", "audit"], ["migrate", "status"], ["migrate", "validate"], ["migrate", "plan"]] {
                 let result = try await TallyProcess.run(command + ["--database-url", url])
                 #expect(result.status == 0, "\(command.joined(separator: " ")): \(result.stdout)\(result.stderr)")
+                if command == ["db", "verify"] {
+                    // Tally's own schema has nothing to find either (an unindexed foreign key, a redundant one, …).
+                    #expect(!(result.stdout + result.stderr).contains("Findings"), "\(result.stdout)\(result.stderr)")
+                }
             }
 
             // In a database of its own (through the same pooler): a table with rows, then a migration that adds

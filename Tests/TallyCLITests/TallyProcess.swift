@@ -32,12 +32,22 @@ struct TallyProcess {
         return "tally"
     }
 
-    static func launch(_ arguments: [String], environment: [String: String] = [:], as user: ServiceUser? = nil) throws -> Launched {
+    /// Starts `tally` with `arguments`; `in` a working directory other than the test's.
+    static func launch(
+        _ arguments: [String], environment: [String: String] = [:], as user: ServiceUser? = nil, in directory: String? = nil
+    ) throws -> Launched {
         let base = FileManager.default.temporaryDirectory.appendingPathComponent("tally-run-\(UUID().uuidString)").path
         var env = environment
         // An inherited DATABASE_URL would change what the command under test does.
         if env["DATABASE_URL"] == nil { env["DATABASE_URL"] = "" }
-        let child = try Command.spawn(executable, arguments, environment: env, as: user, stdout: base + ".out", stderr: base + ".err")
+        let child: Command.Child
+        if let directory {
+            let quoted = ([executable] + arguments).map { "'" + $0.replacingOccurrences(of: "'", with: "'\\''") + "'" }.joined(separator: " ")
+            child = try Command.spawn(
+                "/bin/sh", ["-c", "cd '\(directory)' && exec \(quoted)"], environment: env, as: user, stdout: base + ".out", stderr: base + ".err")
+        } else {
+            child = try Command.spawn(executable, arguments, environment: env, as: user, stdout: base + ".out", stderr: base + ".err")
+        }
         return Launched(child: child, stdout: base + ".out", stderr: base + ".err")
     }
 

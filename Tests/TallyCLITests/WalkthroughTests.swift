@@ -17,7 +17,13 @@ import Testing
         let db = try TestDatabase.current
         let port = try LocalCluster.freePort()
         let env = ["DATABASE_URL": db.url()]
-        let server = try TallyProcess.launch(["serve", "--port", String(port), "--metrics-port", "0", "--migrate"], environment: env)
+        // The server and the pasted commands in one directory of their own, as a user's two terminals are:
+        // the mail the walkthrough follows is a file under .tally/mail there.
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tally-readme-\(UUID().uuidString.prefix(8))").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let server = try TallyProcess.launch(
+            ["serve", "--port", String(port), "--metrics-port", "0", "--migrate"], environment: env, in: directory)
         defer { kill(server.pid, SIGINT) }
         var up = false
         for _ in 0..<300 where !up {
@@ -27,10 +33,11 @@ import Testing
         #expect(up, "the server did not become ready")
 
         // As pasted into a shell, with `tally` the built binary and the server on this test's port.
-        let script = "set -euo pipefail\ntally() { \"\(TallyProcess.executable)\" \"$@\"; }\n"
+        let script = "set -euo pipefail\ncd '\(directory)'\ntally() { \"\(TallyProcess.executable)\" \"$@\"; }\n"
             + block.replacingOccurrences(of: "http://127.0.0.1:8080", with: "http://127.0.0.1:\(port)")
         let result = try await Command.run("/bin/bash", ["-c", script], environment: env)
         #expect(result.succeeded, Comment(rawValue: result.output))
+        #expect(result.output.contains("check your email"), Comment(rawValue: result.output))
         let lines = result.output.split(separator: "\n").map(String.init)
         let spend = try #require(lines.first { $0.contains("transaction_id") }, Comment(rawValue: result.output))
         #expect(spend.contains("\"balance\":997") && spend.contains("\"available\":997"), Comment(rawValue: spend))

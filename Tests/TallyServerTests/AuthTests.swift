@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import HummingbirdBcrypt
 import HummingbirdTesting
+import PostgresNIO
 import TallyCredits
 import TallyPostgres
 import TallyTestSupport
@@ -10,21 +11,40 @@ import Testing
 
 /// Runs `body` against a live server on a fresh database with Tally's schema.
 @Suite struct AuthTests {
-    @Test func signupLoginMeLogout() async throws {
-        try await withTallyServer { client in
+    @Test func signupVerifyLoginMeLogout() async throws {
+        try await withTallyServer { client, db in
             let signup = try await client.execute(uri: "/v1/auth/signup", method: .post, body: json(["email": "Ada@Example.com", "password": "correct horse", "name": "Ada"]))
-            #expect(signup.status == .created)
-            let created = object(signup.body)
+            #expect(signup.status == .accepted)
+            #expect(object(signup.body)["token"] == nil, "no session before the address is proven")
+            // The right password, before the link is followed: no session, and a problem that says what to do.
+            let early = try await client.execute(uri: "/v1/auth/login", method: .post, body: json(["email": "ada@example.com", "password": "correct horse"]))
+            #expect(early.status == .forbidden)
+            #expect(object(early.body)["type"] as? String == "/problems/email-unverified")
+
+            // The link in the mail proves the address and starts a session; it works once.
+            let link = try #require(try await mailedToken(to: "Ada@Example.com", prefix: "tly_verify_"))
+            let verified = try await call(client, "/v1/auth/verify-email", .post, nil, ["token": link])
+            #expect(verified.status == .ok)
+            let created = object(verified.body)
             let token = try #require(created["token"] as? String)
             #expect(token.hasPrefix("tly_sess_"))
             #expect((created["user"] as? [String: Any])?["email"] as? String == "Ada@Example.com")
-            #expect(!String(buffer: signup.body).contains("password"))
+            #expect(!String(buffer: verified.body).contains("password"))
+            #expect(try await call(client, "/v1/auth/verify-email", .post, nil, ["token": link]).status == .badRequest)
 
-            // Emails are compared case-insensitively.
+            // Signing up again with the address (compared case-insensitively): the same answer, no second
+            // account, the password unchanged, and its owner told by mail.
             let duplicate = try await client.execute(uri: "/v1/auth/signup", method: .post, body: json(["email": "ada@example.COM", "password": "another one"]))
-            #expect(duplicate.status == .conflict)
-            #expect(duplicate.headers[.contentType] == "application/problem+json")
-            #expect(object(duplicate.body)["type"] as? String == "/problems/email-taken")
+            #expect(duplicate.status == .accepted)
+            #expect(String(buffer: duplicate.body) == String(buffer: signup.body))
+            #expect(try await scalar(db, "SELECT count(*) FROM users") == 1)
+            var told = false
+            for _ in 0..<100 where !told {
+                told = mailsWritten().contains { $0.contains("To: <Ada@Example.com>") && $0.contains("Subject: Someone tried to sign up") }
+                if !told { try await Task.sleep(for: .milliseconds(100)) }
+            }
+            #expect(told, "the owner of the address hears of the attempt")
+            #expect(try await call(client, "/v1/auth/login", .post, nil, ["email": "ada@example.com", "password": "another one"]).status == .unauthorized)
 
             let login = try await client.execute(uri: "/v1/auth/login", method: .post, body: json(["email": "ADA@example.com", "password": "correct horse"]))
             #expect(login.status == .ok)
@@ -66,13 +86,69 @@ import Testing
         try await withTallyServer { client in
             let password = String(repeating: "ä", count: 60) + "-the-end"   // 128 bytes, 68 characters
             let signup = try await client.execute(uri: "/v1/auth/signup", method: .post, body: json(["email": "long@example.com", "password": password]))
-            #expect(signup.status == .created)
+            #expect(signup.status == .accepted)
+            let link = try #require(try await mailedToken(to: "long@example.com", prefix: "tly_verify_"))
+            #expect(try await call(client, "/v1/auth/verify-email", .post, nil, ["token": link]).status == .ok)
             let right = try await client.execute(uri: "/v1/auth/login", method: .post, body: json(["email": "long@example.com", "password": password]))
             #expect(right.status == .ok)
             // The same first 72 bytes with another ending is another password.
             let other = String(repeating: "ä", count: 60) + "-another"
             let wrong = try await client.execute(uri: "/v1/auth/login", method: .post, body: json(["email": "long@example.com", "password": other]))
             #expect(wrong.status == .unauthorized)
+        }
+    }
+
+    /// Someone who signs up first with an address they do not own gets nowhere: each mailed link carries the
+    /// password chosen with its own sign-up, following one kills the others, and nobody has a session before.
+    @Test func aSignupForSomeoneElsesAddressCannotTakeItOver() async throws {
+        try await withTallyServer { client, db in
+            #expect(try await call(client, "/v1/auth/signup", .post, nil, ["email": "cfo@victim.example", "password": "impostor's pass"]).status == .accepted)
+            let first = try #require(try await mailedToken(to: "cfo@victim.example", prefix: "tly_verify_"))
+            #expect(try await call(client, "/v1/auth/login", .post, nil, ["email": "cfo@victim.example", "password": "impostor's pass"]).status == .forbidden)
+            #expect(try await call(client, "/v1/auth/signup", .post, nil, ["email": "CFO@victim.example", "password": "the real one's"]).status == .accepted)
+            var second = first
+            for _ in 0..<100 where second == first {
+                second = try #require(try await mailedToken(to: "cfo@victim.example", prefix: "tly_verify_"))
+                if second == first { try await Task.sleep(for: .milliseconds(100)) }
+            }
+            #expect(second != first)
+            #expect(try await scalar(db, "SELECT count(*) FROM users") == 1)
+
+            // The owner of the mailbox follows the link of their own sign-up.
+            #expect(try await call(client, "/v1/auth/verify-email", .post, nil, ["token": second]).status == .ok)
+            #expect(try await call(client, "/v1/auth/verify-email", .post, nil, ["token": first]).status == .badRequest, "the other link died")
+            #expect(try await call(client, "/v1/auth/login", .post, nil, ["email": "cfo@victim.example", "password": "impostor's pass"]).status == .unauthorized)
+            #expect(try await call(client, "/v1/auth/login", .post, nil, ["email": "cfo@victim.example", "password": "the real one's"]).status == .ok)
+            // A made-up token with a right checksum is refused without a lookup that could succeed.
+            #expect(try await call(client, "/v1/auth/verify-email", .post, nil, ["token": Token.make(prefix: "tly_verify_")]).status == .badRequest)
+            #expect(try await call(client, "/v1/auth/verify-email", .post, nil, ["token": "tly_verify_nonsense"]).status == .badRequest)
+        }
+    }
+
+    /// The database keeps an unverified user out of what needs a proven address: a team, site admin, a session.
+    @Test func anUnverifiedUserIsNeverAMemberAnAdminOrLoggedIn() async throws {
+        try await withTallyServer { client, db in
+            let owner = try await signup(client, "owner@example.com")
+            let team = try #require(
+                (object(try await call(client, "/v1/teams", .post, owner.token, ["name": "Core"]).body)["team"] as? [String: Any])?["id"] as? String)
+            #expect(try await call(client, "/v1/auth/signup", .post, nil, ["email": "eve@example.com", "password": "password123"]).status == .accepted)
+            let eve = try await scalarText(db, "SELECT id::text FROM users WHERE email = 'eve@example.com'")
+            try await withSingleConnection(db) { connection in
+                await #expect { try await connection.execute("UPDATE users SET is_admin = true WHERE email = 'eve@example.com'") } throws: {
+                    String(reflecting: $0).contains("users_admin_verified")
+                }
+                await #expect {
+                    try await connection.execute(PostgresQuery(unsafeSQL: "INSERT INTO team_members (team_id, user_id, role) VALUES ('\(team)', '\(eve)', 'admin')"))
+                } throws: { String(reflecting: $0).contains("only users who have verified their email join teams") }
+                // A session written by hand is worth nothing while the address is unproven.
+                try await connection.execute(PostgresQuery(unsafeSQL: """
+                    INSERT INTO sessions (user_id, token_hash, expires_at) VALUES ('\(eve)', '\(Auth.tokenHash("tly_sess_handmade"))', now() + interval '1 day')
+                    """))
+            }
+            #expect(try await call(client, "/v1/me", .get, "tly_sess_handmade").status == .unauthorized)
+            // Invited, the address gets the same answer as any; only a verified user with it can accept.
+            #expect(try await call(client, "/v1/teams/\(team)/invitations", .post, owner.token, ["email": "eve@example.com"]).status == .created)
+            #expect(try await scalar(db, "SELECT count(*) FROM team_members") == 1)
         }
     }
 

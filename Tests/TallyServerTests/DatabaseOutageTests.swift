@@ -56,7 +56,7 @@ import Testing
             requestTimeout: .seconds(deadline)))
 
         try await app.test(.live) { client in
-            let (_, _, key) = try await fundedUser(client, db, credits: 1_000_000)
+            let (_, _, key) = try await ServerUnderTest.$database.withValue(db) { try await fundedUser(client, db, credits: 1_000_000) }
             let port = try #require(client.port)
             let timeline = Timeline()
 

@@ -28,11 +28,7 @@ func withTallyServer(
     maintenanceInterval: Duration = .seconds(5),
     _ body: @escaping @Sendable (any TestClientProtocol, ConnectionSettings) async throws -> Void
 ) async throws {
-    try await TestDatabase.withFreshDatabase(from: .tally) { db in
-        let app = buildApplication(ServerSettings(
-            host: "127.0.0.1", port: 0, database: db.asTallyApplication, logLevel: .critical, bcryptCost: 4, maintenanceInterval: maintenanceInterval))
-        try await app.test(.live) { client in try await body(ContractCheckingClient(client: client), db) }
-    }
+    try await withTallyServer(configure: { $0.maintenanceInterval = maintenanceInterval }, body)
 }
 
 func json(_ object: [String: Any]) -> ByteBuffer {
@@ -50,9 +46,19 @@ func withTallyServer(
     _ body: @escaping @Sendable (any TestClientProtocol, ConnectionSettings) async throws -> Void
 ) async throws {
     try await TestDatabase.withFreshDatabase(from: .tally) { db in
+        let mailFolder = FileManager.default.temporaryDirectory.appendingPathComponent("tally-mail-\(UUID().uuidString.prefix(8))").path
+        defer { try? FileManager.default.removeItem(atPath: mailFolder) }
         var settings = ServerSettings(host: "127.0.0.1", port: 0, database: db.asTallyApplication, logLevel: .critical, bcryptCost: 4)
+        settings.mail = .files(directory: mailFolder)
+        settings.outboxInterval = .milliseconds(100)
         configure(&settings)
-        try await buildApplication(settings).test(.live) { client in try await body(ContractCheckingClient(client: client), db) }
+        try await ServerUnderTest.$database.withValue(db) {
+            try await ServerUnderTest.$mailFolder.withValue(mailFolder) {
+                try await ServerUnderTest.$bcryptCost.withValue(settings.bcryptCost) {
+                    try await buildApplication(settings).test(.live) { client in try await body(ContractCheckingClient(client: client), db) }
+                }
+            }
+        }
     }
 }
 
@@ -148,16 +154,78 @@ func scalar(_ db: ConnectionSettings, _ sql: PostgresQuery) async throws -> Int6
     }
 }
 
-/// A signed-up user: session token and id.
+/// The one text value `sql` selects ("" when no row).
+func scalarText(_ db: ConnectionSettings, _ sql: PostgresQuery) async throws -> String {
+    try await withPostgresClient(db) { client in
+        var value = ""
+        for try await v in try await client.query(sql).decode(String.self) { value = v }
+        return value
+    }
+}
+
+/// A verified user, logged in: session token, id and email.
 struct Member {
     var token: String
     var id: String
+    var email: String = ""
 }
 
+/// The database of the server a test talks to, for helpers that set up what the API cannot (a verified user
+/// without a mailbox to read). Set by `withTallyServer`.
+enum ServerUnderTest {
+    @TaskLocal static var database: ConnectionSettings?
+    /// Where it writes its mail (`.eml` files), unless the test sends mail elsewhere.
+    @TaskLocal static var mailFolder: String?
+    /// The cost its password hashes have (so a user made by `signup` costs what one signed up through it would).
+    @TaskLocal static var bcryptCost: UInt8 = 4
+}
+
+/// The newest mail to `email` that the server under test wrote, once one is there holding a token starting
+/// with `prefix` (within 10 s); nil when none came.
+func mailedToken(to email: String, prefix: String) async throws -> String? {
+    let folder = try #require(ServerUnderTest.mailFolder, "mailedToken needs withTallyServer around it")
+    let deadline = ContinuousClock.now + .seconds(10)
+    while true {
+        let names = ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? [])
+            .sorted { (Int($0.split(separator: ".")[0]) ?? 0) > (Int($1.split(separator: ".")[0]) ?? 0) }
+        for name in names {
+            guard let text = try? String(contentsOfFile: folder + "/" + name, encoding: .utf8),
+                text.lowercased().contains("to: <\(email.lowercased())>"), let start = text.range(of: prefix)
+            else { continue }
+            return String(text[start.lowerBound...].prefix { $0.isLetter || $0.isNumber || $0 == "_" })
+        }
+        if ContinuousClock.now > deadline { return nil }
+        try await Task.sleep(for: .milliseconds(100))
+    }
+}
+
+/// The mails (whole `.eml` texts) the server under test wrote, oldest first.
+func mailsWritten() -> [String] {
+    guard let folder = ServerUnderTest.mailFolder else { return [] }
+    return ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? [])
+        .sorted { (Int($0.split(separator: ".")[0]) ?? 0) < (Int($1.split(separator: ".")[0]) ?? 0) }
+        .compactMap { try? String(contentsOfFile: folder + "/" + $0, encoding: .utf8) }
+}
+
+/// A verified user with password `password123`, made as `tally users create` makes one, then logged in over
+/// the API. Sign-up through the API (a mailed link) is what AuthTests and MailTests test.
 func signup(_ client: some TestClientProtocol, _ email: String) async throws -> Member {
-    let response = try await client.execute(uri: "/v1/auth/signup", method: .post, body: json(["email": email, "password": "password123"]))
-    let session = try decode(SessionAnswer.self, response, "signup \(email)")
-    return Member(token: session.token, id: session.user.id)
+    let db = try #require(ServerUnderTest.database, "signup(_:_:) needs withTallyServer (or ServerUnderTest.$database) around it")
+    _ = try await withPostgresClient(db) { client in
+        try await Auth(client: client, bcryptCost: ServerUnderTest.bcryptCost).createUser(email: email, password: "password123", name: nil, admin: false, context: testQueries)
+    }
+    let response = try await client.execute(uri: "/v1/auth/login", method: .post, body: json(["email": email, "password": "password123"]))
+    let session = try decode(SessionAnswer.self, response, "log in \(email)")
+    return Member(token: session.token, id: session.user.id, email: email)
+}
+
+/// `member` joins `team` as users do: invited by `inviter` (an owner or admin) with `role`, then accepting.
+func addMember(_ client: some TestClientProtocol, team: String, by inviter: Member, _ member: Member, role: String = "member") async throws {
+    let invited = try await call(client, "/v1/teams/\(team)/invitations", .post, inviter.token, ["email": member.email, "role": role])
+    let invitation = try #require(object(invited.body)["invitation"] as? [String: Any], "invite: \(invited.status) \(String(buffer: invited.body))")
+    let id = try #require(invitation["id"] as? String)
+    let accepted = try await call(client, "/v1/invitations/\(id)/accept", .post, member.token)
+    #expect(accepted.status == .ok, "accept: \(String(buffer: accepted.body))")
 }
 
 /// What the helpers read of a session answer (signup, login) and of a created key.

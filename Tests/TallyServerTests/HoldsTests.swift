@@ -81,7 +81,7 @@ import Testing
             let member = try await signup(client, "member@example.com")
             let team = try #require(
                 (object(try await call(client, "/v1/teams", .post, owner.token, ["name": "Core"]).body)["team"] as? [String: Any])?["id"] as? String)
-            #expect(try await call(client, "/v1/teams/\(team)/members", .post, owner.token, ["email": "member@example.com"]).status == .created)
+            try await addMember(client, team: team, by: owner, member)
             try await grant(client, root, team: team, 50)
             let teamKey = try await newKey(client, owner, ["name": "team", "team_id": team])
             let teamHold = try await place(teamKey, 20)

@@ -79,7 +79,7 @@ import Testing
 
             // A team key spends from the team; a member may read it, with a member's rights only.
             #expect(object(try await call(client, "/v1/credits/consume", .post, teamKey, ["amount": 5]).body)["balance"] as? Int == 495)
-            #expect(try await call(client, "/v1/teams/\(team)/members", .post, alice.token, ["email": "bob@example.com"]).status == .created)
+            try await addMember(client, team: team, by: alice, bob)
             #expect(object(try await call(client, "/v1/credits/balance?team_id=\(team)", .get, bob.token).body)["balance"] as? Int == 495)
             #expect(try await call(client, "/v1/api-keys", .post, bob.token, ["name": "member key", "team_id": team]).status == .forbidden)
             #expect(try await call(client, "/v1/admin/grants", .post, bob.token, ["team_id": team, "amount": 1, "description": "x"]).status == .forbidden)
