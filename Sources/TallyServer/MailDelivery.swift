@@ -7,30 +7,43 @@ import TallyCredits
 import TallyPostgres
 
 /// Where mail goes (`--mail-url`): `smtp://[user:password@]host[:port][?starttls=off|on|required]` (STARTTLS
-/// is used when the server offers it, `required` refuses to send without it; port 587 by default), or, with no
-/// URL, `.eml` files (RFC 5322) in a folder, each logged with its path, so a fresh machine works without a
-/// mail server.
+/// is used when the server offers it, `required` refuses to send without it; port 587 by default), or
+/// `smtps://…` (TLS from the first byte, port 465 by default); `&cafile=PATH` trusts that CA (PEM) for the
+/// server's certificate instead of the system's roots. The certificate is always checked, its name included.
+/// With no URL, `.eml` files (RFC 5322) in a folder, each logged with its path, so a fresh machine works
+/// without a mail server.
 public enum MailTransport: Sendable, Equatable {
     case files(directory: String)
     case smtp(SMTPSettings)
 
     public init(url: String) throws {
-        guard let components = URLComponents(string: url),
-              components.scheme == "smtp", let host = components.host, !host.isEmpty else {
-            throw CreditsError(.invalidInput, "--mail-url must look like smtp://user:password@mail.example.com:587 (\(url.prefix(60)) is not one)")
+        guard let components = URLComponents(string: url), let scheme = components.scheme, ["smtp", "smtps"].contains(scheme),
+              let host = components.host, !host.isEmpty else {
+            throw CreditsError(
+                .invalidInput, "--mail-url must look like smtp://user:password@mail.example.com:587 or smtps://…:465 (\(url.prefix(60)) is not one)")
         }
-        var starttls = SMTPSettings.StartTLS.whenOffered
+        let implicit = scheme == "smtps"
+        var starttls = implicit ? SMTPSettings.StartTLS.off : .whenOffered
+        var caFile: String?
         for item in components.queryItems ?? [] {
             switch (item.name, item.value ?? "") {
-            case ("starttls", "off"): starttls = .off
-            case ("starttls", "on"): starttls = .whenOffered
-            case ("starttls", "required"): starttls = .required
-            default: throw CreditsError(.invalidInput, "--mail-url takes ?starttls=off|on|required, not ?\(item.name)=\(item.value ?? "")")
+            case ("starttls", "off") where !implicit: starttls = .off
+            case ("starttls", "on") where !implicit: starttls = .whenOffered
+            case ("starttls", "required") where !implicit: starttls = .required
+            case ("cafile", let path) where !path.isEmpty:
+                guard FileManager.default.isReadableFile(atPath: path) else {
+                    throw CreditsError(.invalidInput, "--mail-url names cafile=\(path), which cannot be read")
+                }
+                caFile = path
+            default:
+                throw CreditsError(
+                    .invalidInput,
+                    "--mail-url takes ?starttls=off|on|required (smtp:// only) and &cafile=PATH, not ?\(item.name)=\(item.value ?? "")")
             }
         }
         self = .smtp(SMTPSettings(
-            host: host, port: components.port ?? 587, user: components.percentEncodedUser?.removingPercentEncoding,
-            password: components.percentEncodedPassword?.removingPercentEncoding, startTLS: starttls))
+            host: host, port: components.port ?? (implicit ? 465 : 587), user: components.percentEncodedUser?.removingPercentEncoding,
+            password: components.percentEncodedPassword?.removingPercentEncoding, startTLS: starttls, implicitTLS: implicit, caFile: caFile))
     }
 }
 
@@ -41,6 +54,26 @@ public struct SMTPSettings: Sendable, Equatable {
     public var user: String?
     public var password: String?
     public var startTLS: StartTLS
+    /// TLS from the first byte (`smtps://`), not upgraded with STARTTLS.
+    public var implicitTLS = false
+    /// The CA (PEM) that signs the server's certificate, instead of the system's roots.
+    public var caFile: String?
+
+    public init(
+        host: String, port: Int, user: String?, password: String?, startTLS: StartTLS, implicitTLS: Bool = false, caFile: String? = nil
+    ) {
+        (self.host, self.port, self.user, self.password, self.startTLS) = (host, port, user, password, startTLS)
+        (self.implicitTLS, self.caFile) = (implicitTLS, caFile)
+    }
+
+    /// A TLS handler that checks the server's certificate against `caFile` (or the system's roots) and its name.
+    func tlsHandler() throws -> NIOSSLClientHandler {
+        var configuration = TLSConfiguration.makeClientConfiguration()
+        if let caFile { configuration.trustRoots = .file(caFile) }
+        // An address is not a name to send in SNI; the certificate is then checked against the address.
+        let isAddress = AddressRange.parse(host) != nil
+        return try NIOSSLClientHandler(context: try NIOSSLContext(configuration: configuration), serverHostname: isAddress ? nil : host)
+    }
 }
 
 /// Delivers one mail: an RFC 5322 message written to a file or sent over SMTP.
@@ -96,7 +129,10 @@ struct SMTPClient {
         let lines = LineReader()
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .connectTimeout(.seconds(10))
-            .channelInitializer { $0.pipeline.addHandler(lines) }
+            .channelInitializer { channel in
+                guard settings.implicitTLS else { return channel.pipeline.addHandler(lines) }
+                return channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandlers(try settings.tlsHandler(), lines) }
+            }
             .connect(host: settings.host, port: settings.port).get()
         defer { channel.close(promise: nil) }
         func reply(_ expected: Int, to what: String) async throws -> [String] {
@@ -107,17 +143,20 @@ struct SMTPClient {
             return reply.lines
         }
         func say(_ line: String, expect code: Int, _ what: String? = nil) async throws -> [String] {
-            try await channel.writeAndFlush(ByteBuffer(string: line + "\r\n")).get()
+            do {
+                try await channel.writeAndFlush(ByteBuffer(string: line + "\r\n")).get()
+            } catch {
+                // A write fails once the connection is gone; what broke it (a TLS handshake refused) says why.
+                throw lines.failure ?? error
+            }
             return try await reply(code, to: what ?? String(line.prefix(20)))
         }
         _ = try await reply(220, to: "the connection")
         var extensions = try await say("EHLO tally", expect: 250)
-        var secure = false
-        if settings.startTLS != .off, extensions.contains(where: { $0.uppercased().hasPrefix("STARTTLS") }) {
+        var secure = settings.implicitTLS
+        if !secure, settings.startTLS != .off, extensions.contains(where: { $0.uppercased().hasPrefix("STARTTLS") }) {
             _ = try await say("STARTTLS", expect: 220)
-            let context = try NIOSSLContext(configuration: .makeClientConfiguration())
-            let tls = try NIOSSLClientHandler(context: context, serverHostname: settings.host)
-            try await channel.pipeline.addHandler(tls, position: .first).get()
+            try await channel.pipeline.addHandler(try settings.tlsHandler(), position: .first).get()
             secure = true
             extensions = try await say("EHLO tally", expect: 250)
         } else if settings.startTLS == .required {
@@ -152,7 +191,7 @@ final class LineReader: ChannelInboundHandler, @unchecked Sendable {
     private var pending: [String] = []
     private var replies: [Reply] = []
     private var waiter: CheckedContinuation<Reply, any Error>?
-    private var failure: (any Error)?
+    private var ended: (any Error)?
     private let lock = NSLock()
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -173,15 +212,22 @@ final class LineReader: ChannelInboundHandler, @unchecked Sendable {
 
     func channelInactive(context: ChannelHandlerContext) {
         lock.lock()
-        failure = SMTPClient.Refused(description: "the mail server closed the connection")
+        if ended == nil { ended = SMTPClient.Refused(description: "the mail server closed the connection") }
         deliver()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         lock.lock()
-        failure = error
+        if ended == nil { ended = error }
         deliver()
         context.close(promise: nil)
+    }
+
+    /// What ended the connection, once something has.
+    var failure: (any Error)? {
+        lock.lock()
+        defer { lock.unlock() }
+        return ended
     }
 
     /// Called with the lock held; releases it.
@@ -190,8 +236,8 @@ final class LineReader: ChannelInboundHandler, @unchecked Sendable {
         if let waiter {
             if !replies.isEmpty {
                 resume = (waiter, .success(replies.removeFirst()))
-            } else if let failure {
-                resume = (waiter, .failure(failure))
+            } else if let ended {
+                resume = (waiter, .failure(ended))
             }
             if resume != nil { self.waiter = nil }
         }

@@ -47,7 +47,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: ArgumentHelp("A session ends this long after login, however much it is used.", valueName: "hours"))
     var sessionLifetime: Double = Auth.standardSessionLifetime.inSeconds / 3600
     @Option(help: ArgumentHelp(
-        "Where mail goes: smtp://user:password@host:port (STARTTLS when offered; ?starttls=required|off). Default: .eml files in .tally/mail of the working directory, each logged with its path.",
+        "Where mail goes: smtp://user:password@host:port (STARTTLS when offered; ?starttls=required|off) or smtps://…:465 (TLS from the start); &cafile=PATH trusts that CA for the server's certificate. Default: .eml files in .tally/mail of the working directory, each logged with its path.",
         valueName: "url"))
     var mailURL: String?
     @Option(help: ArgumentHelp("The sender address of Tally's mail.", valueName: "address")) var mailFrom = "tally@localhost"

@@ -18,17 +18,10 @@ import TallyTestSupport
             let work = FileManager.default.temporaryDirectory.appendingPathComponent("tally-tls-\(UUID().uuidString.prefix(8))").path
             try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
             defer { try? FileManager.default.removeItem(atPath: work) }
+            _ = try await TestCertificates.make(in: work)
             let script = """
                 set -e
                 cd "$1"
-                openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout ca.key -out ca.crt -days 2 \\
-                  -subj "/CN=Tally test CA" -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign
-                openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout server.key -out server.csr -subj "/CN=localhost"
-                printf 'subjectAltName=DNS:localhost\\nextendedKeyUsage=serverAuth\\n' > server.ext
-                openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt -days 2 -extfile server.ext
-                # Another CA that signed nothing here.
-                openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout other.key -out other.crt -days 2 \\
-                  -subj "/CN=Another CA" -addext basicConstraints=critical,CA:TRUE
                 cp server.crt server.key "$2/"
                 chown --reference="$2" "$2/server.crt" "$2/server.key"
                 chmod 600 "$2/server.key"
