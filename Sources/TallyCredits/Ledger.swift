@@ -173,7 +173,9 @@ public struct Ledger: Service, Sendable {
     /// Writes `expire` entries for grants past their expiry, taking the balance down to what holds reserve and
     /// no further: held credits stay until their hold is captured or released, and what is left of an expired
     /// grant then leaves at the next lock. Returns the balance after.
-    func expireGrants(of account: UUID, balance: Int64, held: Int64, on connection: DatabaseConnection) async throws -> Int64 {
+    func expireGrants(
+        of account: UUID, balance: Int64, held: Int64, description: String = "grant expired", on connection: DatabaseConnection
+    ) async throws -> Int64 {
         var expirable = balance - held
         guard expirable > 0 else { return balance }
         var expired: [(UUID, Int64)] = []
@@ -191,7 +193,7 @@ public struct Ledger: Service, Sendable {
             try await connection.execute("UPDATE credit_grants SET remaining = remaining - \(amount) WHERE id = \(grant)")
             try await connection.execute("""
                 INSERT INTO credit_transactions (account_id, kind, amount, balance_after, description, grant_id)
-                VALUES (\(account), 'expire', \(-amount), \(balance), 'grant expired', \(grant))
+                VALUES (\(account), 'expire', \(-amount), \(balance), \(description), \(grant))
                 """)
         }
         if !expired.isEmpty {

@@ -41,6 +41,12 @@ public struct Operations: Sendable {
             by: .operator("tally credits grant"), context: context)
     }
 
+    /// Erases a user's personal data (by email or id), keeping their ledger rows (`Ledger.eraseUser`).
+    public func eraseUser(_ user: String) async throws -> ErasedUser {
+        let found = try await Auth(database: database).findUser(user, context: context)
+        return try await Ledger(database: database).eraseUser(found.id, by: .operator("tally users erase"), context: context)
+    }
+
     /// An API key of a user (by email or id), drawing on `team`'s account when given; the key is shown once.
     public func createKey(user: String, team: String?, limit: Int64?, name: String) async throws -> CreatedAPIKey {
         let teamID = try team.map { text in

@@ -20,8 +20,13 @@ public struct OutboxMessage: Sendable {
 
 /// The transactional outbox (`outbox`): `enqueue` writes a message in the caller's transaction; `claim` takes
 /// due messages for a dispatcher (one at a time each, across servers: `FOR UPDATE SKIP LOCKED` and a lease),
-/// which then marks each `delivered` or `failed` (tried again after a wait that doubles, up to an hour).
+/// which then marks each `delivered` or `failed` (tried again after a wait that doubles, up to an hour). A
+/// message still undelivered `givingUpAfter` its creation is tried no more (its `last_error` says why, for an
+/// operator to see); every message leaves the table `keptFor` after its creation (`purge`).
 public enum Outbox {
+    public static let givingUpAfter: Duration = .seconds(3 * 24 * 3600)
+    public static let keptFor: Duration = .seconds(7 * 24 * 3600)
+
     public static func enqueue(_ mail: Mail, on connection: DatabaseConnection) async throws {
         let payload = String(decoding: try JSONEncoder().encode(mail), as: UTF8.self)
         try await connection.execute("INSERT INTO outbox (kind, payload) VALUES ('mail', \(payload)::jsonb)")
@@ -37,6 +42,7 @@ public enum Outbox {
                 WHERE id IN (
                     SELECT id FROM outbox
                     WHERE delivered_at IS NULL AND available_at <= now() AND (claimed_until IS NULL OR claimed_until < now())
+                      AND created_at > now() - make_interval(secs => \(givingUpAfter.inSeconds))
                     ORDER BY id LIMIT \(limit) FOR UPDATE SKIP LOCKED)
                 RETURNING id, kind, payload::text, attempts
                 """
@@ -57,6 +63,26 @@ public enum Outbox {
                     payload = payload || '{"text": "(erased after delivery)"}'::jsonb
                 WHERE id = \(id)
                 """)
+        }
+    }
+
+    /// Deletes messages older than `keptFor` (maintenance); those never delivered are logged with their cause.
+    @discardableResult
+    public static func purge(database: Database, context: QueryContext) async throws -> Int {
+        try await database.connection(context) { connection in
+            var purged = 0
+            for try await (id, delivered, error) in try await connection.query(
+                """
+                DELETE FROM outbox WHERE created_at < now() - make_interval(secs => \(keptFor.inSeconds))
+                RETURNING id, delivered_at IS NOT NULL, coalesce(last_error, '')
+                """
+            ).decode((Int64, Bool, String).self) {
+                purged += 1
+                if !delivered {
+                    context.logger.warning("outbox message \(id) was never delivered and is deleted", metadata: ["last_error": "\(error)"])
+                }
+            }
+            return purged
         }
     }
 

@@ -5,7 +5,8 @@ import TallyPostgres
 
 /// The server's background work, every `interval`: releases holds past their expiry (reads release them
 /// lazily too, so this only keeps idle accounts' `held` current) and deletes idempotency keys past their
-/// retention, login-throttle counts untouched for a day, and sessions past their end or idle timeout. A failed round is logged and retried next round.
+/// retention, login-throttle counts untouched for a day, sessions past their end or idle timeout, accounts never
+/// verified, and outbox messages a week old. A failed round is logged and retried next round.
 struct MaintenanceService: Service {
     let ledger: Ledger
     let idempotency: Idempotency
@@ -20,6 +21,7 @@ struct MaintenanceService: Service {
             try await auth.throttle.purgeStale(context: context)
             try await auth.purgeEndedSessions(context: context)
             try await auth.purgeUnverified(context: context)
+            try await Outbox.purge(database: auth.database, context: context)
         }
     }
 }

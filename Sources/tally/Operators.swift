@@ -25,7 +25,39 @@ func withCreditsDatabase<T: Sendable>(_ options: DatabaseOptions, _ body: (Postg
 }
 
 struct Users: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Manage users.", subcommands: [Create.self])
+    static let configuration = CommandConfiguration(abstract: "Manage users.", subcommands: [Create.self, Erase.self])
+
+    struct Erase: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Erase a user's personal data; their ledger rows stay.",
+            discussion: """
+                In one transaction: the user's API keys are revoked (their holds released), they leave every team, \
+                what is left on their account expires with ledger entries marked "account closed", their sessions and \
+                links end, pending invitations and queued mail to them are blanked, and the user row keeps only its id \
+                (email erased-ID@erased.invalid, no name, a password nobody knows). Every ledger row stays. Refused \
+                while the user is the last owner of a team with other members. Recorded in the admin audit log by id, \
+                never by email. Erasure cannot be undone: it asks first (--yes for scripts); take `tally db backup` \
+                before if your retention rules allow one.
+                """)
+        @Option(help: ArgumentHelp("The user, by email or id.", valueName: "user")) var user: String
+        @Flag(help: "Do it without asking.") var yes = false
+        @Flag(help: "Print the result as JSON.") var json = false
+        @OptionGroup var database: DatabaseOptions
+
+        func run() async throws {
+            guard try confirm("Erase the personal data of \(user)? Their ledger rows stay; this cannot be undone.", yes: yes) else {
+                throw ExitCode.failure
+            }
+            let erased = try await withOperations(database) { try await $0.eraseUser(user) }
+            if json { try printJSON(erased) } else {
+                print("""
+                    Erased user \(erased.userID): \(erased.revokedKeys) key(s) revoked, \(erased.leftTeams) team(s) left, \
+                    \(erased.endedSessions) session(s) ended, \(erased.forfeited) credit(s) expired on closing; \
+                    \(erased.ledgerEntries) ledger row(s) kept.
+                    """)
+            }
+        }
+    }
 
     struct Create: AsyncParsableCommand {
         static let configuration = CommandConfiguration(

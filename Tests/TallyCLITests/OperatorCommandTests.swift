@@ -54,6 +54,29 @@ import Testing
         #expect(!held.stdout.contains("ledger entries"))
     }
 
+    /// `tally users erase`: asks first, then erases the person and keeps the ledger, saying what it did.
+    @Test(.freshDatabase(from: .tally)) func usersEraseAsksFirstAndKeepsTheLedger() async throws {
+        let db = try TestDatabase.current
+        let url = ["--database-url", db.url()]
+        #expect(try await TallyProcess.run(["users", "create", "--email", "grace@example.com", "--password", "password123", "--name", "Grace"] + url).status == 0)
+        #expect(try await TallyProcess.run(["credits", "grant", "--user", "grace@example.com", "--amount", "40"] + url).status == 0)
+        #expect(try await TallyProcess.run(["keys", "create", "--user", "grace@example.com"] + url).status == 0)
+
+        let unasked = try await TallyProcess.run(["users", "erase", "--user", "grace@example.com"] + url)
+        #expect(unasked.status != 0 && unasked.stderr.contains("run again with --yes"), Comment(rawValue: unasked.stderr))
+        #expect(try await scalar(db, "SELECT count(*) FROM users WHERE email = 'grace@example.com'") == 1, "nothing changed without --yes")
+
+        let erased = try await TallyProcess.run(["users", "erase", "--user", "GRACE@example.com", "--yes", "--json"] + url)
+        #expect(erased.status == 0, Comment(rawValue: erased.stderr))
+        let answer = try JSONSerialization.jsonObject(with: Data(erased.stdout.utf8)) as? [String: Any] ?? [:]
+        #expect(answer["forfeited"] as? Int == 40 && answer["revoked_keys"] as? Int == 1 && answer["ledger_entries"] as? Int == 2, "\(answer)")
+        #expect(try await scalar(db, "SELECT count(*) FROM users WHERE email LIKE 'erased-%@erased.invalid' AND name IS NULL AND erased_at IS NOT NULL") == 1)
+        #expect(try await scalar(db, "SELECT count(*) FROM credit_transactions") == 2)
+        #expect(try await TallyProcess.run(["db", "audit"] + url).status == 0)
+        let again = try await TallyProcess.run(["users", "erase", "--user", "grace@example.com", "--yes"] + url)
+        #expect(again.status != 0 && again.stderr.contains("no user grace@example.com"), Comment(rawValue: again.stderr))
+    }
+
     /// The ledger refuses deletes, save those of `db orphans --clean`, which archives each row as it deletes
     /// it: rows naming a user who does not exist leave the ledger that way, and come back with `--restore`.
     @Test(.freshDatabase(from: .tally)) func orphanedLedgerRowsLeaveOnlyThroughTheArchive() async throws {

@@ -1,4 +1,5 @@
 import Foundation
+import PostgresNIO
 import Synchronization
 import Hummingbird
 import HummingbirdTesting
@@ -171,6 +172,37 @@ import Testing
                 #expect(Set(members.compactMap { $0["email"] as? String }) == ["owner@example.com", "grace@example.com"])
                 #expect(try await smtp.mails(count: 3, within: .seconds(1)).count == 2, "two mails, no more")
             }
+        }
+    }
+
+    /// A mail that could not go out for three days is tried no more (its error stays for an operator), and
+    /// every message leaves the outbox a week after it was written.
+    @Test func oldMailIsGivenUpAndPurged() async throws {
+        try await withTallyServer(configure: { $0.maintenanceInterval = .seconds(1) }) { client, db in
+            let mail = #"{"to": "ada@example.com", "subject": "s", "text": "t"}"#
+            try await withSingleConnection(db) { connection in
+                try await connection.execute(PostgresQuery(unsafeSQL: """
+                    INSERT INTO outbox (kind, payload, created_at, available_at, delivered_at, last_error) VALUES
+                      ('mail', '\(mail)', now() - interval '8 days', now() - interval '8 days', now() - interval '8 days', NULL),
+                      ('mail', '\(mail)', now() - interval '8 days', now() - interval '1 hour', NULL, 'refused: 550 no such mailbox'),
+                      ('mail', '\(mail)', now() - interval '4 days', now() - interval '1 hour', NULL, 'refused: 550 no such mailbox'),
+                      ('mail', '\(mail)', now(), now(), NULL, NULL)
+                    """))
+            }
+            // The fresh one goes out; the maintenance round purges the week-old ones.
+            let deadline = ContinuousClock.now + .seconds(10)
+            while ContinuousClock.now < deadline {
+                let fresh = try await scalar(db, "SELECT count(*) FROM outbox WHERE delivered_at IS NOT NULL AND created_at > now() - interval '1 minute'")
+                let old = try await scalar(db, "SELECT count(*) FROM outbox WHERE created_at < now() - interval '7 days'")
+                if fresh == 1 && old == 0 { break }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            try await Task.sleep(for: .milliseconds(500))   // a few more rounds of the dispatcher
+            #expect(try await scalar(db, "SELECT count(*) FROM outbox WHERE delivered_at IS NOT NULL AND created_at > now() - interval '1 minute'") == 1)
+            #expect(try await scalar(db, "SELECT count(*) FROM outbox WHERE created_at < now() - interval '7 days'") == 0, "purged")
+            #expect(try await scalar(db, "SELECT count(*) FROM outbox WHERE delivered_at IS NULL AND attempts = 0 AND last_error LIKE 'refused%'") == 1,
+                    "the four-day-old one is not tried again, its error kept")
+            #expect(try await scalar(db, "SELECT count(*) FROM outbox") == 2)
         }
     }
 
