@@ -10,23 +10,6 @@ import Testing
 /// Erasing a person keeps the ledger: every row they had stays, the account closes with entries of its own,
 /// access ends at once, and nothing in the database says who they were.
 @Suite struct AccountErasureTests {
-    /// Every table of the database as text, to look for what must not be there.
-    static func dump(_ db: ConnectionSettings) async throws -> String {
-        try await withPostgresClient(db) { client in
-            var tables: [String] = []
-            for try await name in try await client.query(
-                "SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')"
-            ).decode(String.self) { tables.append(name) }
-            var text = ""
-            for table in tables {
-                for try await row in try await client.query(PostgresQuery(unsafeSQL: "SELECT t::text FROM \(table) t")).decode(String.self) {
-                    text += row + "\n"
-                }
-            }
-            return text
-        }
-    }
-
     static func ledger(_ db: ConnectionSettings, of user: String) async throws -> [String] {
         try await withPostgresClient(db) { client in
             var rows: [String] = []
@@ -52,13 +35,11 @@ import Testing
             #expect(try await call(client, "/v1/credits/holds", .post, key, ["amount": 20]).status == .created)
             // Ada is in a team (joined by invitation), owns one of her own with nobody else, and has a reset
             // mail queued and another invitation pending.
-            let team = try #require(
-                (object(try await call(client, "/v1/teams", .post, owner.token, ["name": "Core"]).body)["team"] as? [String: Any])?["id"] as? String)
+            let team = try await newTeam(client, owner, "Core")
             try await addMember(client, team: team, by: owner, ada, role: "admin")
             let teamKey = try await newKey(client, ada, ["name": "team", "team_id": team])
             #expect(try await call(client, "/v1/teams", .post, ada.token, ["name": "Ada's own"]).status == .created)
-            let other = try #require(
-                (object(try await call(client, "/v1/teams", .post, owner.token, ["name": "Other"]).body)["team"] as? [String: Any])?["id"] as? String)
+            let other = try await newTeam(client, owner, "Other")
             #expect(try await call(client, "/v1/teams/\(other)/invitations", .post, owner.token, ["email": "ada.lovelace@example.com"]).status == .created)
             #expect(try await call(client, "/v1/auth/password-reset", .post, nil, ["email": "ada.lovelace@example.com"]).status == .accepted)
             let before = try await Self.ledger(db, of: ada.id)
@@ -87,7 +68,7 @@ import Testing
             #expect(members.compactMap { $0["email"] as? String } == ["owner@example.com"])
 
             // Nothing personal is left anywhere, the audit log included; the erasure is in it by id.
-            let dump = try await Self.dump(db)
+            let dump = try await everyRowAsText(db)
             #expect(!dump.lowercased().contains("ada.lovelace@example.com") && !dump.contains("Ada Lovelace"))
             #expect(try await scalar(db, "SELECT count(*) FROM admin_audit WHERE action = 'erase_user' AND subject->>'user_id' = upper('\(unescaped: ada.id)')") == 1)
             // The address is free again: a new account can be made with it.
@@ -108,8 +89,7 @@ import Testing
         try await withTallyServer { client, db in
             let owner = try await signup(client, "owner@example.com")
             let member = try await signup(client, "member@example.com")
-            let team = try #require(
-                (object(try await call(client, "/v1/teams", .post, owner.token, ["name": "Core"]).body)["team"] as? [String: Any])?["id"] as? String)
+            let team = try await newTeam(client, owner, "Core")
             try await addMember(client, team: team, by: owner, member)
             let ownerID = try #require(UUID(uuidString: owner.id))
             await #expect { try await withPostgresClient(db) { try await Ledger(client: $0).eraseUser(ownerID, by: .operator("test"), context: testQueries) } } throws: {

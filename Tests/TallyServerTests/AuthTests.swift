@@ -129,8 +129,7 @@ import Testing
     @Test func anUnverifiedUserIsNeverAMemberAnAdminOrLoggedIn() async throws {
         try await withTallyServer { client, db in
             let owner = try await signup(client, "owner@example.com")
-            let team = try #require(
-                (object(try await call(client, "/v1/teams", .post, owner.token, ["name": "Core"]).body)["team"] as? [String: Any])?["id"] as? String)
+            let team = try await newTeam(client, owner, "Core")
             #expect(try await call(client, "/v1/auth/signup", .post, nil, ["email": "eve@example.com", "password": "password123"]).status == .accepted)
             let eve = try await scalarText(db, "SELECT id::text FROM users WHERE email = 'eve@example.com'")
             try await withSingleConnection(db) { connection in

@@ -219,6 +219,33 @@ func signup(_ client: some TestClientProtocol, _ email: String) async throws -> 
     return Member(token: session.token, id: session.user.id, email: email)
 }
 
+/// A new team of `owner`'s: its id.
+func newTeam(_ client: some TestClientProtocol, _ owner: Member, _ name: String) async throws -> String {
+    let created = try await call(client, "/v1/teams", .post, owner.token, ["name": name])
+    return try #require((object(created.body)["team"] as? [String: Any])?["id"] as? String, "new team: \(String(buffer: created.body))")
+}
+
+/// Every row of every table of `db` as text (stored answers, which are bytea, as text too): to look for what
+/// must not be stored.
+func everyRowAsText(_ db: ConnectionSettings) async throws -> String {
+    try await withPostgresClient(db) { client in
+        var tables: [String] = []
+        for try await name in try await client.query(
+            "SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')"
+        ).decode(String.self) { tables.append(name) }
+        var text = ""
+        for table in tables {
+            for try await row in try await client.query(PostgresQuery(unsafeSQL: "SELECT t::text FROM \(table) t")).decode(String.self) {
+                text += row + "\n"
+            }
+        }
+        for try await row in try await client.query("SELECT convert_from(response_body, 'UTF8') FROM idempotency_keys").decode(String.self) {
+            text += row + "\n"
+        }
+        return text
+    }
+}
+
 /// `member` joins `team` as users do: invited by `inviter` (an owner or admin) with `role`, then accepting.
 func addMember(_ client: some TestClientProtocol, team: String, by inviter: Member, _ member: Member, role: String = "member") async throws {
     let invited = try await call(client, "/v1/teams/\(team)/invitations", .post, inviter.token, ["email": member.email, "role": role])

@@ -79,8 +79,7 @@ import Testing
             // to the key that placed it.
             let owner = try await signup(client, "owner@example.com")
             let member = try await signup(client, "member@example.com")
-            let team = try #require(
-                (object(try await call(client, "/v1/teams", .post, owner.token, ["name": "Core"]).body)["team"] as? [String: Any])?["id"] as? String)
+            let team = try await newTeam(client, owner, "Core")
             try await addMember(client, team: team, by: owner, member)
             try await grant(client, root, team: team, 50)
             let teamKey = try await newKey(client, owner, ["name": "team", "team_id": team])

@@ -168,23 +168,7 @@ import Testing
             }
             #expect(try await consume(client, key, 1, idempotencyKey: "spend-1").status == .ok)
 
-            let dump = try await withPostgresClient(db) { client in
-                var tables: [String] = []
-                for try await name in try await client.query(
-                    "SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')"
-                ).decode(String.self) { tables.append(name) }
-                var text = ""
-                for table in tables {
-                    for try await row in try await client.query(PostgresQuery(unsafeSQL: "SELECT t::text FROM \(table) t")).decode(String.self) {
-                        text += row + "\n"
-                    }
-                }
-                // Stored answers are bytea: read them as text too.
-                for try await row in try await client.query("SELECT convert_from(response_body, 'UTF8') FROM idempotency_keys").decode(String.self) {
-                    text += row + "\n"
-                }
-                return text
-            }
+            let dump = try await everyRowAsText(db)
             #expect(dump.contains("user@example.com"), "the dump covers the tables")
             for secret in secrets {
                 #expect(!dump.contains(secret), "a secret is stored: \(secret.prefix(12))…")

@@ -57,7 +57,7 @@ import Testing
             let admin = try await makeAdmin(client, db)
             let alice = try await signup(client, "alice@example.com")
             let bob = try await signup(client, "bob@example.com")
-            let team = try #require((object(try await call(client, "/v1/teams", .post, alice.token, ["name": "Alice's"]).body)["team"] as? [String: Any])?["id"] as? String)
+            let team = try await newTeam(client, alice, "Alice's")
             try await grant(client, admin, user: alice.id, 100)
             try await grant(client, admin, team: team, 500)
             try await grant(client, admin, user: bob.id, 10)

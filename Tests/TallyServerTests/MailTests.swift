@@ -144,8 +144,7 @@ import Testing
                     String(try #require(mail.split(whereSeparator: \.isNewline).first { $0.hasPrefix(prefix) }, "no line \(prefix) in \(mail)"))
                 }
                 let owner = try await signup(client, "owner@example.com")
-                let team = try #require(
-                    (object(try await call(client, "/v1/teams", .post, owner.token, ["name": "Core"]).body)["team"] as? [String: Any])?["id"] as? String)
+                let team = try await newTeam(client, owner, "Core")
                 #expect(try await call(client, "/v1/teams/\(team)/invitations", .post, owner.token, ["email": "grace@example.com", "role": "admin"]).status == .created)
                 let invitation = try #require(try await smtp.mails(count: 1).first)
                 #expect(invitation.contains("To: <grace@example.com>") && invitation.contains("Subject: owner@example.com invited you to the team Core"))

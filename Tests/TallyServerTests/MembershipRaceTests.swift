@@ -16,8 +16,7 @@ import Testing
             let root = try await makeAdmin(client, db)
             let owner = try await signup(client, "owner@example.com")
             let admin = try await signup(client, "team-admin@example.com")
-            let team = try #require(
-                (object(try await call(client, "/v1/teams", .post, owner.token, ["name": "Core"]).body)["team"] as? [String: Any])?["id"] as? String)
+            let team = try await newTeam(client, owner, "Core")
             try await addMember(client, team: team, by: owner, admin, role: "admin")
             try await grant(client, root, team: team, 1_000)
 
@@ -66,8 +65,7 @@ import Testing
             let owner = try await signup(client, "owner@example.com")
             let admin = try await signup(client, "team-admin@example.com")
             let member = try await signup(client, "member@example.com")
-            let team = try #require(
-                (object(try await call(client, "/v1/teams", .post, owner.token, ["name": "Core"]).body)["team"] as? [String: Any])?["id"] as? String)
+            let team = try await newTeam(client, owner, "Core")
             let teamID = try #require(UUID(uuidString: team))
             try await addMember(client, team: team, by: owner, admin, role: "admin")
             try await addMember(client, team: team, by: owner, member)

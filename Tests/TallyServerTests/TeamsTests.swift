@@ -88,8 +88,7 @@ import Testing
             let dana = try await signup(client, "dana@example.com")
             let erin = try await signup(client, "erin@example.com")
             let fay = try await signup(client, "fay@example.com")
-            let team = try #require(
-                (object(try await call(client, "/v1/teams", .post, owner.token, ["name": "Core"]).body)["team"] as? [String: Any])?["id"] as? String)
+            let team = try await newTeam(client, owner, "Core")
             try await addMember(client, team: team, by: owner, dana, role: "admin")
             #expect(try await call(client, "/v1/teams/\(team)/invitations", .post, dana.token, ["email": "erin@example.com", "role": "owner"]).status == .forbidden)
             let toErin = try await call(client, "/v1/teams/\(team)/invitations", .post, dana.token, ["email": "erin@example.com", "role": "admin"])
