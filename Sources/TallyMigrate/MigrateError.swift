@@ -12,6 +12,8 @@ public struct MigrateError: Error, CustomStringConvertible, Sendable {
         case noDownFile = "no_down_file"
         case invalidHistoryTable = "invalid_history_table"
         case confirmationRequired = "confirmation_required"
+        /// An app's declaration (a Drizzle snapshot, SQLAlchemy metadata) could not be read or created.
+        case invalidDeclaration = "invalid_declaration"
     }
 
     public var code: Code

@@ -103,18 +103,20 @@ enum SchemaObjects {
         let scratch = "tally_scratch_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(16).lowercased()
         var extensions: [String] = []
         var historyColumns: Set<String> = []
-        do {
-            try await withSingleConnection(live) { connection in
-                for try await name in try await connection.query(
-                    "SELECT extname::text FROM pg_extension WHERE extname <> 'plpgsql' ORDER BY oid"
-                ).decode(String.self) { extensions.append(name) }
-                historyColumns = try await history.columns(on: connection)
+        // A live database that cannot be reached says so itself; only a refused CREATE DATABASE is about rights.
+        try await withSingleConnection(live) { connection in
+            for try await name in try await connection.query(
+                "SELECT extname::text FROM pg_extension WHERE extname <> 'plpgsql' ORDER BY oid"
+            ).decode(String.self) { extensions.append(name) }
+            historyColumns = try await history.columns(on: connection)
+            do {
                 try await connection.run("CREATE DATABASE \(quoteIdentifier(scratch))")
+            } catch {
+                let cause = describe(error)
+                throw MigrateError(
+                    .baselineRefused,
+                    "\(purpose) needs a scratch database on the server, and creating one failed: \(cause)\(cause.hasSuffix(".") ? "" : ".") Grant CREATEDB to this user, \(otherwise).")
             }
-        } catch {
-            throw MigrateError(
-                .baselineRefused,
-                "\(purpose) needs a scratch database on the server, and creating one failed: \(describe(error)). Grant CREATEDB to this user, \(otherwise).")
         }
         do {
             let settings = live.with(database: scratch)

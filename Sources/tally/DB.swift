@@ -11,7 +11,7 @@ struct DB: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "db",
         abstract: "Manage the embedded PostgreSQL cluster and connect to the database.",
-        subcommands: [Start.self, Stop.self, Status.self, URLCommand.self, Psql.self, BackupCommand.self, RestoreCommand.self, Orphans.self, Verify.self, AuditCommand.self, Roles.self]
+        subcommands: [Start.self, Stop.self, Status.self, URLCommand.self, Psql.self, BackupCommand.self, RestoreCommand.self, Orphans.self, Verify.self, DriftCommand.self, AuditCommand.self, Roles.self]
     )
 
     struct Start: AsyncParsableCommand {
