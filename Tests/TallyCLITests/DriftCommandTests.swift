@@ -24,8 +24,9 @@ import Testing
 
         let json = try await TallyProcess.run(["db", "drift", "--drizzle", folder, "--format", "json"] + url)
         #expect(json.status == 2)
-        let report = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any] ?? [:]
-        let findings = report["findings"] as? [[String: Any]] ?? []
+        let answer = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any] ?? [:]
+        #expect(answer["has_drift"] as? Bool == true)
+        let findings = (answer["reports"] as? [[String: Any]])?.first?["findings"] as? [[String: Any]] ?? []
         #expect(findings.count == 1 && findings.first?["kind"] as? String == "missing-foreign-key", "\(json.stdout)")
 
         let github = try await TallyProcess.run(["db", "drift", "--drizzle", folder, "--format", "github"] + url)

@@ -58,7 +58,8 @@ import Testing
 
         let db = try TestDatabase.current
         let env = ["DATABASE_URL": db.url()]
-        func tally(_ args: String...) async throws -> TallyProcess.Result {
+        func tally(_ args: String...) async throws -> TallyProcess.Result { try await tally(args) }
+        func tally(_ args: [String]) async throws -> TallyProcess.Result {
             try await TallyProcess.run(args + ["--data-dir", scratch + "/postgres"], environment: env)
         }
 
@@ -118,6 +119,26 @@ import Testing
         #expect(verify.stdout.contains("redundant-foreign-key: user_credits_team_id_fkey and user_credits_team_id_teams_id_fk"))
         #expect(!verify.stdout.contains("missing"))
         #expect(try await tally("migrate", "validate", "--dir", dir).status == 0)
+
+        // 8. The FastAPI side: its SQLModel model, as the seed's team had it, lacks the key the database now has.
+        let python = TestDatabase.packageRoot.appendingPathComponent(".build/fuzz-venv/bin/python").path
+        let models = ["--sqlalchemy", "models.credits:SQLModel.metadata", "--python", python]
+        let gap = try await tally(["db", "drift", "--app-dir", example + "/fastapi"] + models)
+        #expect(gap.status == 2, Comment(rawValue: gap.stdout + gap.stderr))
+        #expect(gap.stdout.contains(
+            "sqlmodel: extra-foreign-key user_credits.user_id: declared no ForeignKey; the database has user_credits_user_id_users_id_fk → users(id) ON DELETE CASCADE ON UPDATE NO ACTION: add foreign_key=\"users.id\" (ondelete=\"CASCADE\") to the model's user_id"),
+            Comment(rawValue: gap.stdout))
+        // The runbook's step 5, done: the model declares the key; no drift.
+        let fixed = scratch + "/fastapi"
+        try FileManager.default.createDirectory(atPath: fixed + "/models", withIntermediateDirectories: true)
+        let model = try String(contentsOfFile: example + "/fastapi/models/credits.py", encoding: .utf8)
+        #expect(model.contains("\n    user_id: str\n"))
+        try model.replacingOccurrences(of: "\n    user_id: str\n", with: "\n    user_id: str = Field(foreign_key=\"users.id\", ondelete=\"CASCADE\")\n")
+            .write(toFile: fixed + "/models/credits.py", atomically: true, encoding: .utf8)
+        try "".write(toFile: fixed + "/models/__init__.py", atomically: true, encoding: .utf8)
+        let matched = try await tally(["db", "drift", "--app-dir", fixed] + models)
+        #expect(matched.status == 0, Comment(rawValue: matched.stdout + matched.stderr))
+        #expect(matched.stdout.contains("No drift: the database has what sqlmodel: models.credits:SQLModel.metadata declares."))
 
         // Rolling back: the key, then the archived rows, then a restore of the first backup elsewhere.
         let down = try await tally("migrate", "down", "--dir", dir, "--yes")

@@ -109,3 +109,67 @@ import Testing
         }
     }
 }
+
+/// Drift against SQLAlchemy models, imported by the script Tally ships in the venv's real SQLAlchemy.
+@Suite struct SQLAlchemyDriftTests {
+    static var python: String { TestDatabase.packageRoot.appendingPathComponent(".build/fuzz-venv/bin/python").path }
+
+    static let models = """
+        import enum
+        from sqlalchemy import Column, Enum, ForeignKey, Integer, String, MetaData
+        from sqlalchemy.orm import declarative_base, relationship
+
+        Base = declarative_base()
+
+        class Owner(Base):
+            __tablename__ = "owners"
+            id = Column(String, primary_key=True)
+            email = Column(String, nullable=False)
+
+        class Account(Base):
+            __tablename__ = "accounts"
+            id = Column(Integer, primary_key=True)
+            owner_id = Column(String, nullable=False)
+            status = Column(Enum("open", "closed", name="account_status"), nullable=False)
+            note = Column(String)
+            owner = relationship(Owner, primaryjoin="Account.owner_id == Owner.id", foreign_keys=[owner_id])
+        """
+
+    @Test(.freshDatabase) func aModelCoversOnlyWhatItMapsAndARelationWithoutAKeyIsFound() async throws {
+        let db = try TestDatabase.current
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tally-models-\(UUID().uuidString.prefix(8))").path
+        try FileManager.default.createDirectory(atPath: directory + "/shop", withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try "".write(toFile: directory + "/shop/__init__.py", atomically: true, encoding: .utf8)
+        try Self.models.write(toFile: directory + "/shop/models.py", atomically: true, encoding: .utf8)
+        try await DriftTests.execute(db, [
+            "CREATE TYPE account_status AS ENUM ('open', 'closed', 'frozen')",
+            "CREATE TABLE owners (id text PRIMARY KEY, email text NOT NULL, created_at timestamptz NOT NULL DEFAULT now())",
+            "CREATE TABLE accounts (id serial PRIMARY KEY, owner_id text NOT NULL, status account_status NOT NULL, note text, region text NOT NULL, legacy text)",
+        ])
+        let declaration = try await SQLAlchemyMetadata.read(spec: "shop.models:Base.metadata", python: Self.python, directory: directory)
+        #expect(declaration.label == "sqlalchemy" && !declaration.coversWholeTables)
+        let report = try await Drift.check(declaration, against: db)
+        // String on a text column, columns the model leaves out that have a default or allow NULL: no finding.
+        #expect(Set(report.findings.map { "\($0.kind.rawValue) \($0.object)" }) == [
+            "unmapped-required-column accounts.region", "unenforced-relation accounts.owner_id", "enum-mismatch account_status",
+        ], "\(report.findings.map(\.message))")
+        let relation = try #require(report.findings.first { $0.kind == .unenforcedRelation })
+        #expect(relation.message.contains("relationship Account.owner → owners(id)") && relation.fix.contains("foreign_key=\"owners.id\""))
+
+        // With the key in the database, the model's missing ForeignKey is the finding instead.
+        try await DriftTests.execute(db, ["ALTER TABLE accounts ADD CONSTRAINT accounts_owner_fk FOREIGN KEY (owner_id) REFERENCES owners(id) ON DELETE CASCADE"])
+        let after = try await Drift.check(declaration, against: db)
+        let key = try #require(after.findings.first { $0.kind == .extraForeignKey })
+        #expect(key.message == "sqlalchemy: extra-foreign-key accounts.owner_id: declared no ForeignKey; the database has accounts_owner_fk → owners(id) ON DELETE CASCADE ON UPDATE NO ACTION: add foreign_key=\"owners.id\" (ondelete=\"CASCADE\") to the model's owner_id")
+        #expect(!after.findings.contains { $0.kind == .unenforcedRelation })
+    }
+
+    @Test func aModelThatCannotBeImportedSaysWhy() async throws {
+        await #expect { try await SQLAlchemyMetadata.read(spec: "no_such_module:metadata", python: Self.python) } throws: {
+            "\($0)".contains("could not read no_such_module:metadata") && "\($0)".contains("ModuleNotFoundError")
+        }
+        await #expect { try await SQLAlchemyMetadata.read(spec: "models", python: Self.python) } throws: { "\($0)".contains("module:attribute") }
+        await #expect { try await SQLAlchemyMetadata.read(spec: "a:b", python: "/no/such/python") } throws: { "\($0)".contains("/no/such/python") }
+    }
+}

@@ -59,6 +59,8 @@ public enum Drift {
         progress: @Sendable (String) -> Void = { _ in }
     ) async throws -> DriftReport {
         let schemas = Array(Set(declaration.tables.map(schemaOf) + declaration.enums.map(schemaOf))).sorted()
+        let targetSchemas = Array(Set(schemas + declaration.foreignKeys.map { schemaOf($0.targetTable) })).sorted()
+        let actual = try await withSingleConnection(live) { try await Catalog.read(on: $0, schemas: targetSchemas) }
         let declared = try await SchemaObjects.withScratchDatabase(
             live, purpose: "tally db drift", history: historyTable, otherwise: "or run it as a user that may create databases"
         ) { scratch in
@@ -73,12 +75,48 @@ public enum Drift {
                             "\(declaration.source): PostgreSQL refuses what it declares (\(TallyPostgres.describe(error))) in:\n\(statement)")
                     }
                 }
+                try await createForeignKeys(declaration, standIns: actual, on: connection)
+                for statement in declaration.indexStatements {
+                    do {
+                        try await connection.run(statement)
+                    } catch {
+                        throw MigrateError(.invalidDeclaration, "\(declaration.source): PostgreSQL refuses an index it declares (\(TallyPostgres.describe(error))): \(statement)")
+                    }
+                }
                 return try await Catalog.read(on: connection, schemas: schemas)
             }
         }
-        let actual = try await withSingleConnection(live) { try await Catalog.read(on: $0, schemas: schemas) }
         return DriftReport(
             source: declaration.source, findings: compare(declared: declared, live: actual, declaration: declaration, historyTable: historyTable))
+    }
+
+    /// Creates the declaration's separate foreign keys; a target table it does not declare gets a stand-in
+    /// with the live table's referenced columns (a model maps `user_credits` and points at `users` it does
+    /// not map). A target the live database lacks as well is left out: its key cannot exist there either.
+    static func createForeignKeys(_ declaration: Declaration, standIns live: Catalog, on connection: DatabaseConnection) async throws {
+        var created = Set(declaration.tables)
+        for key in declaration.foreignKeys {
+            if !created.contains(key.targetTable) {
+                guard let table = live.tables[key.targetTable], key.targetColumns.allSatisfy({ table.column($0) != nil }) else { continue }
+                let columns = key.targetColumns.compactMap { table.column($0) }
+                try await connection.run("CREATE SCHEMA IF NOT EXISTS \(quote(table.schema))")
+                try await connection.run("""
+                    CREATE TABLE IF NOT EXISTS \(quote(table.schema)).\(quote(table.name)) (\(columns.map { "\(quote($0.name)) \($0.type)" }.joined(separator: ", ")), \
+                    UNIQUE (\(columns.map { quote($0.name) }.joined(separator: ", "))))
+                    """)
+                created.insert(key.targetTable)
+            }
+            let (schema, name) = (schemaOf(key.table), String(key.table.dropFirst(schemaOf(key.table).count + 1)))
+            let (targetSchema, targetName) = (schemaOf(key.targetTable), String(key.targetTable.dropFirst(schemaOf(key.targetTable).count + 1)))
+            var statement = "ALTER TABLE \(quote(schema)).\(quote(name)) ADD \(key.name.map { "CONSTRAINT \(quote($0)) " } ?? "")FOREIGN KEY (\(key.columns.map(quote).joined(separator: ", "))) REFERENCES \(quote(targetSchema)).\(quote(targetName)) (\(key.targetColumns.map(quote).joined(separator: ", ")))"
+            if let action = key.onDelete { statement += " ON DELETE \(action)" }
+            if let action = key.onUpdate { statement += " ON UPDATE \(action)" }
+            do {
+                try await connection.run(statement)
+            } catch {
+                throw MigrateError(.invalidDeclaration, "\(declaration.source): PostgreSQL refuses a foreign key it declares (\(TallyPostgres.describe(error))): \(statement)")
+            }
+        }
     }
 
     /// The differences between `declared` (the app's declaration, as PostgreSQL stores it) and `live`.
@@ -114,7 +152,7 @@ public enum Drift {
                     add(.missingColumn, object, describe(dc), nil, "add it: ALTER TABLE \(key) ADD COLUMN \(quote(dc.name)) \(dc.type)\(dc.notNull ? " NOT NULL" : "")\(dc.defaultValue.map { " DEFAULT \($0)" } ?? "")")
                     continue
                 }
-                if dc.type != lc.type {
+                if dc.type != lc.type, whole || !compatible(declared: dc.type, live: lc.type) {
                     add(.typeMismatch, object, dc.type, lc.type, "change one to match the other: ALTER TABLE \(key) ALTER COLUMN \(quote(dc.name)) TYPE \(dc.type), or the app's model to \(lc.type)")
                 }
                 if dc.notNull != lc.notNull {
@@ -150,15 +188,20 @@ public enum Drift {
             } else if whole, let dn = d.primaryKey?.name, let ln = l.primaryKey?.name, dn != ln {
                 add(.nameMismatch, tableName, "primary key \(dn)", "primary key \(ln)", "rename one: ALTER TABLE \(key) RENAME CONSTRAINT \(quote(ln)) TO \(quote(dn))", notice: true)
             }
-            let liveKeys = Dictionary(l.foreignKeys.map { ($0.shape, $0) }, uniquingKeysWith: { a, _ in a })
-            let declaredKeys = Dictionary(d.foreignKeys.map { ($0.shape, $0) }, uniquingKeysWith: { a, _ in a })
+            // Each declared key takes the live key of its shape with the same actions (and name) first: a table may
+            // hold two keys of one shape (the seed's user_credits.team_id did), and only the spare one is drift.
+            var unmatched = l.foreignKeys
+            let declaredShapes = Set(d.foreignKeys.map(\.shape))
             for fk in d.foreignKeys {
                 let object = "\(tableName).\(fk.columns.joined(separator: ","))"
-                guard let match = liveKeys[fk.shape] else {
+                let candidates = unmatched.filter { $0.shape == fk.shape }
+                guard let match = candidates.first(where: { $0.actions == fk.actions && $0.name == fk.name })
+                    ?? candidates.first(where: { $0.actions == fk.actions }) ?? candidates.first else {
                     add(.missingForeignKey, object, describe(fk), nil,
                         "add it without a long lock: ALTER TABLE \(key) ADD CONSTRAINT \(quote(fk.name)) FOREIGN KEY (\(fk.columns.map(quote).joined(separator: ", "))) REFERENCES \(fk.referencedTable)(\(fk.referencedColumns.map(quote).joined(separator: ", "))) \(fk.actions) NOT VALID, then VALIDATE CONSTRAINT (tally db orphans finds the rows that would fail)")
                     continue
                 }
+                unmatched.removeAll { $0.name == match.name }
                 if match.actions != fk.actions {
                     add(.foreignKeyActionMismatch, object, "\(fk.name) \(fk.actions)", "\(match.name) \(match.actions)",
                         "make the actions agree: what the app expects on delete is not what the database does")
@@ -167,14 +210,17 @@ public enum Drift {
                         "rename one: ALTER TABLE \(key) RENAME CONSTRAINT \(quote(match.name)) TO \(quote(fk.name))", notice: true)
                 }
             }
-            for fk in l.foreignKeys where declaredKeys[fk.shape] == nil {
+            for fk in unmatched {
                 let object = "\(tableName).\(fk.columns.joined(separator: ","))"
-                if whole {
+                if declaredShapes.contains(fk.shape) {
+                    // A second key of a declared shape: every write checks both.
+                    if whole { add(.extraForeignKey, object, nil, describe(fk), "a second key of the same columns and target: drop it") }
+                } else if whole {
                     add(.extraForeignKey, object, nil, describe(fk), "declare it in the app's schema (.references(…)), or drop it")
                 } else if fk.columns.allSatisfy({ d.column($0) != nil }) {
                     let target = "\(display(fk.referencedTable)).\(fk.referencedColumns.joined(separator: ","))"
-                    add(.extraForeignKey, object, nil, describe(fk),
-                        "the model's \(fk.columns.joined(separator: ", ")) has no ForeignKey: add foreign_key=\"\(target)\"\(fk.onDelete == "NO ACTION" ? "" : " (ondelete=\"\(fk.onDelete)\")")")
+                    add(.extraForeignKey, object, "no ForeignKey", describe(fk),
+                        "add foreign_key=\"\(target)\"\(fk.onDelete == "NO ACTION" ? "" : " (ondelete=\"\(fk.onDelete)\")") to the model's \(fk.columns.joined(separator: ", "))")
                 }
             }
             compareConstraints(d.uniques, l.uniques, key: key, tableName: tableName, kinds: (.missingUnique, .extraUnique, .nameMismatch), whole: whole, table: d, add: add)
@@ -196,6 +242,16 @@ public enum Drift {
                 add(.extraIndex, "\(tableName) index \(index.name)", nil, index.statement,
                     whole ? "declare it in the app's schema (index(…)), or drop it" : "the model does not declare it (index=True or Index(…)); harmless to the app",
                     notice: !whole)
+            }
+        }
+        for relation in declaration.relations where !relation.keyDeclared {
+            let enforced = live.tables[relation.table]?.foreignKeys.contains {
+                $0.columns == relation.columns && $0.referencedTable == relation.targetTable && $0.referencedColumns == relation.targetColumns
+            } ?? false
+            if !enforced {
+                let object = "\(display(relation.table)).\(relation.columns.joined(separator: ","))"
+                add(.unenforcedRelation, object, "relationship \(relation.name) → \(display(relation.targetTable))(\(relation.targetColumns.joined(separator: ", ")))", "no foreign key",
+                    "nothing keeps these rows pointing at real ones: declare foreign_key=\"\(display(relation.targetTable)).\(relation.targetColumns.joined(separator: ","))\" in the model and add the constraint (NOT VALID, then VALIDATE; tally db orphans finds the rows that would fail)")
             }
         }
         if whole {
@@ -230,6 +286,15 @@ public enum Drift {
             guard whole || constraint.columns.allSatisfy({ table.column($0) != nil }) else { continue }
             add(kinds.extra, "\(tableName) \(constraint.name)", nil, constraint.definition,
                 whole ? "declare it in the app's schema, or drop it" : "the model does not declare it; the database enforces it", !whole && kinds.extra == .extraCheck)
+        }
+    }
+
+    /// Types an ORM model and the database may disagree on without harm to the app: an unbounded `VARCHAR`
+    /// (SQLModel's `str`) and `text`; a model's integer on a bigint column.
+    static func compatible(declared: String, live: String) -> Bool {
+        switch (declared, live) {
+        case ("character varying", "text"), ("text", "character varying"), ("integer", "bigint"): true
+        default: false
         }
     }
 

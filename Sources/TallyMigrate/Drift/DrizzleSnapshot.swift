@@ -16,6 +16,22 @@ public struct Declaration: Sendable {
     /// Whether enum labels come in their declared order (a version 5 snapshot keeps them as object keys,
     /// whose order JSON does not promise: then only the set of labels is compared).
     public var enumOrderKnown = true
+    /// A foreign key declared apart from `statements` (an ORM model's, whose target table the model may not
+    /// map): created after them, against a stand-in for a target the declaration lacks.
+    public struct ForeignKey: Sendable {
+        public var table: String
+        public var name: String?
+        public var columns: [String]
+        public var targetTable: String
+        public var targetColumns: [String]
+        public var onDelete: String?
+        public var onUpdate: String?
+    }
+    public var foreignKeys: [ForeignKey] = []
+    /// Index statements run after the foreign keys.
+    public var indexStatements: [String] = []
+    /// The models' relationships, to find those no foreign key enforces.
+    public var relations: [SQLAlchemyMetadata.Relation] = []
     /// Whether the app declares whole tables (Drizzle owns its schema) or maps only the columns it uses
     /// (an ORM model), in which case columns it leaves out count only when its inserts would fail.
     public var coversWholeTables: Bool
