@@ -31,6 +31,8 @@ public struct Migrator: Sendable {
         public var strictSQL = false
         /// The lint rules `plan` reports (`LintRules`): squawk's default set unless told otherwise.
         public var lintRules: Set<String> = LintRules.defaultSet
+        /// Which app these migrations belong to, and who owns what (`--owners`, `--app`).
+        public var ownership: OwnershipCheck?
 
         public init() {}
     }
@@ -123,6 +125,20 @@ public struct Migrator: Sendable {
                     PlannedMigration(tag: $0.tag, transactional: !$0.requiresNoTransaction, statements: $0.statements.map(\.text))
                 }
                 return UpResult(applied: [], planned: planned, report: before)
+            }
+            if let ownership = options.ownership {
+                let violations = ownership.violations(migrations)
+                if !violations.isEmpty, !ownership.allowForeignDDL {
+                    throw MigrateError(.migrationFailed, (["nothing applied: these migrations change tables another app owns:"]
+                        + violations.map { "  - \($0.tag): \($0.finding.message)" }).joined(separator: "\n"))
+                }
+                for migration in migrations {
+                    let tables = violations.filter { $0.tag == migration.tag }.compactMap(\.finding.table)
+                    guard !tables.isEmpty else { continue }
+                    progress("--allow-foreign-ddl: \(migration.tag) changes \(Set(tables).sorted().joined(separator: ", ")), owned by another app; recorded in tally_migrate.overrides")
+                    try await MigrationBookkeeping.recordOverride(
+                        tag: migration.tag, hash: migration.hash, app: ownership.app, tables: Array(Set(tables)).sorted(), history: historyTable, on: connection)
+                }
             }
             try await resumeValidations(lease: lease, on: connection)
             if !migrations.isEmpty { try await beforeApplying(migrations.map(\.tag)) }

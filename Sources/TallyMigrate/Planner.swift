@@ -110,6 +110,9 @@ extension Migrator {
                                               message: "the file opens a transaction with BEGIN and never commits it: add COMMIT, or better, remove both (Tally runs each migration in a transaction)"))
                     }
                     findings = findings.filter { options.lintRules.contains($0.rule) }
+                    if let ownership = options.ownership {
+                        findings += statement.flattened.flatMap { ownership.findings($0, tree: $0.tree) }
+                    }
                     var ignored = statement.ignoredRules
                     if ignored.contains("require-timeout-settings") { ignored.formUnion(["require-lock-timeout", "require-statement-timeout"]) }
                     planned.append(.init(

@@ -31,6 +31,8 @@ extension DB {
         var appDir: String = "."
         @Option(help: ArgumentHelp("Output: text, json, or github (GitHub Actions annotations).", valueName: "format"))
         var format: DriftFormat = .text
+        @Option(help: ArgumentHelp("The ownership manifest (TOML): check every app it names that has a drizzle or sqlalchemy source, each only on the tables it uses.", valueName: "file"))
+        var owners: String?
         @Option(help: ArgumentHelp("History table to leave out, as schema.table.", valueName: "table"))
         var historyTable: String = HistoryTable.drizzleDefault.description
         @OptionGroup var database: DatabaseOptions
@@ -43,20 +45,40 @@ extension DB {
         }
 
         func validate() throws {
-            guard drizzle != nil || sqlalchemy != nil else { throw ValidationError("name what the app declares: --drizzle DIR and/or --sqlalchemy module:attribute") }
+            guard drizzle != nil || sqlalchemy != nil || owners != nil else {
+                throw ValidationError("name what the apps declare: --drizzle DIR, --sqlalchemy module:attribute, or --owners FILE")
+            }
         }
 
         func run() async throws {
-            var declarations: [Declaration] = []
-            if let drizzle { declarations.append(try DrizzleSnapshot.newest(in: drizzle)) }
-            if let sqlalchemy { declarations.append(try await SQLAlchemyMetadata.read(spec: sqlalchemy, python: python, directory: appDir)) }
+            var declarations: [(app: OwnershipManifest.App?, declaration: Declaration)] = []
+            if let drizzle { declarations.append((nil, try DrizzleSnapshot.newest(in: drizzle))) }
+            if let sqlalchemy { declarations.append((nil, try await SQLAlchemyMetadata.read(spec: sqlalchemy, python: python, directory: appDir))) }
+            let manifest = try owners.map { try OwnershipManifest.load(path: $0) }
+            for app in manifest?.apps ?? [] {
+                if let folder = app.drizzle { declarations.append((app, try DrizzleSnapshot.newest(in: folder))) }
+                if let spec = app.sqlalchemy {
+                    declarations.append((app, try await SQLAlchemyMetadata.read(spec: spec, python: app.python ?? python, directory: app.appDirectory ?? appDir)))
+                }
+            }
             let history = try HistoryTable(parsing: historyTable)
             let settings = try await database.resolve(quiet: format != .text)
             var reports: [DriftReport] = []
-            for declaration in declarations {
-                reports.append(try await Drift.check(declaration, against: settings, historyTable: history) { line in
+            for (app, declaration) in declarations {
+                var report = try await Drift.check(declaration, against: settings, historyTable: history) { line in
                     if format == .text { printErr(line) }
-                })
+                }
+                if let app, let manifest {
+                    // Each app only on the tables it uses: another app's table is not this one's extra table.
+                    report.findings.removeAll { finding in
+                        guard finding.kind == .extraTable else { return false }
+                        let parts = finding.object.split(separator: ".").map(String.init)
+                        let table = parts.count == 2 ? QualifiedName(schema: parts[0], name: parts[1]) : QualifiedName(name: finding.object)
+                        return manifest.apps.contains { $0.name != app.name && $0.uses(table) }
+                    }
+                    report.source = "\(app.name) (\(declaration.source))"
+                }
+                reports.append(report)
             }
             switch format {
             case .json: try printJSON(Reports(reports: reports, has_drift: reports.contains(where: \.hasDrift)))

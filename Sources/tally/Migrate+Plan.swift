@@ -10,6 +10,7 @@ extension Migrate {
             discussion: "Changes nothing. Lint knows every squawk rule under squawk's name (the README's table lists them, with what Tally checks), inside DO blocks too, and judges each against the live database: no lock warnings for tables the pending migrations create or that hold no rows; on filled tables the finding says how many rows and what the lock blocks. --include turns on squawk's opt-in rules, --exclude turns rules off. Exit status 1 when a pending migration would fail on the data (rows that violate a foreign key it adds) or a lint finding is an error, or there are more warnings than --max-warnings. A comment line `-- tally:ignore rule` (or `-- squawk-ignore rule`) before a statement silences that rule for it. In CI, --format github annotates the migration files of a pull request, --format sarif feeds code scanning, and --scratch --applied-through TAG plans without production access."
         )
         @OptionGroup var options: Options
+        @OptionGroup var ownership: OwnershipOptions
         @Flag(help: "Plan the files exactly as written (no online foreign keys).") var strictSQL = false
         @Option(help: ArgumentHelp(
             "Output: text; json (the plan, documented in the README); github (GitHub Actions annotations on each migration file and line); sarif (SARIF 2.1.0 for code scanning). --json is --format json.",
@@ -60,6 +61,7 @@ extension Migrate {
             var migratorOptions = Migrator.Options()
             migratorOptions.strictSQL = strictSQL
             migratorOptions.lintRules = try lintRules
+            migratorOptions.ownership = try ownership.check()
             let migrator = try await options.migrator(options: migratorOptions)
             let plan = scratch ? try await migrator.planInScratchDatabase(appliedThrough: appliedThrough) : try await migrator.plan()
             let here = FileManager.default.currentDirectoryPath

@@ -52,6 +52,25 @@ struct Migrate: AsyncParsableCommand {
         }
     }
 
+    /// `--owners FILE --app NAME`: whose migrations these are, checked against the ownership manifest.
+    struct OwnershipOptions: ParsableArguments {
+        @Option(help: ArgumentHelp("The ownership manifest (TOML): which app owns which tables. With --app, DDL on another app's table is refused.", valueName: "file"))
+        var owners: String?
+        @Option(help: ArgumentHelp("The app (a name in --owners) whose migrations these are.", valueName: "name"))
+        var app: String?
+        @Flag(help: "Run DDL on tables another app owns anyway (recorded in tally_migrate.overrides).") var allowForeignDDL = false
+
+        func validate() throws {
+            guard (owners == nil) == (app == nil) else { throw ValidationError("--owners and --app go together: the manifest, and which of its apps these migrations belong to") }
+            if allowForeignDDL, owners == nil { throw ValidationError("--allow-foreign-ddl goes with --owners and --app") }
+        }
+
+        func check() throws -> OwnershipCheck? {
+            guard let owners, let app else { return nil }
+            return try OwnershipCheck(manifest: try OwnershipManifest.load(path: owners), app: app, allowForeignDDL: allowForeignDDL)
+        }
+    }
+
     struct TimeoutOptions: ParsableArguments {
         @Option(help: ArgumentHelp("lock_timeout for each statement, in seconds.", valueName: "seconds"))
         var lockTimeout: Double = 5
@@ -139,10 +158,12 @@ struct Migrate: AsyncParsableCommand {
         @Flag(help: "Show what would run; change nothing.") var dryRun = false
         @Flag(help: "Run files exactly as written (no NOT VALID + VALIDATE rewrite of foreign keys).") var strictSQL = false
         @Flag(help: "Skip the backup taken before applying (the embedded database is never backed up).") var noBackup = false
+        @OptionGroup var ownership: OwnershipOptions
 
         func run() async throws {
             var migratorOptions = timeouts.options
             migratorOptions.strictSQL = strictSQL
+            migratorOptions.ownership = try ownership.check()
             let migrator = try await options.migrator(options: migratorOptions)
             let backup: BackupBeforeApplying = noBackup ? .skip
                 : options.database.externalURL == nil ? .embedded

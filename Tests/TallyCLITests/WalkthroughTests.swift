@@ -1,4 +1,5 @@
 import Foundation
+import PostgresNIO
 import TallyPostgres
 import TallyTestSupport
 import Testing
@@ -133,12 +134,32 @@ import Testing
         try FileManager.default.createDirectory(atPath: fixed + "/models", withIntermediateDirectories: true)
         let model = try String(contentsOfFile: example + "/fastapi/models/credits.py", encoding: .utf8)
         #expect(model.contains("\n    user_id: str\n"))
+        #expect(model.contains("foreign_key=\"teams.id\")"))
+        // Both keys as the database has them (team_id's cascade shows once the spare key is gone, step 9).
         try model.replacingOccurrences(of: "\n    user_id: str\n", with: "\n    user_id: str = Field(foreign_key=\"users.id\", ondelete=\"CASCADE\")\n")
+            .replacingOccurrences(of: "foreign_key=\"teams.id\")", with: "foreign_key=\"teams.id\", ondelete=\"CASCADE\")")
             .write(toFile: fixed + "/models/credits.py", atomically: true, encoding: .utf8)
         try "".write(toFile: fixed + "/models/__init__.py", atomically: true, encoding: .utf8)
         let matched = try await tally(["db", "drift", "--app-dir", fixed] + models)
         #expect(matched.status == 0, Comment(rawValue: matched.stdout + matched.stderr))
         #expect(matched.stdout.contains("No drift: the database has what sqlmodel: models.credits:SQLModel.metadata declares."))
+
+        // 9. Both apps at once, from the ownership manifest: the model's gap, and the spare team key no app declares.
+        let both = try await tally(["db", "drift", "--owners", example + "/tally.toml", "--python", python])
+        #expect(both.status == 2, Comment(rawValue: both.stdout + both.stderr))
+        #expect(both.stdout.contains("between the database and fastapi (sqlmodel: models.credits:SQLModel.metadata)"))
+        #expect(both.stdout.contains("drizzle: extra-foreign-key user_credits.team_id: the database has user_credits_team_id_fkey → teams(id) ON DELETE NO ACTION ON UPDATE NO ACTION; not declared: a second key of the same columns and target: drop it"),
+                Comment(rawValue: both.stdout))
+        #expect(both.stdout.components(separatedBy: "difference(s)").count == 3, "one finding per app: \(both.stdout)")
+        // Fixed: the spare key dropped, the model pointed at its fixed copy.
+        try await withSingleConnection(db) { try await $0.execute("ALTER TABLE user_credits DROP CONSTRAINT user_credits_team_id_fkey") }
+        let manifest = try String(contentsOfFile: example + "/tally.toml", encoding: .utf8)
+            .replacingOccurrences(of: "drizzle = \"migrations\"", with: "drizzle = \"\(dir)\"")
+            .replacingOccurrences(of: "app_dir = \"fastapi\"", with: "app_dir = \"\(fixed)\"")
+        try manifest.write(toFile: scratch + "/tally.toml", atomically: true, encoding: .utf8)
+        let healthy = try await tally(["db", "drift", "--owners", scratch + "/tally.toml", "--python", python])
+        #expect(healthy.status == 0, Comment(rawValue: healthy.stdout + healthy.stderr))
+        #expect(healthy.stdout.components(separatedBy: "No drift").count == 3, Comment(rawValue: healthy.stdout))
 
         // Rolling back: the key, then the archived rows, then a restore of the first backup elsewhere.
         let down = try await tally("migrate", "down", "--dir", dir, "--yes")
