@@ -12,6 +12,10 @@ public struct SchemaVerification: Sendable, Codable {
         public var object: String
         public var expected: String?
         public var actual: String?
+
+        public init(kind: String, object: String, expected: String?, actual: String?) {
+            (self.kind, self.object, self.expected, self.actual) = (kind, object, expected, actual)
+        }
     }
 
     public struct Finding: Sendable, Codable, Equatable {

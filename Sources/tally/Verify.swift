@@ -22,14 +22,21 @@ extension DB {
         var historyTable: String = HistoryTable.drizzleDefault.description
         @Flag(help: "Also fail on redundant, NOT VALID or unindexed foreign keys, or an INVALID index.") var strict = false
         @Flag(help: "Print the result as JSON.") var json = false
+        @Option(help: ArgumentHelp("Also compare each app role's grants with this ownership manifest (TOML); a difference is drift.", valueName: "file"))
+        var owners: String?
         @OptionGroup var database: DatabaseOptions
 
         func run() async throws {
             let folder = try MigrationFolder(path: directory ?? TallyCredits.migrationsFolder)
             let history = try HistoryTable(parsing: historyTable)
             let settings = try await database.resolve(quiet: json)
-            let result = try await SchemaVerify.verify(settings, against: folder, historyTable: history) { line in
+            var result = try await SchemaVerify.verify(settings, against: folder, historyTable: history) { line in
                 if !json { printErr(line) }
+            }
+            if let owners {
+                let manifest = try OwnershipManifest.load(path: owners)
+                let differences = try await withSingleConnection(settings) { try await DatabaseRoles.manifestDifferences(manifest, on: $0) }
+                result.differences += differences.map { SchemaVerification.Difference(kind: "grant", object: $0, expected: nil, actual: nil) }
             }
             if json {
                 try printJSON(result)
