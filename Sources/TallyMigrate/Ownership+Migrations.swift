@@ -50,6 +50,13 @@ public struct OwnershipCheck: Sendable {
                 continue
             }
             out += breakage(statement, table: table)
+            if let rename = tree.node("RenameStmt"), rename["renameType"]?.string == "OBJECT_COLUMN" {
+                let column = rename["subname"]?.string ?? "?"
+                for other in manifest.users(of: table) where other.app.name != app {
+                    out.append(.init(rule: "breaks-other-app", severity: "warning",
+                                     message: "renames \(table).\(column), and \(other.app.name) \(other.writes ? "writes" : "reads") \(table) (\(manifest.path)): it breaks if it maps the column (tally db drift --owners checks)", table: table.description))
+                }
+            }
         }
         return out
     }
