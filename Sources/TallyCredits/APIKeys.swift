@@ -1,5 +1,5 @@
 import Foundation
-import NIOConcurrencyHelpers
+import Synchronization
 import PostgresNIO
 import TallyPostgres
 
@@ -165,22 +165,22 @@ public struct APIKeys: Sendable {
 
 /// Key hash → principal, for `APIKeys.principal(forKeyHash:)`: at most `capacity` entries, emptied when full.
 final class PrincipalCache: Sendable {
-    private let entries = NIOLockedValueBox<[String: APIKeyPrincipal]>([:])
+    private let entries = Mutex<[String: APIKeyPrincipal]>([:])
     let capacity = 10_000
 
     func get(_ hash: String) -> APIKeyPrincipal? {
-        entries.withLockedValue { $0[hash] }
+        entries.withLock { $0[hash] }
     }
 
     func set(_ hash: String, _ principal: APIKeyPrincipal) {
-        entries.withLockedValue { entries in
+        entries.withLock { entries in
             if entries.count >= capacity { entries.removeAll(keepingCapacity: true) }
             entries[hash] = principal
         }
     }
 
     func remove(_ hash: String) {
-        entries.withLockedValue { $0[hash] = nil }
+        entries.withLock { $0[hash] = nil }
     }
 }
 

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Logging
 import PostgresNIO
 import TallyPostgres
@@ -121,17 +122,20 @@ extension Database {
 /// One connection lease raced against a deadline: the connection arrives (`take`), the wait runs out
 /// (`expire`) or the pool fails (`fail`), whichever is first; the caller waits in `connection()` and hands
 /// the connection back with `giveBack()`.
-final class Lease: @unchecked Sendable {
-    private enum State {
+final class Lease: Sendable {
+    private enum Stage {
         case waiting(CheckedContinuation<PostgresConnection, any Error>?)
         case taken(PostgresConnection)
         case over
     }
 
-    private let lock = NSLock()
-    private var state = State.waiting(nil)
-    private var returned = false
-    private var returnWaiter: CheckedContinuation<Void, Never>?
+    private struct State {
+        var stage = Stage.waiting(nil)
+        var returned = false
+        var returnWaiter: CheckedContinuation<Void, Never>?
+    }
+
+    private let state = Mutex(State())
     let unavailable: CreditsError
 
     init(unavailable: CreditsError) {
@@ -141,10 +145,10 @@ final class Lease: @unchecked Sendable {
     /// The leased connection, or `unavailable` when the wait ran out first.
     func connection() async throws -> PostgresConnection {
         try await withCheckedThrowingContinuation { continuation in
-            let ready: Result<PostgresConnection, any Error>? = lock.withLock {
-                switch state {
+            let ready: Result<PostgresConnection, any Error>? = state.withLock { state in
+                switch state.stage {
                 case .waiting:
-                    state = .waiting(continuation)
+                    state.stage = .waiting(continuation)
                     return nil
                 case .taken(let connection): return .success(connection)
                 case .over: return .failure(unavailable)
@@ -156,17 +160,17 @@ final class Lease: @unchecked Sendable {
 
     /// Whether the caller still waits for a connection.
     var isWaiting: Bool {
-        lock.withLock {
-            if case .waiting = state { return true }
+        state.withLock {
+            if case .waiting = $0.stage { return true }
             return false
         }
     }
 
     /// The pool gave `connection`: true when it came in time (the caller gets it).
     func take(_ connection: PostgresConnection) -> Bool {
-        let waiter: CheckedContinuation<PostgresConnection, any Error>?? = lock.withLock {
-            guard case .waiting(let waiter) = state else { return .none }
-            state = .taken(connection)
+        let waiter: CheckedContinuation<PostgresConnection, any Error>?? = state.withLock { state in
+            guard case .waiting(let waiter) = state.stage else { return .none }
+            state.stage = .taken(connection)
             return .some(waiter)
         }
         guard let waiter else { return false }
@@ -181,9 +185,9 @@ final class Lease: @unchecked Sendable {
     func fail(_ error: any Error) { finish(with: error) }
 
     private func finish(with error: any Error) {
-        let waiter: CheckedContinuation<PostgresConnection, any Error>?? = lock.withLock {
-            guard case .waiting(let waiter) = state else { return .none }
-            state = .over
+        let waiter: CheckedContinuation<PostgresConnection, any Error>?? = state.withLock { state in
+            guard case .waiting(let waiter) = state.stage else { return .none }
+            state.stage = .over
             return .some(waiter)
         }
         if let waiter { waiter?.resume(throwing: error) }
@@ -192,9 +196,9 @@ final class Lease: @unchecked Sendable {
     /// Held by the task that leased the connection, until the caller is done with it.
     func untilReturned() async {
         await withCheckedContinuation { continuation in
-            let done = lock.withLock {
-                if returned { return true }
-                returnWaiter = continuation
+            let done = state.withLock { state in
+                if state.returned { return true }
+                state.returnWaiter = continuation
                 return false
             }
             if done { continuation.resume() }
@@ -202,10 +206,10 @@ final class Lease: @unchecked Sendable {
     }
 
     func giveBack() {
-        let waiter = lock.withLock {
-            returned = true
-            defer { returnWaiter = nil }
-            return returnWaiter
+        let waiter = state.withLock { state in
+            state.returned = true
+            defer { state.returnWaiter = nil }
+            return state.returnWaiter
         }
         waiter?.resume()
     }

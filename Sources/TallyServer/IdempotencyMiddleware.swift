@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import HTTPTypes
 import Hummingbird
 import HummingbirdAuth
@@ -87,7 +88,7 @@ struct IdempotencyMiddleware: RouterMiddleware {
     static func store(_ response: Response) async throws -> StoredResponse {
         let sink = Sink()
         try await response.body.write(CollectingWriter(sink: sink))
-        return StoredResponse(status: response.status.code, contentType: response.headers[.contentType], body: Array(buffer: sink.buffer))
+        return StoredResponse(status: response.status.code, contentType: response.headers[.contentType], body: sink.buffer.withLock { Array(buffer: $0) })
     }
 
     static func response(_ stored: StoredResponse, replayed: Bool) -> Response {
@@ -97,8 +98,8 @@ struct IdempotencyMiddleware: RouterMiddleware {
         return Response(status: .init(code: stored.status), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: stored.body)))
     }
 
-    final class Sink: @unchecked Sendable {
-        var buffer = ByteBuffer()
+    final class Sink: Sendable {
+        let buffer = Mutex(ByteBuffer())
     }
 
     struct CollectingWriter: ResponseBodyWriter {
@@ -106,7 +107,7 @@ struct IdempotencyMiddleware: RouterMiddleware {
 
         mutating func write(_ buffer: ByteBuffer) async throws {
             var buffer = buffer
-            sink.buffer.writeBuffer(&buffer)
+            sink.buffer.withLock { $0.writeBuffer(&buffer) }
         }
 
         consuming func finish(_ trailingHeaders: HTTPFields?) async throws {}

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Logging
 import NIOCore
 import NIOPosix
@@ -181,69 +182,76 @@ struct SMTPClient {
     }
 }
 
-/// Collects a server's reply lines ("250-…" continues, "250 …" ends a reply) for `SMTPClient`.
-final class LineReader: ChannelInboundHandler, @unchecked Sendable {
+/// Collects a server's reply lines ("250-…" continues, "250 …" ends a reply) for `SMTPClient`. Its state is
+/// behind one `Mutex`: the channel's event loop writes it, the sending task reads it.
+final class LineReader: ChannelInboundHandler, Sendable {
     typealias InboundIn = ByteBuffer
 
     struct Reply { var code: Int; var lines: [String] }
 
-    private var buffer = ""
-    private var pending: [String] = []
-    private var replies: [Reply] = []
-    private var waiter: CheckedContinuation<Reply, any Error>?
-    private var ended: (any Error)?
-    private let lock = NSLock()
+    private struct State {
+        var buffer = ""
+        var pending: [String] = []
+        var replies: [Reply] = []
+        var waiter: CheckedContinuation<Reply, any Error>?
+        var ended: (any Error)?
+
+        /// The waiter and what it gets, when both are there; the waiter is taken.
+        mutating func due() -> (CheckedContinuation<Reply, any Error>, Result<Reply, any Error>)? {
+            guard let waiter else { return nil }
+            if !replies.isEmpty {
+                self.waiter = nil
+                return (waiter, .success(replies.removeFirst()))
+            }
+            if let ended {
+                self.waiter = nil
+                return (waiter, .failure(ended))
+            }
+            return nil
+        }
+    }
+
+    private let state = Mutex(State())
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var bytes = unwrapInboundIn(data)
-        buffer += bytes.readString(length: bytes.readableBytes) ?? ""
-        lock.lock()
-        while let end = buffer.range(of: "\r\n") ?? buffer.range(of: "\n") {
-            let line = String(buffer[..<end.lowerBound])
-            buffer.removeSubrange(..<end.upperBound)
-            pending.append(String(line.dropFirst(4)))
-            if line.count < 4 || line[line.index(line.startIndex, offsetBy: 3)] != "-" {
-                replies.append(Reply(code: Int(line.prefix(3)) ?? 0, lines: pending))
-                pending = []
+        let text = bytes.readString(length: bytes.readableBytes) ?? ""
+        let due = state.withLock { state in
+            state.buffer += text
+            while let end = state.buffer.range(of: "\r\n") ?? state.buffer.range(of: "\n") {
+                let line = String(state.buffer[..<end.lowerBound])
+                state.buffer.removeSubrange(..<end.upperBound)
+                state.pending.append(String(line.dropFirst(4)))
+                if line.count < 4 || line[line.index(line.startIndex, offsetBy: 3)] != "-" {
+                    state.replies.append(Reply(code: Int(line.prefix(3)) ?? 0, lines: state.pending))
+                    state.pending = []
+                }
             }
+            return state.due()
         }
-        deliver()
+        if let (waiter, result) = due { waiter.resume(with: result) }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        lock.lock()
-        if ended == nil { ended = SMTPClient.Refused(description: "the mail server closed the connection") }
-        deliver()
+        end(with: SMTPClient.Refused(description: "the mail server closed the connection"))
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        lock.lock()
-        if ended == nil { ended = error }
-        deliver()
+        end(with: error)
         context.close(promise: nil)
     }
 
-    /// What ended the connection, once something has.
-    var failure: (any Error)? {
-        lock.lock()
-        defer { lock.unlock() }
-        return ended
+    /// Records the first thing that ended the connection and hands it to a waiter.
+    private func end(with error: any Error) {
+        let due = state.withLock { state in
+            if state.ended == nil { state.ended = error }
+            return state.due()
+        }
+        if let (waiter, result) = due { waiter.resume(with: result) }
     }
 
-    /// Called with the lock held; releases it.
-    private func deliver() {
-        var resume: (CheckedContinuation<Reply, any Error>, Result<Reply, any Error>)?
-        if let waiter {
-            if !replies.isEmpty {
-                resume = (waiter, .success(replies.removeFirst()))
-            } else if let ended {
-                resume = (waiter, .failure(ended))
-            }
-            if resume != nil { self.waiter = nil }
-        }
-        lock.unlock()
-        if let (waiter, result) = resume { waiter.resume(with: result) }
-    }
+    /// What ended the connection, once something has.
+    var failure: (any Error)? { state.withLock { $0.ended } }
 
     func reply(within limit: Duration) async throws -> Reply {
         try await withThrowingTaskGroup(of: Reply.self) { group in
@@ -251,20 +259,18 @@ final class LineReader: ChannelInboundHandler, @unchecked Sendable {
                 // A timeout cancels the wait: the waiter is resumed then, or the group would wait for it forever.
                 try await withTaskCancellationHandler {
                     try await withCheckedThrowingContinuation { continuation in
-                        self.lock.lock()
-                        if Task.isCancelled {
-                            self.lock.unlock()
-                            continuation.resume(throwing: CancellationError())
-                            return
+                        let due: (CheckedContinuation<Reply, any Error>, Result<Reply, any Error>)? = self.state.withLock { state in
+                            if Task.isCancelled { return (continuation, .failure(CancellationError())) }
+                            state.waiter = continuation
+                            return state.due()
                         }
-                        self.waiter = continuation
-                        self.deliver()
+                        if let (waiter, result) = due { waiter.resume(with: result) }
                     }
                 } onCancel: {
-                    self.lock.lock()
-                    let waiter = self.waiter
-                    self.waiter = nil
-                    self.lock.unlock()
+                    let waiter = self.state.withLock { state in
+                        defer { state.waiter = nil }
+                        return state.waiter
+                    }
                     waiter?.resume(throwing: CancellationError())
                 }
             }

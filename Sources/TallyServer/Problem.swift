@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Hummingbird
 import Logging
 import TallyCredits
@@ -102,23 +103,21 @@ public struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
 }
 
 /// Route paths and their methods, filled once the router has its routes.
-public final class RouteTable: @unchecked Sendable {
-    private let lock = NSLock()
-    private var routes: [(segments: [Substring], method: String)] = []
+public final class RouteTable: Sendable {
+    private let routes = Mutex<[(segments: [Substring], method: String)]>([])
 
     public init() {}
 
     /// Keeps `routes` (method and path as the router describes them, `{name}` or `:name` for parameters).
     public func set(_ routes: [(method: String, path: String)]) {
-        lock.withLock {
-            self.routes = routes.map { ($0.path.split(separator: "/"), $0.method) }
-        }
+        let table = routes.map { (segments: $0.path.split(separator: "/"), method: $0.method) }
+        self.routes.withLock { $0 = table }
     }
 
     /// The methods of the routes whose path matches `path`, sorted.
     public func methods(for path: String) -> [String] {
         let parts = path.split(separator: "/")
-        let matching = lock.withLock {
+        let matching = routes.withLock { routes in
             routes.filter { route in
                 route.segments.count == parts.count && zip(route.segments, parts).allSatisfy { pattern, part in
                     pattern == part || pattern.hasPrefix(":") || (pattern.hasPrefix("{") && pattern.hasSuffix("}"))

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Hummingbird
 import Logging
 import Metrics
@@ -99,19 +100,21 @@ struct DeadlineResponder<Inner: HTTPResponder>: HTTPResponder where Inner.Contex
 struct DeadlinePassed: Error {}
 
 /// The first of several results, handed to one waiter.
-final class Race<T: Sendable>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var outcome: Result<T, any Error>?
-    private var waiter: CheckedContinuation<T, any Error>?
+final class Race<T: Sendable>: Sendable {
+    private struct State {
+        var outcome: Result<T, any Error>?
+        var waiter: CheckedContinuation<T, any Error>?
+    }
+    private let state = Mutex(State())
 
     /// Records `result` unless another came first; true when it was first.
     @discardableResult
     func finish(_ result: Result<T, any Error>) -> Bool {
-        let (first, waiter): (Bool, CheckedContinuation<T, any Error>?) = lock.withLock {
-            guard outcome == nil else { return (false, nil) }
-            outcome = result
-            defer { self.waiter = nil }
-            return (true, self.waiter)
+        let (first, waiter): (Bool, CheckedContinuation<T, any Error>?) = state.withLock { state in
+            guard state.outcome == nil else { return (false, nil) }
+            state.outcome = result
+            defer { state.waiter = nil }
+            return (true, state.waiter)
         }
         waiter?.resume(with: result)
         return first
@@ -119,9 +122,9 @@ final class Race<T: Sendable>: @unchecked Sendable {
 
     func result() async throws -> T {
         try await withCheckedThrowingContinuation { continuation in
-            let ready: Result<T, any Error>? = lock.withLock {
-                if let outcome { return outcome }
-                waiter = continuation
+            let ready: Result<T, any Error>? = state.withLock { state in
+                if let outcome = state.outcome { return outcome }
+                state.waiter = continuation
                 return nil
             }
             if let ready { continuation.resume(with: ready) }

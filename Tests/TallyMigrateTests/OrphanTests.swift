@@ -36,9 +36,9 @@ import Testing
     @Test(.freshDatabase) func scanAllCoversDeclaredAndPendingKeysAndChecksGivenOnes() async throws {
         let db = try TestDatabase.current
         try await seed(db)
-        let lines = LinesHeard()
+        let lines = Lines()
         let reports = try await withSingleConnection(db) { connection in
-            try await OrphanScan.scanAll(explicit: [], pending: [(userFK, "0002_pending")], on: connection) { lines.add($0) }
+            try await OrphanScan.scanAll(explicit: [], pending: [(userFK, "0002_pending")], on: connection) { lines.append($0) }
         }
         let declared = reports.first { $0.foreignKey.table.name == "credit_notes" }
         #expect(declared?.orphanedRows == 0, "the declared key has no orphans")
@@ -124,12 +124,4 @@ import Testing
         #expect(throws: MigrateError.self) { try OrphanScan.parseForeignKey("user_credits.user_id") }
         #expect(throws: MigrateError.self) { try OrphanScan.parseForeignKey("user_credits=users.id") }
     }
-}
-
-/// Progress lines a library call reported.
-final class LinesHeard: @unchecked Sendable {
-    private let lock = NSLock()
-    private var lines: [String] = []
-    func add(_ line: String) { lock.withLock { lines.append(line) } }
-    var all: [String] { lock.withLock { lines } }
 }

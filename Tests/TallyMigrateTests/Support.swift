@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import PostgresNIO
 import TallyPostgres
 import TallyTestSupport
@@ -50,9 +51,8 @@ func tableExists(_ settings: ConnectionSettings, _ name: String) async throws ->
 }
 
 /// Collects progress lines from a migrator.
-final class Lines: @unchecked Sendable {
-    private let lock = NSLock()
-    private var lines: [String] = []
-    func append(_ line: String) { lock.withLock { lines.append(line) } }
-    var all: [String] { lock.withLock { lines } }
+final class Lines: Sendable {
+    private let lines = Mutex<[String]>([])
+    func append(_ line: String) { lines.withLock { $0.append(line) } }
+    var all: [String] { lines.withLock { $0 } }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Hummingbird
 import HummingbirdTesting
 import PostgresNIO
@@ -21,23 +22,34 @@ import Testing
     }
 
     /// The test's clock and the outage's moments, shared by the workers.
-    final class Timeline: @unchecked Sendable {
-        private let lock = NSLock()
+    final class Timeline: Sendable {
+        private struct Moments {
+            var firstSpend: Duration?
+            var stopped: Duration?
+            var restarted: Duration?
+            var done = false
+        }
         private let start = ContinuousClock.now
-        private var firstSpend: Duration?
-        private var stopped: Duration?
-        private var restarted: Duration?
-        private var done = false
+        private let moments = Mutex(Moments())
 
         var now: Duration { ContinuousClock.now - start }
-        var finished: Bool { lock.withLock { done } }
-        var stoppedAt: Duration? { lock.withLock { stopped } }
-        var restartedAt: Duration? { lock.withLock { restarted } }
-        var firstSpendAt: Duration? { lock.withLock { firstSpend } }
-        func markSpent() { lock.withLock { if firstSpend == nil { firstSpend = now } } }
-        func markStopped() { lock.withLock { stopped = now } }
-        func markRestarted() { lock.withLock { restarted = now } }
-        func finish() { lock.withLock { done = true } }
+        var finished: Bool { moments.withLock { $0.done } }
+        var stoppedAt: Duration? { moments.withLock { $0.stopped } }
+        var restartedAt: Duration? { moments.withLock { $0.restarted } }
+        var firstSpendAt: Duration? { moments.withLock { $0.firstSpend } }
+        func markSpent() {
+            let at = now
+            moments.withLock { if $0.firstSpend == nil { $0.firstSpend = at } }
+        }
+        func markStopped() {
+            let at = now
+            moments.withLock { $0.stopped = at }
+        }
+        func markRestarted() {
+            let at = now
+            moments.withLock { $0.restarted = at }
+        }
+        func finish() { moments.withLock { $0.done = true } }
     }
 
     @Test

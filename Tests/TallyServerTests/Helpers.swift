@@ -64,7 +64,7 @@ func withTallyServer(
 
 /// A plain TCP connection to the server, for what an HTTP client library would not do: send a request a byte
 /// at a time, or open a connection and send nothing.
-final class RawConnection: @unchecked Sendable {
+final class RawConnection: Sendable {
     let descriptor: Int32
 
     /// Connects to the server on 127.0.0.1; `from` another loopback address (127.0.0.2, …) to be another client.

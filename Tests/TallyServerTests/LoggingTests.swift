@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Hummingbird
 import HummingbirdTesting
 import Logging
@@ -57,13 +58,13 @@ final class LogLines: Sendable {
         var text: String
     }
 
-    private let lines = NIOLockedValueBox<[Line]>([])
+    private let lines = Mutex<[Line]>([])
 
-    var all: [Line] { lines.withLockedValue { $0 } }
+    var all: [Line] { lines.withLock { $0 } }
 
     var handler: Handler { Handler(lines: self) }
 
-    func append(_ line: Line) { lines.withLockedValue { $0.append(line) } }
+    func append(_ line: Line) { lines.withLock { $0.append(line) } }
 
     struct Handler: LogHandler {
         let lines: LogLines
