@@ -46,22 +46,22 @@ extension DatabaseRoles {
     /// superuser, or a role that owns the tables and may grant.
     public static func applyManifest(_ manifest: OwnershipManifest, on connection: DatabaseConnection) async throws {
         let database = quoteIdentifier(try await currentDatabase(connection))
-        for app in manifest.apps { try await connection.runSQL("GRANT CONNECT ON DATABASE \(database) TO \(quoteIdentifier(app.role))") }
+        for app in manifest.apps { try await connection.run("GRANT CONNECT ON DATABASE \(database) TO \(quoteIdentifier(app.role))") }
         let tables = try await manifestTables(manifest, on: connection)
         for schema in Set(tables.map(\.schema)).sorted() {
             for app in manifest.apps where tables.contains(where: { $0.schema == schema && app.uses($0) }) {
-                try await connection.runSQL("GRANT USAGE ON SCHEMA \(quoteIdentifier(schema)) TO \(quoteIdentifier(app.role))")
+                try await connection.run("GRANT USAGE ON SCHEMA \(quoteIdentifier(schema)) TO \(quoteIdentifier(app.role))")
             }
         }
         // An owner creates its new tables where it owns tables (migrations).
         for app in manifest.apps {
             for schema in Set(tables.filter { manifest.owner(of: $0)?.name == app.name }.map(\.schema)).sorted() {
-                try await connection.runSQL("GRANT USAGE, CREATE ON SCHEMA \(quoteIdentifier(schema)) TO \(quoteIdentifier(app.role))")
+                try await connection.run("GRANT USAGE, CREATE ON SCHEMA \(quoteIdentifier(schema)) TO \(quoteIdentifier(app.role))")
             }
         }
         for table in tables {
             if let owner = manifest.owner(of: table) {
-                try await connection.runSQL("ALTER TABLE \(table.sql) OWNER TO \(quoteIdentifier(owner.role))")
+                try await connection.run("ALTER TABLE \(table.sql) OWNER TO \(quoteIdentifier(owner.role))")
             }
             var sequences: [String] = []
             for try await name in try await connection.query(
@@ -72,14 +72,14 @@ extension DatabaseRoles {
             ).decode(String.self) { sequences.append(name) }
             for app in manifest.apps where manifest.owner(of: table)?.name != app.name {
                 let role = quoteIdentifier(app.role)
-                try await connection.runSQL("REVOKE ALL ON \(table.sql) FROM \(role)")
-                for sequence in sequences { try await connection.runSQL("REVOKE ALL ON SEQUENCE \(sequence) FROM \(role)") }
+                try await connection.run("REVOKE ALL ON \(table.sql) FROM \(role)")
+                for sequence in sequences { try await connection.run("REVOKE ALL ON SEQUENCE \(sequence) FROM \(role)") }
                 let access = access(of: app, to: table, in: manifest)
                 if !access.privileges.isEmpty {
-                    try await connection.runSQL("GRANT \(access.privileges.joined(separator: ", ")) ON \(table.sql) TO \(role)")
+                    try await connection.run("GRANT \(access.privileges.joined(separator: ", ")) ON \(table.sql) TO \(role)")
                 }
                 if access == .writes {
-                    for sequence in sequences { try await connection.runSQL("GRANT USAGE, SELECT ON SEQUENCE \(sequence) TO \(role)") }
+                    for sequence in sequences { try await connection.run("GRANT USAGE, SELECT ON SEQUENCE \(sequence) TO \(role)") }
                 }
             }
         }
@@ -124,11 +124,5 @@ extension DatabaseRoles {
             }
         }
         return out
-    }
-}
-
-extension DatabaseConnection {
-    fileprivate func runSQL(_ sql: String) async throws {
-        try await execute(PostgresQuery(unsafeSQL: sql))
     }
 }

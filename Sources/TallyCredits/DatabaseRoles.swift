@@ -140,7 +140,7 @@ public enum DatabaseRoles {
 
 extension DatabaseConnection {
     /// One statement of SQL text without parameters (role and grant statements take none).
-    fileprivate func run(_ sql: String) async throws {
+    func run(_ sql: String) async throws {
         try await execute(PostgresQuery(unsafeSQL: sql))
     }
 }

@@ -183,15 +183,11 @@ enum ServerUnderTest {
 /// The newest mail to `email` that the server under test wrote, once one is there holding a token starting
 /// with `prefix` (within 10 s); nil when none came.
 func mailedToken(to email: String, prefix: String) async throws -> String? {
-    let folder = try #require(ServerUnderTest.mailFolder, "mailedToken needs withTallyServer around it")
+    _ = try #require(ServerUnderTest.mailFolder, "mailedToken needs withTallyServer around it")
     let deadline = ContinuousClock.now + .seconds(10)
     while true {
-        let names = ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? [])
-            .sorted { (Int($0.split(separator: ".")[0]) ?? 0) > (Int($1.split(separator: ".")[0]) ?? 0) }
-        for name in names {
-            guard let text = try? String(contentsOfFile: folder + "/" + name, encoding: .utf8),
-                text.lowercased().contains("to: <\(email.lowercased())>"), let start = text.range(of: prefix)
-            else { continue }
+        for text in mailsWritten().reversed() where text.lowercased().contains("to: <\(email.lowercased())>") {
+            guard let start = text.range(of: prefix) else { continue }
             return String(text[start.lowerBound...].prefix { $0.isLetter || $0.isNumber || $0 == "_" })
         }
         if ContinuousClock.now > deadline { return nil }

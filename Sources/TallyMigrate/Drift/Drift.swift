@@ -99,16 +99,16 @@ public enum Drift {
             if !created.contains(key.targetTable) {
                 guard let table = live.tables[key.targetTable], key.targetColumns.allSatisfy({ table.column($0) != nil }) else { continue }
                 let columns = key.targetColumns.compactMap { table.column($0) }
-                try await connection.run("CREATE SCHEMA IF NOT EXISTS \(quote(table.schema))")
+                try await connection.run("CREATE SCHEMA IF NOT EXISTS \(quoteIdentifier(table.schema))")
                 try await connection.run("""
-                    CREATE TABLE IF NOT EXISTS \(quote(table.schema)).\(quote(table.name)) (\(columns.map { "\(quote($0.name)) \($0.type)" }.joined(separator: ", ")), \
-                    UNIQUE (\(columns.map { quote($0.name) }.joined(separator: ", "))))
+                    CREATE TABLE IF NOT EXISTS \(quoteIdentifier(table.schema)).\(quoteIdentifier(table.name)) (\(columns.map { "\(quoteIdentifier($0.name)) \($0.type)" }.joined(separator: ", ")), \
+                    UNIQUE (\(columns.map { quoteIdentifier($0.name) }.joined(separator: ", "))))
                     """)
                 created.insert(key.targetTable)
             }
             let (schema, name) = (schemaOf(key.table), String(key.table.dropFirst(schemaOf(key.table).count + 1)))
             let (targetSchema, targetName) = (schemaOf(key.targetTable), String(key.targetTable.dropFirst(schemaOf(key.targetTable).count + 1)))
-            var statement = "ALTER TABLE \(quote(schema)).\(quote(name)) ADD \(key.name.map { "CONSTRAINT \(quote($0)) " } ?? "")FOREIGN KEY (\(key.columns.map(quote).joined(separator: ", "))) REFERENCES \(quote(targetSchema)).\(quote(targetName)) (\(key.targetColumns.map(quote).joined(separator: ", ")))"
+            var statement = "ALTER TABLE \(quoteIdentifier(schema)).\(quoteIdentifier(name)) ADD \(key.name.map { "CONSTRAINT \(quoteIdentifier($0)) " } ?? "")FOREIGN KEY (\(key.columns.map(quoteIdentifier).joined(separator: ", "))) REFERENCES \(quoteIdentifier(targetSchema)).\(quoteIdentifier(targetName)) (\(key.targetColumns.map(quoteIdentifier).joined(separator: ", ")))"
             if let action = key.onDelete { statement += " ON DELETE \(action)" }
             if let action = key.onUpdate { statement += " ON UPDATE \(action)" }
             do {
@@ -131,7 +131,7 @@ public enum Drift {
             guard let values = declared.enums[key] else { continue }
             let name = display(key)
             guard let liveValues = live.enums[key] else {
-                add(.missingEnum, name, values.joined(separator: ", "), nil, "create it: CREATE TYPE \(key) AS ENUM (\(values.map(literalString).joined(separator: ", ")))")
+                add(.missingEnum, name, values.joined(separator: ", "), nil, "create it: CREATE TYPE \(key) AS ENUM (\(values.map(quoteLiteral).joined(separator: ", ")))")
                 continue
             }
             if declaration.enumOrderKnown ? values != liveValues : Set(values) != Set(liveValues) {
@@ -149,15 +149,15 @@ public enum Drift {
             for dc in d.columns {
                 let object = "\(tableName).\(dc.name)"
                 guard let lc = l.column(dc.name) else {
-                    add(.missingColumn, object, describe(dc), nil, "add it: ALTER TABLE \(key) ADD COLUMN \(quote(dc.name)) \(dc.type)\(dc.notNull ? " NOT NULL" : "")\(dc.defaultValue.map { " DEFAULT \($0)" } ?? "")")
+                    add(.missingColumn, object, describe(dc), nil, "add it: ALTER TABLE \(key) ADD COLUMN \(quoteIdentifier(dc.name)) \(dc.type)\(dc.notNull ? " NOT NULL" : "")\(dc.defaultValue.map { " DEFAULT \($0)" } ?? "")")
                     continue
                 }
                 if dc.type != lc.type, whole || !compatible(declared: dc.type, live: lc.type) {
-                    add(.typeMismatch, object, dc.type, lc.type, "change one to match the other: ALTER TABLE \(key) ALTER COLUMN \(quote(dc.name)) TYPE \(dc.type), or the app's model to \(lc.type)")
+                    add(.typeMismatch, object, dc.type, lc.type, "change one to match the other: ALTER TABLE \(key) ALTER COLUMN \(quoteIdentifier(dc.name)) TYPE \(dc.type), or the app's model to \(lc.type)")
                 }
                 if dc.notNull != lc.notNull {
                     add(.nullabilityMismatch, object, dc.notNull ? "NOT NULL" : "nullable", lc.notNull ? "NOT NULL" : "nullable",
-                        dc.notNull ? "ALTER TABLE \(key) ALTER COLUMN \(quote(dc.name)) SET NOT NULL (after filling NULLs), or make the model nullable"
+                        dc.notNull ? "ALTER TABLE \(key) ALTER COLUMN \(quoteIdentifier(dc.name)) SET NOT NULL (after filling NULLs), or make the model nullable"
                             : "the app may write NULL, which the database refuses: make the model not nullable, or DROP NOT NULL")
                 }
                 if dc.identity != lc.identity {
@@ -168,7 +168,7 @@ public enum Drift {
                         "make the generation expressions agree")
                 } else if dc.identity == nil, dc.generated == nil, dc.defaultValue != lc.defaultValue, whole || dc.defaultValue != nil {
                     add(.defaultMismatch, object, dc.defaultValue ?? "no default", lc.defaultValue ?? "no default",
-                        dc.defaultValue.map { "ALTER TABLE \(key) ALTER COLUMN \(quote(dc.name)) SET DEFAULT \($0), or change the model" }
+                        dc.defaultValue.map { "ALTER TABLE \(key) ALTER COLUMN \(quoteIdentifier(dc.name)) SET DEFAULT \($0), or change the model" }
                             ?? "the model declares no default: declare it (server_default=…) or DROP DEFAULT")
                 }
             }
@@ -186,7 +186,7 @@ public enum Drift {
                 add(.primaryKeyMismatch, tableName, dKey.isEmpty ? "no primary key" : "PRIMARY KEY (\(dKey.joined(separator: ", ")))",
                     lKey.isEmpty ? "no primary key" : "PRIMARY KEY (\(lKey.joined(separator: ", ")))", "make the keys agree")
             } else if whole, let dn = d.primaryKey?.name, let ln = l.primaryKey?.name, dn != ln {
-                add(.nameMismatch, tableName, "primary key \(dn)", "primary key \(ln)", "rename one: ALTER TABLE \(key) RENAME CONSTRAINT \(quote(ln)) TO \(quote(dn))", notice: true)
+                add(.nameMismatch, tableName, "primary key \(dn)", "primary key \(ln)", "rename one: ALTER TABLE \(key) RENAME CONSTRAINT \(quoteIdentifier(ln)) TO \(quoteIdentifier(dn))", notice: true)
             }
             // Each declared key takes the live key of its shape with the same actions (and name) first: a table may
             // hold two keys of one shape (the seed's user_credits.team_id did), and only the spare one is drift.
@@ -198,7 +198,7 @@ public enum Drift {
                 guard let match = candidates.first(where: { $0.actions == fk.actions && $0.name == fk.name })
                     ?? candidates.first(where: { $0.actions == fk.actions }) ?? candidates.first else {
                     add(.missingForeignKey, object, describe(fk), nil,
-                        "add it without a long lock: ALTER TABLE \(key) ADD CONSTRAINT \(quote(fk.name)) FOREIGN KEY (\(fk.columns.map(quote).joined(separator: ", "))) REFERENCES \(fk.referencedTable)(\(fk.referencedColumns.map(quote).joined(separator: ", "))) \(fk.actions) NOT VALID, then VALIDATE CONSTRAINT (tally db orphans finds the rows that would fail)")
+                        "add it without a long lock: ALTER TABLE \(key) ADD CONSTRAINT \(quoteIdentifier(fk.name)) FOREIGN KEY (\(fk.columns.map(quoteIdentifier).joined(separator: ", "))) REFERENCES \(fk.referencedTable)(\(fk.referencedColumns.map(quoteIdentifier).joined(separator: ", "))) \(fk.actions) NOT VALID, then VALIDATE CONSTRAINT (tally db orphans finds the rows that would fail)")
                     continue
                 }
                 unmatched.removeAll { $0.name == match.name }
@@ -207,7 +207,7 @@ public enum Drift {
                         "make the actions agree: what the app expects on delete is not what the database does")
                 } else if whole, match.name != fk.name {
                     add(.nameMismatch, object, "foreign key \(fk.name)", "foreign key \(match.name)",
-                        "rename one: ALTER TABLE \(key) RENAME CONSTRAINT \(quote(match.name)) TO \(quote(fk.name))", notice: true)
+                        "rename one: ALTER TABLE \(key) RENAME CONSTRAINT \(quoteIdentifier(match.name)) TO \(quoteIdentifier(fk.name))", notice: true)
                 }
             }
             for fk in unmatched {
@@ -223,19 +223,21 @@ public enum Drift {
                         "add foreign_key=\"\(target)\"\(fk.onDelete == "NO ACTION" ? "" : " (ondelete=\"\(fk.onDelete)\")") to the model's \(fk.columns.joined(separator: ", "))")
                 }
             }
-            compareConstraints(d.uniques, l.uniques, key: key, tableName: tableName, kinds: (.missingUnique, .extraUnique, .nameMismatch), whole: whole, table: d, add: add)
-            compareConstraints(d.checks, l.checks, key: key, tableName: tableName, kinds: (.missingCheck, .extraCheck, .checkMismatch), whole: whole, table: d, add: add)
+            compareConstraints(d.uniques, l.uniques, key: key, tableName: tableName, kinds: (.missingUnique, .extraUnique, .missingUnique), whole: whole, table: d, add: add)
+            // A model rarely declares its checks: one it leaves out is a notice, not drift.
+            compareConstraints(d.checks, l.checks, key: key, tableName: tableName, kinds: (.missingCheck, .extraCheck, .checkMismatch), whole: whole, table: d,
+                               partialExtraIsNotice: true, add: add)
             let liveIndexes = Dictionary(l.indexes.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
             for index in d.indexes {
                 let object = "\(tableName) index \(index.name)"
                 if let match = liveIndexes[index.name] {
                     if match.statement != index.statement {
-                        add(.indexMismatch, object, index.statement, match.statement, "recreate it: DROP INDEX CONCURRENTLY, then CREATE \(index.unique ? "UNIQUE " : "")INDEX CONCURRENTLY \(quote(index.name)) ON \(key) \(index.definition)")
+                        add(.indexMismatch, object, index.statement, match.statement, "recreate it: DROP INDEX CONCURRENTLY, then CREATE \(index.unique ? "UNIQUE " : "")INDEX CONCURRENTLY \(quoteIdentifier(index.name)) ON \(key) \(index.definition)")
                     }
                 } else if let other = l.indexes.first(where: { $0.statement == index.statement }) {
-                    if whole { add(.nameMismatch, object, "index \(index.name)", "index \(other.name)", "ALTER INDEX \(quote(l.schema)).\(quote(other.name)) RENAME TO \(quote(index.name))", notice: true) }
+                    if whole { add(.nameMismatch, object, "index \(index.name)", "index \(other.name)", "ALTER INDEX \(quoteIdentifier(l.schema)).\(quoteIdentifier(other.name)) RENAME TO \(quoteIdentifier(index.name))", notice: true) }
                 } else {
-                    add(.missingIndex, object, index.statement, nil, "CREATE \(index.unique ? "UNIQUE " : "")INDEX CONCURRENTLY \(quote(index.name)) ON \(key) \(index.definition)")
+                    add(.missingIndex, object, index.statement, nil, "CREATE \(index.unique ? "UNIQUE " : "")INDEX CONCURRENTLY \(quoteIdentifier(index.name)) ON \(key) \(index.definition)")
                 }
             }
             for index in l.indexes where !d.indexes.contains(where: { $0.name == index.name || $0.statement == index.statement }) {
@@ -268,24 +270,24 @@ public enum Drift {
     static func compareConstraints(
         _ declared: [Catalog.Constraint], _ live: [Catalog.Constraint], key: String, tableName: String,
         kinds: (missing: DriftFinding.Kind, extra: DriftFinding.Kind, changed: DriftFinding.Kind), whole: Bool, table: Catalog.Table,
-        add: (DriftFinding.Kind, String, String?, String?, String, Bool) -> Void
+        partialExtraIsNotice: Bool = false, add: (DriftFinding.Kind, String, String?, String?, String, Bool) -> Void
     ) {
         for constraint in declared {
             let object = "\(tableName) \(constraint.name)"
             if let match = live.first(where: { $0.name == constraint.name }) {
                 if match.definition != constraint.definition {
-                    add(kinds.changed == .nameMismatch ? kinds.missing : kinds.changed, object, constraint.definition, match.definition, "make the definitions agree", false)
+                    add(kinds.changed, object, constraint.definition, match.definition, "make the definitions agree", false)
                 }
             } else if let other = live.first(where: { $0.definition == constraint.definition }) {
-                if whole { add(.nameMismatch, object, constraint.name, other.name, "ALTER TABLE \(key) RENAME CONSTRAINT \(quote(other.name)) TO \(quote(constraint.name))", true) }
+                if whole { add(.nameMismatch, object, constraint.name, other.name, "ALTER TABLE \(key) RENAME CONSTRAINT \(quoteIdentifier(other.name)) TO \(quoteIdentifier(constraint.name))", true) }
             } else {
-                add(kinds.missing, object, constraint.definition, nil, "ALTER TABLE \(key) ADD CONSTRAINT \(quote(constraint.name)) \(constraint.definition)", false)
+                add(kinds.missing, object, constraint.definition, nil, "ALTER TABLE \(key) ADD CONSTRAINT \(quoteIdentifier(constraint.name)) \(constraint.definition)", false)
             }
         }
         for constraint in live where !declared.contains(where: { $0.name == constraint.name || $0.definition == constraint.definition }) {
             guard whole || constraint.columns.allSatisfy({ table.column($0) != nil }) else { continue }
             add(kinds.extra, "\(tableName) \(constraint.name)", nil, constraint.definition,
-                whole ? "declare it in the app's schema, or drop it" : "the model does not declare it; the database enforces it", !whole && kinds.extra == .extraCheck)
+                whole ? "declare it in the app's schema, or drop it" : "the model does not declare it; the database enforces it", !whole && partialExtraIsNotice)
         }
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import TallyPostgres
 
 /// What an app declares about its tables, as SQL that creates exactly that in an empty database, and which
 /// tables and enums it covers.
@@ -322,15 +323,15 @@ public enum DrizzleSnapshot {
         func statements() -> [String] {
             var sql: [String] = []
             for schema in schemas.union(tables.map(\.table.schema)).union(enums.map(\.schema)).sorted() where schema != "public" {
-                sql.append("CREATE SCHEMA IF NOT EXISTS \(quote(schema))")
+                sql.append("CREATE SCHEMA IF NOT EXISTS \(quoteIdentifier(schema))")
             }
             for e in enums {
-                sql.append("CREATE TYPE \(quote(e.schema)).\(quote(e.name)) AS ENUM (\(e.values.map(literalString).joined(separator: ", ")))")
+                sql.append("CREATE TYPE \(quoteIdentifier(e.schema)).\(quoteIdentifier(e.name)) AS ENUM (\(e.values.map(quoteLiteral).joined(separator: ", ")))")
             }
             for (_, table) in tables {
                 var parts: [String] = []
                 for column in table.columns {
-                    var text = "\(quote(column.name)) \(typeSQL(column))"
+                    var text = "\(quoteIdentifier(column.name)) \(typeSQL(column))"
                     if let identity = column.identity { text += " GENERATED \(identity) AS IDENTITY" }
                     if let generated = column.generated { text += " GENERATED ALWAYS AS (\(generated)) STORED" }
                     if let value = column.defaultSQL, column.identity == nil, column.generated == nil { text += " DEFAULT \(value)" }
@@ -339,24 +340,24 @@ public enum DrizzleSnapshot {
                 }
                 let inlineKey = table.columns.filter(\.primaryKey).map(\.name)
                 if let key = table.primaryKey, !key.columns.isEmpty {
-                    parts.append("\(key.name.map { "CONSTRAINT \(quote($0)) " } ?? "")PRIMARY KEY (\(key.columns.map(quote).joined(separator: ", ")))")
+                    parts.append("\(key.name.map { "CONSTRAINT \(quoteIdentifier($0)) " } ?? "")PRIMARY KEY (\(key.columns.map(quoteIdentifier).joined(separator: ", ")))")
                 } else if !inlineKey.isEmpty {
-                    parts.append("PRIMARY KEY (\(inlineKey.map(quote).joined(separator: ", ")))")
+                    parts.append("PRIMARY KEY (\(inlineKey.map(quoteIdentifier).joined(separator: ", ")))")
                 }
                 for column in table.columns {
                     if let unique = column.unique {
-                        parts.append("CONSTRAINT \(quote(unique.name)) UNIQUE\(unique.nullsNotDistinct ? " NULLS NOT DISTINCT" : "") (\(quote(column.name)))")
+                        parts.append("CONSTRAINT \(quoteIdentifier(unique.name)) UNIQUE\(unique.nullsNotDistinct ? " NULLS NOT DISTINCT" : "") (\(quoteIdentifier(column.name)))")
                     }
                 }
                 for unique in table.uniques {
-                    parts.append("CONSTRAINT \(quote(unique.name)) UNIQUE\(unique.nullsNotDistinct ? " NULLS NOT DISTINCT" : "") (\(unique.columns.map(quote).joined(separator: ", ")))")
+                    parts.append("CONSTRAINT \(quoteIdentifier(unique.name)) UNIQUE\(unique.nullsNotDistinct ? " NULLS NOT DISTINCT" : "") (\(unique.columns.map(quoteIdentifier).joined(separator: ", ")))")
                 }
-                for check in table.checks { parts.append("CONSTRAINT \(quote(check.name)) CHECK (\(check.value))") }
-                sql.append("CREATE TABLE \(quote(table.schema)).\(quote(table.name)) (\n  \(parts.joined(separator: ",\n  "))\n)")
+                for check in table.checks { parts.append("CONSTRAINT \(quoteIdentifier(check.name)) CHECK (\(check.value))") }
+                sql.append("CREATE TABLE \(quoteIdentifier(table.schema)).\(quoteIdentifier(table.name)) (\n  \(parts.joined(separator: ",\n  "))\n)")
             }
             for (_, table) in tables {
                 for key in table.foreignKeys {
-                    var text = "ALTER TABLE \(quote(table.schema)).\(quote(table.name)) ADD CONSTRAINT \(quote(key.name)) FOREIGN KEY (\(key.columns.map(quote).joined(separator: ", "))) REFERENCES \(quote(key.schemaTo)).\(quote(key.tableTo))(\(key.columnsTo.map(quote).joined(separator: ", ")))"
+                    var text = "ALTER TABLE \(quoteIdentifier(table.schema)).\(quoteIdentifier(table.name)) ADD CONSTRAINT \(quoteIdentifier(key.name)) FOREIGN KEY (\(key.columns.map(quoteIdentifier).joined(separator: ", "))) REFERENCES \(quoteIdentifier(key.schemaTo)).\(quoteIdentifier(key.tableTo))(\(key.columnsTo.map(quoteIdentifier).joined(separator: ", ")))"
                     if let action = key.onDelete, !action.isEmpty { text += " ON DELETE \(action.uppercased())" }
                     if let action = key.onUpdate, !action.isEmpty { text += " ON UPDATE \(action.uppercased())" }
                     sql.append(text)
@@ -365,13 +366,13 @@ public enum DrizzleSnapshot {
             for (_, table) in tables {
                 for index in table.indexes {
                     let columns = index.columns.map { c -> String in
-                        var text = c.isExpression ? "(\(c.value))" : quote(c.value)
+                        var text = c.isExpression ? "(\(c.value))" : quoteIdentifier(c.value)
                         if let opclass = c.opclass { text += " \(opclass)" }
                         if c.descending { text += " DESC" }
                         if let first = c.nullsFirst { text += first ? " NULLS FIRST" : " NULLS LAST" }
                         return text
                     }
-                    var text = "CREATE \(index.unique ? "UNIQUE " : "")INDEX \(quote(index.name)) ON \(quote(table.schema)).\(quote(table.name)) USING \(index.method) (\(columns.joined(separator: ", ")))"
+                    var text = "CREATE \(index.unique ? "UNIQUE " : "")INDEX \(quoteIdentifier(index.name)) ON \(quoteIdentifier(table.schema)).\(quoteIdentifier(table.name)) USING \(index.method) (\(columns.joined(separator: ", ")))"
                     if !index.with.isEmpty {
                         text += " WITH (" + index.with.map { $0.0.isEmpty ? $0.1 : "\($0.0) = \($0.1)" }.joined(separator: ", ") + ")"
                     }
@@ -390,7 +391,7 @@ public enum DrizzleSnapshot {
                 bare.removeLast(2)
                 dimensions += 1
             }
-            return "\(quote(schema)).\(quote(bare))" + String(repeating: "[]", count: dimensions)
+            return "\(quoteIdentifier(schema)).\(quoteIdentifier(bare))" + String(repeating: "[]", count: dimensions)
         }
 
         /// A default as SQL: drizzle-kit writes strings as SQL already; numbers and booleans as JSON values.
@@ -423,6 +424,3 @@ func nonEmpty(_ value: Any?) -> String? {
     guard let text = value as? String, !text.isEmpty else { return nil }
     return text
 }
-
-func quote(_ identifier: String) -> String { "\"" + identifier.replacingOccurrences(of: "\"", with: "\"\"") + "\"" }
-func literalString(_ text: String) -> String { "'" + text.replacingOccurrences(of: "'", with: "''") + "'" }

@@ -64,7 +64,7 @@ public enum SQLAlchemyMetadata {
         try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: work) }
         try script.write(toFile: work + "/metadata.py", atomically: true, encoding: .utf8)
-        let executable = python.contains("/") ? python : (searchPath(for: python) ?? python)
+        let executable = python.contains("/") ? python : (PostgresBinaries.searchPath(for: python) ?? python)
         let child: Command.Child
         do {
             child = try Command.spawn(executable, [work + "/metadata.py", spec, directory], stdout: work + "/out.json", stderr: work + "/err.txt")
@@ -86,20 +86,14 @@ public enum SQLAlchemyMetadata {
         return declaration(output, source: "\(output.label): \(spec)")
     }
 
-    /// `name` found on PATH, as a shell would.
-    static func searchPath(for name: String) -> String? {
-        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
-        return path.split(separator: ":").map { "\($0)/\(name)" }.first { FileManager.default.isExecutableFile(atPath: $0) }
-    }
-
     static func declaration(_ output: Output, source: String) -> Declaration {
         var statements: [String] = []
         let schemas = Set(output.tables.map(\.schema) + output.enums.map(\.schema)).subtracting(["public"])
-        statements += schemas.sorted().map { "CREATE SCHEMA IF NOT EXISTS \(quote($0))" }
+        statements += schemas.sorted().map { "CREATE SCHEMA IF NOT EXISTS \(quoteIdentifier($0))" }
         var enumKeys: [String] = []
         for e in output.enums where !enumKeys.contains("\(e.schema).\(e.name)") {
             enumKeys.append("\(e.schema).\(e.name)")
-            statements.append("CREATE TYPE \(quote(e.schema)).\(quote(e.name)) AS ENUM (\(e.values.map(literalString).joined(separator: ", ")))")
+            statements.append("CREATE TYPE \(quoteIdentifier(e.schema)).\(quoteIdentifier(e.name)) AS ENUM (\(e.values.map(quoteLiteral).joined(separator: ", ")))")
         }
         for table in output.tables {
             // SQLAlchemy names the table as the app does (unqualified in public); the scratch database's search
