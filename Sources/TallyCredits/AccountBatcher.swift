@@ -17,7 +17,14 @@ import TallyPostgres
 /// The workers are tasks of `run()`, which the application runs as a service; while it does not run (a
 /// one-shot command, or once the service group shuts down) `submit` takes nothing and the caller applies its
 /// operation on its own. Shutting down, the workers send what is queued and stop.
+///
+/// The batcher only queues and groups: what sending a batch means is the `send` function it is given
+/// (`Ledger.send`: one `tally_apply` call on a leased connection).
 final class AccountBatcher: Service, Sendable {
+    /// Sends a batch; one result per operation, in order. A thrown error fails the whole batch (and, when it
+    /// says the database is unavailable, every operation waiting too).
+    typealias Send = @Sendable ([AccountOperation]) async throws -> [Result<OperationOutcome, any Error>]
+
     struct Pending: Sendable {
         var operation: AccountOperation
         /// Resumed with the outcome (never nil: nil is `submit`'s answer when nothing was queued).
@@ -38,27 +45,18 @@ final class AccountBatcher: Service, Sendable {
         var operations = 0
     }
 
-    let database: Database
-    /// The batches' statements serve several requests at once, so they log to the database's logger, marked
-    /// `tally.work=consume-batch`, not to any one request's.
-    let logger: Logger
+    let send: Send
     let lanes: Int
     let maximumBatch: Int
-    /// How long a batch waits for a connection (the server's `--database-wait`).
-    let databaseWait: Duration
     private let state = Mutex(State())
     /// One wake-up signal per worker.
     private let signals: [AsyncStream<Void>]
     private let wakers: [AsyncStream<Void>.Continuation]
 
-    init(database: Database, lanes: Int = 4, maximumBatch: Int = 128, databaseWait: Duration = DatabaseWait.standard) {
-        self.database = database
-        var logger = database.logger
-        logger[metadataKey: "tally.work"] = "consume-batch"
-        self.logger = logger
+    init(lanes: Int = 4, maximumBatch: Int = 128, send: @escaping Send) {
+        self.send = send
         self.lanes = max(1, lanes)
         self.maximumBatch = max(1, maximumBatch)
-        self.databaseWait = databaseWait
         let streams = (0..<self.lanes).map { _ in AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1)) }
         self.signals = streams.map(\.stream)
         self.wakers = streams.map(\.continuation)
@@ -118,21 +116,19 @@ final class AccountBatcher: Service, Sendable {
     /// One worker: sends batches while there are any, then waits to be woken; when the signals end (shutting
     /// down), sends what is left and stops.
     private func serve(_ worker: Int) async {
-        await DatabaseWait.$limit.withValue(databaseWait) {
-            var signals = self.signals[worker].makeAsyncIterator()
-            var stopping = false
-            while true {
-                let batch = take(for: worker)
-                if batch.isEmpty {
-                    // Once the signals end, what is left is sent and the worker stops.
-                    if stopping { return }
-                    stopping = await signals.next() == nil
-                    continue
-                }
-                batchSize.record(batch.count)
-                await send(batch)
-                finish(batch)
+        var signals = self.signals[worker].makeAsyncIterator()
+        var stopping = false
+        while true {
+            let batch = take(for: worker)
+            if batch.isEmpty {
+                // Once the signals end, what is left is sent and the worker stops.
+                if stopping { return }
+                stopping = await signals.next() == nil
+                continue
             }
+            batchSize.record(batch.count)
+            await deliver(batch)
+            finish(batch)
         }
     }
 
@@ -185,28 +181,19 @@ final class AccountBatcher: Service, Sendable {
         }
     }
 
-    private func send(_ batch: [Pending]) async {
+    /// Sends `batch` and resumes each operation's caller with its result.
+    private func deliver(_ batch: [Pending]) async {
         do {
-            let operations = batch.map(\.operation)
-            let outcomes = try await database.leased(logger: logger) { connection in try await Ledger.apply(operations, on: connection) }
-            for (pending, outcome) in zip(batch, outcomes) { pending.continuation.resume(returning: outcome) }
+            let results = try await send(batch.map(\.operation))
+            for (index, pending) in batch.enumerated() {
+                pending.continuation.resume(with: results.indices.contains(index)
+                    ? results[index].map { Optional($0) }
+                    : .failure(CreditsError(.conflict, "the batch answered no outcome for this operation; retry it")))
+            }
         } catch let error as CreditsError where error.code == .databaseUnavailable {
             // The operations queued meanwhile would wait as long again: they fail now too, so none waits
             // for a connection longer than the limit once.
             for pending in batch + takeAllWaiting() { pending.continuation.resume(throwing: error) }
-        } catch let error as PSQLError where error.serverInfo != nil && batch.count > 1 && !DatabaseFailure.isConnectionLoss(error) {
-            // The server refused the statement, so the whole batch was rolled back: run each operation alone, so
-            // only the one at fault fails. (A connection lost mid-statement is not retried: the batch may
-            // have committed.)
-            for pending in batch {
-                do {
-                    let operation = pending.operation
-                    let outcome = try await database.leased(logger: logger) { connection in try await Ledger.apply([operation], on: connection) }
-                    pending.continuation.resume(returning: outcome[0])
-                } catch {
-                    pending.continuation.resume(throwing: error)
-                }
-            }
         } catch {
             for pending in batch { pending.continuation.resume(throwing: error) }
         }

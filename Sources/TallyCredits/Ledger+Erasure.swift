@@ -74,8 +74,12 @@ extension Ledger {
                 let (balance, held) = try await lockAccount(account, on: connection)
                 try await connection.execute(
                     "UPDATE credit_grants SET expires_at = now() WHERE account_id = \(account) AND remaining > 0 AND (expires_at IS NULL OR expires_at > now())")
-                let after = try await expireGrants(
-                    of: account, balance: balance, held: held, description: "account closed: personal data erased", on: connection)
+                var after = balance
+                for try await value in try await connection.query(
+                    """
+                    UPDATE user_credits SET balance = tally_expire_grants(id, \(balance), \(held), 'account closed: personal data erased'), updated_at = now()
+                    WHERE id = \(account) RETURNING balance
+                    """).decode(Int64.self) { after = value }
                 forfeited = balance - after
                 for try await count in try await connection.query(
                     "SELECT count(*) FROM credit_transactions WHERE account_id = \(account)"

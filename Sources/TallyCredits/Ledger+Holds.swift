@@ -48,7 +48,7 @@ extension Ledger {
         }
         try TextRules.checkDescription(description)
         let outcome = try await apply(.hold(key: key, amount: amount, ttl: ttl, description: description), context: context)
-        if let refusal = Self.refusal(outcome, amount: amount, what: "hold") { throw refusal }
+        if outcome.kind != .ok { throw Self.refusal(outcome, amount: amount, what: "hold") }
         return try Self.holdResult(outcome, status: .open)
     }
 
@@ -56,11 +56,7 @@ extension Ledger {
     /// `capture` ledger entry charged to that key. Another key, even of the same account, finds no such hold.
     public func capture(_ holdID: UUID, amount: Int64?, by key: APIKeyPrincipal, context: QueryContext) async throws -> HoldResult {
         if let amount, amount <= 0 { throw CreditsError(.invalidInput, "amount must be a positive integer; release the hold to spend nothing") }
-        let outcome = try await apply(.capture(hold: holdID, amount: amount, key: key), context: context)
-        if outcome.outcome == "capture-exceeds-hold" {
-            throw CreditsError(.invalidInput, "the hold reserves \(outcome.holdAmount ?? 0); capture at most that")
-        }
-        return try Self.holdResult(outcome, status: .captured, hold: holdID)
+        return try Self.holdResult(try await apply(.capture(hold: holdID, amount: amount, key: key), context: context), status: .captured, hold: holdID)
     }
 
     /// Returns all of an open hold to the account.
@@ -92,16 +88,18 @@ extension Ledger {
 
     /// The answer for a hold operation's outcome, or the error for a refused one.
     static func holdResult(_ outcome: OperationOutcome, status: HoldResult.Status, hold: UUID? = nil) throws -> HoldResult {
-        switch outcome.outcome {
-        case "ok": break
-        case "revoked": throw refusal(outcome, amount: nil, what: "hold")!
-        case "hold-not-found": throw CreditsError(.notFound, "no hold \(hold.map(\.uuidString) ?? "") placed by this API key")
-        case "hold-expired":
+        let named = hold.map { " \($0.lowercasedString)" } ?? ""
+        switch outcome.kind {
+        case .ok: break
+        case .revoked, .insufficientCredits, .keyLimitExceeded: throw refusal(outcome, amount: outcome.holdAmount, what: "hold")
+        case .holdNotFound: throw CreditsError(.notFound, "no hold\(named) placed by this API key")
+        case .holdExpired:
             let expired = outcome.expiresAt.map { ISO8601DateFormatter().string(from: $0) } ?? "its expiry"
-            throw CreditsError(.conflict, "hold \(hold.map(\.uuidString) ?? "") expired at \(expired) and its credits were released; place a new hold")
-        case "hold-captured", "hold-released":
-            throw CreditsError(.conflict, "hold \(hold.map(\.uuidString) ?? "") is already \(outcome.outcome.dropFirst("hold-".count))")
-        default: throw unexpected(outcome)
+            throw CreditsError(.conflict, "hold\(named) expired at \(expired) and its credits were released; place a new hold")
+        case .holdCaptured: throw CreditsError(.conflict, "hold\(named) is already captured")
+        case .holdReleased: throw CreditsError(.conflict, "hold\(named) is already released")
+        case .captureExceedsHold: throw CreditsError(.invalidInput, "the hold reserves \(outcome.holdAmount ?? 0); capture at most that")
+        case .again: throw unexpected(outcome)
         }
         guard let holdID = outcome.holdID, let amount = outcome.holdAmount, let expiresAt = outcome.expiresAt,
               let balance = outcome.balance, let held = outcome.held, let available = outcome.available else { throw unexpected(outcome) }
@@ -111,23 +109,6 @@ extension Ledger {
             released: status == .open ? nil : amount - (captured ?? 0),
             transactionID: status == .captured ? outcome.transactionID : nil, expiresAt: expiresAt,
             balance: balance, held: held, available: available)
-    }
-
-    /// Marks the account's open holds past their expiry `expired` and takes them off their keys' reservations.
-    /// The caller holds the account lock and lowers the account's `held` by the total returned.
-    func expireHolds(of account: UUID, on connection: DatabaseConnection) async throws -> Int64 {
-        var byKey: [UUID: Int64] = [:]
-        for try await (key, amount) in try await connection.query(
-            """
-            UPDATE credit_holds SET status = 'expired', settled_at = now()
-            WHERE account_id = \(account) AND status = 'open' AND expires_at <= now()
-            RETURNING api_key_id, amount
-            """
-        ).decode((UUID, Int64).self) { byKey[key, default: 0] += amount }
-        for (key, amount) in byKey.sorted(by: { $0.key.uuidString < $1.key.uuidString }) {
-            try await connection.execute("UPDATE api_key_credits SET held = held - \(amount) WHERE api_key_id = \(key)")
-        }
-        return byKey.values.reduce(0, +)
     }
 
     /// Releases expired holds across accounts, at most `limit` accounts per call, one transaction per account.

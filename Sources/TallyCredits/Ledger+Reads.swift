@@ -46,12 +46,10 @@ extension Ledger {
 
     /// The account a read names, as the CTE `acct` of its statement: $1 the owning user or $2 the owning team
     /// (the other NULL), and $3 the API key that reads (NULL for a session), which must still be live. With
-    /// whether anything is due: an open hold past its expiry, or an expired grant with credits left while not
-    /// all credits are held (held credits stay until their hold settles, so such a grant has nothing to give
-    /// up yet).
+    /// whether anything is due (the rule is PostgreSQL's `tally_due`, migration `0020_account_rules`).
     static let readableAccount = """
         acct AS (
-            SELECT a.id, a.balance, a.held, \(holdsDue) OR (a.balance > a.held AND \(grantsDue)) AS due
+            SELECT a.id, a.balance, a.held, tally_due(a.id, a.balance, a.held) AS due
             FROM user_credits a
             WHERE (a.user_id = $1 OR a.team_id = $2)
               AND ($3::uuid IS NULL OR EXISTS (SELECT 1 FROM api_keys k WHERE k.id = $3 AND k.revoked_at IS NULL)))

@@ -84,7 +84,13 @@ public struct Ledger: Service, Sendable {
     /// `databaseWait`: how long a batch of spends waits for a connection.
     public init(database: Database, consumeLanes: Int = 4, databaseWait: Duration = DatabaseWait.standard) {
         self.database = database
-        self.batcher = AccountBatcher(database: database, lanes: consumeLanes, databaseWait: databaseWait)
+        // A batch serves several requests at once, so it logs to the database's logger, marked
+        // `tally.work=consume-batch`, not to any one request's.
+        var logger = database.logger
+        logger[metadataKey: "tally.work"] = "consume-batch"
+        self.batcher = AccountBatcher(lanes: consumeLanes) { [logger] operations in
+            try await DatabaseWait.$limit.withValue(databaseWait) { try await Self.send(operations, to: database, logger: logger) }
+        }
     }
 
     /// Runs the account batcher's workers (a service of the application's group): while they do not run, each
@@ -117,18 +123,13 @@ public struct Ledger: Service, Sendable {
 
     /// Locks `owner`'s account row for the rest of the transaction (creating the account on first use),
     /// settles what time has settled (holds past their expiry are released; grants past theirs leave through
-    /// `expire` entries), and returns the account with its balance and held credits after that.
-    /// One statement in the common case: the lock reads whether anything is due, and only then is it settled.
+    /// `expire` entries), and returns the account with its balance and held credits after that. The settling
+    /// rules are PostgreSQL's `tally_settle` (migration `0020_account_rules`), which `tally_apply` calls too.
     func lockAccount(of owner: AccountOwner, on connection: DatabaseConnection) async throws -> (account: UUID, balance: Int64, held: Int64) {
-        var locked: (UUID, Int64, Int64, Bool, Bool)?
         for try await row in try await connection.query(
-            "SELECT id, balance, held, \(unescaped: Self.dueColumns) FROM user_credits a WHERE \(unescaped: owner.column) = \(owner.id) FOR UPDATE"
-        ).decode((UUID, Int64, Int64, Bool, Bool).self) {
-            locked = row
-        }
-        if let (account, balance, held, holdsDue, grantsDue) = locked {
-            let (b, h) = try await settle(account, balance: balance, held: held, holdsDue: holdsDue, grantsDue: grantsDue, on: connection)
-            return (account, b, h)
+            "SELECT a.id, s.balance, s.held FROM user_credits a CROSS JOIN LATERAL tally_settle(a.id) s WHERE a.\(unescaped: owner.column) = \(owner.id)"
+        ).decode((UUID, Int64, Int64).self) {
+            return row
         }
         // First use: the lock found no account.
         let account = try await createAccount(for: owner, on: connection)
@@ -138,86 +139,10 @@ public struct Ledger: Service, Sendable {
 
     /// `lockAccount(of:)` for an account known by id.
     func lockAccount(_ account: UUID, on connection: DatabaseConnection) async throws -> (balance: Int64, held: Int64) {
-        var locked: (Int64, Int64, Bool, Bool)?
-        for try await row in try await connection.query(
-            "SELECT balance, held, \(unescaped: Self.dueColumns) FROM user_credits a WHERE id = \(account) FOR UPDATE"
-        ).decode((Int64, Int64, Bool, Bool).self) { locked = row }
-        guard let (balance, held, holdsDue, grantsDue) = locked else { throw CreditsError(.notFound, "no credit account \(account)") }
-        // Settled after the lock's rows are read: the connection runs one query at a time.
-        return try await settle(account, balance: balance, held: held, holdsDue: holdsDue, grantsDue: grantsDue, on: connection)
-    }
-
-    /// Whether the account (aliased `a`) has open holds past their expiry.
-    static let holdsDue = "EXISTS (SELECT 1 FROM credit_holds h WHERE h.account_id = a.id AND h.status = 'open' AND h.expires_at <= now())"
-    /// Whether the account (aliased `a`) has grants past their expiry with credits left.
-    static let grantsDue = "EXISTS (SELECT 1 FROM credit_grants g WHERE g.account_id = a.id AND g.remaining > 0 AND g.expires_at <= now())"
-    /// `holdsDue, grantsDue`, as the lock reads them.
-    static let dueColumns = "\(holdsDue), \(grantsDue)"
-
-    private func settle(
-        _ account: UUID, balance: Int64, held: Int64, holdsDue: Bool, grantsDue: Bool, on connection: DatabaseConnection
-    ) async throws -> (balance: Int64, held: Int64) {
-        var held = held
-        if holdsDue {
-            let released = try await expireHolds(of: account, on: connection)
-            if released > 0 {
-                held -= released
-                try await connection.execute("UPDATE user_credits SET held = \(held), updated_at = now() WHERE id = \(account)")
-            }
+        for try await row in try await connection.query("SELECT balance, held FROM tally_settle(\(account))").decode((Int64, Int64).self) {
+            return row
         }
-        // A hold that was released may have been all that kept an expired grant's credits.
-        let balance = grantsDue || holdsDue ? try await expireGrants(of: account, balance: balance, held: held, on: connection) : balance
-        return (balance, held)
-    }
-
-    /// Writes `expire` entries for grants past their expiry, taking the balance down to what holds reserve and
-    /// no further: held credits stay until their hold is captured or released, and what is left of an expired
-    /// grant then leaves at the next lock. Returns the balance after.
-    func expireGrants(
-        of account: UUID, balance: Int64, held: Int64, description: String = "grant expired", on connection: DatabaseConnection
-    ) async throws -> Int64 {
-        var expirable = balance - held
-        guard expirable > 0 else { return balance }
-        var expired: [(UUID, Int64)] = []
-        for try await (id, remaining) in try await connection.query(
-            "SELECT id, remaining FROM credit_grants WHERE account_id = \(account) AND remaining > 0 AND expires_at <= now() ORDER BY expires_at, id FOR UPDATE"
-        ).decode((UUID, Int64).self) {
-            let take = min(remaining, expirable)
-            guard take > 0 else { break }
-            expired.append((id, take))
-            expirable -= take
-        }
-        var balance = balance
-        for (grant, amount) in expired {
-            balance -= amount
-            try await connection.execute("UPDATE credit_grants SET remaining = remaining - \(amount) WHERE id = \(grant)")
-            try await connection.execute("""
-                INSERT INTO credit_transactions (account_id, kind, amount, balance_after, description, grant_id)
-                VALUES (\(account), 'expire', \(-amount), \(balance), \(description), \(grant))
-                """)
-        }
-        if !expired.isEmpty {
-            try await connection.execute("UPDATE user_credits SET balance = \(balance), updated_at = now() WHERE id = \(account)")
-        }
-        return balance
-    }
-
-    /// Takes `amount` from the account's grants, in one statement: by priority, then soonest expiry, then age.
-    /// The caller holds the account lock, which serialises spenders.
-    func burnGrants(of account: UUID, amount: Int64, on connection: DatabaseConnection) async throws {
-        var taken: Int64 = 0
-        for try await take in try await connection.query(
-            """
-            WITH ordered AS (
-                SELECT id, remaining, (sum(remaining) OVER (ORDER BY priority, expires_at NULLS LAST, created_at, id))::bigint - remaining AS before
-                FROM credit_grants WHERE account_id = \(account) AND remaining > 0
-            ), taken AS (
-                SELECT id, LEAST(remaining, \(amount) - before) AS take FROM ordered WHERE before < \(amount)
-            )
-            UPDATE credit_grants g SET remaining = g.remaining - t.take FROM taken t WHERE g.id = t.id RETURNING t.take
-            """
-        ).decode(Int64.self) { taken += take }
-        guard taken == amount else { throw CreditsError(.insufficientCredits, "the account's grants cover \(taken) of \(amount)") }
+        throw CreditsError(.notFound, "no credit account \(account)")
     }
 
     /// Adds a grant to `owner`'s account, with its ledger entry.

@@ -64,6 +64,7 @@ public enum TextRules {
     }
 
     /// A spend's metadata: a JSON object at most 8 levels deep and 8 KiB serialised; returned serialised.
+    @discardableResult
     public static func checkMetadata(_ value: JSONValue) throws -> String {
         guard case .object = value else { throw CreditsError(.invalidInput, "metadata must be a JSON object") }
         func depth(_ value: JSONValue) -> Int {

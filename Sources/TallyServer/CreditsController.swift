@@ -102,30 +102,15 @@ public struct CreditsController: Sendable {
 
     @Sendable func balance(_ request: Request, context: TallyRequestContext) async throws -> Balance {
         let owner = try await owner(of: request, context: context)
-        return try await withCachedKey(context) { key in
-            try await ledger.balance(of: owner, liveKey: key?.keyID, context: context.queries)
-        }
+        return try await ledger.balance(of: owner, liveKey: try context.requireCaller().apiKey?.keyID, context: context.queries)
     }
 
     @Sendable func transactions(_ request: Request, context: TallyRequestContext) async throws -> LedgerPage {
         let owner = try await owner(of: request, context: context)
         let query = request.uri.queryParameters
         let limit = try Self.pageLimit(query, default: 20)
-        return try await withCachedKey(context) { key in
-            try await ledger.transactions(of: owner, liveKey: key?.keyID, limit: limit, cursor: query.get("cursor"), context: context.queries)
-        }
-    }
-
-    /// Runs `body` with the caller's API key (nil for a session), which may have come from the authenticator's
-    /// cache: `body`'s statement checks the key is live, and when it is not, the cache forgets it.
-    func withCachedKey<T>(_ context: TallyRequestContext, _ body: (APIKeyPrincipal?) async throws -> T) async throws -> T {
-        let caller = try context.requireCaller()
-        do {
-            return try await body(caller.apiKey)
-        } catch let error as CreditsError where error.code == .unauthenticated {
-            keys.forget(keyHash: caller.credentialHash)
-            throw error
-        }
+        return try await ledger.transactions(
+            of: owner, liveKey: try context.requireCaller().apiKey?.keyID, limit: limit, cursor: query.get("cursor"), context: context.queries)
     }
 
     /// The account a request reads: the API key's, or with a session the user's own or (`?team_id=`) a team's
@@ -153,15 +138,10 @@ public struct CreditsController: Sendable {
         let key = try context.requireAPIKey()
         var request = request
         let body = try await request.decode(ConsumeBody.self, context: context)
-        var metadata: String?
-        switch body.metadata {
-        case nil, .null?: metadata = nil
-        case let value?: metadata = try TextRules.checkMetadata(value)
-        }
+        let metadata = body.metadata.flatMap { $0 == .null ? nil : $0 }
         do {
-            let result = try await withCachedKey(context) { _ in
-                try await ledger.consume(ConsumeRequest(apiKey: key, amount: body.amount, description: body.description, metadataJSON: metadata), context: context.queries)
-            }
+            let result = try await ledger.consume(
+                ConsumeRequest(apiKey: key, amount: body.amount, description: body.description, metadata: metadata), context: context.queries)
             Self.countConsume("accepted")
             return result
         } catch let error as CreditsError {

@@ -95,6 +95,20 @@ struct CallerAuthenticator: AuthenticatorMiddleware {
     /// `Idempotency-Key`, whose replay runs no statement: a revoked key must not get its stored answer.
     var cachedKeys = false
 
+    /// Authenticates, then runs the route; a key that came from the cache and that the route's statement
+    /// found revoked (401) is forgotten, so the next request asks the database.
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        var context = context
+        let caller = try await authenticate(request: request, context: context)
+        context.identity = caller
+        do {
+            return try await next(request, context)
+        } catch let error as CreditsError where error.code == .unauthenticated && cachedKeys {
+            if let caller { keys.forget(keyHash: caller.credentialHash) }
+            throw error
+        }
+    }
+
     func authenticate(request: Request, context: Context) async throws -> Caller? {
         guard let token = request.bearerToken else { throw CreditsError(.unauthenticated, accepts.missing) }
         let hash = Auth.tokenHash(token)

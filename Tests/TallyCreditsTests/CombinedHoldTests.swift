@@ -27,7 +27,7 @@ import Testing
             let placed = try await apply(db, [
                 .hold(key: key, amount: 30, ttl: 600, description: "a"), .hold(key: key, amount: 20, ttl: 600, description: "b"),
             ])
-            #expect(placed.map(\.outcome) == ["ok", "ok"])
+            #expect(placed.map(\.kind.rawValue) == ["ok", "ok"])
             #expect(placed.map(\.held) == [30, 50] && placed.map(\.available) == [70, 50])
             let (a, b) = (try #require(placed[0].holdID), try #require(placed[1].holdID))
 
@@ -42,7 +42,7 @@ import Testing
                 .release(hold: unknown, key: key),
                 .capture(hold: b, amount: 1, key: key),                      // already released
             ])
-            #expect(outcomes.map(\.outcome) == [
+            #expect(outcomes.map(\.kind.rawValue) == [
                 "ok", "insufficient-credits", "ok", "ok", "ok", "hold-captured", "hold-not-found", "hold-released",
             ])
             #expect(outcomes[0...4].map(\.balance) == [60, 60, 35, 35, 35])
@@ -90,7 +90,7 @@ import Testing
                 .consume(ConsumeRequest(apiKey: key, amount: 30)),   // now fits: 20 + 30 = 50
                 .hold(key: key, amount: 1, ttl: 600, description: nil),
             ])
-            #expect(outcomes.map(\.outcome) == ["key-limit-exceeded", "ok", "ok", "ok", "key-limit-exceeded"])
+            #expect(outcomes.map(\.kind.rawValue) == ["key-limit-exceeded", "ok", "ok", "ok", "key-limit-exceeded"])
             #expect(outcomes[0].keyLimit == 50 && outcomes[0].keyUsed == 0 && outcomes[0].keyHeld == 30)
             #expect(outcomes[4].keyUsed == 50 && outcomes[4].keyHeld == 0)
             #expect(outcomes.map(\.balance) == [100, 80, 80, 50, 50])
@@ -110,7 +110,7 @@ import Testing
             #expect(read.balance == 60 && read.held == 60)
 
             let outcomes = try await apply(db, [.release(hold: hold.holdID, key: key), .consume(ConsumeRequest(apiKey: key, amount: 1))])
-            #expect(outcomes.map(\.outcome) == ["ok", "settle"], "nothing else is decided on the account until its expiry is written")
+            #expect(outcomes.map(\.kind.rawValue) == ["ok", "again"], "nothing else is decided on the account until its expiry is written")
             #expect(outcomes[0].balance == 0 && outcomes[0].held == 0 && outcomes[0].available == 0, "the release answers the balance after the expiry")
             #expect(try await scalarValue(client, "SELECT -sum(amount)::bigint FROM credit_transactions WHERE kind = 'expire'") == 100)
             let after = try await ledger.balance(of: key.account, context: testQueries)

@@ -27,7 +27,7 @@ import Testing
             let key = try await funded(client, "a@example.com", credits: 10)
             _ = try await Ledger(client: client).balance(of: key.account, context: testQueries)   // the account exists
             let outcomes = try await spend(db, [4, 5, 3, 1].map { ConsumeRequest(apiKey: key, amount: $0) })
-            #expect(outcomes.map(\.outcome) == ["ok", "ok", "insufficient-credits", "ok"])
+            #expect(outcomes.map(\.kind.rawValue) == ["ok", "ok", "insufficient-credits", "ok"])
             #expect(outcomes.map(\.balance) == [6, 1, 1, 0], "each answer has its own balance after (or the balance it saw)")
             #expect(outcomes[2].transactionID == nil)
             let ids = outcomes.compactMap(\.transactionID)
@@ -46,7 +46,7 @@ import Testing
             let b = try await funded(client, "b@example.com", credits: 5)
             for key in [a, b] { _ = try await Ledger(client: client).balance(of: key.account, context: testQueries) }
             let outcomes = try await spend(db, [(a, 6), (b, 3), (a, 6), (b, 2), (a, 4), (b, 1)].map { ConsumeRequest(apiKey: $0.0, amount: $0.1) })
-            #expect(outcomes.map(\.outcome) == ["ok", "ok", "insufficient-credits", "ok", "ok", "insufficient-credits"])
+            #expect(outcomes.map(\.kind.rawValue) == ["ok", "ok", "insufficient-credits", "ok", "ok", "insufficient-credits"])
             #expect(outcomes.map(\.balance) == [4, 2, 4, 0, 0, 0])
             let balances = try await [a, b].asyncMap { try await Ledger(client: client).balance(of: $0.account, context: testQueries).balance }
             #expect(balances == [0, 0])
@@ -63,7 +63,7 @@ import Testing
             let limited = try await keys.authenticate(try await keys.create(name: "limited", teamID: nil, creditLimit: 5, by: user, context: testQueries).key, context: testQueries)
             let open = try await keys.authenticate(try await keys.create(name: "open", teamID: nil, creditLimit: nil, by: user, context: testQueries).key, context: testQueries)
             let outcomes = try await spend(db, [(limited, 3), (limited, 3), (open, 50), (limited, 2), (limited, 1)].map { ConsumeRequest(apiKey: $0.0, amount: $0.1) })
-            #expect(outcomes.map(\.outcome) == ["ok", "key-limit-exceeded", "ok", "ok", "key-limit-exceeded"])
+            #expect(outcomes.map(\.kind.rawValue) == ["ok", "key-limit-exceeded", "ok", "ok", "key-limit-exceeded"])
             #expect(outcomes[1].keyLimit == 5 && outcomes[1].keyUsed == 3)
             #expect(outcomes.map(\.balance) == [97, 97, 47, 45, 45])
             var used: [Int64] = []

@@ -130,7 +130,7 @@ import Testing
             let retried = try await connection.transaction { inside in
                 try await Ledger.apply([.consume(ConsumeRequest(apiKey: key, amount: 5))], on: inside)
             }
-            #expect(retried.first?.outcome == "ok" && retried.first?.balance == 44)
+            #expect(retried.first?.kind == .ok && retried.first?.balance == 44)
         }
     }
 }

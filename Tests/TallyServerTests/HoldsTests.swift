@@ -36,7 +36,7 @@ import Testing
             #expect(try await scalar(db, "SELECT amount FROM credit_transactions WHERE kind = 'capture' AND hold_id = \(UUID(uuidString: holdID)!)") == -20)
             let again = try await call(client, "/v1/credits/holds/\(holdID)/capture", .post, key, ["amount": 5])
             #expect(again.status == .conflict)
-            #expect(object(again.body)["detail"] as? String == "hold \(UUID(uuidString: holdID)!) is already captured")
+            #expect(object(again.body)["detail"] as? String == "hold \(holdID.lowercased()) is already captured")
 
             // Release gives all of it back; a second release is a conflict.
             let second = try #require(object(try await call(client, "/v1/credits/holds", .post, key, ["amount": 50]).body)["hold_id"] as? String)

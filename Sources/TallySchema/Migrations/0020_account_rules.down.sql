@@ -1,0 +1,294 @@
+-- tally_apply as 0013_hold_settled_by_its_key made it, tally_committed_balance as 0009_pooled_reads made it;
+-- the rule functions go.
+CREATE OR REPLACE FUNCTION "tally_apply"("ops" jsonb)
+RETURNS TABLE ("idx" integer, "outcome" text, "transaction_id" bigint, "balance" bigint, "held" bigint, "available" bigint,
+	"key_limit" bigint, "key_used" bigint, "key_held" bigint,
+	"hold_id" uuid, "hold_amount" bigint, "captured" bigint, "expires_at" timestamptz)
+LANGUAGE plpgsql
+-- Its statements run with generic plans, made once per connection: left to choose, PostgreSQL plans most of
+-- them again on every call (their array parameters make a custom plan look cheaper), which cost a third of
+-- the call.
+SET plan_cache_mode = force_generic_plan
+AS $$
+#variable_conflict use_column
+-- Applies a batch of account operations in one call, combined per account: spends ('consume'), new holds
+-- ('hold'), and captures and releases of open holds. Each element: {op, key_id, user_id, team_id} and
+--   consume: amount, description, metadata;   hold: amount, ttl (seconds), description;
+--   capture: hold_id, amount (null: all of it);   release: hold_id.
+-- Every account in the batch is locked once (in id order, so batches never deadlock), then the holds it
+-- names, then the keys' allowance rows (id order, as everywhere). The operations are decided in arrival order
+-- against each account's running balance and held credits and each key's running allowance; a refused one
+-- writes nothing and later ones still get what remains. Then each account is updated once, each key's
+-- allowance once, grants burn once per account for what it spent and captured (by priority, soonest expiry,
+-- age), new holds go in with one insert, settled ones with one update, and the ledger rows with one insert,
+-- each with its own balance_after.
+-- Outcome per operation: 'ok'; 'insufficient-credits'; 'key-limit-exceeded'; 'revoked' (the key was revoked or
+-- deleted since the caller authenticated it); 'settle' (the account is new or has expiries due, or an earlier
+-- capture or release in the batch made an expired grant due: the caller settles the account,
+-- Ledger.lockAccount, and retries that operation alone); 'hold-not-found' (no such hold on this account);
+-- 'hold-captured', 'hold-released', 'hold-expired' (the hold is settled already); 'capture-exceeds-hold'.
+-- A capture or release that leaves an expired grant with unheld credits expires them ('expire' rows) at the
+-- end, as settling would, and answers the balance after that.
+DECLARE
+	n_ integer;
+	ops_ text[]; key_ids_ uuid[]; user_ids_ uuid[]; team_ids_ uuid[]; amounts_ bigint[]; ttls_ integer[];
+	descriptions_ text[]; metadata_ jsonb[]; hold_refs_ uuid[];
+	-- Per operation.
+	accounts_ uuid[]; outcomes_ text[]; after_ bigint[]; held_after_ bigint[]; avail_ bigint[];
+	limit_ bigint[]; used_ bigint[]; kheld_ bigint[]; tx_ bigint[];
+	hold_ids_ uuid[]; hold_amounts_ bigint[]; captured_ bigint[]; expires_ timestamptz[];
+	-- Per locked account (id order): running balance and held, what burns from grants, whether expired grants
+	-- are left (and must leave once a capture or release unholds their credits).
+	live_ uuid[];
+	acct_ids_ uuid[]; acct_balance_ bigint[]; acct_held_ bigint[]; acct_due_ boolean[]; acct_expired_left_ boolean[];
+	acct_burn_ bigint[]; acct_changed_ boolean[]; acct_expire_ boolean[];
+	-- Holds named by captures and releases (id order), locked.
+	h_ids_ uuid[]; h_accounts_ uuid[]; h_keys_ uuid[]; h_amounts_ bigint[]; h_descriptions_ text[]; h_expires_ timestamptz[]; h_status_ text[];
+	-- Every key the batch charges (id order): its allowance row (if any), its owner, what the batch adds.
+	k_ids_ uuid[]; k_users_ uuid[]; k_teams_ uuid[]; k_rows_ boolean[]; k_limits_ bigint[]; k_used_ bigint[]; k_held_ bigint[];
+	k_dused_ bigint[]; k_dheld_ bigint[];
+	i integer; a integer; k integer; h integer; take_ bigint; expirable_ bigint; g record;
+	short_account_ uuid; short_spent_ bigint; short_taken_ bigint;
+BEGIN
+	SELECT count(*)::int,
+		array_agg(coalesce(s.v->>'op', 'consume') ORDER BY s.o),
+		array_agg((s.v->>'key_id')::uuid ORDER BY s.o), array_agg((s.v->>'user_id')::uuid ORDER BY s.o),
+		array_agg((s.v->>'team_id')::uuid ORDER BY s.o), array_agg((s.v->>'amount')::bigint ORDER BY s.o),
+		array_agg((s.v->>'ttl')::integer ORDER BY s.o),
+		array_agg(s.v->>'description' ORDER BY s.o), array_agg(s.v->'metadata' ORDER BY s.o),
+		array_agg((s.v->>'hold_id')::uuid ORDER BY s.o)
+	INTO n_, ops_, key_ids_, user_ids_, team_ids_, amounts_, ttls_, descriptions_, metadata_, hold_refs_
+	FROM jsonb_array_elements(ops) WITH ORDINALITY AS s(v, o);
+	IF n_ = 0 THEN RETURN; END IF;
+	outcomes_ := array_fill(NULL::text, ARRAY[n_]);
+	after_ := array_fill(NULL::bigint, ARRAY[n_]); held_after_ := after_; avail_ := after_; limit_ := after_; used_ := after_;
+	kheld_ := after_; tx_ := after_; hold_amounts_ := after_; captured_ := after_;
+	hold_ids_ := array_fill(NULL::uuid, ARRAY[n_]); expires_ := array_fill(NULL::timestamptz, ARRAY[n_]);
+
+	-- The caller may know a key from a cache: whether it is still live is decided here.
+	SELECT coalesce(array_agg(k.id), '{}') INTO live_ FROM api_keys k WHERE k.id = ANY(key_ids_) AND k.revoked_at IS NULL;
+
+	-- Each operation's account; then every account locked once, in id order.
+	SELECT array_agg(CASE WHEN s.t IS NOT NULL THEN (SELECT a.id FROM user_credits a WHERE a.team_id = s.t)
+		ELSE (SELECT a.id FROM user_credits a WHERE a.user_id = s.u) END ORDER BY s.o)
+	INTO accounts_ FROM unnest(user_ids_, team_ids_) WITH ORDINALITY AS s(u, t, o);
+	SELECT coalesce(array_agg(l.id ORDER BY l.id), '{}'), coalesce(array_agg(l.balance ORDER BY l.id), '{}'), coalesce(array_agg(l.held ORDER BY l.id), '{}')
+	INTO acct_ids_, acct_balance_, acct_held_
+	FROM (SELECT a.id, a.balance, a.held FROM user_credits a WHERE a.id = ANY(accounts_) ORDER BY a.id FOR UPDATE) l;
+	-- Expiries due, read under the lock: such an account's operations go back to the caller to settle.
+	-- (Expired grants under open holds stay until the holds settle, so they are only due when credits are
+	-- unheld; a capture or release can make them so.)
+	SELECT coalesce(array_agg(
+		EXISTS (SELECT 1 FROM credit_holds h WHERE h.account_id = x.id AND h.status = 'open' AND h.expires_at <= now())
+		OR (x.b > x.h AND EXISTS (SELECT 1 FROM credit_grants g WHERE g.account_id = x.id AND g.remaining > 0 AND g.expires_at <= now()))
+		ORDER BY x.o), '{}'),
+		coalesce(array_agg(EXISTS (SELECT 1 FROM credit_grants g WHERE g.account_id = x.id AND g.remaining > 0 AND g.expires_at <= now()) ORDER BY x.o), '{}')
+	INTO acct_due_, acct_expired_left_ FROM unnest(acct_ids_, acct_balance_, acct_held_) WITH ORDINALITY AS x(id, b, h, o);
+	acct_burn_ := array_fill(0::bigint, ARRAY[coalesce(array_length(acct_ids_, 1), 0)]);
+	acct_changed_ := array_fill(false, ARRAY[coalesce(array_length(acct_ids_, 1), 0)]);
+	acct_expire_ := acct_changed_;
+
+	-- The holds that captures and releases name, locked in id order (after the accounts, as everywhere).
+	SELECT coalesce(array_agg(h.id ORDER BY h.id), '{}'), coalesce(array_agg(h.account_id ORDER BY h.id), '{}'),
+		coalesce(array_agg(h.api_key_id ORDER BY h.id), '{}'), coalesce(array_agg(h.amount ORDER BY h.id), '{}'),
+		coalesce(array_agg(h.description ORDER BY h.id), '{}'), coalesce(array_agg(h.expires_at ORDER BY h.id), '{}'),
+		coalesce(array_agg(h.status ORDER BY h.id), '{}')
+	INTO h_ids_, h_accounts_, h_keys_, h_amounts_, h_descriptions_, h_expires_, h_status_
+	FROM (SELECT h.* FROM credit_holds h WHERE h.id = ANY(hold_refs_) ORDER BY h.id FOR UPDATE) h;
+
+	-- Every key the batch may charge: the live keys, and the keys that placed the holds named (a capture is
+	-- charged to the key that placed the hold). Their allowance rows are locked in id order, then read; a key
+	-- without one has no limit and gets one below.
+	PERFORM 1 FROM (SELECT c.api_key_id FROM api_key_credits c WHERE c.api_key_id = ANY(live_ || h_keys_) ORDER BY c.api_key_id FOR UPDATE) c;
+	SELECT coalesce(array_agg(k.id ORDER BY k.id), '{}'), coalesce(array_agg(k.user_id ORDER BY k.id), '{}'),
+		coalesce(array_agg(k.team_id ORDER BY k.id), '{}'), coalesce(array_agg(c.api_key_id IS NOT NULL ORDER BY k.id), '{}'),
+		coalesce(array_agg(c.credit_limit ORDER BY k.id), '{}'), coalesce(array_agg(coalesce(c.used, 0) ORDER BY k.id), '{}'),
+		coalesce(array_agg(coalesce(c.held, 0) ORDER BY k.id), '{}')
+	INTO k_ids_, k_users_, k_teams_, k_rows_, k_limits_, k_used_, k_held_
+	FROM api_keys k LEFT JOIN api_key_credits c ON c.api_key_id = k.id
+	WHERE k.id = ANY(live_ || h_keys_);
+	k_dused_ := array_fill(0::bigint, ARRAY[coalesce(array_length(k_ids_, 1), 0)]);
+	k_dheld_ := k_dused_;
+
+	-- Decide, in arrival order.
+	FOR i IN 1..n_ LOOP
+		IF NOT (key_ids_[i] = ANY(live_)) THEN outcomes_[i] := 'revoked'; CONTINUE; END IF;
+		a := array_position(acct_ids_, accounts_[i]);
+		IF a IS NULL OR acct_due_[a] OR acct_expire_[a] THEN outcomes_[i] := 'settle'; CONTINUE; END IF;
+		IF ops_[i] IN ('consume', 'hold') THEN
+			avail_[i] := acct_balance_[a] - acct_held_[a];
+			after_[i] := acct_balance_[a]; held_after_[i] := acct_held_[a];
+			IF avail_[i] < amounts_[i] THEN outcomes_[i] := 'insufficient-credits'; CONTINUE; END IF;
+			k := array_position(k_ids_, key_ids_[i]);
+			IF k_limits_[k] IS NOT NULL AND k_used_[k] + k_dused_[k] + k_held_[k] + k_dheld_[k] + amounts_[i] > k_limits_[k] THEN
+				outcomes_[i] := 'key-limit-exceeded';
+				limit_[i] := k_limits_[k]; used_[i] := k_used_[k] + k_dused_[k]; kheld_[i] := k_held_[k] + k_dheld_[k];
+				CONTINUE;
+			END IF;
+			IF ops_[i] = 'consume' THEN
+				k_dused_[k] := k_dused_[k] + amounts_[i];
+				acct_balance_[a] := acct_balance_[a] - amounts_[i];
+				acct_burn_[a] := acct_burn_[a] + amounts_[i];
+			ELSE
+				k_dheld_[k] := k_dheld_[k] + amounts_[i];
+				acct_held_[a] := acct_held_[a] + amounts_[i];
+				hold_ids_[i] := gen_random_uuid();
+				hold_amounts_[i] := amounts_[i];
+				expires_[i] := now() + make_interval(secs => ttls_[i]);
+			END IF;
+		ELSE
+			-- capture or release: an open hold of this account.
+			h := array_position(h_ids_, hold_refs_[i]);
+			-- Only the key that placed a hold settles it (an owner's or admin's session passes that key).
+			IF h IS NULL OR h_accounts_[h] <> accounts_[i] OR h_keys_[h] <> key_ids_[i] THEN outcomes_[i] := 'hold-not-found'; CONTINUE; END IF;
+			hold_ids_[i] := h_ids_[h]; hold_amounts_[i] := h_amounts_[h]; expires_[i] := h_expires_[h];
+			IF h_status_[h] <> 'open' THEN outcomes_[i] := 'hold-' || h_status_[h]; CONTINUE; END IF;
+			captured_[i] := CASE WHEN ops_[i] = 'capture' THEN coalesce(amounts_[i], h_amounts_[h]) ELSE 0 END;
+			IF captured_[i] > h_amounts_[h] THEN outcomes_[i] := 'capture-exceeds-hold'; CONTINUE; END IF;
+			k := array_position(k_ids_, h_keys_[h]);
+			k_dused_[k] := k_dused_[k] + captured_[i];
+			k_dheld_[k] := k_dheld_[k] - h_amounts_[h];
+			acct_balance_[a] := acct_balance_[a] - captured_[i];
+			acct_held_[a] := acct_held_[a] - h_amounts_[h];
+			acct_burn_[a] := acct_burn_[a] + captured_[i];
+			h_status_[h] := CASE WHEN ops_[i] = 'capture' THEN 'captured' ELSE 'released' END;
+			-- Credits of an expired grant that this hold kept now leave, at the end of the batch; until then
+			-- nothing else is decided on this account.
+			IF acct_expired_left_[a] AND acct_balance_[a] > acct_held_[a] THEN acct_expire_[a] := true; END IF;
+		END IF;
+		acct_changed_[a] := true;
+		after_[i] := acct_balance_[a]; held_after_[i] := acct_held_[a];
+		avail_[i] := acct_balance_[a] - acct_held_[a];
+		outcomes_[i] := 'ok';
+	END LOOP;
+
+	IF NOT ('ok' = ANY(outcomes_)) THEN
+		RETURN QUERY SELECT (s.o - 1)::integer, s.outcome, NULL::bigint, s.b, s.hd, s.av, s.lim, s.used, s.kh, s.hid, s.ha, s.cap, s.ex
+		FROM unnest(outcomes_, after_, held_after_, avail_, limit_, used_, kheld_, hold_ids_, hold_amounts_, captured_, expires_)
+			WITH ORDINALITY AS s(outcome, b, hd, av, lim, used, kh, hid, ha, cap, ex, o);
+		RETURN;
+	END IF;
+
+	-- The keys' allowances: rows that exist are updated (a capture or release lowers `held`), the others are
+	-- made with what this batch added.
+	UPDATE api_key_credits c SET used = c.used + v.du, held = c.held + v.dh
+	FROM unnest(k_ids_, k_rows_, k_dused_, k_dheld_) AS v(k, r, du, dh) WHERE c.api_key_id = v.k AND v.r AND (v.du <> 0 OR v.dh <> 0);
+	INSERT INTO api_key_credits AS c (api_key_id, user_id, used, held)
+	SELECT v.k, v.u, v.du, v.dh FROM unnest(k_ids_, k_users_, k_rows_, k_dused_, k_dheld_) AS v(k, u, r, du, dh) WHERE NOT v.r AND (v.du <> 0 OR v.dh <> 0)
+	ON CONFLICT (api_key_id) DO UPDATE SET used = c.used + excluded.used, held = c.held + excluded.held;
+
+	WITH totals AS (
+		SELECT v.id AS account_id, v.spent FROM unnest(acct_ids_, acct_burn_) AS v(id, spent) WHERE v.spent > 0
+	), ordered AS (
+		SELECT g.id, g.account_id, t.spent, g.remaining,
+			(sum(g.remaining) OVER (PARTITION BY g.account_id ORDER BY g.priority, g.expires_at NULLS LAST, g.created_at, g.id))::bigint - g.remaining AS before
+		FROM credit_grants g JOIN totals t ON t.account_id = g.account_id WHERE g.remaining > 0
+	), chosen AS (
+		SELECT o.id, o.account_id, LEAST(o.remaining, o.spent - o.before) AS take FROM ordered o WHERE o.before < o.spent
+	), burned AS (
+		UPDATE credit_grants g SET remaining = g.remaining - c.take FROM chosen c WHERE g.id = c.id RETURNING c.account_id, c.take
+	)
+	SELECT t.account_id, t.spent, coalesce((SELECT sum(b.take) FROM burned b WHERE b.account_id = t.account_id), 0)::bigint
+	INTO short_account_, short_spent_, short_taken_
+	FROM totals t WHERE t.spent <> coalesce((SELECT sum(b.take) FROM burned b WHERE b.account_id = t.account_id), 0)
+	LIMIT 1;
+	IF short_account_ IS NOT NULL THEN
+		RAISE EXCEPTION 'the grants of account % cover % of spends of %; run tally db audit', short_account_, short_taken_, short_spent_;
+	END IF;
+
+	INSERT INTO credit_holds (id, account_id, api_key_id, amount, description, expires_at)
+	SELECT s.hid, s.a, s.k, s.amount, s.d, s.ex
+	FROM unnest(ops_, outcomes_, hold_ids_, accounts_, key_ids_, amounts_, descriptions_, expires_) AS s(op, outcome, hid, a, k, amount, d, ex)
+	WHERE s.op = 'hold' AND s.outcome = 'ok';
+
+	UPDATE credit_holds h SET status = CASE WHEN s.op = 'capture' THEN 'captured' ELSE 'released' END,
+		captured = CASE WHEN s.op = 'capture' THEN s.cap END, settled_at = now()
+	FROM unnest(ops_, outcomes_, hold_ids_, captured_) AS s(op, outcome, hid, cap)
+	WHERE h.id = s.hid AND s.op IN ('capture', 'release') AND s.outcome = 'ok';
+
+	-- The ledger: a row per spend and per capture. Within an account balance_after falls with each, so
+	-- (account, balance_after) names each new row.
+	WITH entries AS (
+		SELECT s.o, s.a, s.b, s.op, s.amount, s.cap, s.hid, s.d, s.m, s.u, s.t, s.k, h.n
+		FROM unnest(ops_, outcomes_, accounts_, after_, amounts_, captured_, hold_ids_, descriptions_, metadata_, user_ids_, team_ids_, key_ids_)
+			WITH ORDINALITY AS s(op, outcome, a, b, amount, cap, hid, d, m, u, t, k, o)
+		LEFT JOIN LATERAL (SELECT array_position(h_ids_, s.hid)) h(n) ON true
+		WHERE s.outcome = 'ok' AND s.op IN ('consume', 'capture')
+	), inserted AS (
+		INSERT INTO credit_transactions (account_id, user_id, team_id, api_key_id, kind, amount, balance_after, description, metadata, hold_id)
+		SELECT r.a,
+			CASE WHEN r.op = 'consume' THEN r.u ELSE k_users_[array_position(k_ids_, h_keys_[r.n])] END,
+			CASE WHEN r.op = 'consume' THEN r.t ELSE k_teams_[array_position(k_ids_, h_keys_[r.n])] END,
+			CASE WHEN r.op = 'consume' THEN r.k ELSE h_keys_[r.n] END,
+			r.op, CASE WHEN r.op = 'consume' THEN -r.amount ELSE -r.cap END, r.b,
+			CASE WHEN r.op = 'consume' THEN r.d ELSE h_descriptions_[r.n] END,
+			CASE WHEN r.op = 'consume' THEN r.m END,
+			CASE WHEN r.op = 'capture' THEN r.hid END
+		FROM entries r ORDER BY r.o
+		RETURNING id, account_id, balance_after
+	)
+	SELECT array_agg(ins.id ORDER BY s.o) INTO tx_
+	FROM unnest(ops_, accounts_, after_, outcomes_) WITH ORDINALITY AS s(op, a, b, outcome, o)
+	LEFT JOIN inserted ins ON s.outcome = 'ok' AND s.op IN ('consume', 'capture') AND ins.account_id = s.a AND ins.balance_after = s.b;
+
+	-- Expired grants whose credits a capture or release unheld: they leave now, down to what holds reserve.
+	FOR a IN 1..coalesce(array_length(acct_ids_, 1), 0) LOOP
+		CONTINUE WHEN NOT acct_expire_[a];
+		expirable_ := acct_balance_[a] - acct_held_[a];
+		FOR g IN SELECT cg.id, cg.remaining FROM credit_grants cg
+			WHERE cg.account_id = acct_ids_[a] AND cg.remaining > 0 AND cg.expires_at <= now() ORDER BY cg.expires_at, cg.id FOR UPDATE
+		LOOP
+			EXIT WHEN expirable_ <= 0;
+			take_ := LEAST(g.remaining, expirable_);
+			UPDATE credit_grants SET remaining = remaining - take_ WHERE id = g.id;
+			acct_balance_[a] := acct_balance_[a] - take_;
+			expirable_ := expirable_ - take_;
+			INSERT INTO credit_transactions (account_id, kind, amount, balance_after, description, grant_id)
+			VALUES (acct_ids_[a], 'expire', -take_, acct_balance_[a], 'grant expired', g.id);
+		END LOOP;
+		-- The operation that unheld them answers the balance after.
+		FOR i IN 1..n_ LOOP
+			IF accounts_[i] = acct_ids_[a] AND outcomes_[i] = 'ok' AND ops_[i] IN ('capture', 'release') THEN
+				after_[i] := acct_balance_[a]; avail_[i] := acct_balance_[a] - acct_held_[a];
+			END IF;
+		END LOOP;
+	END LOOP;
+
+	UPDATE user_credits a SET balance = v.b, held = v.h, updated_at = now()
+	FROM unnest(acct_ids_, acct_balance_, acct_held_, acct_changed_) AS v(id, b, h, changed) WHERE a.id = v.id AND v.changed;
+
+	RETURN QUERY SELECT (s.o - 1)::integer, s.outcome, s.tx, s.b, s.hd, s.av, s.lim, s.used, s.kh, s.hid, s.ha, s.cap, s.ex
+	FROM unnest(outcomes_, tx_, after_, held_after_, avail_, limit_, used_, kheld_, hold_ids_, hold_amounts_, captured_, expires_)
+		WITH ORDINALITY AS s(outcome, tx, b, hd, av, lim, used, kh, hid, ha, cap, ex, o);
+END
+$$;
+--> statement-breakpoint
+CREATE OR REPLACE FUNCTION "tally_committed_balance"("p_user" uuid, "p_team" uuid, "p_key" uuid)
+RETURNS TABLE ("account_id" uuid, "balance" bigint, "held" bigint, "due" boolean, "grant_id" uuid, "remaining" bigint, "expires_at" timestamptz, "priority" integer)
+LANGUAGE plpgsql STABLE AS $$
+#variable_conflict use_column
+-- The balance read (Ledger.committedBalance) for connections that cannot keep prepared statements (a
+-- transaction-mode pooler such as PgBouncer before 1.21): PL/pgSQL keeps the plan of the query below in the
+-- server's session, so each call plans only this function call. The same statement as CommittedBalance's
+-- SQL: the account of the user ($1) or team ($2), if the API key ($3, or NULL for a session) is live, whether
+-- anything is due, and its open grants in burn order.
+BEGIN
+  RETURN QUERY
+  WITH acct AS (
+    SELECT a.id, a.balance, a.held,
+      EXISTS (SELECT 1 FROM credit_holds h WHERE h.account_id = a.id AND h.status = 'open' AND h.expires_at <= now())
+      OR (a.balance > a.held AND EXISTS (SELECT 1 FROM credit_grants g WHERE g.account_id = a.id AND g.remaining > 0 AND g.expires_at <= now())) AS due
+    FROM user_credits a
+    WHERE (a.user_id = p_user OR a.team_id = p_team)
+      AND (p_key IS NULL OR EXISTS (SELECT 1 FROM api_keys k WHERE k.id = p_key AND k.revoked_at IS NULL)))
+  SELECT acct.id, acct.balance, acct.held, acct.due, g.id, g.remaining, g.expires_at, g.priority
+  FROM acct LEFT JOIN credit_grants g ON g.account_id = acct.id AND g.remaining > 0 AND NOT acct.due
+  ORDER BY g.priority, g.expires_at NULLS LAST, g.created_at, g.id;
+END
+$$;
+--> statement-breakpoint
+DROP FUNCTION IF EXISTS "tally_settle"(uuid);
+--> statement-breakpoint
+DROP FUNCTION IF EXISTS "tally_expire_grants"(uuid, bigint, bigint, text);
+--> statement-breakpoint
+DROP FUNCTION IF EXISTS "tally_due"(uuid, bigint, bigint);
