@@ -126,7 +126,7 @@ public struct APIKeys: Sendable {
                 RETURNING id
                 """
             ) { found = true }
-            guard found else { throw CreditsError(.notFound, "no API key \(id) among yours or your teams'; GET /v1/api-keys lists them") }
+            guard found else { throw CreditsError(.notFound, "no API key \(id.lowercasedString) among yours or your teams'; GET /v1/api-keys lists them") }
         }
     }
 

@@ -23,10 +23,10 @@ import TallyPostgres
 final class AccountBatcher: Service, Sendable {
     /// Sends a batch; one result per operation, in order. A thrown error fails the whole batch (and, when it
     /// says the database is unavailable, every operation waiting too).
-    typealias Send = @Sendable ([AccountOperation]) async throws -> [Result<OperationOutcome, any Error>]
+    typealias Send = @Sendable ([BatchedOperation]) async throws -> [Result<OperationOutcome, any Error>]
 
     struct Pending: Sendable {
-        var operation: AccountOperation
+        var operation: BatchedOperation
         /// Resumed with the outcome (never nil: nil is `submit`'s answer when nothing was queued).
         var continuation: CheckedContinuation<OperationOutcome?, any Error>
     }
@@ -92,8 +92,8 @@ final class AccountBatcher: Service, Sendable {
 
     /// Queues `operation` behind its account's earlier ones and waits for its batch; nil when the workers do
     /// not run.
-    func submit(_ operation: AccountOperation) async throws -> OperationOutcome? {
-        let account = operation.key.account
+    func submit(_ operation: BatchedOperation) async throws -> OperationOutcome? {
+        let account = operation.operation.key.account
         return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<OperationOutcome?, any Error>) in
             let wake = state.withLock { state -> Int?? in
                 guard state.accepting else { return .none }
@@ -164,7 +164,7 @@ final class AccountBatcher: Service, Sendable {
     /// worker is woken for them.
     private func finish(_ batch: [Pending]) {
         let wake = state.withLock { state -> Int? in
-            for account in Set(batch.map(\.operation.key.account)) {
+            for account in Set(batch.map(\.operation.operation.key.account)) {
                 state.inFlight.remove(account)
                 if state.waiting[account]?.isEmpty == false { state.ready.append(account) }
             }

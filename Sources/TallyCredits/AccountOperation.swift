@@ -22,13 +22,17 @@ enum AccountOperation: Sendable, Equatable, Encodable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case op, amount, ttl, description, metadata
+        case op, amount, ttl, description, metadata, idempotency
         case keyID = "key_id", userID = "user_id", teamID = "team_id", holdID = "hold_id"
     }
 
     /// The operation as `tally_apply` reads it: `{op, key_id, user_id, team_id, …}`.
     func encode(to encoder: any Encoder) throws {
         var fields = encoder.container(keyedBy: CodingKeys.self)
+        try encode(into: &fields)
+    }
+
+    func encode(into fields: inout KeyedEncodingContainer<CodingKeys>) throws {
         try fields.encode(key.keyID, forKey: .keyID)
         try fields.encode(key.userID, forKey: .userID)
         try fields.encodeIfPresent(key.teamID, forKey: .teamID)
@@ -54,6 +58,18 @@ enum AccountOperation: Sendable, Equatable, Encodable {
     }
 }
 
+/// An operation as it goes in a batch: with its request's `Idempotency-Key`, if it has one.
+struct BatchedOperation: Sendable, Encodable {
+    var operation: AccountOperation
+    var idempotency: IdempotencyClaim?
+
+    func encode(to encoder: any Encoder) throws {
+        var fields = encoder.container(keyedBy: AccountOperation.CodingKeys.self)
+        try operation.encode(into: &fields)
+        try fields.encodeIfPresent(idempotency, forKey: .idempotency)
+    }
+}
+
 /// What `tally_apply` decided for one operation.
 struct OperationOutcome: Sendable {
     /// The function's outcomes (see its comment in `0020_account_rules`).
@@ -69,6 +85,12 @@ struct OperationOutcome: Sendable {
         case holdReleased = "hold-released"
         case holdExpired = "hold-expired"
         case captureExceedsHold = "capture-exceeds-hold"
+        /// The operation's Idempotency-Key is another request's.
+        case idempotencyKeyReused = "idempotency-key-reused"
+        /// A request with the operation's Idempotency-Key runs now.
+        case idempotencyInProgress = "idempotency-in-progress"
+        /// The key has a whole answer kept (by a request that ran in its own transaction).
+        case idempotencyAnswerKept = "idempotency-answer-kept"
     }
 
     var kind: Kind
@@ -83,28 +105,47 @@ struct OperationOutcome: Sendable {
     var holdAmount: Int64?
     var captured: Int64?
     var expiresAt: Date?
+    /// The outcome kept for the operation's Idempotency-Key, answered again.
+    var replayed = false
 }
 
 extension Ledger {
     /// Applies `operation`: queued behind its account's earlier operations and sent with them
     /// (`AccountBatcher`); alone inside the context's request transaction (an Idempotency-Key request), or
     /// while the batcher does not run (a one-shot command).
+    /// With an `Idempotency-Key` claim, the outcome may be the one kept for it (and the claim notes it).
     func apply(_ operation: AccountOperation, context: QueryContext) async throws -> OperationOutcome {
+        // Inside a request transaction, that transaction keeps the answer.
+        let claim = context.transaction == nil ? context.idempotency : nil
+        let batched = BatchedOperation(operation: operation, idempotency: claim)
         while true {
-            let outcome = if context.transaction == nil, let batched = try await batcher.submit(operation) {
-                batched
+            let outcome = if context.transaction == nil, let outcome = try await batcher.submit(batched) {
+                outcome
             } else {
-                try await database.transaction(context) { connection in try await Self.apply([operation], on: connection)[0] }
+                try await database.transaction(context) { connection in try await Self.apply([batched], on: connection)[0] }
             }
-            // Only an operation behind another in its batch is told to go again, so alone it is decided.
-            if outcome.kind != .again { return outcome }
+            switch outcome.kind {
+            case .again:
+                // Only an operation behind another in its batch is told to go again, so alone it is decided.
+                continue
+            case .idempotencyInProgress:
+                throw CreditsError(.idempotencyInProgress, "a request with this Idempotency-Key is still running; retry after it finishes")
+            case .idempotencyKeyReused:
+                throw CreditsError(.idempotencyKeyReused, "this Idempotency-Key was used for a different request; use a new key for a new request")
+            case .idempotencyAnswerKept:
+                guard let claim else { throw Self.unexpected(outcome) }
+                throw IdempotencyAnswerKept(claim: claim)
+            default:
+                if outcome.replayed { claim?.noteReplayed() }
+                return outcome
+            }
         }
     }
 
     /// Sends a batch for the batcher: as one statement, or, when the server refused that statement (the whole
     /// batch rolled back), each operation alone, so that only the one at fault fails. A connection lost
     /// mid-statement is not retried: the batch may have committed.
-    static func send(_ operations: [AccountOperation], to database: Database, logger: Logger) async throws -> [Result<OperationOutcome, any Error>] {
+    static func send(_ operations: [BatchedOperation], to database: Database, logger: Logger) async throws -> [Result<OperationOutcome, any Error>] {
         do {
             return try await database.leased(logger: logger) { connection in try await apply(operations, on: connection) }.map { .success($0) }
         } catch let error as PSQLError where error.serverInfo != nil && operations.count > 1 && !DatabaseFailure.isConnectionLoss(error) {
@@ -120,8 +161,13 @@ extension Ledger {
         }
     }
 
-    /// Runs `tally_apply` for `operations`, in order, as one statement on `connection`.
+    /// Runs `tally_apply` for `operations` (none with an Idempotency-Key), in order, as one statement.
     static func apply(_ operations: [AccountOperation], on connection: DatabaseConnection) async throws -> [OperationOutcome] {
+        try await apply(operations.map { BatchedOperation(operation: $0) }, on: connection)
+    }
+
+    /// Runs `tally_apply` for `operations`, in order, as one statement on `connection`.
+    static func apply(_ operations: [BatchedOperation], on connection: DatabaseConnection) async throws -> [OperationOutcome] {
         var outcomes = [OperationOutcome?](repeating: nil, count: operations.count)
         for (index, outcome) in try await connection.run(ApplyOperations(operations: operations)) where outcomes.indices.contains(index) {
             outcomes[index] = outcome
@@ -163,11 +209,11 @@ extension Ledger {
 struct ApplyOperations: HotStatement {
     typealias Row = (Int, OperationOutcome)
     static let sql = """
-        SELECT idx, outcome, transaction_id, balance, held, available, key_limit, key_used, key_held, hold_id, hold_amount, captured, expires_at
+        SELECT idx, outcome, transaction_id, balance, held, available, key_limit, key_used, key_held, hold_id, hold_amount, captured, expires_at, replayed
         FROM tally_apply($1::jsonb)
         """
 
-    var operations: [AccountOperation]
+    var operations: [BatchedOperation]
 
     func makeBindings() throws -> PostgresBindings {
         var bindings = PostgresBindings(capacity: 1)
@@ -176,13 +222,14 @@ struct ApplyOperations: HotStatement {
     }
 
     func decodeRow(_ row: PostgresRow) throws -> Row {
-        let (index, kind, transactionID, balance, held, available, keyLimit, keyUsed, keyHeld, holdID, holdAmount, captured, expiresAt) =
-            try row.decode((Int, String, Int64?, Int64?, Int64?, Int64?, Int64?, Int64?, Int64?, UUID?, Int64?, Int64?, Date?).self)
+        let (index, kind, transactionID, balance, held, available, keyLimit, keyUsed, keyHeld, holdID, holdAmount, captured, expiresAt, replayed) =
+            try row.decode((Int, String, Int64?, Int64?, Int64?, Int64?, Int64?, Int64?, Int64?, UUID?, Int64?, Int64?, Date?, Bool).self)
         guard let kind = OperationOutcome.Kind(rawValue: kind) else {
             throw CreditsError(.conflict, "tally_apply answered an outcome this build does not know (\(kind)); is the schema newer than the server? (tally migrate status)")
         }
         return (index, OperationOutcome(
             kind: kind, transactionID: transactionID, balance: balance, held: held, available: available, keyLimit: keyLimit,
-            keyUsed: keyUsed, keyHeld: keyHeld, holdID: holdID, holdAmount: holdAmount, captured: captured, expiresAt: expiresAt))
+            keyUsed: keyUsed, keyHeld: keyHeld, holdID: holdID, holdAmount: holdAmount, captured: captured, expiresAt: expiresAt,
+            replayed: replayed))
     }
 }

@@ -39,7 +39,7 @@ extension Teams {
             // The caller's role is read with their member row locked FOR SHARE, so a removal of the caller
             // waits for this insert to commit (and then revokes it) or comes first (and this fails).
             let mine = try await Self.lockRole(of: user.id, in: team, on: connection)
-            guard let mine else { throw CreditsError(.notFound, "no team \(team) among yours; GET /v1/teams lists them") }
+            guard let mine else { throw CreditsError(.notFound, "no team \(team.lowercasedString) among yours; GET /v1/teams lists them") }
             guard mine == "owner" || mine == "admin" else { throw CreditsError(.forbidden, "only the team's owners and admins invite members") }
             guard role != "owner" || mine == "owner" else { throw CreditsError(.forbidden, "only an owner can make another owner") }
             for try await _ in try await connection.query(
@@ -95,21 +95,21 @@ extension Teams {
         let mine = try await role(of: user, in: team, context: context)
         guard mine == "owner" || mine == "admin" else { throw CreditsError(.forbidden, "only the team's owners and admins withdraw invitations") }
         guard try await revoke(invitation, team: team, context: context) else {
-            throw CreditsError(.notFound, "no pending invitation \(invitation) in this team; GET /v1/teams/\(team)/invitations lists them")
+            throw CreditsError(.notFound, "no pending invitation \(invitation.lowercasedString) in this team; GET /v1/teams/\(team.lowercasedString)/invitations lists them")
         }
     }
 
     /// Declines a pending invitation to `user`'s address.
     public func decline(_ invitation: UUID, by user: User, context: QueryContext) async throws {
         guard try await revoke(invitation, email: user.email, context: context) else {
-            throw CreditsError(.notFound, "no pending invitation \(invitation) for \(user.email); GET /v1/invitations lists yours")
+            throw CreditsError(.notFound, "no pending invitation \(invitation.lowercasedString) for \(user.email); GET /v1/invitations lists yours")
         }
     }
 
     /// Accepts a pending invitation to `user`'s address: `user` joins the team with the invitation's role, if
     /// its inviter may still give it. The team, with the new role.
     public func accept(_ invitation: UUID, by user: User, context: QueryContext) async throws -> Team {
-        let missing = CreditsError(.notFound, "no pending invitation \(invitation) for \(user.email); GET /v1/invitations lists yours")
+        let missing = CreditsError(.notFound, "no pending invitation \(invitation.lowercasedString) for \(user.email); GET /v1/invitations lists yours")
         return try await database.transaction(context) { connection in
             var found: (UUID, String, UUID, String, Date)?
             for try await row in try await connection.query(

@@ -40,8 +40,8 @@ extension Ledger {
             for try await row in try await connection.query(
                 "SELECT email, erased_at IS NOT NULL FROM users WHERE id = \(user) FOR UPDATE"
             ).decode((String, Bool).self) { found = row }
-            guard let (email, erased) = found else { throw CreditsError(.notFound, "no user \(user)") }
-            guard !erased else { throw CreditsError(.conflict, "user \(user) was erased already") }
+            guard let (email, erased) = found else { throw CreditsError(.notFound, "no user \(user.lowercasedString)") }
+            guard !erased else { throw CreditsError(.conflict, "user \(user.lowercasedString) was erased already") }
             for try await team in try await connection.query(
                 """
                 SELECT t.name FROM team_members m JOIN teams t ON t.id = m.team_id
@@ -110,7 +110,7 @@ extension Ledger {
             try await AdminAudit.record(
                 "erase_user", by: actor,
                 subject: [
-                    "user_id": .string(user.uuidString), "forfeited": .integer(forfeited), "ledger_entries_kept": .integer(entries),
+                    "user_id": .string(user.lowercasedString), "forfeited": .integer(forfeited), "ledger_entries_kept": .integer(entries),
                     "revoked_keys": .integer(Int64(revoked)), "left_teams": .integer(Int64(left)),
                 ], on: connection, logger: context.logger)
             return ErasedUser(

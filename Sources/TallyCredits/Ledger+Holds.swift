@@ -78,11 +78,11 @@ extension Ledger {
                 """
             ).decode((UUID, UUID, UUID?, Bool).self) {
                 guard live else {
-                    throw CreditsError(.conflict, "hold \(holdID) was released when the API key that placed it was revoked")
+                    throw CreditsError(.conflict, "hold \(holdID.lowercasedString) was released when the API key that placed it was revoked")
                 }
                 return APIKeyPrincipal(keyID: key, userID: keyUser, teamID: keyTeam)
             }
-            throw CreditsError(.notFound, "no hold \(holdID) on your account or a team's you own or administer")
+            throw CreditsError(.notFound, "no hold \(holdID.lowercasedString) on your account or a team's you own or administer")
         }
     }
 
@@ -99,7 +99,7 @@ extension Ledger {
         case .holdCaptured: throw CreditsError(.conflict, "hold\(named) is already captured")
         case .holdReleased: throw CreditsError(.conflict, "hold\(named) is already released")
         case .captureExceedsHold: throw CreditsError(.invalidInput, "the hold reserves \(outcome.holdAmount ?? 0); capture at most that")
-        case .again: throw unexpected(outcome)
+        case .again, .idempotencyKeyReused, .idempotencyInProgress, .idempotencyAnswerKept: throw unexpected(outcome)
         }
         guard let holdID = outcome.holdID, let amount = outcome.holdAmount, let expiresAt = outcome.expiresAt,
               let balance = outcome.balance, let held = outcome.held, let available = outcome.available else { throw unexpected(outcome) }

@@ -112,8 +112,8 @@ public struct Ledger: Service, Sendable {
         } catch let error as PSQLError where error.serverInfo?[.sqlState] == "23503" {
             // The owner's row does not exist (foreign_key_violation).
             let missing = switch owner {
-            case .user(let user): "no user \(user); create the user first"
-            case .team(let team): "no team \(team)"
+            case .user(let user): "no user \(user.lowercasedString); create the user first"
+            case .team(let team): "no team \(team.lowercasedString)"
             }
             throw CreditsError(.notFound, missing)
         }
@@ -142,7 +142,7 @@ public struct Ledger: Service, Sendable {
         for try await row in try await connection.query("SELECT balance, held FROM tally_settle(\(account))").decode((Int64, Int64).self) {
             return row
         }
-        throw CreditsError(.notFound, "no credit account \(account)")
+        throw CreditsError(.notFound, "no credit account \(account.lowercasedString)")
     }
 
     /// Adds a grant to `owner`'s account, with its ledger entry.
@@ -174,12 +174,12 @@ public struct Ledger: Service, Sendable {
                 VALUES (\(account), 'grant', \(amount), \(newBalance), \(description), \(grantID))
                 """)
             var subject: [String: JSONValue] = [
-                "grant_id": .string(grantID.uuidString), "account_id": .string(account.uuidString), "amount": .integer(amount),
+                "grant_id": .string(grantID.lowercasedString), "account_id": .string(account.lowercasedString), "amount": .integer(amount),
                 "priority": .integer(Int64(priority)), "balance_after": .integer(newBalance),
             ]
             switch owner {
-            case .user(let id): subject["user_id"] = .string(id.uuidString)
-            case .team(let id): subject["team_id"] = .string(id.uuidString)
+            case .user(let id): subject["user_id"] = .string(id.lowercasedString)
+            case .team(let id): subject["team_id"] = .string(id.lowercasedString)
             }
             if let expiresAt { subject["expires_at"] = .string(ISO8601DateFormatter().string(from: expiresAt)) }
             if let description { subject["description"] = .string(description) }

@@ -11,10 +11,13 @@ public struct QueryContext: Sendable {
     public var logger: Logger
     /// The request's transaction (an `Idempotency-Key` request), or nil: work takes its own connection.
     public var transaction: RequestTransaction?
+    /// The request's `Idempotency-Key`, for a request that is one account operation (`IdempotencyClaim`).
+    public var idempotency: IdempotencyClaim?
 
-    public init(logger: Logger, transaction: RequestTransaction? = nil) {
+    public init(logger: Logger, transaction: RequestTransaction? = nil, idempotency: IdempotencyClaim? = nil) {
         self.logger = logger
         self.transaction = transaction
+        self.idempotency = idempotency
     }
 }
 

@@ -55,7 +55,7 @@ extension Auth {
             for try await _ in try await connection.query("DELETE FROM sessions WHERE id = \(id) AND user_id = \(user.id) RETURNING id") {
                 ended = true
             }
-            guard ended else { throw CreditsError(.notFound, "no session \(id) among yours; GET /v1/sessions lists them") }
+            guard ended else { throw CreditsError(.notFound, "no session \(id.lowercasedString) among yours; GET /v1/sessions lists them") }
         }
     }
 

@@ -80,7 +80,7 @@ public struct Teams: Sendable {
             for try await role in try await connection.query(
                 "SELECT role FROM team_members WHERE team_id = \(team) AND user_id = \(user.id)"
             ).decode(String.self) { return role }
-            throw CreditsError(.notFound, "no team \(team) among yours; GET /v1/teams lists them")
+            throw CreditsError(.notFound, "no team \(team.lowercasedString) among yours; GET /v1/teams lists them")
         }
     }
 
@@ -100,7 +100,7 @@ public struct Teams: Sendable {
                 members.append(TeamMember(userID: id, email: email, name: name, role: role, joinedAt: joined))
                 if id == user.id { isMember = true }
             }
-            guard isMember else { throw CreditsError(.notFound, "no team \(team) among yours; GET /v1/teams lists them") }
+            guard isMember else { throw CreditsError(.notFound, "no team \(team.lowercasedString) among yours; GET /v1/teams lists them") }
             return members
         }
     }

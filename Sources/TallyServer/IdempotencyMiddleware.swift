@@ -20,10 +20,23 @@ extension HTTPField.Name {
 /// Answers are not stored when the credential was refused (401) or the server failed (5xx); those requests
 /// may be retried with the same key. No secret is stored: a created API key's answer is kept without the
 /// key, and the auth routes (which answer with session tokens) do not have this middleware.
+///
+/// Routes that are one account operation (`forAccountOperations`: the spend, holds, captures and releases) do not
+/// open a transaction: the operation carries the key into its account's batch like any other
+/// (`IdempotencyClaim`), and the outcome kept there is answered again, by the same code, on a retry.
 struct IdempotencyMiddleware: RouterMiddleware {
     typealias Context = TallyRequestContext
 
     let idempotency: Idempotency
+    /// Whether the routes are each one account operation (batched, the key kept by `tally_apply`).
+    var accountOperations = false
+
+    /// The same middleware for routes that are one account operation each.
+    var forAccountOperations: IdempotencyMiddleware {
+        var middleware = self
+        middleware.accountOperations = true
+        return middleware
+    }
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         guard request.method == .post, let key = request.headers[.idempotencyKey] else {
@@ -39,6 +52,22 @@ struct IdempotencyMiddleware: RouterMiddleware {
         }
         var hashed = Data("\(request.method) \(request.uri.path)\n".utf8)
         hashed.append(Self.canonical(Data(buffer: body)))
+        if accountOperations {
+            let claim = try idempotency.claim(
+                scope: caller.credentialHash, key: key, method: request.method.rawValue, path: request.uri.path, requestHash: sha256Hex(hashed))
+            var context = context
+            context.idempotency = claim
+            var response: Response
+            do {
+                response = try await next(request, context)
+            } catch let kept as IdempotencyAnswerKept {
+                return Self.response(try await idempotency.keptAnswer(for: kept.claim, logger: context.logger), replayed: true)
+            } catch let error where claim.replayed {
+                response = try Problem.from(error, request: request, logger: context.logger).response(from: request, context: context)
+            }
+            if claim.replayed { response.headers[.idempotentReplayed] = "true" }
+            return response
+        }
         let outcome = try await idempotency.perform(
             scope: caller.credentialHash, key: key, method: request.method.rawValue, path: request.uri.path, requestHash: sha256Hex(hashed),
             keep: { $0.status < 500 && $0.status != 401 },

@@ -33,6 +33,8 @@ public struct TallyRequestContext: AuthRequestContext, RequestContext, RemoteAdd
     public var identity: Caller?
     /// The request's database transaction, for a request with an `Idempotency-Key`: its work joins it.
     public var transaction: RequestTransaction?
+    /// The request's `Idempotency-Key`, when the route is one account operation (`IdempotencyClaim`).
+    public var idempotency: IdempotencyClaim?
     /// The socket's peer (see `clientAddress` for the address throttling counts).
     public var remoteAddress: SocketAddress?
 
@@ -40,12 +42,16 @@ public struct TallyRequestContext: AuthRequestContext, RequestContext, RemoteAdd
         self.coreContext = .init(source: source)
         self.identity = nil
         self.transaction = nil
+        self.idempotency = nil
         self.remoteAddress = source.channel.remoteAddress
     }
 
+    /// Answers are written by `AnswerEncoder`: the same bytes each time, ids lowercase.
+    public var responseEncoder: AnswerEncoder { AnswerEncoder() }
+
     /// What the request's calls into the credits store run with: its logger (with its request id) and its
     /// transaction, if it has one.
-    var queries: QueryContext { QueryContext(logger: logger, transaction: transaction) }
+    var queries: QueryContext { QueryContext(logger: logger, transaction: transaction, idempotency: idempotency) }
 
     /// The session's user; only on routes whose authenticator takes sessions.
     func requireUser() throws -> User {

@@ -235,7 +235,7 @@ func everyRowAsText(_ db: ConnectionSettings) async throws -> String {
                 text += row + "\n"
             }
         }
-        for try await row in try await client.query("SELECT convert_from(response_body, 'UTF8') FROM idempotency_keys").decode(String.self) {
+        for try await row in try await client.query("SELECT convert_from(response_body, 'UTF8') FROM idempotency_keys WHERE response_body IS NOT NULL").decode(String.self) {
             text += row + "\n"
         }
         return text

@@ -1,5 +1,16 @@
 -- tally_apply as 0013_hold_settled_by_its_key made it, tally_committed_balance as 0009_pooled_reads made it;
--- the rule functions go.
+-- the rule functions go, and so do the outcomes kept for Idempotency-Keys (those requests then run again if
+-- retried: the server before this migration kept only whole answers).
+DROP FUNCTION IF EXISTS "tally_apply"(jsonb);
+--> statement-breakpoint
+DELETE FROM "idempotency_keys" WHERE "response_body" IS NULL;
+--> statement-breakpoint
+ALTER TABLE "idempotency_keys" ALTER COLUMN "status_code" SET NOT NULL;
+--> statement-breakpoint
+ALTER TABLE "idempotency_keys" ALTER COLUMN "response_body" SET NOT NULL;
+--> statement-breakpoint
+ALTER TABLE "idempotency_keys" DROP COLUMN IF EXISTS "outcome";
+--> statement-breakpoint
 CREATE OR REPLACE FUNCTION "tally_apply"("ops" jsonb)
 RETURNS TABLE ("idx" integer, "outcome" text, "transaction_id" bigint, "balance" bigint, "held" bigint, "available" bigint,
 	"key_limit" bigint, "key_used" bigint, "key_held" bigint,

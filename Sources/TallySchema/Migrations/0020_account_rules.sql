@@ -99,10 +99,21 @@ BEGIN
 END
 $$;
 --> statement-breakpoint
-CREATE OR REPLACE FUNCTION "tally_apply"("ops" jsonb)
+-- Idempotency-Key requests made of one account operation keep what was decided (`outcome`) in the batch's own
+-- transaction; answers kept whole by the server (other routes) keep the status and body.
+ALTER TABLE "idempotency_keys" ADD COLUMN IF NOT EXISTS "outcome" jsonb;
+--> statement-breakpoint
+ALTER TABLE "idempotency_keys" ALTER COLUMN "status_code" DROP NOT NULL;
+--> statement-breakpoint
+ALTER TABLE "idempotency_keys" ALTER COLUMN "response_body" DROP NOT NULL;
+--> statement-breakpoint
+-- Its answer gains a column (whether the outcome is one kept for an Idempotency-Key), so it is made anew.
+DROP FUNCTION IF EXISTS "tally_apply"(jsonb);
+--> statement-breakpoint
+CREATE FUNCTION "tally_apply"("ops" jsonb)
 RETURNS TABLE ("idx" integer, "outcome" text, "transaction_id" bigint, "balance" bigint, "held" bigint, "available" bigint,
 	"key_limit" bigint, "key_used" bigint, "key_held" bigint,
-	"hold_id" uuid, "hold_amount" bigint, "captured" bigint, "expires_at" timestamptz)
+	"hold_id" uuid, "hold_amount" bigint, "captured" bigint, "expires_at" timestamptz, "replayed" boolean)
 LANGUAGE plpgsql
 -- Its statements run with generic plans, made once per connection: left to choose, PostgreSQL plans most of
 -- them again on every call (their array parameters make a custom plan look cheaper), which cost a third of
@@ -131,10 +142,21 @@ AS $$
 -- 'capture-exceeds-hold'.
 -- A capture or release that leaves an expired grant with unheld credits expires them ('expire' rows) at the
 -- end, as settling would, and answers the balance after that.
+-- An operation may carry `idempotency`: {scope, key, hash, method, path, retention (seconds)} of its
+-- request's Idempotency-Key. What it decides is kept in idempotency_keys in this transaction, so the kept answer
+-- exists if and only if the change committed; a key with an outcome kept answers that outcome again
+-- (`replayed`), without deciding anything; a key kept for another request is 'idempotency-key-reused'; a key
+-- whose request runs now elsewhere (the same advisory lock the server's own transactions take) is
+-- 'idempotency-in-progress'; a key kept with a whole answer (by the server) is 'idempotency-answer-kept'; an
+-- operation repeating a key earlier in the batch answers what that one decided.
 DECLARE
 	n_ integer;
 	ops_ text[]; key_ids_ uuid[]; user_ids_ uuid[]; team_ids_ uuid[]; amounts_ bigint[]; ttls_ integer[];
-	descriptions_ text[]; metadata_ jsonb[]; hold_refs_ uuid[];
+	descriptions_ text[]; metadata_ jsonb[]; hold_refs_ uuid[]; claims_ jsonb[];
+	-- Per operation: the outcome kept for its Idempotency-Key to answer again, and the earlier operation of
+	-- the batch with the same key.
+	replay_ jsonb[]; replayed_ boolean[]; claim_first_ integer[]; kept_ jsonb;
+	stored_hash_ text; stored_method_ text; stored_path_ text; stored_ jsonb; j integer;
 	-- Per operation.
 	accounts_ uuid[]; outcomes_ text[]; after_ bigint[]; held_after_ bigint[]; avail_ bigint[];
 	limit_ bigint[]; used_ bigint[]; kheld_ bigint[]; tx_ bigint[];
@@ -158,14 +180,47 @@ BEGIN
 		array_agg((s.v->>'team_id')::uuid ORDER BY s.o), array_agg((s.v->>'amount')::bigint ORDER BY s.o),
 		array_agg((s.v->>'ttl')::integer ORDER BY s.o),
 		array_agg(s.v->>'description' ORDER BY s.o), array_agg(s.v->'metadata' ORDER BY s.o),
-		array_agg((s.v->>'hold_id')::uuid ORDER BY s.o)
-	INTO n_, ops_, key_ids_, user_ids_, team_ids_, amounts_, ttls_, descriptions_, metadata_, hold_refs_
+		array_agg((s.v->>'hold_id')::uuid ORDER BY s.o), array_agg(nullif(s.v->'idempotency', 'null'::jsonb) ORDER BY s.o)
+	INTO n_, ops_, key_ids_, user_ids_, team_ids_, amounts_, ttls_, descriptions_, metadata_, hold_refs_, claims_
 	FROM jsonb_array_elements(ops) WITH ORDINALITY AS s(v, o);
 	IF n_ = 0 THEN RETURN; END IF;
 	outcomes_ := array_fill(NULL::text, ARRAY[n_]);
 	after_ := array_fill(NULL::bigint, ARRAY[n_]); held_after_ := after_; avail_ := after_; limit_ := after_; used_ := after_;
 	kheld_ := after_; tx_ := after_; hold_amounts_ := after_; captured_ := after_;
 	hold_ids_ := array_fill(NULL::uuid, ARRAY[n_]); expires_ := array_fill(NULL::timestamptz, ARRAY[n_]);
+	replay_ := array_fill(NULL::jsonb, ARRAY[n_]); replayed_ := array_fill(false, ARRAY[n_]); claim_first_ := array_fill(NULL::integer, ARRAY[n_]);
+
+	-- Idempotency-Keys first: the lock on the key, then what is kept for it.
+	FOR i IN 1..n_ LOOP
+		CONTINUE WHEN claims_[i] IS NULL;
+		FOR j IN 1..i - 1 LOOP
+			IF claims_[j] IS NOT NULL AND claims_[j]->>'scope' = claims_[i]->>'scope' AND claims_[j]->>'key' = claims_[i]->>'key' THEN
+				claim_first_[i] := j;
+				EXIT;
+			END IF;
+		END LOOP;
+		IF claim_first_[i] IS NOT NULL THEN
+			outcomes_[i] := CASE WHEN claims_[claim_first_[i]] = claims_[i] THEN 'replay' ELSE 'idempotency-key-reused' END;
+			CONTINUE;
+		END IF;
+		IF NOT pg_try_advisory_xact_lock(hashtextextended((claims_[i]->>'scope') || ':' || (claims_[i]->>'key'), 7365)) THEN
+			outcomes_[i] := 'idempotency-in-progress';
+			CONTINUE;
+		END IF;
+		SELECT k.request_hash, k.method, k.path, k.outcome INTO stored_hash_, stored_method_, stored_path_, stored_
+		FROM idempotency_keys k
+		WHERE k.scope = claims_[i]->>'scope' AND k.key = claims_[i]->>'key'
+			AND k.created_at > now() - make_interval(secs => (claims_[i]->>'retention')::double precision);
+		CONTINUE WHEN NOT FOUND;
+		IF stored_hash_ <> claims_[i]->>'hash' OR stored_method_ <> claims_[i]->>'method' OR stored_path_ <> claims_[i]->>'path' THEN
+			outcomes_[i] := 'idempotency-key-reused';
+		ELSIF stored_ IS NULL THEN
+			outcomes_[i] := 'idempotency-answer-kept';
+		ELSE
+			outcomes_[i] := 'replay';
+			replay_[i] := stored_;
+		END IF;
+	END LOOP;
 
 	-- The caller may know a key from a cache: whether it is still live is decided here.
 	SELECT coalesce(array_agg(k.id), '{}') INTO live_ FROM api_keys k WHERE k.id = ANY(key_ids_) AND k.revoked_at IS NULL;
@@ -230,6 +285,8 @@ BEGIN
 
 	-- Decide, in arrival order.
 	FOR i IN 1..n_ LOOP
+		-- Answered from its Idempotency-Key.
+		CONTINUE WHEN outcomes_[i] IS NOT NULL;
 		IF NOT (key_ids_[i] = ANY(live_)) THEN outcomes_[i] := 'revoked'; CONTINUE; END IF;
 		a := array_position(acct_ids_, accounts_[i]);
 		-- A live key's owner always exists, so its account does too (created above); if not, it went meanwhile.
@@ -282,12 +339,7 @@ BEGIN
 		outcomes_[i] := 'ok';
 	END LOOP;
 
-	IF NOT ('ok' = ANY(outcomes_)) THEN
-		RETURN QUERY SELECT (s.o - 1)::integer, s.outcome, NULL::bigint, s.b, s.hd, s.av, s.lim, s.used, s.kh, s.hid, s.ha, s.cap, s.ex
-		FROM unnest(outcomes_, after_, held_after_, avail_, limit_, used_, kheld_, hold_ids_, hold_amounts_, captured_, expires_)
-			WITH ORDINALITY AS s(outcome, b, hd, av, lim, used, kh, hid, ha, cap, ex, o);
-		RETURN;
-	END IF;
+	IF 'ok' = ANY(outcomes_) THEN
 
 	-- The keys' allowances: rows that exist are updated (a capture or release lowers `held`), the others are
 	-- made with what this batch added.
@@ -365,9 +417,45 @@ BEGIN
 
 	UPDATE user_credits a SET balance = v.b, held = v.h, updated_at = now()
 	FROM unnest(acct_ids_, acct_balance_, acct_held_, acct_changed_) AS v(id, b, h, changed) WHERE a.id = v.id AND v.changed;
+	END IF;
 
-	RETURN QUERY SELECT (s.o - 1)::integer, s.outcome, s.tx, s.b, s.hd, s.av, s.lim, s.used, s.kh, s.hid, s.ha, s.cap, s.ex
-	FROM unnest(outcomes_, tx_, after_, held_after_, avail_, limit_, used_, kheld_, hold_ids_, hold_amounts_, captured_, expires_)
-		WITH ORDINALITY AS s(outcome, tx, b, hd, av, lim, used, kh, hid, ha, cap, ex, o);
+	-- What each Idempotency-Key operation decided is kept (what the server would not keep is not: a revoked key,
+	-- an operation decided in the next batch); one repeating a key earlier in the batch answers the same.
+	FOR i IN 1..n_ LOOP
+		CONTINUE WHEN claims_[i] IS NULL;
+		IF claim_first_[i] IS NULL THEN
+			CONTINUE WHEN outcomes_[i] IN ('replay', 'again', 'revoked') OR outcomes_[i] LIKE 'idempotency-%';
+			kept_ := jsonb_build_object('outcome', outcomes_[i], 'transaction_id', tx_[i], 'balance', after_[i], 'held', held_after_[i],
+				'available', avail_[i], 'key_limit', limit_[i], 'key_used', used_[i], 'key_held', kheld_[i], 'hold_id', hold_ids_[i],
+				'hold_amount', hold_amounts_[i], 'captured', captured_[i], 'expires_at', expires_[i]);
+			INSERT INTO idempotency_keys AS k (scope, key, request_hash, method, path, outcome)
+			VALUES (claims_[i]->>'scope', claims_[i]->>'key', claims_[i]->>'hash', claims_[i]->>'method', claims_[i]->>'path', kept_)
+			ON CONFLICT (scope, key) DO UPDATE SET request_hash = excluded.request_hash, method = excluded.method, path = excluded.path,
+				status_code = NULL, content_type = NULL, response_body = NULL, outcome = excluded.outcome, created_at = now();
+			replay_[i] := kept_;
+		ELSIF outcomes_[i] = 'replay' THEN
+			j := claim_first_[i];
+			IF replay_[j] IS NULL THEN
+				-- The first was not decided here (in progress, answered already, again): this one is told the same.
+				outcomes_[i] := outcomes_[j]; replay_[i] := NULL;
+			ELSE
+				replay_[i] := replay_[j];
+			END IF;
+		END IF;
+	END LOOP;
+	FOR i IN 1..n_ LOOP
+		CONTINUE WHEN outcomes_[i] <> 'replay' OR replay_[i] IS NULL;
+		outcomes_[i] := replay_[i]->>'outcome'; replayed_[i] := true;
+		tx_[i] := (replay_[i]->>'transaction_id')::bigint; after_[i] := (replay_[i]->>'balance')::bigint;
+		held_after_[i] := (replay_[i]->>'held')::bigint; avail_[i] := (replay_[i]->>'available')::bigint;
+		limit_[i] := (replay_[i]->>'key_limit')::bigint; used_[i] := (replay_[i]->>'key_used')::bigint;
+		kheld_[i] := (replay_[i]->>'key_held')::bigint; hold_ids_[i] := (replay_[i]->>'hold_id')::uuid;
+		hold_amounts_[i] := (replay_[i]->>'hold_amount')::bigint; captured_[i] := (replay_[i]->>'captured')::bigint;
+		expires_[i] := (replay_[i]->>'expires_at')::timestamptz;
+	END LOOP;
+
+	RETURN QUERY SELECT (s.o - 1)::integer, s.outcome, s.tx, s.b, s.hd, s.av, s.lim, s.used, s.kh, s.hid, s.ha, s.cap, s.ex, s.r
+	FROM unnest(outcomes_, tx_, after_, held_after_, avail_, limit_, used_, kheld_, hold_ids_, hold_amounts_, captured_, expires_, replayed_)
+		WITH ORDINALITY AS s(outcome, tx, b, hd, av, lim, used, kh, hid, ha, cap, ex, r, o);
 END
 $$;
