@@ -190,7 +190,7 @@ final class AccountBatcher: Service, Sendable {
                     ? results[index].map { Optional($0) }
                     : .failure(CreditsError(.conflict, "the batch answered no outcome for this operation; retry it")))
             }
-        } catch let error as CreditsError where error.code == .databaseUnavailable {
+        } catch let error as TallyPostgresError where error.code == .databaseUnavailable {
             // The operations queued meanwhile would wait as long again: they fail now too, so none waits
             // for a connection longer than the limit once.
             for pending in batch + takeAllWaiting() { pending.continuation.resume(throwing: error) }

@@ -3,7 +3,6 @@ import Foundation
 import HummingbirdBcrypt
 import PostgresNIO
 import Synchronization
-import TallyMigrate
 import TallyPostgres
 
 /// A user as the API shows it (never the password hash).
@@ -104,7 +103,7 @@ public struct Auth: Sendable {
                 throw CreditsError(.invalidInput, "the user was not created")
             }
         } catch let error as PSQLError where error.serverInfo?[.sqlState] == "23505" {
-            throw CreditsError(.emailTaken, "an account with this email already exists; log in instead")
+            throw CreditsError(.emailTaken, "an account with this email already exists; log in instead", underlying: error)
         }
         return user
     }

@@ -28,10 +28,20 @@ public struct CreditsError: Error, CustomStringConvertible, Sendable, Equatable 
     /// Seconds to wait before trying again, when waiting helps.
     public var retryAfter: Int?
 
-    public init(_ code: Code, _ message: String, retryAfter: Int? = nil) {
+    /// The error this one was made from (a PostgreSQL error, a file system error), kept for logs and callers;
+    /// `message` already says what it means for the user.
+    public var underlying: (any Error & Sendable)?
+
+    public init(_ code: Code, _ message: String, retryAfter: Int? = nil, underlying: (any Error & Sendable)? = nil) {
         self.code = code
         self.message = message
         self.retryAfter = retryAfter
+        self.underlying = underlying
+    }
+
+    /// Equal when code, message and wait are (the underlying error is not compared).
+    public static func == (lhs: Self, rhs: Self) -> Bool {
+        lhs.code == rhs.code && lhs.message == rhs.message && lhs.retryAfter == rhs.retryAfter
     }
 
     public var description: String { message }

@@ -1,5 +1,6 @@
 import Foundation
 import PostgresNIO
+import TallyPostgres
 
 /// The operator commands' work (`tally users create`, `tally credits grant`, `tally keys create`), as library
 /// calls: users and teams named the way an operator names them (an email or an id), times as ISO 8601 text.

@@ -30,14 +30,21 @@ public enum SchemaGate {
         return try await migrator.up().applied
     }
 
-    /// Tally's migrations (tag and file hash) this build expects, read once from the bundled folder.
-    static let expected: [(tag: String, hash: String)] = {
-        ((try? MigrationFolder(path: TallyCredits.migrationsFolder))?.migrations ?? []).map { ($0.tag, $0.hash) }
+    /// Tally's migrations (tag and file hash) this build expects, read once from the bundled folder; an
+    /// unreadable folder is an error wherever it is asked for (never an empty list, which would pass as ready).
+    private static let bundled: Result<[(tag: String, hash: String)], NotReady> = {
+        do {
+            return .success(try MigrationFolder(path: TallyCredits.migrationsFolder).migrations.map { ($0.tag, $0.hash) })
+        } catch {
+            return .failure(NotReady(description: "this build's bundled migrations cannot be read (\(error)); reinstall Tally"))
+        }
     }()
 
+    static func expected() throws -> [(tag: String, hash: String)] { try bundled.get() }
+
     /// This build's migrations (tags and file hashes) in one string: equal for two builds with the same schema.
-    public static var fingerprint: String {
-        expected.map { "\($0.tag) \($0.hash)" }.joined(separator: "\n")
+    public static func fingerprint() throws -> String {
+        try expected().map { "\($0.tag) \($0.hash)" }.joined(separator: "\n")
     }
 
     /// The tags of this build's migrations that the database's history does not record as applied with the
@@ -48,6 +55,6 @@ public enum SchemaGate {
         for try await hash in try await connection.query(
             PostgresQuery(unsafeSQL: "SELECT hash FROM \(table.sql)")
         ).decode(String.self) { applied.insert(hash) }
-        return expected.filter { !applied.contains($0.hash) }.map(\.tag)
+        return try expected().filter { !applied.contains($0.hash) }.map(\.tag)
     }
 }

@@ -111,7 +111,7 @@ public struct Teams: Sendable {
         do {
             return try await work()
         } catch let error as PSQLError where error.serverInfo?[.sqlState] == "42501" {
-            throw CreditsError(.forbidden, error.serverInfo?[.message] ?? "only the team's owners and admins create its API keys")
+            throw CreditsError(.forbidden, error.serverInfo?[.message] ?? "only the team's owners and admins create its API keys", underlying: error)
         }
     }
 

@@ -119,7 +119,7 @@ public struct MigrationFolder: Sendable {
         do {
             journal = try JSONDecoder().decode(Journal.self, from: data)
         } catch {
-            throw MigrateError(.invalidFolder, "\(journalPath) is not a valid Drizzle journal: \(describeDecoding(error)). Regenerate it with drizzle-kit or fix the JSON.")
+            throw MigrateError(.invalidFolder, "\(journalPath) is not a valid Drizzle journal: \(describeDecoding(error)). Regenerate it with drizzle-kit or fix the JSON.", underlying: error)
         }
         if let dialect = journal.dialect, !["postgresql", "pg", "postgres"].contains(dialect.lowercased()) {
             throw MigrateError(.invalidFolder, "\(journalPath) is a Drizzle journal for \(dialect), not PostgreSQL; Tally migrates PostgreSQL databases only. Point --dir at the folder drizzle-kit generated with dialect \"postgresql\".")

@@ -84,11 +84,11 @@ public struct OwnershipManifest: Sendable {
     public static func load(path: String) throws -> OwnershipManifest {
         let text: String
         do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
-            throw MigrateError(.invalidDeclaration, "cannot read the ownership manifest \(path): \(error.localizedDescription)")
+            throw MigrateError(.invalidDeclaration, "cannot read the ownership manifest \(path): \(error.localizedDescription)", underlying: error)
         }
         let document: TOMLTable
         do { document = try TOMLTable(string: text) } catch let error as TOMLParseError {
-            throw MigrateError(.invalidDeclaration, "\(path):\(error.source.begin.line):\(error.source.begin.column): \(error.description)")
+            throw MigrateError(.invalidDeclaration, "\(path):\(error.source.begin.line):\(error.source.begin.column): \(error.description)", underlying: error)
         }
         let base = URL(fileURLWithPath: path).deletingLastPathComponent().path
         for key in document.keys where key != "apps" {

@@ -192,7 +192,7 @@ extension Migrator {
         do {
             try await withSingleConnection(database, logger: logger) { try await $0.execute("CREATE DATABASE \(unescaped: quoteIdentifier(name))") }
         } catch let error as PSQLError where error.serverInfo?[.sqlState] == "42501" {
-            throw MigrateError(.invalidFolder, "--scratch creates a database, and \(database.user) may not (\(describe(error))); grant it CREATEDB, or plan against the live database")
+            throw MigrateError(.invalidFolder, "--scratch creates a database, and \(database.user) may not (\(describe(error))); grant it CREATEDB, or plan against the live database", underlying: error)
         }
         var scratch = self
         scratch.database = database.with(database: name)

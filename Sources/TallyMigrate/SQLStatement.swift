@@ -51,7 +51,7 @@ public struct SQLStatement: Sendable {
             pieces = try SQLParser.split(chunk)
         } catch {
             let line = startLine + lineNumber(ofCharacter: error.characterOffset, in: chunk) - 1
-            throw MigrateError(.invalidFolder, "\(file):\(line): \(error.message). PostgreSQL would refuse this statement; fix the file (nothing was run).")
+            throw MigrateError(.invalidFolder, "\(file):\(line): \(error.message). PostgreSQL would refuse this statement; fix the file (nothing was run).", underlying: error)
         }
         var out: [SQLStatement] = []
         let bytes = Array(chunk.utf8)
@@ -67,7 +67,7 @@ public struct SQLStatement: Sendable {
                 nodes = try SQLParser.parse(text)
             } catch {
                 let at = textLine + lineNumber(ofCharacter: error.characterOffset, in: text) - 1
-                throw MigrateError(.invalidFolder, "\(file):\(at): \(error.message). PostgreSQL would refuse this statement; fix the file (nothing was run).")
+                throw MigrateError(.invalidFolder, "\(file):\(at): \(error.message). PostgreSQL would refuse this statement; fix the file (nothing was run).", underlying: error)
             }
             guard let node = nodes.first else { continue }
             var statement = SQLStatement(text: text, line: line, node: node)

@@ -125,7 +125,7 @@ enum SchemaObjects {
                     do {
                         try await connection.run("CREATE EXTENSION IF NOT EXISTS \(quoteIdentifier(name)) CASCADE")
                     } catch {
-                        throw MigrateError(.baselineRefused, "\(purpose): the live database has extension \(name), and the scratch database cannot create it: \(describe(error)). \(otherwise.prefix(1).uppercased() + otherwise.dropFirst()).")
+                        throw MigrateError(.baselineRefused, "\(purpose): the live database has extension \(name), and the scratch database cannot create it: \(describe(error)). \(otherwise.prefix(1).uppercased() + otherwise.dropFirst()).", underlying: error)
                     }
                 }
                 try await connection.run("CREATE SCHEMA IF NOT EXISTS \(quoteIdentifier(history.schema))")

@@ -135,11 +135,10 @@ public struct ConnectionSettings: Sendable, Equatable, CustomStringConvertible {
         var configuration: PostgresConnection.Configuration
         switch endpoint {
         case .tcp(let host, let port):
-            let tls: PostgresConnection.Configuration.TLS
-            switch sslMode {
-            case .disable: tls = .disable
-            case .prefer: tls = .prefer(try NIOSSLContext(configuration: tlsConfiguration))
-            case .require, .verifyCA, .verifyFull: tls = .require(try NIOSSLContext(configuration: tlsConfiguration))
+            let tls: PostgresConnection.Configuration.TLS = switch tlsRequired {
+            case nil: .disable
+            case false?: .prefer(try NIOSSLContext(configuration: tlsConfiguration))
+            case true?: .require(try NIOSSLContext(configuration: tlsConfiguration))
             }
             configuration = .init(host: host, port: port, username: user, password: password, database: database, tls: tls)
         case .unixSocket:
@@ -158,10 +157,20 @@ public struct ConnectionSettings: Sendable, Equatable, CustomStringConvertible {
     }
 
     private var tls: PostgresClient.Configuration.TLS {
+        switch tlsRequired {
+        case nil: .disable
+        case false?: .prefer(tlsConfiguration)
+        case true?: .require(tlsConfiguration)
+        }
+    }
+
+    /// Whether `sslMode` asks for TLS: nil for none, false when a server without it will do (`prefer`), true
+    /// when it must be (the one place the mode becomes a TLS requirement, for pools and single connections).
+    private var tlsRequired: Bool? {
         switch sslMode {
-        case .disable: return .disable
-        case .prefer: return .prefer(tlsConfiguration)
-        case .require, .verifyCA, .verifyFull: return .require(tlsConfiguration)
+        case .disable: nil
+        case .prefer: false
+        case .require, .verifyCA, .verifyFull: true
         }
     }
 

@@ -121,7 +121,7 @@ extension LocalCluster {
         do {
             return try JSONDecoder().decode(State.self, from: data)
         } catch {
-            throw TallyPostgresError(.clusterUnreadable, "\(path) is damaged (\(error)); move \(dataDirectory) away to start a new cluster")
+            throw TallyPostgresError(.clusterUnreadable, "\(path) is damaged (\(error)); move \(dataDirectory) away to start a new cluster", underlying: error)
         }
     }
 

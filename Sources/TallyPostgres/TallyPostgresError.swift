@@ -4,24 +4,36 @@
 public struct TallyPostgresError: Error, CustomStringConvertible, Sendable, Equatable {
     /// A stable code, for scripts and tests.
     public enum Code: String, Sendable {
-        case invalidURL = "invalid_url"
-        case binariesNotFound = "postgres_binaries_not_found"
-        case noServiceUser = "no_service_user"
-        case clusterInit = "cluster_init_failed"
-        case clusterStart = "cluster_start_failed"
-        case clusterStop = "cluster_stop_failed"
-        case clusterNotInitialized = "cluster_not_initialized"
-        case clusterUnreadable = "cluster_unreadable"
-        case commandFailed = "command_failed"
-        case databaseUnreachable = "database_unreachable"
+        case invalidURL = "invalid-url"
+        case binariesNotFound = "postgres-binaries-not-found"
+        case noServiceUser = "no-service-user"
+        case clusterInit = "cluster-init-failed"
+        case clusterStart = "cluster-start-failed"
+        case clusterStop = "cluster-stop-failed"
+        case clusterNotInitialized = "cluster-not-initialized"
+        case clusterUnreadable = "cluster-unreadable"
+        case commandFailed = "command-failed"
+        case databaseUnreachable = "database-unreachable"
+        /// No connection came within the wait (`DatabaseWait`), or it closed before anything was sent: nothing
+        /// was done, retry shortly.
+        case databaseUnavailable = "database-unavailable"
     }
 
     public var code: Code
     public var message: String
 
-    public init(_ code: Code, _ message: String) {
+    /// The error this one was made from, kept for logs and callers; `message` says what it means.
+    public var underlying: (any Error & Sendable)?
+
+    public init(_ code: Code, _ message: String, underlying: (any Error & Sendable)? = nil) {
         self.code = code
         self.message = message
+        self.underlying = underlying
+    }
+
+    /// Equal when code and message are (the underlying error is not compared).
+    public static func == (lhs: Self, rhs: Self) -> Bool {
+        lhs.code == rhs.code && lhs.message == rhs.message
     }
 
     public var description: String { message }

@@ -49,13 +49,7 @@ public struct HealthController: Sendable {
         let clock = ContinuousClock()
         let start = clock.now
         do {
-            let version = try await withTimeout(timeout) { () -> String in
-                try await database.connection(context.queries) { connection in
-                    let rows = try await connection.query("SELECT current_setting('server_version')")
-                    for try await (version) in rows.decode(String.self) { return version }
-                    return "unknown"
-                }
-            }
+            let version = try await withTimeout(timeout) { try await database.serverVersion(context.queries) }
             let elapsed = clock.now - start
             let ms = Double(elapsed.components.attoseconds) / 1e15 + Double(elapsed.components.seconds) * 1000
             var body = Health(status: "ok", database: .init(reachable: true))
@@ -97,6 +91,8 @@ public struct HealthController: Sendable {
             if !missing.isEmpty {
                 reasons.append("the database lacks migration(s) \(missing.joined(separator: ", ")) this build needs; run `tally migrate up`")
             }
+        } catch let error as SchemaGate.NotReady {
+            reasons.append(error.description)
         } catch {
             // The cause goes to the log, not to whoever asks.
             context.logger.warning("readiness check: the database is unavailable", metadata: ["error": "\(describe(error))"])

@@ -137,6 +137,10 @@ extension Problem {
             return problem
         case let error as CreditsError:
             return Problem(error)
+        case let error as TallyPostgresError where error.code == .databaseUnavailable:
+            var problem = Problem(.serviceUnavailable, type: error.code.rawValue, title: "Service Unavailable", detail: error.message)
+            problem.retryAfter = 1
+            return problem
         case let error where DatabaseFailure.isConnectionLoss(error):
             logger.warning("database connection lost during a request", metadata: ["error": "\(describeForLog(error))"])
             var problem = Problem(

@@ -3,6 +3,7 @@ import Hummingbird
 import HummingbirdAuth
 import NIOCore
 import TallyCredits
+import TallyPostgres
 
 /// Who sent a request: a user with a session token, or an API key. Decided once per request, from its
 /// `Authorization: Bearer` token, by `CallerAuthenticator`.

@@ -80,7 +80,7 @@ public enum Drift {
                     do {
                         try await connection.run(statement)
                     } catch {
-                        throw MigrateError(.invalidDeclaration, "\(declaration.source): PostgreSQL refuses an index it declares (\(TallyPostgres.describe(error))): \(statement)")
+                        throw MigrateError(.invalidDeclaration, "\(declaration.source): PostgreSQL refuses an index it declares (\(TallyPostgres.describe(error))): \(statement)", underlying: error)
                     }
                 }
                 return try await Catalog.read(on: connection, schemas: schemas)
@@ -114,7 +114,7 @@ public enum Drift {
             do {
                 try await connection.run(statement)
             } catch {
-                throw MigrateError(.invalidDeclaration, "\(declaration.source): PostgreSQL refuses a foreign key it declares (\(TallyPostgres.describe(error))): \(statement)")
+                throw MigrateError(.invalidDeclaration, "\(declaration.source): PostgreSQL refuses a foreign key it declares (\(TallyPostgres.describe(error))): \(statement)", underlying: error)
             }
         }
     }

@@ -66,7 +66,7 @@ public enum DrizzleSnapshot {
     public static func read(path: String) throws -> Declaration {
         let data: Data
         do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
-            throw MigrateError(.invalidDeclaration, "cannot read \(path): \(error.localizedDescription)")
+            throw MigrateError(.invalidDeclaration, "cannot read \(path): \(error.localizedDescription)", underlying: error)
         }
         let object: [String: Any]
         do {
@@ -77,7 +77,7 @@ public enum DrizzleSnapshot {
         } catch let error as MigrateError {
             throw error
         } catch {
-            throw MigrateError(.invalidDeclaration, "\(path) is not valid JSON: \((error as NSError).userInfo[NSDebugDescriptionErrorKey] ?? error.localizedDescription)")
+            throw MigrateError(.invalidDeclaration, "\(path) is not valid JSON: \((error as NSError).userInfo[NSDebugDescriptionErrorKey] ?? error.localizedDescription)", underlying: error)
         }
         let version = Int("\(object["version"] ?? "")") ?? 0
         let dialect = "\(object["dialect"] ?? "")"

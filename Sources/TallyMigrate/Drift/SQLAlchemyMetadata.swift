@@ -69,7 +69,7 @@ public enum SQLAlchemyMetadata {
         do {
             child = try Command.spawn(executable, [work + "/metadata.py", spec, directory], stdout: work + "/out.json", stderr: work + "/err.txt")
         } catch {
-            throw MigrateError(.invalidDeclaration, "cannot run \(python) to read \(spec): \(error); name the app's Python with --python")
+            throw MigrateError(.invalidDeclaration, "cannot run \(python) to read \(spec): \(error); name the app's Python with --python", underlying: error)
         }
         let status = await child.waitAsync()
         let errors = (try? String(contentsOfFile: work + "/err.txt", encoding: .utf8)) ?? ""
@@ -81,7 +81,7 @@ public enum SQLAlchemyMetadata {
         do {
             output = try JSONDecoder().decode(Output.self, from: Data(contentsOf: URL(fileURLWithPath: work + "/out.json")))
         } catch {
-            throw MigrateError(.invalidDeclaration, "the metadata script printed something Tally cannot read for \(spec): \(error)")
+            throw MigrateError(.invalidDeclaration, "the metadata script printed something Tally cannot read for \(spec): \(error)", underlying: error)
         }
         return declaration(output, source: "\(output.label): \(spec)")
     }

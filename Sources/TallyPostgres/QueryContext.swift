@@ -2,7 +2,6 @@ import Foundation
 import Logging
 import PostgresNIO
 import Synchronization
-import TallyPostgres
 
 /// What a call into the credits store runs with, passed down from the caller (for a request, its context):
 /// the logger its statements log to, which carries the request's id, and the transaction its work joins when
@@ -38,5 +37,46 @@ public final class RequestTransaction: Sendable {
     /// A savepoint name not used before in this transaction.
     func nextSavepoint() -> String {
         "tally_step_\(savepoints.add(1, ordering: .relaxed).newValue)"
+    }
+}
+
+/// An `Idempotency-Key` request that is one account operation: the operation carries the claim into its batch
+/// (TallyCredits' `tally_apply`), which keeps what it decides for the key, or answers what it kept before.
+public final class IdempotencyClaim: Sendable, Encodable {
+    public let scope: String
+    public let key: String
+    public let method: String
+    public let path: String
+    public let requestHash: String
+    public let retentionSeconds: Double
+    private let answeredAgain = Atomic<Bool>(false)
+
+    public init(scope: String, key: String, method: String, path: String, requestHash: String, retentionSeconds: Double) {
+        self.scope = scope
+        self.key = key
+        self.method = method
+        self.path = path
+        self.requestHash = requestHash
+        self.retentionSeconds = retentionSeconds
+    }
+
+    /// Whether the operation's answer is the one kept for the key (`Idempotent-Replayed: true`).
+    public var replayed: Bool { answeredAgain.load(ordering: .relaxed) }
+
+    public func noteReplayed() { answeredAgain.store(true, ordering: .relaxed) }
+
+    enum CodingKeys: String, CodingKey {
+        case scope, key, method, path, hash, retention
+    }
+
+    /// As `tally_apply` reads it: {scope, key, hash, method, path, retention}.
+    public func encode(to encoder: any Encoder) throws {
+        var fields = encoder.container(keyedBy: CodingKeys.self)
+        try fields.encode(scope, forKey: .scope)
+        try fields.encode(key, forKey: .key)
+        try fields.encode(requestHash, forKey: .hash)
+        try fields.encode(method, forKey: .method)
+        try fields.encode(path, forKey: .path)
+        try fields.encode(retentionSeconds, forKey: .retention)
     }
 }

@@ -3,7 +3,6 @@ import Logging
 import PostgresNIO
 import ServiceLifecycle
 import Synchronization
-import TallyPostgres
 
 /// How long work waits for a database connection before it gives up with `databaseUnavailable`, so a
 /// request answers promptly while the database is away instead of hanging. The server sets it per request
@@ -27,7 +26,7 @@ public final class Database: Service, Sendable {
     /// Set when this database owns its pool (and can make a fresh one).
     private let settings: ConnectionSettings?
     /// The database's own logger (the pool's, and work no request asked for).
-    let logger: Logger
+    public let logger: Logger
     /// Whether hot statements are prepared on its connections (`ConnectionSettings.preparedStatements`).
     public let prepared: PreparedStatements
 
@@ -137,9 +136,9 @@ public final class Database: Service, Sendable {
     }
 
     /// A transaction, rethrowing the closure's own error (postgres-nio would wrap it in
-    /// `PostgresTransactionError`, hiding a `CreditsError` from the HTTP layer). Inside the context's request
+    /// `PostgresTransactionError`, hiding the caller's own error from the HTTP layer). Inside the context's request
     /// transaction it runs in a savepoint of that transaction instead, so a failure undoes only its own writes.
-    func transaction<T: Sendable>(_ context: QueryContext, _ body: (DatabaseConnection) async throws -> T) async throws -> T {
+    public func transaction<T: Sendable>(_ context: QueryContext, _ body: (DatabaseConnection) async throws -> T) async throws -> T {
         if let transaction = context.transaction {
             return try await Self.inSavepoint(transaction, logger: context.logger, body)
         }
@@ -152,6 +151,14 @@ public final class Database: Service, Sendable {
             // A pooler lost a prepared statement: the transaction did nothing, and statements are no longer
             // prepared, so it runs again at once.
             return try await attempt()
+        }
+    }
+
+    /// The server's version (`server_version`), as a health check asks it.
+    public func serverVersion(_ context: QueryContext) async throws -> String {
+        try await connection(context) { connection in
+            for try await version in try await connection.query("SELECT current_setting('server_version')").decode(String.self) { return version }
+            return "unknown"
         }
     }
 

@@ -2,7 +2,6 @@ import Foundation
 import Synchronization
 import Logging
 import PostgresNIO
-import TallyPostgres
 
 /// Lending connections: every wait bounded by `DatabaseWait.limit`, and moved to a replacement pool when
 /// `run()` swaps one in while the wait goes on.
@@ -13,7 +12,7 @@ extension Database {
     public func leased<T>(logger: Logger, _ body: (DatabaseConnection) async throws -> T) async throws -> T {
         let limit = DatabaseWait.limit
         let pool = self.pool
-        let lease = Lease(unavailable: CreditsError(
+        let lease = Lease(unavailable: TallyPostgresError(
             .databaseUnavailable,
             "the database gave no connection within \(limit) (it may be restarting); nothing was done, so retry in a moment"))
         return try await withThrowingTaskGroup(of: Void.self) { group in
@@ -37,7 +36,7 @@ extension Database {
             guard !connection.isClosed else {
                 lease.giveBack()
                 noteTrouble()
-                throw CreditsError(.databaseUnavailable, "the database closed the connection before anything was sent (it may be restarting); nothing was done, so retry in a moment")
+                throw TallyPostgresError(.databaseUnavailable, "the database closed the connection before anything was sent (it may be restarting); nothing was done, so retry in a moment")
             }
             do {
                 let result = try await body(DatabaseConnection(connection, logger: logger, prepared: prepared))
@@ -94,9 +93,9 @@ extension Database {
         } catch where !Task.isCancelled {
             // The pool gave up (its circuit breaker trips after a minute of failed connection attempts,
             // then it refuses at once): nothing was sent, so this is the same answer as a wait that ran out.
-            lease.fail(CreditsError(
+            lease.fail(TallyPostgresError(
                 .databaseUnavailable,
-                "the database cannot be reached (\(describe(error))); nothing was done, so retry in a moment"))
+                "the database cannot be reached (\(describe(error))); nothing was done, so retry in a moment", underlying: error))
         } catch {}
     }
 
@@ -136,9 +135,9 @@ final class Lease: Sendable {
     }
 
     private let state = Mutex(State())
-    let unavailable: CreditsError
+    let unavailable: TallyPostgresError
 
-    init(unavailable: CreditsError) {
+    init(unavailable: TallyPostgresError) {
         self.unavailable = unavailable
     }
 
