@@ -155,6 +155,10 @@ public func withTimeout<T: Sendable>(
 
 public struct TimeoutError: Error, CustomStringConvertible {
     public var duration: Duration
+
+    public init(duration: Duration) {
+        self.duration = duration
+    }
     public var description: String { "no answer within \(duration)" }
 }
 

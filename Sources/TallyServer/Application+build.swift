@@ -23,6 +23,9 @@ public struct ServerSettings: Sendable {
     public var requestTimeout: Duration
     /// Header-read and keep-alive timeouts, and the cap on open connections.
     public var connections: ConnectionLimits
+    /// Serve without request deadlines and connection limits: only to measure what they cost
+    /// (Benchmarks/credits.sh, `tally serve --unlimited-for-benchmarks`), never in production.
+    public var unlimitedForBenchmarks = false
     /// What the server does about Tally's migrations before it listens.
     public var migrations: Migrations = .unchecked
     /// Where migrations run, when not as `database`: the owner role's URL (`--owner-url`), so the server itself
@@ -100,13 +103,11 @@ public func buildApplication(_ settings: ServerSettings) -> some ApplicationProt
     if let metrics = settings.metrics {
         services.append(TallyMetrics.listener(host: metrics.host, port: metrics.port, logger: logger))
     }
+    let configuration = ApplicationConfiguration(address: .hostname(settings.host, port: settings.port), serverName: "tally")
+    let unlimited = settings.unlimitedForBenchmarks
     var app = Application(
-        responder: DeadlineResponder(router.buildResponder(), limit: settings.requestTimeout, logger: logger),
-        server: .http1(limits: settings.connections),
-        configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: "tally"),
-        services: services,
-        logger: logger
-    )
+        responder: DeadlineResponder(router.buildResponder(), limit: unlimited ? nil : settings.requestTimeout, logger: logger),
+        server: unlimited ? .http1() : .http1(limits: settings.connections), configuration: configuration, services: services, logger: logger)
     let serving = settings.database
     let migrating = settings.migrationDatabase ?? settings.database
     let migrations = settings.migrations

@@ -4,6 +4,7 @@ import Hummingbird
 import Logging
 import Metrics
 import NIOCore
+import NIOPosix
 import TallyPostgres
 
 /// Every request is answered within `limit`. The body is read first, under the deadline (a client that sends
@@ -11,21 +12,27 @@ import TallyPostgres
 /// when they have not answered by the deadline the client gets `503` with `Retry-After` at once, while the
 /// work is cancelled (a statement already sent to PostgreSQL finishes or fails there; a request with an
 /// `Idempotency-Key` commits its answer with its effects, so a retry learns what happened).
+///
+/// The deadlines are timers on an event loop (`Deadline`), not sleeping tasks: a request that answers in time
+/// costs one scheduled timer, cancelled, and the one task that lets the answer go out at the deadline while
+/// work that ignores its cancellation goes on.
 struct DeadlineResponder<Inner: HTTPResponder>: HTTPResponder where Inner.Context: Sendable {
     typealias Context = Inner.Context
 
     let inner: Inner
-    let limit: Duration
+    /// nil: no deadline at all (only to measure what it costs).
+    let limit: Duration?
     let logger: Logger
     private let exceeded = Counter(label: "tally_http_request_deadline_exceeded_total")
 
-    init(_ inner: Inner, limit: Duration, logger: Logger) {
+    init(_ inner: Inner, limit: Duration?, logger: Logger) {
         self.inner = inner
         self.limit = limit
         self.logger = logger
     }
 
     func respond(to request: Request, context: Context) async throws -> Response {
+        guard let limit else { return try await inner.respond(to: request, context: context) }
         let started = ContinuousClock.now
         var request = request
         let body: ByteBuffer
@@ -74,7 +81,19 @@ struct DeadlineResponder<Inner: HTTPResponder>: HTTPResponder where Inner.Contex
     static func collect(_ request: Request, within limit: Duration) async throws -> ByteBuffer {
         guard request.headers[.contentLength] != nil || request.headers[.transferEncoding] != nil else { return ByteBuffer() }
         let body = request.body
-        return try await withTimeout(limit) { try await body.collect(upTo: Request.maximumBody) }
+        let reading = Task { try await body.collect(upTo: Request.maximumBody) }
+        let passed = Atomic<Bool>(false)
+        let deadline = Deadline(in: limit) {
+            passed.store(true, ordering: .relaxed)
+            reading.cancel()
+        }
+        defer { deadline.cancel() }
+        do {
+            // Waiting for the task's value waits until the reading has stopped.
+            return try await withTaskCancellationHandler { try await reading.value } onCancel: { reading.cancel() }
+        } catch where passed.load(ordering: .relaxed) {
+            throw TimeoutError(duration: limit)
+        }
     }
 
     /// `work`'s result, or `DeadlinePassed` when `limit` comes first. The work runs in a task of its own, so
@@ -84,11 +103,10 @@ struct DeadlineResponder<Inner: HTTPResponder>: HTTPResponder where Inner.Contex
         let task = Task {
             do { race.finish(.success(try await work())) } catch { race.finish(.failure(error)) }
         }
-        let timer = Task {
-            try await Task.sleep(for: limit)
+        let deadline = Deadline(in: limit) {
             if race.finish(.failure(DeadlinePassed())) { task.cancel() }
         }
-        defer { timer.cancel() }
+        defer { deadline.cancel() }
         return try await withTaskCancellationHandler {
             try await race.result()
         } onCancel: {
@@ -98,6 +116,19 @@ struct DeadlineResponder<Inner: HTTPResponder>: HTTPResponder where Inner.Contex
 }
 
 struct DeadlinePassed: Error {}
+
+/// A timer on one of the server's event loops: `fire` runs once `limit` has passed, unless cancelled first.
+struct Deadline {
+    private let scheduled: Scheduled<Void>
+
+    init(in limit: Duration, _ fire: @escaping @Sendable () -> Void) {
+        let (seconds, attoseconds) = limit.components
+        let nanoseconds = seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+        scheduled = MultiThreadedEventLoopGroup.singleton.any().scheduleTask(in: .nanoseconds(max(0, nanoseconds))) { fire() }
+    }
+
+    func cancel() { scheduled.cancel() }
+}
 
 /// The first of several results, handed to one waiter.
 final class Race<T: Sendable>: Sendable {

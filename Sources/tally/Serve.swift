@@ -58,6 +58,8 @@ struct Serve: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Port of the metrics listener; 0 picks a free one (logged).", valueName: "port"))
     var metricsPort: Int = 9464
     @Flag(help: "Serve no metrics listener at all.") var noMetrics = false
+    // Only for Benchmarks/credits.sh, which measures what the deadlines and connection limits cost.
+    @Flag(help: .hidden) var unlimitedForBenchmarks = false
     @OptionGroup var database: DatabaseOptions
 
     func validate() throws {
@@ -120,6 +122,10 @@ struct Serve: AsyncParsableCommand {
         serverSettings.mailFrom = mailFrom
         serverSettings.publicURL = publicURL
         if !noMetrics { serverSettings.metrics = (metricsHost, metricsPort) }
+        if unlimitedForBenchmarks {
+            printErr("Warning: serving without request deadlines or connection limits (--unlimited-for-benchmarks): only for measuring what they cost")
+            serverSettings.unlimitedForBenchmarks = true
+        }
         do {
             try await buildApplication(serverSettings).runService()
         } catch let error as IOError where error.errnoCode == EADDRINUSE {
