@@ -30,7 +30,7 @@ public struct Migrator: Sendable {
         /// Run files exactly as written: no online rewrite of foreign keys.
         public var strictSQL = false
         /// The lint rules `plan` reports (`LintRules`): squawk's default set unless told otherwise.
-        public var lintRules: Set<String> = LintRules.defaultSet
+        public var lintRules: Set<LintRule.Name> = LintRules.defaultSet
         /// Which app these migrations belong to, and who owns what (`--owners`, `--app`).
         public var ownership: OwnershipCheck?
 

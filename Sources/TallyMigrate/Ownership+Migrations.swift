@@ -44,7 +44,7 @@ public struct OwnershipCheck: Sendable {
             if owner.name != app {
                 let use = manifest.users(of: table).first { $0.app.name == app }.map { $0.writes ? "may only write it" : "may only read it" } ?? "does not use it"
                 out.append(.init(
-                    rule: "foreign-ddl", severity: allowForeignDDL ? "warning" : "error",
+                    rule: .foreignDDL, severity: allowForeignDDL ? .warning : .error,
                     message: "changes \(table), which \(owner.name) owns (\(manifest.path)); \(app) \(use). Change it in \(owner.name)'s migrations\(allowForeignDDL ? "; run anyway with --allow-foreign-ddl (recorded in tally_migrate.overrides)" : ", or pass --allow-foreign-ddl to run it anyway (recorded)")",
                     table: table.description))
                 continue
@@ -53,7 +53,7 @@ public struct OwnershipCheck: Sendable {
             if let rename = tree.node("RenameStmt"), rename["renameType"]?.string == "OBJECT_COLUMN" {
                 let column = rename["subname"]?.string ?? "?"
                 for other in manifest.users(of: table) where other.app.name != app {
-                    out.append(.init(rule: "breaks-other-app", severity: "warning",
+                    out.append(.init(rule: .breaksOtherApp, severity: .warning,
                                      message: "renames \(table).\(column), and \(other.app.name) \(other.writes ? "writes" : "reads") \(table) (\(manifest.path)): it breaks if it maps the column (tally db drift --owners checks)", table: table.description))
                 }
             }
@@ -66,7 +66,7 @@ public struct OwnershipCheck: Sendable {
         guard case .alterTable(let alter) = statement.node else {
             if case .drop = statement.node {
                 return manifest.users(of: table).filter { $0.app.name != app }.map {
-                    .init(rule: "breaks-other-app", severity: "warning",
+                    .init(rule: .breaksOtherApp, severity: .warning,
                           message: "drops \(table), which \($0.app.name) \($0.writes ? "writes" : "reads") (\(manifest.path)): it fails from then on", table: table.description)
                 }
             }
@@ -78,7 +78,7 @@ public struct OwnershipCheck: Sendable {
             switch command.subtype {
             case "AT_DropColumn":
                 for other in others {
-                    out.append(.init(rule: "breaks-other-app", severity: "warning",
+                    out.append(.init(rule: .breaksOtherApp, severity: .warning,
                                      message: "drops \(table).\(command.name ?? "?"), and \(other.app.name) \(other.writes ? "writes" : "reads") \(table) (\(manifest.path)): it breaks if it maps the column (tally db drift --owners checks)", table: table.description))
                 }
             case "AT_AddColumn":
@@ -87,7 +87,7 @@ public struct OwnershipCheck: Sendable {
                 let required = constraints.contains("CONSTR_NOTNULL") && !constraints.contains("CONSTR_DEFAULT")
                     && !constraints.contains("CONSTR_IDENTITY") && !constraints.contains("CONSTR_GENERATED")
                 for other in others where other.writes && required {
-                    out.append(.init(rule: "breaks-other-app", severity: "warning",
+                    out.append(.init(rule: .breaksOtherApp, severity: .warning,
                                      message: "adds \(table).\(column.colname ?? "?") NOT NULL without a default, and \(other.app.name) writes \(table) (\(manifest.path)): its inserts fail until it sets the column; give it a default", table: table.description))
                 }
             default: break
@@ -100,7 +100,7 @@ public struct OwnershipCheck: Sendable {
     func violations(_ migrations: [Migration]) -> [(tag: String, finding: Plan.Finding)] {
         migrations.flatMap { migration in
             migration.statements.flatMap(\.flattened).flatMap { part in
-                findings(part, tree: part.tree).filter { $0.rule == "foreign-ddl" }.map { (migration.tag, $0) }
+                findings(part, tree: part.tree).filter { $0.rule == .foreignDDL }.map { (migration.tag, $0) }
             }
         }
     }

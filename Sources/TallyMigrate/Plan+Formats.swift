@@ -32,9 +32,9 @@ extension Plan {
     public func githubAnnotations(relativeTo base: String) -> [String] {
         located(relativeTo: base).map { item in
             let command = switch item.finding.severity {
-            case "error": "error"
-            case "warning": "warning"
-            default: "notice"
+            case .error: "error"
+            case .warning: "warning"
+            case .info: "notice"
             }
             let properties = "file=\(Self.escapeProperty(item.file)),line=\(item.line),title=\(Self.escapeProperty("tally \(item.finding.rule)"))"
             return "::\(command) \(properties)::\(Self.escapeData(item.finding.message))"
@@ -55,12 +55,17 @@ extension Plan {
     /// finding (level error, warning or note) located at its file and line.
     public func sarif(relativeTo base: String, version: String) -> SARIFLog {
         let items = located(relativeTo: base)
-        let rules = Array(Set(items.map(\.finding.rule))).sorted()
+        let rules = Array(Set(items.map(\.finding.rule.rawValue))).sorted()
         let results = items.map { item in
-            SARIFLog.Result(
-                ruleId: item.finding.rule,
-                ruleIndex: rules.firstIndex(of: item.finding.rule) ?? 0,
-                level: item.finding.severity == "error" ? "error" : item.finding.severity == "warning" ? "warning" : "note",
+            let level = switch item.finding.severity {
+            case .error: "error"
+            case .warning: "warning"
+            case .info: "note"
+            }
+            return SARIFLog.Result(
+                ruleId: item.finding.rule.rawValue,
+                ruleIndex: rules.firstIndex(of: item.finding.rule.rawValue) ?? 0,
+                level: level,
                 message: .init(text: item.finding.message),
                 locations: [.init(physicalLocation: .init(artifactLocation: .init(uri: item.file), region: .init(startLine: item.line)))])
         }

@@ -8,24 +8,29 @@ import TallyPostgres
 public struct Plan: Sendable, Codable {
     public struct Lock: Sendable, Codable, Equatable {
         public var table: String
-        /// PostgreSQL's lock mode, e.g. "ACCESS EXCLUSIVE".
-        public var mode: String
+        public var mode: LockMode
         /// What it blocks and for how long.
         public var effect: String
     }
 
+    /// How much a finding matters: an error stops `up` and fails `plan`, warnings count against
+    /// `--max-warnings`, info only informs.
+    public enum Severity: String, Sendable, Codable, CustomStringConvertible {
+        case error, warning, info
+        public var description: String { rawValue }
+    }
+
     public struct Finding: Sendable, Codable, Equatable {
         /// The rule's name: squawk's, where squawk has the rule (`LintRules`).
-        public var rule: String
-        /// "error", "warning" or "info".
-        public var severity: String
+        public var rule: LintRule.Name
+        public var severity: Severity
         public var message: String
         /// The live table the finding is about, when there is one (`schema.name`).
         public var table: String?
         /// Its rows (counted up to 100,000; the planner's estimate above that), for findings judged by them.
         public var rows: Int64?
 
-        public init(rule: String, severity: String, message: String, table: String? = nil, rows: Int64? = nil) {
+        public init(rule: LintRule.Name, severity: Severity, message: String, table: String? = nil, rows: Int64? = nil) {
             self.rule = rule
             self.severity = severity
             self.message = message
@@ -58,10 +63,10 @@ public struct Plan: Sendable, Codable {
     /// True when a pending migration would fail on the data (orphans for a foreign key it adds).
     public var blocked: Bool { migrations.contains { $0.foreignKeys.contains { $0.orphanedRows > 0 } } }
     /// Lint findings of error severity: `up` would fail or do harm.
-    public var errors: Int { count("error") }
-    public var warnings: Int { count("warning") }
+    public var errors: Int { count(.error) }
+    public var warnings: Int { count(.warning) }
 
-    private func count(_ severity: String) -> Int {
+    private func count(_ severity: Severity) -> Int {
         migrations.reduce(0) { $0 + $1.statements.reduce(0) { $0 + $1.findings.filter { $0.severity == severity }.count } }
     }
 }
@@ -101,20 +106,20 @@ extension Migrator {
                         locks += Lint.locks(part, tree: tree, newTables: newTables, onlineRewrite: online)
                     }
                     if statement.dynamicSQL > 0 {
-                        findings.append(.init(rule: "dynamic-sql", severity: "info",
+                        findings.append(.init(rule: .dynamicSQL, severity: .info,
                                               message: "this DO block runs \(statement.dynamicSQL) EXECUTE statement(s) whose SQL is built at run time; Tally cannot see their locks"))
                     }
                     findings += try await timeoutFindings(findings, locks: locks, scope: scope, sets: sets, noted: &timeoutsNoted)
                     if n == statements.count - 1, scope.openTransactions > 0 {
-                        findings.append(.init(rule: "ban-uncommitted-transaction", severity: "error",
+                        findings.append(.init(rule: .banUncommittedTransaction, severity: .error,
                                               message: "the file opens a transaction with BEGIN and never commits it: add COMMIT, or better, remove both (Tally runs each migration in a transaction)"))
                     }
-                    findings = findings.filter { options.lintRules.contains($0.rule) }
                     if let ownership = options.ownership {
                         findings += statement.flattened.flatMap { ownership.findings($0, tree: $0.tree) }
                     }
-                    var ignored = statement.ignoredRules
-                    if ignored.contains("require-timeout-settings") { ignored.formUnion(["require-lock-timeout", "require-statement-timeout"]) }
+                    findings = findings.filter { options.lintRules.contains($0.rule) }
+                    var ignored = Set(statement.ignoredRules.compactMap(LintRule.Name.init(rawValue:)))
+                    if ignored.contains(.requireTimeoutSettings) { ignored.formUnion([.requireLockTimeout, .requireStatementTimeout]) }
                     planned.append(.init(
                         number: n + 1, line: statement.line, sql: statement.text, locks: locks,
                         findings: findings.filter { !ignored.contains($0.rule) }, silenced: findings.filter { ignored.contains($0.rule) }))
@@ -125,9 +130,9 @@ extension Migrator {
                         {
                             let report = try await OrphanScan.scan(fk, source: "migration \(migration.tag)", on: connection)
                             keys.append(report)
-                            if report.orphanedRows > 0, options.lintRules.contains("foreign-key-orphans") {
+                            if report.orphanedRows > 0, options.lintRules.contains(.foreignKeyOrphans) {
                                 planned[planned.count - 1].findings.append(.init(
-                                    rule: "foreign-key-orphans", severity: "error",
+                                    rule: .foreignKeyOrphans, severity: .error,
                                     message: "\(report.orphanedRows) row(s) of \(fk.table) violate \(fk.name ?? "this foreign key") (missing keys: \(report.sampleKeys.joined(separator: "; "))): `up` would stop here; archive them with `tally db orphans --clean`",
                                     table: fk.table.description))
                             }
@@ -155,22 +160,22 @@ extension Migrator {
         var out: [Plan.Finding] = []
         if !sets.contains("lock_timeout"), !noted.contains("lock") {
             var table = locking.first?.table
-            for lock in locks where table == nil && ["ACCESS EXCLUSIVE", "EXCLUSIVE", "SHARE ROW EXCLUSIVE", "SHARE"].contains(lock.mode) {
+            for lock in locks where table == nil && lock.mode.queuesWrites {
                 guard let dot = lock.table.firstIndex(of: ".") else { continue }
                 let name = QualifiedName(schema: String(lock.table[..<dot]), name: String(lock.table[lock.table.index(after: dot)...]))
                 if try await Lint.filled(name, scope) != nil { table = lock.table }
             }
             if let table {
                 noted.insert("lock")
-                out.append(.init(rule: "require-lock-timeout", severity: "info",
+                out.append(.init(rule: .requireLockTimeout, severity: .info,
                                  message: "the file sets no lock_timeout: Tally sets one (\(options.lockTimeout)) per statement, but a tool running it as written waits behind any long transaction on \(table) while every query queued after it waits too", table: table))
             }
         }
         guard !locking.isEmpty else { return out }
-        let slow = locking.contains { !($0.rule == "changing-column-type" && $0.severity == "info") }
+        let slow = locking.contains { !($0.rule == .changingColumnType && $0.severity == .info) }
         if slow, !sets.contains("statement_timeout"), noted.insert("statement").inserted {
             let given = options.statementTimeout.map { "Tally runs it under the --statement-timeout \($0)" } ?? "Tally runs it under --statement-timeout when you give one"
-            out.append(.init(rule: "require-statement-timeout", severity: "info",
+            out.append(.init(rule: .requireStatementTimeout, severity: .info,
                              message: "the file sets no statement_timeout for a scan or rewrite of a filled table: \(given); a tool running it as written holds the lock for as long as it takes", table: locking[0].table))
         }
         return out

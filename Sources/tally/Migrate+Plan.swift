@@ -28,18 +28,20 @@ extension Migrate {
         var exclude: [String] = []
 
         /// The rules to report: the default set, plus --include, minus --exclude.
-        var lintRules: Set<String> {
+        var lintRules: Set<LintRule.Name> {
             get throws {
-                func names(_ values: [String], _ option: String) throws -> Set<String> {
-                    var names = Set(values.flatMap { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }.filter { !$0.isEmpty })
+                func names(_ values: [String], _ option: String) throws -> Set<LintRule.Name> {
+                    var given = Set(values.flatMap { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }.filter { !$0.isEmpty })
+                    if given.contains("all") { return Set(LintRules.all.filter(\.applies).map(\.name)) }
+                    var names: Set<LintRule.Name> = []
                     // squawk's older name for the two timeout rules.
-                    if names.remove("require-timeout-settings") != nil { names.formUnion(["require-lock-timeout", "require-statement-timeout"]) }
-                    if names.contains("all") { return Set(LintRules.all.filter(\.applies).map(\.name)) }
-                    for name in names.sorted() {
+                    if given.remove(LintRule.Name.requireTimeoutSettings.rawValue) != nil { names.formUnion([.requireLockTimeout, .requireStatementTimeout]) }
+                    for name in given.sorted() {
                         guard let rule = LintRules.named(name) else {
-                            throw ValidationError("\(option) \(name): no such rule. Rules: \(LintRules.all.filter(\.applies).map(\.name).joined(separator: ", "))")
+                            throw ValidationError("\(option) \(name): no such rule. Rules: \(LintRules.all.filter(\.applies).map(\.name.rawValue).joined(separator: ", "))")
                         }
                         if !rule.applies { throw ValidationError("\(option) \(name): \(rule.tally)") }
+                        names.insert(rule.name)
                     }
                     return names
                 }

@@ -67,8 +67,8 @@ import Testing
         options.ownership = try OwnershipCheck(manifest: manifest, app: "fastapi")
         let migrator = Migrator(folder: try MigrationFolder(path: fastapi.path), database: db, options: options)
         let plan = try await migrator.plan()
-        let foreign = plan.migrations.flatMap(\.statements).flatMap(\.findings).filter { $0.rule == "foreign-ddl" }
-        #expect(foreign.count == 1 && foreign.first?.severity == "error" && foreign.first?.table == "public.users", "\(foreign)")
+        let foreign = plan.migrations.flatMap(\.statements).flatMap(\.findings).filter { $0.rule == .foreignDDL }
+        #expect(foreign.count == 1 && foreign.first?.severity == .error && foreign.first?.table == "public.users", "\(foreign)")
         #expect(foreign.first?.message.contains("changes public.users, which nextjs owns") == true && foreign.first?.message.contains("fastapi may only read it") == true)
         await #expect { try await migrator.up() } throws: { "\($0)".contains("nothing applied") && "\($0)".contains("0000_fastapi") }
         #expect(try await query(db, "SELECT count(*)::int FROM information_schema.columns WHERE table_name = 'users' AND column_name = 'nickname'", as: Int.self) == [0])
@@ -86,8 +86,8 @@ import Testing
         options.ownership = try OwnershipCheck(manifest: manifest, app: "nextjs")
         let owned = try await Migrator(folder: try MigrationFolder(path: nextjs.path), database: db, historyTable: HistoryTable(schema: "drizzle", table: "nextjs_migrations"), options: options).plan()
         let findings = owned.migrations.flatMap(\.statements).flatMap(\.findings)
-        #expect(!findings.contains { $0.rule == "foreign-ddl" })
-        let breaks = findings.filter { $0.rule == "breaks-other-app" }.map(\.message)
+        #expect(!findings.contains { $0.rule == .foreignDDL })
+        let breaks = findings.filter { $0.rule == .breaksOtherApp }.map(\.message)
         #expect(breaks.count == 3, "\(breaks)")
         #expect(breaks.contains { $0.contains("renames public.user_credits.user_id, and fastapi writes public.user_credits") })
         #expect(breaks.contains { $0.contains("adds public.user_credits.region NOT NULL without a default, and fastapi writes public.user_credits") })

@@ -43,19 +43,19 @@ import Testing
         let risky = try #require(plan.migrations.first)
         #expect(risky.tag == "0001_risky")
         let rules = Set(risky.statements.flatMap(\.findings).map(\.rule))
-        for rule in ["require-concurrent-index-creation", "adding-not-nullable-field", "adding-required-field", "changing-column-type",
-                     "ban-drop-column", "ban-drop-table", "identifier-too-long", "adding-foreign-key-constraint", "require-lock-timeout",
-                     "require-statement-timeout"] {
+        for rule: LintRule.Name in [.requireConcurrentIndexCreation, .addingNotNullableField, .addingRequiredField, .changingColumnType,
+                                    .banDropColumn, .banDropTable, .identifierTooLong, .addingForeignKeyConstraint, .requireLockTimeout,
+                                    .requireStatementTimeout] {
             #expect(rules.contains(rule), "\(rule)")
         }
         // Judged against the live tables: the rows, the lock and what it blocks.
-        let index = try #require(risky.statements[0].findings.first { $0.rule == "require-concurrent-index-creation" })
+        let index = try #require(risky.statements[0].findings.first { $0.rule == .requireConcurrentIndexCreation })
         #expect(index.rows == 3 && index.table == "public.accounts")
         #expect(index.message.contains("accounts (3 rows)") && index.message.contains("SHARE") && index.message.contains("every write"), "\(index.message)")
-        let dropped = try #require(risky.statements[5].findings.first { $0.rule == "ban-drop-table" })
+        let dropped = try #require(risky.statements[5].findings.first { $0.rule == .banDropTable })
         #expect(dropped.message.contains("old_things (2 rows)"), "\(dropped.message)")
-        #expect(risky.statements[0].locks.first?.mode == "SHARE")
-        #expect(risky.statements[7].locks.map(\.mode) == ["SHARE ROW EXCLUSIVE", "SHARE ROW EXCLUSIVE"])
+        #expect(risky.statements[0].locks.first?.mode == .share)
+        #expect(risky.statements[7].locks.map(\.mode) == [.shareRowExclusive, .shareRowExclusive])
         #expect(risky.statements[7].locks[0].effect.contains("scanned"))
         let key = try #require(risky.foreignKeys.first)
         #expect(key.orphanedRows == 2)
