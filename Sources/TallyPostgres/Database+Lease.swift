@@ -8,27 +8,27 @@ import PostgresNIO
 extension Database {
     /// A connection from the pool, waiting at most `DatabaseWait.limit` for it; past it, `databaseUnavailable`
     /// (nothing was run). Once leased, `body` runs to its end: only the wait is bounded.
-    /// A child task holds the lease and hands the connection over, so `body` runs in the caller's task.
+    /// A child task holds the lease and hands the connection over, so `body` runs in the caller's task; the
+    /// wait's bound is a `TimerWheel` timer (a sleeping task per query cost a second task and a dispatch timer).
     public func leased<T>(logger: Logger, _ body: (DatabaseConnection) async throws -> T) async throws -> T {
         let limit = DatabaseWait.limit
         let pool = self.pool
         let lease = Lease(unavailable: TallyPostgresError(
             .databaseUnavailable,
             "the database gave no connection within \(limit) (it may be restarting); nothing was done, so retry in a moment"))
+        let timer = TimerWheel.shared.schedule(in: limit) { lease.expire() }
+        defer { TimerWheel.shared.cancel(timer) }
         return try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
                 // From the pool in use, or from the one that replaces it while this waits.
                 var pool: PostgresClient? = pool
                 while let current = pool { pool = await self.lend(from: current, to: lease) }
             }
-            group.addTask {
-                try? await Task.sleep(for: limit)
-                lease.expire()
-            }
             defer { group.cancelAll() }
             let connection: PostgresConnection
             do {
                 connection = try await lease.connection()
+                TimerWheel.shared.cancel(timer)
             } catch {
                 noteTrouble()
                 throw error
@@ -87,8 +87,9 @@ extension Database {
                 // A connection that closes goes back to the pool at once, even if `body` never hears of
                 // it: postgres-nio (1.33) never answers a statement written just as the connection
                 // closed, and the pool must not lose the connection to that wait.
-                connection.closeFuture.whenComplete { _ in lease.giveBack() }
+                closeWatch.lend(connection, to: lease)
                 await lease.untilReturned()
+                closeWatch.lend(connection, to: nil)
             }
         } catch where !Task.isCancelled {
             // The pool gave up (its circuit breaker trips after a minute of failed connection attempts,
@@ -116,6 +117,30 @@ extension Database {
             state.withLock { $0.waiting.removeValue(forKey: id) }?.resume(returning: nil)
         }
     }
+}
+
+/// Gives a connection's lease back when the connection closes, with one callback on its `closeFuture` for
+/// the connection's whole life: a callback per lease would pile up there until the connection closed.
+final class CloseWatch: Sendable {
+    /// Each watched connection and the lease that holds it now (nil: in the pool).
+    private let holders = Mutex<[ObjectIdentifier: Lease?]>([:])
+
+    /// `connection` is lent to `lease` (nil: it went back to the pool).
+    func lend(_ connection: PostgresConnection, to lease: Lease?) {
+        let id = ObjectIdentifier(connection)
+        let first = holders.withLock { holders in
+            defer { holders[id] = .some(lease) }
+            return holders[id] == nil
+        }
+        guard first else { return }
+        connection.closeFuture.whenComplete { [self] _ in
+            let holder = holders.withLock { $0.removeValue(forKey: id) ?? nil }
+            holder?.giveBack()
+        }
+    }
+
+    /// How many connections are watched (for tests).
+    var count: Int { holders.withLock { $0.count } }
 }
 
 /// One connection lease raced against a deadline: the connection arrives (`take`), the wait runs out

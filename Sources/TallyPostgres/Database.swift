@@ -29,6 +29,8 @@ public final class Database: Service, Sendable {
     public let logger: Logger
     /// Whether hot statements are prepared on its connections (`ConnectionSettings.preparedStatements`).
     public let prepared: PreparedStatements
+    /// Gives a connection back to its pool when it closes mid-lease (`Database+Lease`).
+    let closeWatch = CloseWatch()
 
     struct State {
         var pool: PostgresClient

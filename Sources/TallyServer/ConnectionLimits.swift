@@ -1,5 +1,6 @@
 import HummingbirdCore
 import Logging
+import TallyPostgres
 import NIOCore
 import NIOHTTPTypes
 import Synchronization
@@ -134,7 +135,10 @@ final class ConnectionClockHandler: ChannelInboundHandler, RemovableChannelHandl
 
     let limits: ConnectionLimits
     private var phase = Phase.waitingForHead
-    private var timer: Scheduled<Void>?
+    /// On `TimerWheel` (per request, an event-loop timer set and cancelled twice cost more than the rest of
+    /// the connection's bookkeeping); `generation` tells a timer that fires on a clock already stopped.
+    private var timer: TimerWheel.Timer?
+    private var generation: UInt64 = 0
 
     init(limits: ConnectionLimits) {
         self.limits = limits
@@ -181,14 +185,19 @@ final class ConnectionClockHandler: ChannelInboundHandler, RemovableChannelHandl
 
     private func startClock(_ limit: Duration, context: ChannelHandlerContext) {
         stopClock()
+        let generation = self.generation
+        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
         let channel = context.channel
-        timer = context.eventLoop.scheduleTask(in: TimeAmount(limit)) {
-            channel.close(promise: nil)
+        timer = TimerWheel.shared.schedule(in: limit) {
+            handler.eventLoop.execute {
+                if handler.value.generation == generation { channel.close(promise: nil) }
+            }
         }
     }
 
     private func stopClock() {
-        timer?.cancel()
+        generation &+= 1
+        if let timer { TimerWheel.shared.cancel(timer) }
         timer = nil
     }
 }
@@ -201,16 +210,18 @@ final class RequestProgressHandler: ChannelDuplexHandler, RemovableChannelHandle
     typealias OutboundIn = HTTPResponsePart
     typealias OutboundOut = HTTPResponsePart
 
-    /// The clock's place in the pipeline (nil on a refused connection, which has none).
+    /// The clock and its place in the pipeline (nil on a refused connection, which has none).
     private var clockContext: ChannelHandlerContext?
-    private var clock: ConnectionClockHandler? { clockContext?.handler as? ConnectionClockHandler }
+    private var clock: ConnectionClockHandler?
 
     func handlerAdded(context: ChannelHandlerContext) {
         clockContext = try? context.pipeline.syncOperations.context(handlerType: ConnectionClockHandler.self)
+        clock = clockContext?.handler as? ConnectionClockHandler
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
         clockContext = nil
+        clock = nil
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {

@@ -13,9 +13,9 @@ import TallyPostgres
 /// work is cancelled (a statement already sent to PostgreSQL finishes or fails there; a request with an
 /// `Idempotency-Key` commits its answer with its effects, so a retry learns what happened).
 ///
-/// The deadlines are timers on an event loop (`Deadline`), not sleeping tasks: a request that answers in time
-/// costs one scheduled timer, cancelled, and the one task that lets the answer go out at the deadline while
-/// work that ignores its cancellation goes on.
+/// The deadlines are timers on `TimerWheel`, not sleeping tasks nor event-loop timers: a request that answers
+/// in time costs a timer set and cancelled (a lock and a dictionary insert and remove each), and the one task
+/// that lets the answer go out at the deadline while work that ignores its cancellation goes on.
 struct DeadlineResponder<Inner: HTTPResponder>: HTTPResponder where Inner.Context: Sendable {
     typealias Context = Inner.Context
 
@@ -117,17 +117,16 @@ struct DeadlineResponder<Inner: HTTPResponder>: HTTPResponder where Inner.Contex
 
 struct DeadlinePassed: Error {}
 
-/// A timer on one of the server's event loops: `fire` runs once `limit` has passed, unless cancelled first.
+/// A request's deadline: `fire` runs once `limit` has passed (up to a tick of `TimerWheel` after), unless
+/// cancelled first.
 struct Deadline {
-    private let scheduled: Scheduled<Void>
+    private let timer: TimerWheel.Timer
 
     init(in limit: Duration, _ fire: @escaping @Sendable () -> Void) {
-        let (seconds, attoseconds) = limit.components
-        let nanoseconds = seconds * 1_000_000_000 + attoseconds / 1_000_000_000
-        scheduled = MultiThreadedEventLoopGroup.singleton.any().scheduleTask(in: .nanoseconds(max(0, nanoseconds))) { fire() }
+        timer = TimerWheel.shared.schedule(in: limit, fire)
     }
 
-    func cancel() { scheduled.cancel() }
+    func cancel() { TimerWheel.shared.cancel(timer) }
 }
 
 /// The first of several results, handed to one waiter.
