@@ -27,6 +27,10 @@ extension Request {
         } catch {
             throw Problem.bodyTooLarge
         }
+        if Self.containsEscapedNUL(buffer) {
+            // PostgreSQL's text and jsonb cannot hold U+0000; refuse it here rather than fail in the database.
+            throw Problem(.badRequest, type: "invalid-json", title: "Invalid JSON", detail: "strings must not contain the NUL character (\\u0000)")
+        }
         let data = buffer.readableBytes == 0 ? Data("{}".utf8) : Data(buffer: buffer)
         do {
             return try JSONDecoder().decode(Strict<T>.self, from: data).body
@@ -47,6 +51,30 @@ extension Request {
         }
     }
 
+    /// Whether the JSON text writes U+0000 in a string or key: JSON can only write it as the escape `\u0000`
+    /// (a raw control character is invalid JSON), and `\\u0000` is a backslash and the text "u0000".
+    static func containsEscapedNUL(_ buffer: ByteBuffer) -> Bool {
+        buffer.withUnsafeReadableBytes { bytes -> Bool in
+            var backslashes = 0
+            var index = 0
+            while index < bytes.count {
+                let byte = bytes[index]
+                if byte == UInt8(ascii: "\\") {
+                    backslashes += 1
+                } else {
+                    if byte == UInt8(ascii: "u"), backslashes % 2 == 1, index + 4 < bytes.count,
+                       bytes[index + 1] == UInt8(ascii: "0"), bytes[index + 2] == UInt8(ascii: "0"),
+                       bytes[index + 3] == UInt8(ascii: "0"), bytes[index + 4] == UInt8(ascii: "0") {
+                        return true
+                    }
+                    backslashes = 0
+                }
+                index += 1
+            }
+            return false
+        }
+    }
+
     static func field(_ context: DecodingError.Context) -> String {
         context.codingPath.map(\.stringValue).joined(separator: ".")
     }
@@ -62,33 +90,25 @@ extension Request {
     }
 }
 
-/// `T`, decoded from a body that is a JSON object with no field `T` does not know and no NUL character.
+/// `T`, decoded from a body that is a JSON object with no field `T` does not know. Only the object's keys are
+/// read here; `T` reads the values, once. (NUL characters are refused before, in the text: `Request.decode`.)
 struct Strict<T: JSONBody>: Decodable {
     var body: T
 
     init(from decoder: any Decoder) throws {
-        let object = try decoder.singleValueContainer().decode([String: JSONValue].self)
-        if JSONValue.object(object).containsNUL {
-            // PostgreSQL's text and jsonb cannot hold U+0000; refuse it here rather than fail in the database.
-            throw Problem(.badRequest, type: "invalid-json", title: "Invalid JSON", detail: "strings must not contain the NUL character (\\u0000)")
-        }
-        let fields = T.fields
-        if let unknown = object.keys.sorted().first(where: { !fields.contains($0) }) {
+        let keys = try decoder.container(keyedBy: FieldName.self).allKeys
+        if let unknown = keys.map(\.stringValue).filter({ T.CodingKeys(stringValue: $0) == nil }).sorted().first {
             throw Problem(.badRequest, type: "unknown-field", title: "Unknown field",
-                          detail: "unknown field \"\(unknown.prefix(60))\"; this endpoint takes \(fields.joined(separator: ", "))")
+                          detail: "unknown field \"\(unknown.prefix(60))\"; this endpoint takes \(T.fields.joined(separator: ", "))")
         }
         body = try T(from: decoder)
     }
 }
 
-extension JSONValue {
-    /// Whether any key or string in the value contains U+0000.
-    var containsNUL: Bool {
-        switch self {
-        case .string(let text): text.utf8.contains(0)
-        case .object(let object): object.contains { $0.key.utf8.contains(0) || $0.value.containsNUL }
-        case .array(let array): array.contains { $0.containsNUL }
-        case .null, .bool, .integer, .number: false
-        }
-    }
+/// Any key of a JSON object.
+struct FieldName: CodingKey {
+    var stringValue: String
+    var intValue: Int? { nil }
+    init(stringValue: String) { self.stringValue = stringValue }
+    init?(intValue: Int) { nil }
 }
