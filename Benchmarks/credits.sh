@@ -7,9 +7,9 @@
 #              at 16 and 64 connections;
 #   balance    GET /v1/credits/balance alone at 16 and 64 connections, and on the hot account while 32
 #              connections spend from it;
-#   bounds     a path with no route (the HTTP stack alone), also on a second server without request deadlines
-#              and connection limits (`--unlimited-for-benchmarks`) to show what they cost, and /healthz (HTTP
-#              and one trivial query).
+#   bounds     a path with no route (the HTTP stack alone) and a balance read, each also on a second server
+#              without request deadlines and connection limits (`--unlimited-for-benchmarks`) to show what they
+#              cost, /healthz (HTTP and one trivial query), and the balance read's statement alone in pgbench.
 # Each HTTP run alone on the machine also shows the CPU time per request spent in tally, in PostgreSQL and in
 # the rest (wrk, the kernel's network stack, anything else running).
 # Each run: rate, p50, p99, max; then the ratios the aims are stated in, the server's peak RSS, `tally db
@@ -127,8 +127,11 @@ PORT=$(free_port)
 SERVER=$!
 wait_ready "$PORT"
 record "no route (404), no deadlines or limits, 64 conns" "$(http none-unlimited GET /v1/no-such-route 64 none)"
+# And on a route that works: a balance read on each server, one right after the other.
+record "balance, no deadlines or limits, 64 conns" "$(http balance-unlimited GET /v1/credits/balance 64 "${SPREAD_KEYS[@]}")"
 kill -INT "$SERVER"; wait "$SERVER" 2>/dev/null || true
 PORT=$LIMITED_PORT SERVER=$LIMITED_SERVER
+record "balance, with them, right after, 64 conns" "$(http balance-limited GET /v1/credits/balance 64 "${SPREAD_KEYS[@]}")"
 record "/healthz: HTTP and SELECT version(), 64 conns" "$(http health GET /healthz 64 none)"
 for c in 16 64; do
   record "consume hot, 1 account, $c conns" "$(http hot$c POST /v1/credits/consume "$c" "${HOT_KEYS[@]}")" spends
@@ -168,8 +171,13 @@ pg() {
 }
 PGBENCH_MODE=$([ -n "$POOLER_PID" ] && echo extended || echo prepared)
 echo "pgbench, ${SECONDS_PER_RUN}s per run, -M $PGBENCH_MODE$([ -n "$POOLER_PID" ] && echo ", through PgBouncer")"
+# The balance read's statement alone (as tally_committed_balance, the form it takes behind a pooler), for
+# one of the benchmark's accounts and keys: what PostgreSQL can serve of it with no HTTP and no Swift.
+READER=$("$PSQL" "$DIRECT_URL" -tAc "SELECT k.user_id || ' ' || k.id FROM api_keys k JOIN user_credits a ON a.user_id = k.user_id WHERE k.revoked_at IS NULL LIMIT 1")
+echo "SELECT * FROM tally_committed_balance('${READER% *}'::uuid, NULL, '${READER#* }'::uuid);" > "$WORK/balance.sql"
 for c in 16 64; do
   record "pgbench TPC-B, $c clients" "$(pg tpcb$c "$c")"
+  record "pgbench the balance statement alone, $c clients" "$(pg balancesql$c "$c" -f "$WORK/balance.sql")"
   record "pgbench select-only, $c clients" "$(pg select$c "$c" -S)"
   record "pgbench one hot row, $c clients" "$(pg hot$c "$c" -f "$WORK/hot.sql")"
 done
@@ -184,7 +192,9 @@ for c in 16 64; do
     "hot / one-hot-row $(ratio "consume hot, 1 account, $c conns" "pgbench one hot row, $c clients")$([ "$c" = 64 ] && echo " [≥ 6]")," \
     "balance / select-only $(ratio "balance, $c conns" "pgbench select-only, $c clients") [≥ 0.2]"
 done
-echo "  no route with deadlines and limits / without: $(ratio "no route (404): the HTTP stack, 64 conns" "no route (404), no deadlines or limits, 64 conns") [≥ 0.9]"
+echo "  no route with deadlines and limits / without: $(ratio "no route (404): the HTTP stack, 64 conns" "no route (404), no deadlines or limits, 64 conns") [≥ 0.9];" \
+  "balance at 64, with / without: $(ratio "balance, with them, right after, 64 conns" "balance, no deadlines or limits, 64 conns")"
+echo "  balance / its statement alone in pgbench: at 16 $(ratio "balance, 16 conns" "pgbench the balance statement alone, 16 clients"), at 64 $(ratio "balance, 64 conns" "pgbench the balance statement alone, 64 clients")"
 echo "  p99 ms: consume at 64 hot ${P99["consume hot, 1 account, 64 conns"]}, spread ${P99["consume spread, 64 accounts, 64 conns"]} [≤ 15];" \
   "balance at 16 ${P99["balance, 16 conns"]} [≤ 5], at 64 ${P99["balance, 64 conns"]}, while spent ${P99["balance of the hot account, 16 conns, while spent"]}"
 printf "server peak RSS: %.0f MiB\n" "$RSS"
