@@ -70,6 +70,11 @@ import Testing
         let foreign = plan.migrations.flatMap(\.statements).flatMap(\.findings).filter { $0.rule == .foreignDDL }
         #expect(foreign.count == 1 && foreign.first?.severity == .error && foreign.first?.table == "public.users", "\(foreign)")
         #expect(foreign.first?.message.contains("changes public.users, which nextjs owns") == true && foreign.first?.message.contains("fastapi may only read it") == true)
+        // `plan --exclude foreign-ddl` silences it like any rule; `up` still refuses (its check is its own).
+        var excluding = options
+        excluding.lintRules.remove(.foreignDDL)
+        let quiet = try await Migrator(folder: try MigrationFolder(path: fastapi.path), database: db, options: excluding).plan()
+        #expect(!quiet.migrations.flatMap(\.statements).flatMap(\.findings).contains { $0.rule == .foreignDDL })
         await #expect { try await migrator.up() } throws: { "\($0)".contains("nothing applied") && "\($0)".contains("0000_fastapi") }
         #expect(try await query(db, "SELECT count(*)::int FROM information_schema.columns WHERE table_name = 'users' AND column_name = 'nickname'", as: Int.self) == [0])
         #expect(try await query(db, "SELECT count(*)::int FROM pg_namespace WHERE nspname = 'jobs'", as: Int.self) == [0], "nothing of the migration ran")
