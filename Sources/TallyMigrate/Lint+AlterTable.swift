@@ -155,8 +155,10 @@ extension Lint {
 
     /// ALTER TABLE commands that matter only to the users of a live table: the rule, its severity, and what
     /// breaks (given the table's and the column's or constraint's name).
-    static let compatibilityCommands: [String: (rule: LintRule.Name, severity: Plan.Severity, message: @Sendable (String, String) -> String)] = {
-        var commands: [String: (rule: LintRule.Name, severity: Plan.Severity, message: @Sendable (String, String) -> String)] = [
+    typealias CompatibilityCommand = (rule: LintRule.Name, severity: Plan.Severity, message: @Sendable (String, String) -> String)
+
+    static let compatibilityCommands: [String: CompatibilityCommand] = {
+        var commands: [String: CompatibilityCommand] = [
             "AT_DropColumn": (.banDropColumn, .warning, { "DROP COLUMN \($1) of \($0): code that still reads or writes it breaks (both services share this database); deploy code that no longer uses it first" }),
             "AT_DropNotNull": (.banDropNotNull, .warning, { "DROP NOT NULL on \($0).\($1): readers that assume a value meet NULLs" }),
             "AT_DropConstraint": (.banDropConstraint, .warning, { "DROP CONSTRAINT \($1) on \($0): rows it kept out can now be written, and code that relied on it meets them" }),

@@ -65,7 +65,7 @@ extension Lint {
 
 /// A PostgreSQL table lock mode (https://www.postgresql.org/docs/current/explicit-locking.html),
 /// weakest first; the raw value is how PostgreSQL names it.
-public enum LockMode: String, Sendable, Codable, CaseIterable, CustomStringConvertible {
+public enum LockMode: String, Sendable, Codable, CustomStringConvertible {
     case accessShare = "ACCESS SHARE"
     case rowShare = "ROW SHARE"
     case rowExclusive = "ROW EXCLUSIVE"

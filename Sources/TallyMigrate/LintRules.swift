@@ -121,6 +121,14 @@ public enum LintRules {
     /// The rule a name given by a user (`--include`, `--exclude`) stands for, or nil.
     public static func named(_ text: String) -> LintRule? { LintRule.Name(rawValue: text).flatMap { named($0) } }
 
+    /// `names` with squawk's older `require-timeout-settings` replaced by the two rules it stands for
+    /// (`require-lock-timeout`, `require-statement-timeout`), for `--include`/`--exclude` and `tally:ignore`.
+    public static func expandingAliases(_ names: Set<LintRule.Name>) -> Set<LintRule.Name> {
+        var names = names
+        if names.remove(.requireTimeoutSettings) != nil { names.formUnion([.requireLockTimeout, .requireStatementTimeout]) }
+        return names
+    }
+
     /// Rules `plan` runs unless told otherwise.
     public static var defaultSet: Set<LintRule.Name> { Set(all.filter { $0.applies && $0.onByDefault }.map(\.name)) }
 

@@ -118,8 +118,7 @@ extension Migrator {
                         findings += statement.flattened.flatMap { ownership.findings($0, tree: $0.tree) }
                     }
                     findings = findings.filter { options.lintRules.contains($0.rule) }
-                    var ignored = Set(statement.ignoredRules.compactMap(LintRule.Name.init(rawValue:)))
-                    if ignored.contains(.requireTimeoutSettings) { ignored.formUnion([.requireLockTimeout, .requireStatementTimeout]) }
+                    let ignored = LintRules.expandingAliases(Set(statement.ignoredRules.compactMap(LintRule.Name.init(rawValue:))))
                     planned.append(.init(
                         number: n + 1, line: statement.line, sql: statement.text, locks: locks,
                         findings: findings.filter { !ignored.contains($0.rule) }, silenced: findings.filter { ignored.contains($0.rule) }))

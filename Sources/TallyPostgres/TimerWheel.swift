@@ -3,8 +3,8 @@ import NIOPosix
 import Synchronization
 
 /// Timers that are set and cancelled far more often than they fire: every request's deadline, every
-/// connection's header and idle clocks, every wait for a database connection. Setting or cancelling one is a lock and a dictionary insert or
-/// remove; no task is started and no thread is woken. One repeating task on an event loop advances the wheel
+/// connection's header and idle clocks, every wait for a database connection. Setting or cancelling one is a
+/// lock and a dictionary insert or remove; no task is started and no thread is woken. One repeating task on an event loop advances the wheel
 /// every `tick` and fires what has fallen due, so a timer fires at its time or up to one tick after it,
 /// never before. (An event-loop timer per request cost the no-route path about a tenth of its CPU in
 /// scheduling, cancelling and waking the loop that held it.)

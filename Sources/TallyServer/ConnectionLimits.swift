@@ -1,9 +1,9 @@
 import HummingbirdCore
 import Logging
-import TallyPostgres
 import NIOCore
 import NIOHTTPTypes
 import Synchronization
+import TallyPostgres
 
 /// What one HTTP connection may take from the server: how long it may take to send a request's head, how long
 /// it may sit idle between requests, and how many connections may be open at once.

@@ -4,7 +4,6 @@ import Hummingbird
 import Logging
 import Metrics
 import NIOCore
-import NIOPosix
 import TallyPostgres
 
 /// Every request is answered within `limit`. The body is read first, under the deadline (a client that sends
@@ -83,11 +82,11 @@ struct DeadlineResponder<Inner: HTTPResponder>: HTTPResponder where Inner.Contex
         let body = request.body
         let reading = Task { try await body.collect(upTo: Request.maximumBody) }
         let passed = Atomic<Bool>(false)
-        let deadline = Deadline(in: limit) {
+        let deadline = TimerWheel.shared.schedule(in: limit) {
             passed.store(true, ordering: .relaxed)
             reading.cancel()
         }
-        defer { deadline.cancel() }
+        defer { TimerWheel.shared.cancel(deadline) }
         do {
             // Waiting for the task's value waits until the reading has stopped.
             return try await withTaskCancellationHandler { try await reading.value } onCancel: { reading.cancel() }
@@ -103,10 +102,10 @@ struct DeadlineResponder<Inner: HTTPResponder>: HTTPResponder where Inner.Contex
         let task = Task {
             do { race.finish(.success(try await work())) } catch { race.finish(.failure(error)) }
         }
-        let deadline = Deadline(in: limit) {
+        let deadline = TimerWheel.shared.schedule(in: limit) {
             if race.finish(.failure(DeadlinePassed())) { task.cancel() }
         }
-        defer { deadline.cancel() }
+        defer { TimerWheel.shared.cancel(deadline) }
         return try await withTaskCancellationHandler {
             try await race.result()
         } onCancel: {
@@ -116,18 +115,6 @@ struct DeadlineResponder<Inner: HTTPResponder>: HTTPResponder where Inner.Contex
 }
 
 struct DeadlinePassed: Error {}
-
-/// A request's deadline: `fire` runs once `limit` has passed (up to a tick of `TimerWheel` after), unless
-/// cancelled first.
-struct Deadline {
-    private let timer: TimerWheel.Timer
-
-    init(in limit: Duration, _ fire: @escaping @Sendable () -> Void) {
-        timer = TimerWheel.shared.schedule(in: limit, fire)
-    }
-
-    func cancel() { TimerWheel.shared.cancel(timer) }
-}
 
 /// The first of several results, handed to one waiter.
 final class Race<T: Sendable>: Sendable {

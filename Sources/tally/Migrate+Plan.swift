@@ -31,17 +31,17 @@ extension Migrate {
         var lintRules: Set<LintRule.Name> {
             get throws {
                 func names(_ values: [String], _ option: String) throws -> Set<LintRule.Name> {
-                    var given = Set(values.flatMap { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }.filter { !$0.isEmpty })
+                    let given = Set(values.flatMap { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }.filter { !$0.isEmpty })
                     if given.contains("all") { return Set(LintRules.all.filter(\.applies).map(\.name)) }
                     var names: Set<LintRule.Name> = []
-                    // squawk's older name for the two timeout rules.
-                    if given.remove(LintRule.Name.requireTimeoutSettings.rawValue) != nil { names.formUnion([.requireLockTimeout, .requireStatementTimeout]) }
                     for name in given.sorted() {
                         guard let rule = LintRules.named(name) else {
                             throw ValidationError("\(option) \(name): no such rule. Rules: \(LintRules.all.filter(\.applies).map(\.name.rawValue).joined(separator: ", "))")
                         }
-                        if !rule.applies { throw ValidationError("\(option) \(name): \(rule.tally)") }
-                        names.insert(rule.name)
+                        // squawk's older name for the two timeout rules stands for them.
+                        let expanded = LintRules.expandingAliases([rule.name])
+                        if expanded == [rule.name], !rule.applies { throw ValidationError("\(option) \(name): \(rule.tally)") }
+                        names.formUnion(expanded)
                     }
                     return names
                 }

@@ -268,6 +268,9 @@ import Testing
         #expect(LintRules.all.count == LintRule.Name.allCases.count)
         for name in LintRule.Name.allCases { #expect(LintRules.named(name.rawValue)?.name == name) }
         #expect(LintRules.named("no-such-rule") == nil)
+        // squawk's older name stands for the two timeout rules, wherever a name is given.
+        #expect(LintRules.expandingAliases([.requireTimeoutSettings, .banDropColumn]) == [.requireLockTimeout, .requireStatementTimeout, .banDropColumn])
+        #expect(LintRules.expandingAliases([.requireLockTimeout]) == [.requireLockTimeout])
     }
 
     /// Every rule name Tally takes from squawk is one squawk knows.
