@@ -28,10 +28,11 @@ import Glibc
         ])
         defer { folder.remove() }
         // Made certain, not timed: the migration's transaction is held just before it commits (a lock on a
-        // failure row it deletes last); a second session queues to lock the validation record the migration
-        // wrote, and gets it the moment the migration commits. The validation's transaction then runs
-        // VALIDATE and waits before its own commit (it deletes that record), and the kill lands there.
-        let hash = try await Command.run("/usr/bin/sha256sum", [folder.path + "/0001_key.sql"]).output.prefix(64)
+        // failure row it deletes last); a second session queues for a table lock on the validation records
+        // behind the migration's own. PostgreSQL grants a queued table lock as the holder commits, before the
+        // client hears of the commit, so the validation's transaction runs VALIDATE and then waits to delete
+        // its record; the kill lands there. (A queued row lock would not do: the waiter must run again to take
+        // it, and on a busy machine the validation got there first.)
         try await interrupted(
             folder, at: "VALIDATE CONSTRAINT", orAt: "DELETE FROM tally_migrate.validations", terminateBackend: false,
             before: { holdCommit, _ in
@@ -42,14 +43,8 @@ import Glibc
             block: { holdCommit, holdRecord, db in
                 #expect(try await waitForLockWait(on: "DELETE FROM tally_migrate.failures", in: db), "the migration waits before its commit")
                 try await holdRecord.execute("BEGIN")
-                let queued = Task {
-                    try await holdRecord.execute(PostgresQuery(unsafeSQL: """
-                        INSERT INTO tally_migrate.validations (history_table, hash, tag, position, table_schema, table_name, constraint_name)
-                        VALUES ('drizzle.__drizzle_migrations', '\(hash)', '0001_key', 1, 'public', 'child', 'child_parent_id_parent_id_fk')
-                        ON CONFLICT (history_table, hash, position) DO UPDATE SET recorded_at = tally_migrate.validations.recorded_at
-                        """))
-                }
-                #expect(try await waitForLockWait(on: "INSERT INTO tally_migrate.validations", in: db), "the record's lock is queued")
+                let queued = Task { try await holdRecord.execute("LOCK TABLE tally_migrate.validations IN SHARE ROW EXCLUSIVE MODE") }
+                #expect(try await waitForLockWait(on: "LOCK TABLE tally_migrate.validations", in: db), "the table lock is queued")
                 try await holdCommit.execute("ROLLBACK")
                 try await queued.value
             }
