@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs schemathesis against a running Tally server: every phase (examples, coverage, fuzzing, stateful) and
-# every check, as a session, as a session that logs out, and as an API key. Exits non-zero on any failure.
+# every check, as a session, as a session that logs out, as an API key, and as a service key (with every
+# scope) when SERVICE_KEY is set. Exits non-zero on any failure.
 #
 # Usage: scripts/schemathesis-run.sh BASE_URL SESSION_TOKEN API_KEY [MAX_EXAMPLES]
 # The session must be an admin's whose password is not needed; logging out is fuzzed with a session the
@@ -45,4 +46,7 @@ include-path = ["/v1/credits/balance", "/v1/credits/transactions"]
 checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404"]
 TOML
 fuzz "an API key" "$KEY" "$KEY_CONFIG"
+if [ -n "${SERVICE_KEY:-}" ]; then
+  fuzz "a service key" "$SERVICE_KEY" scripts/schemathesis.toml
+fi
 exit $status

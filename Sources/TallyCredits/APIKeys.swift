@@ -130,6 +130,48 @@ public struct APIKeys: Sendable {
         }
     }
 
+    /// The keys that spend from `owner`'s account (a user's own keys, not their team keys; or a team's).
+    public func list(spendingFrom owner: AccountOwner, context: QueryContext) async throws -> [APIKey] {
+        try await database.connection(context) { connection in
+            var keys: [APIKey] = []
+            let user: UUID? = if case .user(let id) = owner { id } else { nil }
+            let team: UUID? = if case .team(let id) = owner { id } else { nil }
+            for try await (id, name, prefix, team, limit, used, created, creator, revoked, reason) in try await connection.query(
+                """
+                SELECT k.id, k.name, k.prefix, k.team_id, c.credit_limit, COALESCE(c.used, 0), k.created_at, k.user_id,
+                       k.revoked_at, k.revoked_reason
+                FROM api_keys k LEFT JOIN api_key_credits c ON c.api_key_id = k.id
+                WHERE (k.user_id = \(user) AND k.team_id IS NULL) OR k.team_id = \(team)
+                ORDER BY k.created_at, k.id
+                """
+            ).decode((UUID, String, String, UUID?, Int64?, Int64, Date, UUID, Date?, String?).self) {
+                keys.append(APIKey(
+                    id: id, name: name, prefix: prefix, teamID: team, creditLimit: limit, used: used, createdAt: created,
+                    createdBy: creator, revokedAt: revoked, revokedReason: reason))
+            }
+            return keys
+        }
+    }
+
+    /// Revokes at once a key that spends from `owner`'s account, by `actor` (a service key); not-found for any
+    /// other key.
+    public func revoke(_ id: UUID, spendingFrom owner: AccountOwner, by actor: Actor, context: QueryContext) async throws {
+        let user: UUID? = if case .user(let id) = owner { id } else { nil }
+        let team: UUID? = if case .team(let id) = owner { id } else { nil }
+        try await database.connection(context) { connection in
+            var found = false
+            for try await _ in try await connection.query(
+                """
+                UPDATE api_keys SET revoked_at = COALESCE(revoked_at, now()),
+                    revoked_reason = COALESCE(revoked_reason, 'revoked by ' || \(actor.name))
+                WHERE id = \(id) AND ((user_id = \(user) AND team_id IS NULL) OR team_id = \(team))
+                RETURNING id
+                """
+            ) { found = true }
+            guard found else { throw CreditsError(.notFound, "no API key \(id.lowercasedString) spends from this customer's account") }
+        }
+    }
+
     /// Who the key with this hash (`Auth.tokenHash`) acts for, from a small in-memory cache when it was seen
     /// recently, else as `authenticate`.
     /// Only for callers that check the key is still live in the same statement that uses it, as the spend

@@ -144,10 +144,12 @@ public struct Auth: Sendable {
         // Unknown emails cost the same bcrypt work as wrong passwords, so timing does not tell them apart: the
         // stand-in hash has the cost real hashes are made with, and both take one turn on the bcrypt pool (a
         // second turn to fetch the stand-in made unknown emails wait twice in its queue: 40% slower under load).
+        // A user with no password of their own (a customer the product created, `Customers`) is stored with a
+        // hash bcrypt cannot match (`noPassword`): it is answered after the same work as an unknown email.
         let cost = bcryptCost
-        let stored = found?.1
+        let stored = found.flatMap { $0.1.hasPrefix("$2") ? $0.1 : nil }
         let input = Self.bcryptInput(password)
-        let ok = try await bcrypt.run { Bcrypt.verify(input, hash: stored ?? Self.dummyHash(cost: cost)) }
+        let ok = try await bcrypt.run { Bcrypt.verify(input, hash: stored ?? Self.dummyHash(cost: cost)) } && stored != nil
         guard ok, let user = found?.0 else {
             if let address { try await throttle.loginFailed(email: email, from: address, context: context) }
             throw CreditsError(.invalidCredentials, "the email or the password is wrong")
@@ -215,6 +217,10 @@ public struct Auth: Sendable {
     }
 
     private static let dummyHashes = Mutex<[UInt8: String]>([:])
+
+    /// The password hash of a user who has no password: no bcrypt hash, so no password matches it, and a login
+    /// with it costs the stand-in's work.
+    public static let noPassword = "!no password: set one with a password reset"
 
     /// What is stored for a session token or API key: its SHA-256, hex.
     public static func tokenHash(_ token: String) -> String {

@@ -34,7 +34,7 @@ extension Ledger {
     /// without the email (that log is append-only).
     public func eraseUser(_ user: UUID, by actor: Actor, context: QueryContext) async throws -> ErasedUser {
         let erasedAddress = "erased-\(user.uuidString.lowercased())@erased.invalid"
-        let unusable = Auth.dummyHash(cost: 4)
+        let unusable = Auth.noPassword
         return try await database.transaction(context) { connection in
             var found: (String, Bool)?
             for try await row in try await connection.query(
@@ -104,7 +104,7 @@ extension Ledger {
                 """)
             try await connection.execute(
                 """
-                UPDATE users SET email = \(erasedAddress), name = NULL, password_hash = \(unusable), is_admin = false, erased_at = now()
+                UPDATE users SET email = \(erasedAddress), name = NULL, password_hash = \(unusable), is_admin = false, external_id = NULL, erased_at = now()
                 WHERE id = \(user)
                 """)
             try await AdminAudit.record(

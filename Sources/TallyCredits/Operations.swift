@@ -57,4 +57,21 @@ public struct Operations: Sendable {
         let owner = try await Auth(database: database).findUser(user, context: context)
         return try await APIKeys(database: database).create(name: name, teamID: teamID, creditLimit: limit, by: owner, context: context)
     }
+
+    /// A service key for the product's backend, with `scopes`; the key is shown once. Recorded in the admin
+    /// audit log as the operator's.
+    public func createServiceKey(name: String, scopes: [String]) async throws -> CreatedServiceKey {
+        try await ServiceKeys(database: database).create(name: name, scopes: scopes, by: .operator("tally keys create --service"), context: context)
+    }
+
+    /// Every service key, the revoked ones too.
+    public func serviceKeys() async throws -> [ServiceKey] {
+        try await ServiceKeys(database: database).list(context: context)
+    }
+
+    /// Revokes a service key at once, by id.
+    public func revokeServiceKey(_ id: String) async throws {
+        guard let uuid = UUID(uuidString: id) else { throw CreditsError(.invalidInput, "give the service key's id, such as 3f2a… (tally keys list --service)") }
+        try await ServiceKeys(database: database).revoke(uuid, by: .operator("tally keys revoke --service"), context: context)
+    }
 }

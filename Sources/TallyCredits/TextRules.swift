@@ -53,6 +53,18 @@ public enum TextRules {
         }
     }
 
+    /// The product's own id for a customer (`Customers`): 1 to 255 visible ASCII characters, no spaces, as the
+    /// database's trigger checks too (ids such as `user_2NNEqL2`, `auth0|63f1…`, a UUID or an email).
+    public static let externalID = "^[!-~]{1,255}$"
+
+    /// `text` if it is an external id by `externalID`'s pattern.
+    public static func checkExternalID(_ text: String, field: String = "external_id") throws -> String {
+        guard (1...255).contains(text.utf8.count), text.utf8.allSatisfy({ (0x21...0x7E).contains($0) }) else {
+            throw CreditsError(.invalidInput, "\(field) must be 1 to 255 visible ASCII characters without spaces (such as user_2NNEqL2 or auth0|63f1…); got \"\(text.prefix(60))\"")
+        }
+        return text
+    }
+
     public static let descriptionMaximum = 500
     public static let metadataMaximumBytes = 8 * 1024
     public static let metadataMaximumDepth = 8

@@ -155,7 +155,7 @@ public func buildRouter(
     let routes = RouteTable()
     router.add(middleware: ProblemMiddleware(routes: routes))
     let keys = APIKeys(database: database)
-    let authenticators = Authenticators(auth: auth, keys: keys)
+    let authenticators = Authenticators(auth: auth, keys: keys, serviceKeys: ServiceKeys(database: database))
     let idempotency = IdempotencyMiddleware(idempotency: idempotency ?? Idempotency(database: database))
     var teams = Teams(database: database)
     teams.publicURL = auth.publicURL
@@ -163,8 +163,11 @@ public func buildRouter(
     router.addRoutes(OpenAPIDocument.endpoints)
     router.addRoutes(AuthController(auth: auth, authenticators: authenticators, trustedProxies: trustedProxies).endpoints)
     router.addRoutes(TeamsController(teams: teams, authenticators: authenticators, idempotency: idempotency).endpoints)
-    router.addRoutes(CreditsController(
-        keys: keys, ledger: ledger ?? Ledger(database: database), teams: teams, authenticators: authenticators, idempotency: idempotency
+    let ledger = ledger ?? Ledger(database: database)
+    router.addRoutes(CreditsController(keys: keys, ledger: ledger, teams: teams, authenticators: authenticators, idempotency: idempotency).endpoints)
+    router.addRoutes(ServiceKeysController(serviceKeys: authenticators.serviceKeys, authenticators: authenticators, idempotency: idempotency).endpoints)
+    router.addRoutes(CustomersController(
+        customers: Customers(database: database), keys: keys, ledger: ledger, authenticators: authenticators, idempotency: idempotency
     ).endpoints)
     routes.set(router.routes.map { (method: $0.method.rawValue, path: "\($0.path)") })
     return router

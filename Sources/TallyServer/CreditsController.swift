@@ -23,10 +23,13 @@ public struct CreditsController: Sendable {
             .get("v1/api-keys", use: listKeys)
             .delete("v1/api-keys/:key", use: revokeKey)
         routes.group()
-            .add(middleware: authenticators.session)
-            .add(middleware: authenticators.admin)
+            .add(middleware: authenticators.adminOrService)
+            .add(middleware: authenticators.adminOr(.grantsWrite))
             .add(middleware: idempotency)
             .post("v1/admin/grants", use: grant)
+        routes.group()
+            .add(middleware: authenticators.session)
+            .add(middleware: authenticators.admin)
             .get("v1/admin/audit", use: adminAudit)
         routes.group()
             .add(middleware: authenticators.reader)
@@ -67,7 +70,7 @@ public struct CreditsController: Sendable {
         return .noContent
     }
 
-    // MARK: - Grants (admins)
+    // MARK: - Grants (admins and service keys with grants:write)
 
     @Sendable func grant(_ request: Request, context: TallyRequestContext) async throws -> EditedResponse<CreditGrant> {
         var request = request
@@ -79,10 +82,9 @@ public struct CreditsController: Sendable {
         default: throw CreditsError(.invalidInput, "give exactly one of user_id and team_id")
         }
         let expires = try body.expires_at.map { try TextRules.time($0, field: "expires_at") }
-        let admin = try context.requireUser()
         let grant = try await ledger.grant(
             to: owner, amount: body.amount, priority: body.priority ?? 0, expiresAt: expires, description: body.description,
-            by: .admin(admin, requestID: context.id), context: context.queries)
+            by: try context.actor(), context: context.queries)
         return EditedResponse(status: .created, response: grant)
     }
 
@@ -129,6 +131,9 @@ public struct CreditsController: Sendable {
             guard let id = UUID(uuidString: team) else { throw CreditsError(.invalidInput, "team_id must be a team id") }
             _ = try await teams.role(of: user, in: id, context: context.queries)
             return .team(id)
+        case .service:
+            // Not let in by the route's authenticator: service keys read through /v1/customers.
+            throw CreditsError(.unauthenticated, Credential.either.missing)
         }
     }
 
@@ -178,6 +183,7 @@ public struct CreditsController: Sendable {
         switch try context.requireCaller().kind {
         case .apiKey(let key): return key
         case .user(let user): return try await ledger.placingKey(of: hold, for: user, context: context.queries)
+        case .service: throw CreditsError(.unauthenticated, Credential.either.missing)
         }
     }
 

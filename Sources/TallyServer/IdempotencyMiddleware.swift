@@ -93,13 +93,13 @@ struct IdempotencyMiddleware: RouterMiddleware {
         }
     }
 
-    /// The answer as stored: a created API key's `key` is replaced by a note, since a key is shown once.
+    /// The answer as stored: a created API key's or service key's `key` is replaced by a note, since a key is shown once.
     @Sendable static func withoutSecrets(_ stored: StoredResponse) -> StoredResponse {
         guard var object = (try? JSONSerialization.jsonObject(with: Data(stored.body))) as? [String: Any],
               let key = object["key"] as? String, key.hasPrefix("tly_")
         else { return stored }
         object["key"] = nil
-        object["key_shown_once"] = "the key was shown in the first answer only and is not kept; if it was lost, revoke this key (DELETE /v1/api-keys/{id}) and create another"
+        object["key_shown_once"] = "the key was shown in the first answer only and is not kept; if it was lost, revoke this key and create another"
         guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else { return stored }
         var redacted = stored
         redacted.body = [UInt8](data)

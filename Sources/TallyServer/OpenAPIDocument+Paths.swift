@@ -7,6 +7,12 @@ extension OpenAPIDocument {
     static var paths: JSONValue {
         let holdID = pathParameter("hold", "The hold's id")
         let invitationList = object(["invitations": ["type": "array", "items": ref("Invitation")]], required: ["invitations"])
+        let customerID: JSONValue = [
+            "name": "customer", "in": "path", "required": true, "schema": externalID,
+            "description": "The product's own id for the user or team (percent-encode characters such as | in URLs)",
+        ]
+        let scopeMissing = problem("The service key lacks the route's scope", ["forbidden"])
+        let noCustomer = problem("No customer with this external id", ["not-found"])
         let paymentRequired = problem("The account's available credits or the key's credit_limit cannot cover it; nothing was written", ["insufficient-credits", "key-limit-exceeded"])
         return [
             "/healthz": ["get": operation("Liveness: whether the database answers", security: .none, responses: [
@@ -142,9 +148,71 @@ extension OpenAPIDocument {
                     "204": answer("Revoked"), "404": problem("No such key among yours", ["not-found"]),
                 ])],
             "/v1/admin/grants": ["post": operation(
-                "Grant credits to a user's or a team's account (admins)", security: .session, body: bodies["POST /v1/admin/grants"], idempotent: true,
+                "Grant credits to a user's or a team's account (admins, and service keys with grants:write)", security: .adminOrService, scope: .grantsWrite,
+                body: bodies["POST /v1/admin/grants"], idempotent: true,
                 responses: [
-                    "201": answer("Granted", ref("Grant")), "403": problem("Only admins grant credits", ["forbidden"]), "404": problem("No such user or team", ["not-found"]),
+                    "201": answer("Granted", ref("Grant")), "403": problem("Only admins and service keys with grants:write grant credits", ["forbidden"]),
+                    "404": problem("No such user or team", ["not-found"]),
+                ])],
+            "/v1/service-keys": [
+                "post": operation(
+                    "Create a service key for the product's backend (admins); the key is shown once", security: .session,
+                    body: bodies["POST /v1/service-keys"], idempotent: true, responses: [
+                        "201": answer("Created", ref("CreatedServiceKey")), "403": problem("Only admins manage service keys", ["forbidden"]),
+                    ]),
+                "get": operation("Every service key, revoked ones too (admins; never the key itself)", security: .session, responses: [
+                    "200": answer("Keys", object(["service_keys": ["type": "array", "items": ref("ServiceKey")]], required: ["service_keys"])),
+                    "403": problem("Only admins manage service keys", ["forbidden"]),
+                ]),
+            ],
+            "/v1/service-keys/{key}": ["delete": operation(
+                "Revoke a service key at once: its next request is refused (admins)", security: .session, parameters: [pathParameter("key", "The service key's id")],
+                idempotent: true, responses: [
+                    "204": answer("Revoked"), "403": problem("Only admins manage service keys", ["forbidden"]), "404": problem("No such service key", ["not-found"]),
+                ])],
+            "/v1/customers/{customer}": [
+                "put": operation(
+                    "Create a customer by the product's own id, or get the one it names already (unchanged): a user (email) or a team (name, optionally an owner). accounts:write",
+                    security: .service, scope: .accountsWrite, body: bodies["PUT /v1/customers/{customer}"], parameters: [customerID], responses: [
+                        "200": answer("It existed: as stored", object(["customer": ref("Customer")], required: ["customer"])),
+                        "201": answer("Created", object(["customer": ref("Customer")], required: ["customer"])),
+                        "403": scopeMissing, "404": problem("Not an external id, or the owner is no user customer", ["not-found"]),
+                        "409": problem("The id names a customer of the other kind, or another user has the email", ["conflict"]),
+                    ]),
+                "get": operation("A customer (accounts:read)", security: .service, scope: .accountsRead, parameters: [customerID], responses: [
+                    "200": answer("The customer", object(["customer": ref("Customer")], required: ["customer"])),
+                    "403": scopeMissing, "404": noCustomer,
+                ]),
+            ],
+            "/v1/customers/{customer}/balance": ["get": operation(
+                "A customer's balance, held and available credits and open grants (accounts:read)", security: .service, scope: .accountsRead, parameters: [customerID], responses: [
+                    "200": answer("The balance", ref("Balance")), "403": scopeMissing, "404": noCustomer,
+                ])],
+            "/v1/customers/{customer}/transactions": ["get": operation(
+                "A customer's ledger, newest first (accounts:read)", security: .service, scope: .accountsRead, parameters: [customerID] + pageParameters(defaultLimit: 20), responses: [
+                    "200": answer("A page", ref("LedgerPage")), "400": problem("A bad limit or cursor", ["invalid-input"]), "403": scopeMissing, "404": noCustomer,
+                ])],
+            "/v1/customers/{customer}/grants": ["post": operation(
+                "Grant credits to a customer, e.g. after a payment (grants:write); send the payment's id as Idempotency-Key", security: .service, scope: .grantsWrite,
+                body: bodies["POST /v1/customers/{customer}/grants"], parameters: [customerID], idempotent: true, responses: [
+                    "201": answer("Granted", ref("Grant")), "403": scopeMissing, "404": noCustomer,
+                ])],
+            "/v1/customers/{customer}/api-keys": [
+                "post": operation(
+                    "Create an API key spending from the customer's account (keys:write); it acts for the user, or for the team's first owner",
+                    security: .service, scope: .keysWrite, body: bodies["POST /v1/customers/{customer}/api-keys"], parameters: [customerID], idempotent: true, responses: [
+                        "201": answer("Created", ref("CreatedAPIKey")), "403": scopeMissing, "404": noCustomer,
+                        "409": problem("A team customer without an owner; or an Idempotency-Key conflict", ["conflict", "idempotency-key-reused", "idempotency-request-in-progress"]),
+                    ]),
+                "get": operation("The API keys spending from the customer's account (accounts:read; never the key itself)", security: .service, scope: .accountsRead, parameters: [customerID], responses: [
+                    "200": answer("Keys", object(["api_keys": ["type": "array", "items": ref("APIKey")]], required: ["api_keys"])),
+                    "403": scopeMissing, "404": noCustomer,
+                ]),
+            ],
+            "/v1/customers/{customer}/api-keys/{key}": ["delete": operation(
+                "Revoke at once a key spending from the customer's account (keys:write)", security: .service, scope: .keysWrite,
+                parameters: [customerID, pathParameter("key", "The key's id")], idempotent: true, responses: [
+                    "204": answer("Revoked"), "403": scopeMissing, "404": problem("No such customer, or no such key on its account", ["not-found"]),
                 ])],
             "/v1/credits/balance": ["get": operation(
                 "The account's balance, held and available credits and open grants", security: .either, parameters: [teamQuery], responses: [

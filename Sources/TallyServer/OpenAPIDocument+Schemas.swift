@@ -52,6 +52,24 @@ extension OpenAPIDocument {
                     "api_key": ref("APIKey"), "key": ["type": "string", "description": "Shown this once"],
                     "key_shown_once": ["type": "string", "description": "Instead of key, in an Idempotency-Key replay: the key is never stored"],
                 ], required: ["api_key"]),
+            "ServiceKey": object(
+                [
+                    "id": id, "name": text, "prefix": text, "scopes": ["type": "array", "items": scope], "created_at": time,
+                    "created_by": nullable("string", format: "uuid"), "created_by_name": text,
+                    "last_used_at": nullable("string", format: "date-time").adding("description", "Updated at most once a minute"),
+                    "revoked_at": nullable("string", format: "date-time"),
+                ], required: ["id", "name", "prefix", "scopes", "created_at", "created_by_name"]),
+            "CreatedServiceKey": object(
+                [
+                    "service_key": ref("ServiceKey"), "key": ["type": "string", "description": "Shown this once"],
+                    "key_shown_once": ["type": "string", "description": "Instead of key, in an Idempotency-Key replay: the key is never stored"],
+                ], required: ["service_key"]),
+            "Customer": object(
+                [
+                    "external_id": externalID, "kind": ["type": "string", "enum": ["user", "team"]],
+                    "id": id.adding("description", "Tally's id of the user or team"), "email": nullable("string"), "name": nullable("string"),
+                    "owner": nullable("string").adding("description", "A team's first owner, by external id"), "created_at": time,
+                ], required: ["external_id", "kind", "id", "created_at"]),
             "Grant": object(
                 [
                     "id": id, "account_id": id, "amount": credits, "priority": priority, "expires_at": nullable("string", format: "date-time"),
@@ -120,6 +138,28 @@ extension OpenAPIDocument {
             "POST /v1/api-keys": body(
                 ["name": name, "team_id": id, "credit_limit": ["type": "integer", "format": "int64", "minimum": 0, "description": "Most this key may ever spend"]],
                 required: ["name"]),
+            "POST /v1/service-keys": body(
+                ["name": name, "scopes": ["type": "array", "items": scope, "minItems": 1, "uniqueItems": true]], required: ["name", "scopes"]),
+            "PUT /v1/customers/{customer}": body(
+                [
+                    "kind": ["type": "string", "enum": ["user", "team"], "default": "user"],
+                    "email": email.adding("description", "A user's (required for a user)"),
+                    "name": name.adding("description", "A team's name (required for a team); a user's display name"),
+                    "owner": externalID.adding("description", "A team's owner: the external id of a user customer"),
+                ]).adding(
+                    // A user (kind absent or "user") with an email and no owner, or a team with a name and no email.
+                    "oneOf", [
+                        ["required": ["email"], "properties": ["kind": ["enum": ["user"]], "email": ["type": "string"], "owner": ["type": "null"]]],
+                        ["required": ["kind", "name"], "properties": ["kind": ["enum": ["team"]], "name": ["type": "string"], "email": ["type": "null"]]],
+                    ]),
+            "POST /v1/customers/{customer}/grants": body(
+                [
+                    "amount": positiveCredits, "expires_at": time,
+                    "priority": priority.adding("description", "Lower burns first (default 0)"), "description": entryDescription,
+                ], required: ["amount", "description"]),
+            "POST /v1/customers/{customer}/api-keys": body(
+                ["name": name, "credit_limit": ["type": "integer", "format": "int64", "minimum": 0, "description": "Most this key may ever spend"]],
+                required: ["name"]),
             "POST /v1/admin/grants": body(
                 [
                     "user_id": id, "team_id": id, "amount": positiveCredits, "expires_at": time,
@@ -149,6 +189,13 @@ extension OpenAPIDocument {
             "POST /v1/credits/holds/{hold}/capture": body(
                 ["amount": ["type": "integer", "format": "int64", "minimum": 1, "description": "At most the held amount; default all of it"]]),
         ]
+    }
+}
+
+extension OpenAPIDocument {
+    static var scope: JSONValue { ["type": "string", "enum": .array(ServiceScope.allCases.map { JSONValue($0.rawValue) })] }
+    static var externalID: JSONValue {
+        ["type": "string", "pattern": JSONValue(TextRules.externalID), "description": "The product's own id: 1 to 255 visible ASCII characters, no spaces"]
     }
 }
 

@@ -90,19 +90,23 @@ public enum OpenAPIDocument {
         ]
     }
 
-    enum Security { case none, session, apiKey, either }
+    enum Security { case none, session, apiKey, either, service, adminOrService }
 
     static func operation(
-        _ summary: String, security: Security, body: JSONValue? = nil, parameters: [JSONValue] = [],
+        _ summary: String, security: Security, scope: ServiceScope? = nil, body: JSONValue? = nil, parameters: [JSONValue] = [],
         idempotent: Bool = false, responses: [String: JSONValue]
     ) -> JSONValue {
         var op: JSONValue = ["summary": JSONValue(summary)]
+        // The scope a service key needs here (`ScopeMiddleware`), for clients and for the scope matrix test.
+        if let scope { op["x-tally-scope"] = JSONValue(scope.rawValue) }
         var responses = responses
         switch security {
         case .none: op["security"] = []
         case .session: op["security"] = [["session": []]]
         case .apiKey: op["security"] = [["apiKey": []]]
         case .either: op["security"] = [["session": []], ["apiKey": []]]
+        case .service: op["security"] = [["serviceKey": []]]
+        case .adminOrService: op["security"] = [["session": []], ["serviceKey": []]]
         }
         if security != .none {
             responses["401"] = problem("No credential, an unknown, expired or revoked one, or the wrong kind for this route", ["unauthenticated"])
@@ -201,6 +205,10 @@ public enum OpenAPIDocument {
         [
         "session": ["type": "http", "scheme": "bearer", "description": "A session token (tly_sess_…) from signup or login"],
         "apiKey": ["type": "http", "scheme": "bearer", "description": "An API key (tly_…) from POST /v1/api-keys"],
+        "serviceKey": [
+            "type": "http", "scheme": "bearer",
+            "description": "A service key (tly_svc_…) for the product's backend, from POST /v1/service-keys or `tally keys create --service`; each route needs one scope (grants:write, accounts:read, accounts:write, keys:write, webhooks:write; accounts:write includes accounts:read), and a key without it gets 403",
+        ],
         ]
     }
 }

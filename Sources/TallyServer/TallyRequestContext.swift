@@ -5,12 +5,13 @@ import NIOCore
 import TallyCredits
 import TallyPostgres
 
-/// Who sent a request: a user with a session token, or an API key. Decided once per request, from its
-/// `Authorization: Bearer` token, by `CallerAuthenticator`.
+/// Who sent a request: a user with a session token, an API key, or the product's backend with a service key.
+/// Decided once per request, from its `Authorization: Bearer` token, by `CallerAuthenticator`.
 public struct Caller: Sendable {
     public enum Kind: Sendable {
         case user(User)
         case apiKey(APIKeyPrincipal)
+        case service(ServiceKeyPrincipal)
     }
 
     public var kind: Kind
@@ -24,6 +25,11 @@ public struct Caller: Sendable {
 
     public var apiKey: APIKeyPrincipal? {
         if case .apiKey(let key) = kind { return key }
+        return nil
+    }
+
+    public var service: ServiceKeyPrincipal? {
+        if case .service(let key) = kind { return key }
         return nil
     }
 }
@@ -66,6 +72,18 @@ public struct TallyRequestContext: AuthRequestContext, RequestContext, RemoteAdd
         return key
     }
 
+    /// The service key; only on routes whose authenticator takes service keys.
+    func requireService() throws -> ServiceKeyPrincipal {
+        guard let key = identity?.service else { throw CreditsError(.unauthenticated, Credential.service.missing) }
+        return key
+    }
+
+    /// How the admin audit log names who acts: the admin of the session, or the service key.
+    func actor() throws -> Actor {
+        if let key = identity?.service { return key.actor(requestID: id) }
+        return .admin(try requireUser(), requestID: id)
+    }
+
     /// The caller; only on routes behind an authenticator.
     func requireCaller() throws -> Caller {
         guard let caller = identity else { throw CreditsError(.unauthenticated, Credential.either.missing) }
@@ -75,7 +93,7 @@ public struct TallyRequestContext: AuthRequestContext, RequestContext, RemoteAdd
 
 /// The credentials a group of routes takes.
 enum Credential: Sendable {
-    case session, apiKey, either
+    case session, apiKey, either, service, sessionOrService
 
     /// What a caller without the right credential is told.
     var missing: String {
@@ -83,8 +101,14 @@ enum Credential: Sendable {
         case .session: "this route needs a session token: log in (POST /v1/auth/login) and send Authorization: Bearer tly_sess_…"
         case .apiKey: "spending needs an API key: Authorization: Bearer tly_… (create one with POST /v1/api-keys)"
         case .either: "send a session token or an API key as Authorization: Bearer <token>"
+        case .service: "this route is for the product's backend: send a service key, Authorization: Bearer tly_svc_… (an admin creates one with POST /v1/service-keys or `tally keys create --service`)"
+        case .sessionOrService: "send an admin's session token or a service key as Authorization: Bearer <token>"
         }
     }
+
+    var takesSessions: Bool { self == .session || self == .either || self == .sessionOrService }
+    var takesAPIKeys: Bool { self == .apiKey || self == .either }
+    var takesServiceKeys: Bool { self == .service || self == .sessionOrService }
 }
 
 /// Fills the context's caller from the `Authorization: Bearer` token, and refuses the request (401) when the
@@ -96,6 +120,7 @@ struct CallerAuthenticator: AuthenticatorMiddleware {
     let accepts: Credential
     let auth: Auth
     let keys: APIKeys
+    let serviceKeys: ServiceKeys
     /// Whether a recently seen API key may come from memory: only for routes whose statement checks the key is
     /// still live itself (the spend, the balance and ledger reads), so that a revocation takes effect at once
     /// everywhere. Never with an
@@ -119,14 +144,22 @@ struct CallerAuthenticator: AuthenticatorMiddleware {
     func authenticate(request: Request, context: Context) async throws -> Caller? {
         guard let token = request.bearerToken else { throw CreditsError(.unauthenticated, accepts.missing) }
         let hash = Auth.tokenHash(token)
+        if token.hasPrefix(ServiceKeys.tokenPrefix) {
+            guard accepts.takesServiceKeys else { throw CreditsError(.unauthenticated, accepts.missing) }
+            guard Token.mayBeGenuine(token, prefix: ServiceKeys.tokenPrefix) else {
+                throw CreditsError(.unauthenticated, "the service key's checksum is wrong: it was mistyped or cut; copy it again")
+            }
+            let use = ServiceKeyUse(requestID: context.id, method: request.method.rawValue, path: request.uri.path)
+            return Caller(kind: .service(try await serviceKeys.authenticate(keyHash: hash, use: use, context: context.queries)), credentialHash: hash)
+        }
         if token.hasPrefix(Auth.sessionTokenPrefix) {
-            guard accepts != .apiKey else { throw CreditsError(.unauthenticated, accepts.missing) }
+            guard accepts.takesSessions else { throw CreditsError(.unauthenticated, accepts.missing) }
             guard Token.mayBeGenuine(token, prefix: Auth.sessionTokenPrefix) else {
                 throw CreditsError(.unauthenticated, "the session token's checksum is wrong: it was mistyped or cut; log in again")
             }
             return Caller(kind: .user(try await auth.user(forTokenHash: hash, context: context.queries)), credentialHash: hash)
         }
-        guard accepts != .session else { throw CreditsError(.unauthenticated, accepts.missing) }
+        guard accepts.takesAPIKeys else { throw CreditsError(.unauthenticated, accepts.missing) }
         guard Token.mayBeGenuine(token, prefix: "tly_") else {
             throw CreditsError(.unauthenticated, "the API key's checksum is wrong: it was mistyped or cut; copy it again")
         }
@@ -136,24 +169,62 @@ struct CallerAuthenticator: AuthenticatorMiddleware {
     }
 }
 
-/// The routes' authenticators, over one `Auth` and one `APIKeys` (whose cache of keys is per application).
+/// The routes' authenticators, over one `Auth`, one `APIKeys` (whose cache of keys is per application) and
+/// one `ServiceKeys`.
 struct Authenticators: Sendable {
     let auth: Auth
     let keys: APIKeys
+    let serviceKeys: ServiceKeys
 
-    var session: CallerAuthenticator { CallerAuthenticator(accepts: .session, auth: auth, keys: keys) }
-    var apiKey: CallerAuthenticator { CallerAuthenticator(accepts: .apiKey, auth: auth, keys: keys) }
-    var either: CallerAuthenticator { CallerAuthenticator(accepts: .either, auth: auth, keys: keys) }
+    func accepting(_ credential: Credential, cachedKeys: Bool = false) -> CallerAuthenticator {
+        CallerAuthenticator(accepts: credential, auth: auth, keys: keys, serviceKeys: serviceKeys, cachedKeys: cachedKeys)
+    }
+
+    var session: CallerAuthenticator { accepting(.session) }
+    var apiKey: CallerAuthenticator { accepting(.apiKey) }
+    var either: CallerAuthenticator { accepting(.either) }
     /// For the spend: `tally_apply` refuses a revoked key in the same statement.
-    var spendingKey: CallerAuthenticator { CallerAuthenticator(accepts: .apiKey, auth: auth, keys: keys, cachedKeys: true) }
+    var spendingKey: CallerAuthenticator { accepting(.apiKey, cachedKeys: true) }
     /// For the account reads: a session, or a key whose liveness the read's statement checks.
-    var reader: CallerAuthenticator { CallerAuthenticator(accepts: .either, auth: auth, keys: keys, cachedKeys: true) }
+    var reader: CallerAuthenticator { accepting(.either, cachedKeys: true) }
+    /// The product's backend: service keys (never cached: a revocation ends the next request).
+    var service: CallerAuthenticator { accepting(.service) }
+    /// An admin's session or a service key (`adminOr`).
+    var adminOrService: CallerAuthenticator { accepting(.sessionOrService) }
 
     /// Admins only (403 for anyone else), behind `session`.
     var admin: AuthorizationPolicyMiddleware<ClosureAuthorizationPolicy<Caller>, TallyRequestContext, Problem> {
         AuthorizationPolicyMiddleware(
             ClosureAuthorizationPolicy { caller, _ in caller.user?.isAdmin == true },
-            deniedError: Problem(CreditsError(.forbidden, "only admins grant credits and read the admin audit log")))
+            deniedError: Problem(CreditsError(.forbidden, "only admins grant credits, manage service keys and read the admin audit log")))
+    }
+
+    /// An admin's session, or a service key holding `scope` (403 for anyone else), behind `adminOrService`.
+    func adminOr(_ scope: ServiceScope) -> ScopeMiddleware { ScopeMiddleware(scope: scope, admins: true) }
+
+    /// A service key holding `scope` (403 for one without it), behind `service`.
+    func scope(_ scope: ServiceScope) -> ScopeMiddleware { ScopeMiddleware(scope: scope, admins: false) }
+}
+
+/// Lets a request through when its service key holds the route's scope (or, with `admins`, when it comes from
+/// an admin's session); 403 naming the scope otherwise. Runs after the authenticator, before the route.
+struct ScopeMiddleware: RouterMiddleware {
+    typealias Context = TallyRequestContext
+    let scope: ServiceScope
+    let admins: Bool
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let caller = try context.requireCaller()
+        if let key = caller.service {
+            guard key.allows(scope) else {
+                throw CreditsError(
+                    .forbidden,
+                    "service key \(key.name) lacks the scope \(scope.rawValue) (it has \(key.scopes.sorted().map(\.rawValue).joined(separator: ", "))): create a key with it and revoke this one")
+            }
+        } else if !(admins && caller.user?.isAdmin == true) {
+            throw CreditsError(.forbidden, "only admins and service keys with the scope \(scope.rawValue) may do this")
+        }
+        return try await next(request, context)
     }
 }
 

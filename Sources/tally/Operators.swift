@@ -122,25 +122,96 @@ struct Credits: AsyncParsableCommand {
 }
 
 struct Keys: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Manage API keys.", subcommands: [Create.self])
+    static let configuration = CommandConfiguration(
+        abstract: "Manage API keys and service keys.", subcommands: [Create.self, List.self, Revoke.self])
 
     struct Create: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Create an API key for a user (drawing on a team's account with --team).",
-            discussion: "The key is printed once; only its hash is stored.")
-        @Option(help: ArgumentHelp("The owner, by email or id.", valueName: "user")) var user: String
+            abstract: "Create an API key for a user (drawing on a team's account with --team), or a service key (--service).",
+            discussion: """
+                The key is printed once; only its hash is stored. An API key spends from one account. A service key \
+                (--service, tly_svc_…) is for the product's own backend: it works on any account within its scopes \
+                (repeat --scope): grants:write, accounts:read, accounts:write (includes accounts:read), keys:write, \
+                webhooks:write. Every request made with a service key is written to the admin audit log.
+                """)
+        @Option(help: ArgumentHelp("The owner, by email or id.", valueName: "user")) var user: String?
         @Option(help: ArgumentHelp("Spend from this team's account (the user must be its owner or admin).", valueName: "id")) var team: String?
         @Option(help: "The most this key may ever spend.") var limit: Int64?
         @Option(help: "A name to recognise it by.") var name: String = "cli"
+        @Flag(help: "Create a service key for the product's backend instead (give --scope).") var service = false
+        @Option(help: ArgumentHelp("A service key's scope; repeat for more.", valueName: "scope")) var scope: [String] = []
         @Flag(help: "Print the result as JSON.") var json = false
         @OptionGroup var database: DatabaseOptions
 
+        func validate() throws {
+            if service {
+                guard user == nil, team == nil, limit == nil else { throw ValidationError("--service takes --name and --scope; drop --user, --team and --limit") }
+                guard !scope.isEmpty else {
+                    throw ValidationError("give at least one --scope: \(ServiceScope.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
+                do { _ = try ServiceScope.parse(scope) } catch let error as CreditsError { throw ValidationError(error.message) }
+            } else {
+                guard user != nil else { throw ValidationError("give --user (the key's owner), or --service for a service key") }
+                guard scope.isEmpty else { throw ValidationError("--scope is for service keys: add --service") }
+            }
+        }
+
         func run() async throws {
+            if service {
+                let created = try await withOperations(database) { try await $0.createServiceKey(name: name, scopes: scope) }
+                if json { try printJSON(created) } else { print(created.key) }
+                return
+            }
             if let team, UUID(uuidString: team) == nil { throw ValidationError("--team must be a team id") }
             let created = try await withOperations(database) { operations in
-                try await operations.createKey(user: user, team: team, limit: limit, name: name)
+                try await operations.createKey(user: user ?? "", team: team, limit: limit, name: name)
             }
             if json { try printJSON(created) } else { print(created.key) }
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List the service keys (--service), revoked ones too; never the keys themselves.")
+        @Flag(help: "List service keys (the only listing here: a user's API keys are listed by GET /v1/api-keys).") var service = false
+        @Flag(help: "Print the result as JSON.") var json = false
+        @OptionGroup var database: DatabaseOptions
+
+        func validate() throws {
+            guard service else { throw ValidationError("give --service: users list their own API keys with GET /v1/api-keys") }
+        }
+
+        func run() async throws {
+            let keys = try await withOperations(database) { try await $0.serviceKeys() }
+            if json { try printJSON(keys); return }
+            if keys.isEmpty { print("No service keys. Create one with `tally keys create --service --name NAME --scope SCOPE`.") }
+            let format = ISO8601DateFormatter()
+            for key in keys {
+                let state = key.revokedAt.map { "revoked \(format.string(from: $0))" } ?? (key.lastUsedAt.map { "last used \(format.string(from: $0))" } ?? "never used")
+                print("\(key.id.uuidString.lowercased())  \(key.prefix)…  \(key.name)  [\(key.scopes.map(\.rawValue).joined(separator: " "))]  \(state)")
+            }
+        }
+    }
+
+    struct Revoke: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Revoke a service key at once (--service): its next request is refused.",
+            discussion: "A revoked key stays listed (and in the audit log); it cannot be restored: create another.")
+        @Argument(help: ArgumentHelp("The service key's id (tally keys list --service).", valueName: "id")) var id: String
+        @Flag(help: "Revoke a service key (users revoke their API keys with DELETE /v1/api-keys/{id}).") var service = false
+        @Flag(help: "Do it without asking.") var yes = false
+        @OptionGroup var database: DatabaseOptions
+
+        func validate() throws {
+            guard service else { throw ValidationError("give --service: users revoke their own API keys with DELETE /v1/api-keys/{id}") }
+            guard UUID(uuidString: id) != nil else { throw ValidationError("give the service key's id, such as 3f2a… (tally keys list --service)") }
+        }
+
+        func run() async throws {
+            guard try confirm("Revoke service key \(id)? The backend using it is refused from its next request.", yes: yes) else {
+                throw ExitCode.failure
+            }
+            try await withOperations(database) { try await $0.revokeServiceKey(id) }
+            print("Revoked service key \(id).")
         }
     }
 }

@@ -77,6 +77,38 @@ import Testing
         #expect(again.status != 0 && again.stderr.contains("no user grace@example.com"), Comment(rawValue: again.stderr))
     }
 
+    /// `tally keys create --service`: a service key printed once, listed without it, revoked after asking.
+    @Test(.freshDatabase(from: .tally)) func serviceKeysFromTheCommandLine() async throws {
+        let db = try TestDatabase.current
+        let url = ["--database-url", db.url()]
+        let noScope = try await TallyProcess.run(["keys", "create", "--service", "--name", "backend"] + url)
+        #expect(noScope.status == 64 && noScope.stderr.contains("give at least one --scope"), Comment(rawValue: noScope.stderr))
+        let badScope = try await TallyProcess.run(["keys", "create", "--service", "--scope", "admin"] + url)
+        #expect(badScope.status == 64 && badScope.stderr.contains("unknown scope \"admin\""), Comment(rawValue: badScope.stderr))
+        let mixed = try await TallyProcess.run(["keys", "create", "--service", "--scope", "grants:write", "--user", "x@example.com"] + url)
+        #expect(mixed.status == 64, Comment(rawValue: mixed.stderr))
+
+        let made = try await TallyProcess.run(["keys", "create", "--service", "--name", "backend", "--scope", "grants:write", "--scope", "accounts:read"] + url)
+        #expect(made.status == 0, Comment(rawValue: made.stderr))
+        let key = made.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(key.range(of: "^tly_svc_[0-9A-Za-z]{49}$", options: .regularExpression) != nil, "\(key)")
+        let listed = try await TallyProcess.run(["keys", "list", "--service", "--json"] + url)
+        #expect(listed.status == 0 && !listed.stdout.contains(key), Comment(rawValue: listed.stderr))
+        let keys = try JSONSerialization.jsonObject(with: Data(listed.stdout.utf8)) as? [[String: Any]] ?? []
+        let id = try #require(keys.first?["id"] as? String)
+        #expect(keys.first?["scopes"] as? [String] == ["accounts:read", "grants:write"] && keys.first?["revoked_at"] == nil)
+        #expect(try await scalar(db, "SELECT count(*) FROM admin_audit WHERE action = 'service-key.create' AND actor LIKE 'operator % (tally keys create --service)'") == 1)
+
+        let unasked = try await TallyProcess.run(["keys", "revoke", "--service", id] + url)
+        #expect(unasked.status != 0 && unasked.stderr.contains("run again with --yes"), Comment(rawValue: unasked.stderr))
+        #expect(try await scalar(db, "SELECT count(*) FROM service_keys WHERE revoked_at IS NULL") == 1, "nothing changed without --yes")
+        let revoked = try await TallyProcess.run(["keys", "revoke", "--service", id, "--yes"] + url)
+        #expect(revoked.status == 0, Comment(rawValue: revoked.stderr))
+        #expect(try await scalar(db, "SELECT count(*) FROM service_keys WHERE revoked_at IS NOT NULL AND revoked_by_name LIKE 'operator %'") == 1)
+        let human = try await TallyProcess.run(["keys", "list", "--service"] + url)
+        #expect(human.stdout.contains("revoked") && human.stdout.contains("backend"), Comment(rawValue: human.stdout))
+    }
+
     /// The ledger refuses deletes, save those of `db orphans --clean`, which archives each row as it deletes
     /// it: rows naming a user who does not exist leave the ledger that way, and come back with `--restore`.
     @Test(.freshDatabase(from: .tally)) func orphanedLedgerRowsLeaveOnlyThroughTheArchive() async throws {

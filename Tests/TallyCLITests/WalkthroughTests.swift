@@ -4,13 +4,38 @@ import TallyPostgres
 import TallyTestSupport
 import Testing
 
-/// examples/fltr-auth/README.md, step by step, as a user runs it; and the README's walkthrough from
-/// `tally serve` to a spend, run as written.
+/// examples/fltr-auth/README.md, step by step, as a user runs it; and the README's walkthroughs (from
+/// `tally serve` to a spend, and the product's side), run as written.
 @Suite struct WalkthroughTests {
     @Test(.freshDatabase) func theReadmeFromServeToASpendWithCurl() async throws {
+        let output = try await runReadmeBlock("walkthrough")
+        #expect(output.contains("check your email"), Comment(rawValue: output))
+        let lines = output.split(separator: "\n").map(String.init)
+        let spend = try #require(lines.first { $0.contains("transaction_id") }, Comment(rawValue: output))
+        #expect(spend.contains("\"balance\":997") && spend.contains("\"available\":997"), Comment(rawValue: spend))
+        let balance = try #require(lines.first { $0.contains("account_id") }, Comment(rawValue: output))
+        #expect(balance.contains("\"available\":997") && balance.contains("\"held\":0"), Comment(rawValue: balance))
+        #expect(output.contains("the balance is now 1000"))
+    }
+
+    /// The README's product side: a service key, a customer by the product's id, a grant after a payment
+    /// (retried), a key for the customer, a spend, the balance by the product's id.
+    @Test(.freshDatabase) func theReadmeWiringTallyIntoAProduct() async throws {
+        let output = try await runReadmeBlock("product")
+        let lines = output.split(separator: "\n").map(String.init)
+        let customer = try #require(lines.first { $0.contains("\"customer\"") }, Comment(rawValue: output))
+        #expect(customer.contains("\"external_id\":\"user_2NNEqL2\""), Comment(rawValue: customer))
+        #expect(lines.filter { $0.contains("\"amount\":5000") }.count == 2, "the grant and its retry: \(output)")
+        let balance = try #require(lines.last { $0.contains("\"grants\"") }, Comment(rawValue: output))
+        #expect(balance.contains("\"balance\":4997") && balance.contains("\"available\":4997"), Comment(rawValue: balance))
+    }
+
+    /// Runs the README's block between `<!-- NAME:start -->` and `<!-- NAME:end -->` as a user pastes it, with
+    /// `tally serve` running in the same directory on a port of its own; the block's output.
+    func runReadmeBlock(_ name: String) async throws -> String {
         let readme = try String(contentsOf: TestDatabase.packageRoot.appendingPathComponent("README.md"), encoding: .utf8)
-        let start = try #require(readme.range(of: "<!-- walkthrough:start -->"))
-        let end = try #require(readme.range(of: "<!-- walkthrough:end -->"))
+        let start = try #require(readme.range(of: "<!-- \(name):start -->"))
+        let end = try #require(readme.range(of: "<!-- \(name):end -->"))
         let block = readme[start.upperBound..<end.lowerBound]
             .replacingOccurrences(of: "```sh", with: "").replacingOccurrences(of: "```", with: "")
         #expect(block.contains("http://127.0.0.1:8080"))
@@ -38,16 +63,10 @@ import Testing
             + block.replacingOccurrences(of: "http://127.0.0.1:8080", with: "http://127.0.0.1:\(port)")
         let result = try await Command.run("/bin/bash", ["-c", script], environment: env)
         #expect(result.succeeded, Comment(rawValue: result.output))
-        #expect(result.output.contains("check your email"), Comment(rawValue: result.output))
-        let lines = result.output.split(separator: "\n").map(String.init)
-        let spend = try #require(lines.first { $0.contains("transaction_id") }, Comment(rawValue: result.output))
-        #expect(spend.contains("\"balance\":997") && spend.contains("\"available\":997"), Comment(rawValue: spend))
-        let balance = try #require(lines.first { $0.contains("account_id") }, Comment(rawValue: result.output))
-        #expect(balance.contains("\"available\":997") && balance.contains("\"held\":0"), Comment(rawValue: balance))
-        #expect(result.output.contains("the balance is now 1000"))
 
         kill(server.pid, SIGINT)
         #expect(await TallyProcess.collect(server).status == 0)
+        return result.output
     }
 
     @Test(.freshDatabase) func theSeedsProductionMigrationWithTallyCommands() async throws {

@@ -17,6 +17,8 @@ import Testing
 @Suite struct AuthorizationMatrixTests {
     enum Caller: String, CaseIterable {
         case anonymous, outsider, member, teamAdmin, owner, removedMember, siteAdmin, revokedKey, otherTeamKey, unverified
+        /// A service key with every scope (ServiceScopeTests goes through the scopes one by one), and a revoked one.
+        case serviceKey, revokedServiceKey
     }
 
     /// What a cell must answer: exactly this status.
@@ -63,6 +65,14 @@ import Testing
             try await grant(client, root, team: otherTeam, 1_000_000)
             let otherTeamKey = try await newKey(client, outsider, ["name": "elsewhere", "team_id": otherTeam])
             let teamKey = try await newKey(client, owner, ["name": "team", "team_id": team])
+            let allScopes = ServiceScope.allCases.map(\.rawValue)
+            let serviceKey = try await newServiceKey(client, root, name: "backend", scopes: allScopes)
+            let revokedServiceKey = try await newServiceKey(client, root, name: "old backend", scopes: allScopes)
+            let revokedServiceID = try await scalarText(db, "SELECT id::text FROM service_keys WHERE name = 'old backend'")
+            #expect(try await call(client, "/v1/service-keys/\(revokedServiceID)", .delete, root.token).status == .noContent)
+            // Customers for the /v1/customers rows: a user, and a team it owns.
+            #expect(try await call(client, "/v1/customers/cus_user", .put, serviceKey, ["kind": "user", "email": "customer@example.com"]).status == .created)
+            #expect(try await call(client, "/v1/customers/cus_team", .put, serviceKey, ["kind": "team", "name": "Customer team", "owner": "cus_user"]).status == .created)
 
             let emails: [Caller: String] = [
                 .outsider: "outsider@example.com", .member: "member@example.com", .teamAdmin: "team-admin@example.com",
@@ -84,6 +94,8 @@ import Testing
                     return token
                 case .revokedKey: return revokedKey
                 case .otherTeamKey: return otherTeamKey
+                case .serviceKey: return serviceKey
+                case .revokedServiceKey: return revokedServiceKey
                 default:
                     let email = try #require(emails[caller])
                     let response = try await call(client, "/v1/auth/login", .post, nil, ["email": email, "password": "password123"])
@@ -105,15 +117,25 @@ import Testing
             }
 
             // Statuses shared by many rows.
-            let anyUser: Row = [.anonymous: 401, .outsider: 200, .member: 200, .teamAdmin: 200, .owner: 200, .removedMember: 200, .siteAdmin: 200, .revokedKey: 401, .otherTeamKey: 401]
+            let anyUser: Row = [
+                .anonymous: 401, .outsider: 200, .member: 200, .teamAdmin: 200, .owner: 200, .removedMember: 200, .siteAdmin: 200, .revokedKey: 401,
+                .otherTeamKey: 401, .serviceKey: 401, .revokedServiceKey: 401,
+            ]
             let anyone: Row = Dictionary(uniqueKeysWithValues: Caller.allCases.map { ($0, 200) })
             func sessions(_ status: Int, except overrides: Row = [:]) -> Row {
-                var row: Row = [.anonymous: 401, .revokedKey: 401, .otherTeamKey: 401]
+                var row: Row = [.anonymous: 401, .revokedKey: 401, .otherTeamKey: 401, .serviceKey: 401, .revokedServiceKey: 401]
                 for caller in [Caller.outsider, .member, .teamAdmin, .owner, .removedMember, .siteAdmin] { row[caller] = status }
                 return row.merging(overrides) { $1 }
             }
             let managers = sessions(404, except: [.member: 403, .teamAdmin: 0, .owner: 0])
             let keysOnly: Row = sessions(401, except: [.otherTeamKey: 0])
+            let servicesOnly: Row = sessions(401, except: [.serviceKey: 0])
+            var fresh2 = 0
+            func uniqueCustomer() -> String { fresh2 += 1; return "cus_fresh_\(fresh2)" }
+            func customerKey() async throws -> String {
+                let made = try await call(client, "/v1/customers/cus_team/api-keys", .post, serviceKey, ["name": "to revoke"])
+                return try #require((object(made.body)["api_key"] as? [String: Any])?["id"] as? String, "\(String(buffer: made.body))")
+            }
 
             // Each operation: how to make a cell's request, and the row (0: the operation's success status).
             let rows: [String: (make: () async throws -> Cell, success: Int, row: Row)] = [
@@ -172,7 +194,23 @@ import Testing
                     return Cell(path: "/v1/api-keys/\(id)")
                 }, 204, sessions(404, except: [.teamAdmin: 0, .owner: 0])),
                 "POST /v1/admin/grants": ({ Cell(path: "/v1/admin/grants", body: ["team_id": team, "amount": 1, "description": "matrix"]) }, 201,
+                    sessions(403, except: [.siteAdmin: 0, .serviceKey: 0])),
+                "POST /v1/service-keys": ({ Cell(path: "/v1/service-keys", body: ["name": "k", "scopes": ["accounts:read"]]) }, 201,
                     sessions(403, except: [.siteAdmin: 0])),
+                "GET /v1/service-keys": ({ Cell(path: "/v1/service-keys") }, 200, sessions(403, except: [.siteAdmin: 0])),
+                "DELETE /v1/service-keys/{key}": ({
+                    let made = try await call(client, "/v1/service-keys", .post, try #require(try await credential(.siteAdmin)), ["name": "to revoke", "scopes": ["accounts:read"]])
+                    let id = try #require((object(made.body)["service_key"] as? [String: Any])?["id"] as? String)
+                    return Cell(path: "/v1/service-keys/\(id)")
+                }, 204, sessions(403, except: [.siteAdmin: 0])),
+                "PUT /v1/customers/{customer}": ({ Cell(path: "/v1/customers/\(uniqueCustomer())", body: ["kind": "team", "name": "Fresh"]) }, 201, servicesOnly),
+                "GET /v1/customers/{customer}": ({ Cell(path: "/v1/customers/cus_user") }, 200, servicesOnly),
+                "GET /v1/customers/{customer}/balance": ({ Cell(path: "/v1/customers/cus_team/balance") }, 200, servicesOnly),
+                "GET /v1/customers/{customer}/transactions": ({ Cell(path: "/v1/customers/cus_team/transactions") }, 200, servicesOnly),
+                "POST /v1/customers/{customer}/grants": ({ Cell(path: "/v1/customers/cus_team/grants", body: ["amount": 5, "description": "matrix"]) }, 201, servicesOnly),
+                "GET /v1/customers/{customer}/api-keys": ({ Cell(path: "/v1/customers/cus_team/api-keys") }, 200, servicesOnly),
+                "POST /v1/customers/{customer}/api-keys": ({ Cell(path: "/v1/customers/cus_team/api-keys", body: ["name": "k"]) }, 201, servicesOnly),
+                "DELETE /v1/customers/{customer}/api-keys/{key}": ({ Cell(path: "/v1/customers/cus_team/api-keys/\(try await customerKey())") }, 204, servicesOnly),
                 "GET /v1/admin/audit": ({ Cell(path: "/v1/admin/audit") }, 200, sessions(403, except: [.siteAdmin: 0])),
                 "GET /v1/credits/balance": ({ Cell(path: "/v1/credits/balance?team_id=\(team)") }, 200,
                     sessions(404, except: [.member: 0, .teamAdmin: 0, .owner: 0, .otherTeamKey: 400])),

@@ -320,6 +320,12 @@ func grant(_ client: some TestClientProtocol, _ admin: Member, user: String? = n
 }
 
 /// A new API key of `user`'s, returned in full.
+/// A service key made by `admin` (an admin's session) with `scopes`.
+func newServiceKey(_ client: some TestClientProtocol, _ admin: Member, name: String = "backend", scopes: [String]) async throws -> String {
+    let made = try await call(client, "/v1/service-keys", .post, admin.token, ["name": name, "scopes": scopes])
+    return try #require(object(made.body)["key"] as? String, "new service key: \(made.status) \(String(buffer: made.body))")
+}
+
 func newKey(_ client: some TestClientProtocol, _ user: Member, _ body: [String: Any] = ["name": "key"]) async throws -> String {
     return try decode(CreatedKeyAnswer.self, try await call(client, "/v1/api-keys", .post, user.token, body), "new key").key
 }

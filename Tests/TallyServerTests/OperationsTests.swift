@@ -94,6 +94,7 @@ import Testing
     @Test func theOpenAPIDocumentDescribesEveryRouteAndBody() async throws {
         try await withTallyServer { http, db in
             let (admin, _, key) = try await fundedUser(http, db, credits: 10)
+            let service = try await newServiceKey(http, admin, scopes: ServiceScope.allCases.map(\.rawValue))
             let response = try await http.execute(uri: "/openapi.json", method: .get)
             #expect(response.status == .ok)
             let document = object(response.body)
@@ -122,7 +123,7 @@ import Testing
                     let properties = Set((schema["properties"] as? [String: Any])?.keys.map { $0 } ?? [])
                     let parts = route.split(separator: " ", maxSplits: 1).map(String.init)
                     let security = "\(operation["security"] ?? "")"
-                    let token = security.contains("apiKey") ? key : security.contains("session") ? admin.token : nil
+                    let token = security.contains("apiKey") ? key : security.contains("session") ? admin.token : security.contains("serviceKey") ? service : nil
                     let uri = parts[1].replacing(/\{\w+\}/, with: UUID().uuidString)
                     let probe = try await call(http, uri, try #require(HTTPRequest.Method(parts[0])), token, ["not_a_field": 1])
                     let detail = object(probe.body)["detail"] as? String ?? ""
