@@ -100,7 +100,7 @@ public struct Ledger: Service, Sendable {
     }
 
     /// Creates `owner`'s (empty) account, or finds it when another transaction just did; its id.
-    private func createAccount(for owner: AccountOwner, on connection: DatabaseConnection) async throws -> UUID {
+    func createAccount(for owner: AccountOwner, on connection: DatabaseConnection) async throws -> UUID {
         var account: UUID?
         do {
             for try await id in try await connection.query(
@@ -157,7 +157,7 @@ public struct Ledger: Service, Sendable {
         if let expiresAt, expiresAt <= Date() { throw CreditsError(.invalidInput, "expires_at is in the past") }
         try TextRules.checkDescription(description)
         return try await database.transaction(context) { connection in
-            let (account, balance, _) = try await lockAccount(of: owner, on: connection)
+            let (account, balance, held) = try await lockAccount(of: owner, on: connection)
             let (newBalance, overflow) = balance.addingReportingOverflow(amount)
             guard !overflow else { throw CreditsError(.invalidInput, "the balance would overflow a 64-bit integer") }
             var grantID: UUID?
@@ -169,9 +169,13 @@ public struct Ledger: Service, Sendable {
             ).decode(UUID.self) { grantID = id }
             guard let grantID else { throw CreditsError(.invalidInput, "the grant was not created") }
             try await connection.execute("UPDATE user_credits SET balance = \(newBalance), updated_at = now() WHERE id = \(account)")
+            // The entry, and the balance alerts it may lift (balance.recovered), in this transaction.
             try await connection.execute("""
-                INSERT INTO credit_transactions (account_id, kind, amount, balance_after, description, grant_id)
-                VALUES (\(account), 'grant', \(amount), \(newBalance), \(description), \(grantID))
+                WITH entry AS (
+                    INSERT INTO credit_transactions (account_id, kind, amount, balance_after, description, grant_id)
+                    VALUES (\(account), 'grant', \(amount), \(newBalance), \(description), \(grantID)) RETURNING id
+                )
+                SELECT tally_balance_changed(\(account), \(newBalance - held), (SELECT id FROM entry))
                 """)
             var subject: [String: JSONValue] = [
                 "grant_id": .string(grantID.lowercasedString), "account_id": .string(account.lowercasedString), "amount": .integer(amount),

@@ -43,6 +43,8 @@ public struct ServerSettings: Sendable {
     public var mailFrom = "tally@localhost"
     /// Where users reach this server: the base of links in mails. Default: http://HOST:PORT.
     public var publicURL: String? = nil
+    /// How webhooks are delivered, and where the key sealing their secrets is.
+    public var webhooks = WebhookSettings()
     /// How often the outbox is checked for mail to deliver.
     public var outboxInterval: Duration = .milliseconds(500)
     /// Where `GET /metrics` listens (host, port; port 0 picks a free one): never on the API's port. Nil: nowhere.
@@ -93,13 +95,16 @@ public func buildApplication(_ settings: ServerSettings) -> some ApplicationProt
     auth.publicURL = settings.publicURL ?? "http://\(settings.host):\(settings.port)"
     let router = buildRouter(
         database: database, auth: auth, idempotency: idempotency,
-        ledger: ledger, databaseWait: settings.databaseWait, trustedProxies: settings.trustedProxies)
+        ledger: ledger, databaseWait: settings.databaseWait, trustedProxies: settings.trustedProxies, webhookSettings: settings.webhooks)
     let maintenance = MaintenanceService(
-        ledger: ledger, idempotency: idempotency, auth: auth, interval: settings.maintenanceInterval, logger: logger)
+        ledger: ledger, idempotency: idempotency, auth: auth, interval: settings.maintenanceInterval,
+        grantExpiringNotice: settings.webhooks.grantExpiringNotice, logger: logger)
+    let webhooks = WebhookService(
+        webhooks: Webhooks(database: database, secrets: SecretBox(path: settings.webhooks.secretKeyFile)), settings: settings.webhooks, logger: logger)
     let outbox = OutboxService(
         database: database, sender: MailSender(transport: settings.mail, from: settings.mailFrom, logger: logger),
         interval: settings.outboxInterval, logger: logger)
-    var services: [any Service] = [database, ledger, maintenance, outbox]
+    var services: [any Service] = [database, ledger, maintenance, outbox, webhooks]
     if let metrics = settings.metrics {
         services.append(TallyMetrics.listener(host: metrics.host, port: metrics.port, logger: logger))
     }
@@ -144,7 +149,7 @@ public func buildRouter(
 /// The routes.
 public func buildRouter(
     database: Database, auth: Auth, idempotency: Idempotency? = nil, ledger: Ledger? = nil,
-    databaseWait: Duration = DatabaseWait.standard, trustedProxies: [AddressRange] = []
+    databaseWait: Duration = DatabaseWait.standard, trustedProxies: [AddressRange] = [], webhookSettings: WebhookSettings = WebhookSettings()
 ) -> Router<TallyRequestContext> {
     TallyMetrics.bootstrapped
     let router = Router(context: TallyRequestContext.self)
@@ -166,8 +171,14 @@ public func buildRouter(
     let ledger = ledger ?? Ledger(database: database)
     router.addRoutes(CreditsController(keys: keys, ledger: ledger, teams: teams, authenticators: authenticators, idempotency: idempotency).endpoints)
     router.addRoutes(ServiceKeysController(serviceKeys: authenticators.serviceKeys, authenticators: authenticators, idempotency: idempotency).endpoints)
+    let customers = Customers(database: database)
     router.addRoutes(CustomersController(
-        customers: Customers(database: database), keys: keys, ledger: ledger, authenticators: authenticators, idempotency: idempotency
+        customers: customers, alerts: BalanceAlerts(database: database), keys: keys, ledger: ledger, authenticators: authenticators,
+        idempotency: idempotency
+    ).endpoints)
+    router.addRoutes(WebhooksController(
+        webhooks: Webhooks(database: database, secrets: SecretBox(path: webhookSettings.secretKeyFile)), customers: customers,
+        guardrail: WebhookAddressGuard(allowPrivate: webhookSettings.allowPrivate), authenticators: authenticators, idempotency: idempotency
     ).endpoints)
     routes.set(router.routes.map { (method: $0.method.rawValue, path: "\($0.path)") })
     return router

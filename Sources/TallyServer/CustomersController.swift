@@ -6,6 +6,7 @@ import TallyCredits
 /// for users and teams. Each route group needs one scope (`ServiceScope`).
 public struct CustomersController: Sendable {
     let customers: Customers
+    let alerts: BalanceAlerts
     let keys: APIKeys
     let ledger: Ledger
     let authenticators: Authenticators
@@ -30,6 +31,13 @@ public struct CustomersController: Sendable {
         var name: String
         var credit_limit: Int64?
     }
+    struct AlertBody: JSONBody {
+        enum CodingKeys: String, CodingKey, CaseIterable { case threshold, percent }
+        var threshold: Int64?
+        var percent: Int?
+    }
+    struct AlertResponse: ResponseEncodable { var alert: BalanceAlert }
+    struct AlertList: ResponseEncodable { var alerts: [BalanceAlert] }
     struct CustomerResponse: ResponseEncodable { var customer: Customer }
     struct KeyList: ResponseEncodable { var api_keys: [APIKey] }
 
@@ -40,6 +48,8 @@ public struct CustomersController: Sendable {
             .add(middleware: authenticators.service)
             .add(middleware: authenticators.scope(.accountsWrite))
             .put("v1/customers/:customer", use: put)
+            .post("v1/customers/:customer/alerts", use: createAlert)
+            .delete("v1/customers/:customer/alerts/:alert", use: deleteAlert)
         routes.group()
             .add(middleware: authenticators.service)
             .add(middleware: authenticators.scope(.accountsRead))
@@ -47,6 +57,7 @@ public struct CustomersController: Sendable {
             .get("v1/customers/:customer/balance", use: balance)
             .get("v1/customers/:customer/transactions", use: transactions)
             .get("v1/customers/:customer/api-keys", use: listKeys)
+            .get("v1/customers/:customer/alerts", use: listAlerts)
         routes.group()
             .add(middleware: authenticators.service)
             .add(middleware: authenticators.scope(.grantsWrite))
@@ -103,6 +114,24 @@ public struct CustomersController: Sendable {
             to: owner, amount: body.amount, priority: body.priority ?? 0, expiresAt: expires, description: body.description,
             by: try context.actor(), context: context.queries)
         return EditedResponse(status: .created, response: grant)
+    }
+
+    @Sendable func createAlert(_ request: Request, context: TallyRequestContext) async throws -> EditedResponse<AlertResponse> {
+        var request = request
+        let body = try await request.decode(AlertBody.self, context: context)
+        let owner = try await customer(context).accountOwner
+        let alert = try await alerts.create(on: owner, threshold: body.threshold, percent: body.percent, by: try context.actor(), context: context.queries)
+        return EditedResponse(status: .created, response: AlertResponse(alert: alert))
+    }
+
+    @Sendable func listAlerts(_ request: Request, context: TallyRequestContext) async throws -> AlertList {
+        AlertList(alerts: try await alerts.list(on: try await customer(context).accountOwner, context: context.queries))
+    }
+
+    @Sendable func deleteAlert(_ request: Request, context: TallyRequestContext) async throws -> HTTPResponse.Status {
+        let owner = try await customer(context).accountOwner
+        try await alerts.delete(try context.parameters.uuid("alert"), on: owner, by: try context.actor(), context: context.queries)
+        return .noContent
     }
 
     @Sendable func listKeys(_ request: Request, context: TallyRequestContext) async throws -> KeyList {

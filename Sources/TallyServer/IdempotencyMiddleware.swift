@@ -93,13 +93,18 @@ struct IdempotencyMiddleware: RouterMiddleware {
         }
     }
 
-    /// The answer as stored: a created API key's or service key's `key` is replaced by a note, since a key is shown once.
+    /// The answer as stored: a created API key's or service key's `key`, or a webhook's signing `secret`, is
+    /// replaced by a note, since a secret is shown once and never kept in the clear.
     @Sendable static func withoutSecrets(_ stored: StoredResponse) -> StoredResponse {
-        guard var object = (try? JSONSerialization.jsonObject(with: Data(stored.body))) as? [String: Any],
-              let key = object["key"] as? String, key.hasPrefix("tly_")
-        else { return stored }
-        object["key"] = nil
-        object["key_shown_once"] = "the key was shown in the first answer only and is not kept; if it was lost, revoke this key and create another"
+        guard var object = (try? JSONSerialization.jsonObject(with: Data(stored.body))) as? [String: Any] else { return stored }
+        if let key = object["key"] as? String, key.hasPrefix("tly_") {
+            object["key"] = nil
+        } else if let secret = object["secret"] as? String, secret.hasPrefix("whsec_") {
+            object["secret"] = nil
+        } else {
+            return stored
+        }
+        object["key_shown_once"] = "the secret was shown in the first answer only and is not kept; if it was lost, revoke the key (or rotate the webhook's secret) and use the new one"
         guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else { return stored }
         var redacted = stored
         redacted.body = [UInt8](data)

@@ -6,12 +6,14 @@ import TallyPostgres
 /// The server's background work, every `interval`: releases holds past their expiry (reads release them
 /// lazily too, so this only keeps idle accounts' `held` current) and deletes idempotency keys past their
 /// retention, login-throttle counts untouched for a day, sessions past their end or idle timeout, accounts never
-/// verified, and outbox messages a week old. A failed round is logged and retried next round.
+/// verified, and outbox messages a week old; sends `grant.expiring` for grants about to expire (once each). A
+/// failed round is logged and retried next round.
 struct MaintenanceService: Service {
     let ledger: Ledger
     let idempotency: Idempotency
     let auth: Auth
     let interval: Duration
+    var grantExpiringNotice: Duration = WebhookSettings().grantExpiringNotice
     let logger: Logger
 
     func run() async throws {
@@ -22,6 +24,7 @@ struct MaintenanceService: Service {
             try await auth.purgeEndedSessions(context: context)
             try await auth.purgeUnverified(context: context)
             try await Outbox.purge(database: auth.database, context: context)
+            while try await BalanceAlerts(database: auth.database).noticeExpiringGrants(ahead: grantExpiringNotice, context: context) > 0 {}
         }
     }
 }

@@ -13,6 +13,9 @@ extension OpenAPIDocument {
         ]
         let scopeMissing = problem("The service key lacks the route's scope", ["forbidden"])
         let noCustomer = problem("No customer with this external id", ["not-found"])
+        let webhookID = pathParameter("webhook", "The endpoint's id")
+        let webhooksForbidden = problem("Only admins and service keys with webhooks:write manage webhooks", ["forbidden"])
+        let noWebhook = problem("No such webhook endpoint", ["not-found"])
         let paymentRequired = problem("The account's available credits or the key's credit_limit cannot cover it; nothing was written", ["insufficient-credits", "key-limit-exceeded"])
         return [
             "/healthz": ["get": operation("Liveness: whether the database answers", security: .none, responses: [
@@ -209,6 +212,57 @@ extension OpenAPIDocument {
                     "403": scopeMissing, "404": noCustomer,
                 ]),
             ],
+            "/v1/customers/{customer}/alerts": [
+                "post": operation(
+                    "Add a balance alert: balance.threshold_crossed when the available credits fall below `threshold` credits or `percent` of the newest grant, decided in the spend's own transaction; balance.recovered when they are back (accounts:write)",
+                    security: .service, scope: .accountsWrite, body: bodies["POST /v1/customers/{customer}/alerts"], parameters: [customerID], idempotent: true,
+                    responses: ["201": answer("Added", object(["alert": ref("BalanceAlert")], required: ["alert"])), "403": scopeMissing, "404": noCustomer]),
+                "get": operation("The customer's balance alerts (accounts:read)", security: .service, scope: .accountsRead, parameters: [customerID], responses: [
+                    "200": answer("Alerts", object(["alerts": ["type": "array", "items": ref("BalanceAlert")]], required: ["alerts"])),
+                    "403": scopeMissing, "404": noCustomer,
+                ]),
+            ],
+            "/v1/customers/{customer}/alerts/{alert}": ["delete": operation(
+                "Remove a balance alert (accounts:write)", security: .service, scope: .accountsWrite,
+                parameters: [customerID, pathParameter("alert", "The alert's id")], idempotent: true, responses: [
+                    "204": answer("Removed"), "403": scopeMissing, "404": problem("No such customer, or no such alert on its account", ["not-found"]),
+                ])],
+            "/v1/webhooks": [
+                "post": operation(
+                    "Add a webhook endpoint, for every account's events or one customer's, for all event types or some; the signing secret (whsec_…) is shown once (admins, webhooks:write)",
+                    security: .adminOrService, scope: .webhooksWrite, body: bodies["POST /v1/webhooks"], idempotent: true, responses: [
+                        "201": answer("Added", ref("WebhookEndpointWithSecret")), "403": webhooksForbidden,
+                        "404": problem("No such customer", ["not-found"]),
+                    ]),
+                "get": operation("Every webhook endpoint (never a secret)", security: .adminOrService, scope: .webhooksWrite, responses: [
+                    "200": answer("Endpoints", object(["webhooks": ["type": "array", "items": ref("WebhookEndpoint")]], required: ["webhooks"])),
+                    "403": webhooksForbidden,
+                ]),
+            ],
+            "/v1/webhooks/{webhook}": ["delete": operation(
+                "Remove an endpoint and its deliveries", security: .adminOrService, scope: .webhooksWrite, parameters: [webhookID], idempotent: true,
+                responses: ["204": answer("Removed"), "403": webhooksForbidden, "404": noWebhook])],
+            "/v1/webhooks/{webhook}/rotate-secret": ["post": operation(
+                "A new signing secret, shown once; the previous one keeps signing too (a second signature) for 24 hours", security: .adminOrService,
+                scope: .webhooksWrite, parameters: [webhookID], idempotent: true,
+                responses: ["200": answer("Rotated", ref("WebhookEndpointWithSecret")), "403": webhooksForbidden, "404": noWebhook])],
+            "/v1/webhooks/{webhook}/enable": ["post": operation(
+                "Enable an endpoint disabled by a 410 answer; its pending deliveries go out again", security: .adminOrService, scope: .webhooksWrite,
+                parameters: [webhookID], idempotent: true,
+                responses: ["200": answer("Enabled", object(["webhook": ref("WebhookEndpoint")], required: ["webhook"])), "403": webhooksForbidden, "404": noWebhook])],
+            "/v1/webhooks/{webhook}/deliveries": ["get": operation(
+                "The endpoint's deliveries, newest first, each with every attempt (status, duration, error)", security: .adminOrService, scope: .webhooksWrite,
+                parameters: [webhookID] + pageParameters(defaultLimit: 20), responses: [
+                    "200": answer("A page", ref("WebhookDeliveryPage")), "400": problem("A bad limit or cursor", ["invalid-input"]),
+                    "403": webhooksForbidden, "404": noWebhook,
+                ])],
+            "/v1/webhooks/{webhook}/deliveries/{delivery}/redeliver": ["post": operation(
+                "Send a delivery again now, with the same webhook-id (a failed one too)", security: .adminOrService, scope: .webhooksWrite,
+                parameters: [webhookID, ["name": "delivery", "in": "path", "required": true, "description": "The delivery's id", "schema": ["type": "integer", "format": "int64", "minimum": 1]]],
+                idempotent: true, responses: [
+                    "202": answer("Due now", object(["detail": text], required: ["detail"])), "403": webhooksForbidden,
+                    "404": problem("No such delivery to this endpoint", ["not-found"]),
+                ])],
             "/v1/customers/{customer}/api-keys/{key}": ["delete": operation(
                 "Revoke at once a key spending from the customer's account (keys:write)", security: .service, scope: .keysWrite,
                 parameters: [customerID, pathParameter("key", "The key's id")], idempotent: true, responses: [

@@ -70,6 +70,43 @@ extension OpenAPIDocument {
                     "id": id.adding("description", "Tally's id of the user or team"), "email": nullable("string"), "name": nullable("string"),
                     "owner": nullable("string").adding("description", "A team's first owner, by external id"), "created_at": time,
                 ], required: ["external_id", "kind", "id", "created_at"]),
+            "BalanceAlert": object(
+                [
+                    "id": id, "account_id": id, "threshold": nullable("integer", format: "int64"), "percent": nullable("integer"),
+                    "armed": ["type": "boolean", "description": "True while the available credits are at or above the threshold: the alert can fire"],
+                    "created_at": time,
+                ], required: ["id", "account_id", "armed", "created_at"]),
+            "WebhookEndpoint": object(
+                [
+                    "id": id, "url": text, "account_id": nullable("string", format: "uuid").adding("description", "Null: every account's events"),
+                    "event_types": ["type": ["array", "null"], "items": eventType, "description": "Null: every type"],
+                    "description": nullable("string"), "created_at": time,
+                    "disabled_at": nullable("string", format: "date-time"), "disabled_reason": nullable("string"),
+                    "previous_secret_until": nullable("string", format: "date-time").adding("description", "Until when the secret before the last rotation signs too"),
+                ], required: ["id", "url", "created_at"]),
+            "WebhookEndpointWithSecret": object(
+                [
+                    "webhook": ref("WebhookEndpoint"),
+                    "secret": ["type": "string", "pattern": "^whsec_[A-Za-z0-9+/=]+$", "description": "The signing secret (Standard Webhooks), shown this once"],
+                    "key_shown_once": ["type": "string", "description": "Instead of secret, in an Idempotency-Key replay: the secret is never kept in the clear"],
+                ], required: ["webhook"]),
+            "WebhookDeliveryPage": object(
+                [
+                    "deliveries": ["type": "array", "items": object(
+                        [
+                            "id": ["type": "integer", "format": "int64"], "event_id": text, "event_type": eventType,
+                            "sequence": ["type": "integer", "format": "int64", "description": "The event's number in its account's sequence"],
+                            "status": ["type": "string", "enum": ["pending", "delivered", "failed"]],
+                            "attempts": ["type": "array", "items": object(
+                                [
+                                    "attempt": ["type": "integer"], "at": time, "status_code": nullable("integer"),
+                                    "duration_ms": ["type": "integer"], "error": nullable("string"),
+                                ], required: ["attempt", "at", "duration_ms"])],
+                            "next_attempt_at": nullable("string", format: "date-time"), "delivered_at": nullable("string", format: "date-time"),
+                            "last_error": nullable("string"), "created_at": time,
+                        ], required: ["id", "event_id", "event_type", "sequence", "status", "attempts", "created_at"])],
+                    "next_cursor": ["type": ["string", "null"], "pattern": JSONValue(Ledger.cursorPattern)],
+                ], required: ["deliveries"]),
             "Grant": object(
                 [
                     "id": id, "account_id": id, "amount": credits, "priority": priority, "expires_at": nullable("string", format: "date-time"),
@@ -160,6 +197,19 @@ extension OpenAPIDocument {
             "POST /v1/customers/{customer}/api-keys": body(
                 ["name": name, "credit_limit": ["type": "integer", "format": "int64", "minimum": 0, "description": "Most this key may ever spend"]],
                 required: ["name"]),
+            "POST /v1/customers/{customer}/alerts": body(
+                ["threshold": ["type": "integer", "format": "int64", "minimum": 0], "percent": ["type": "integer", "minimum": 1, "maximum": 100]]
+            ).adding("oneOf", [
+                ["required": ["threshold"], "properties": ["threshold": ["type": "integer"], "percent": ["type": "null"]]],
+                ["required": ["percent"], "properties": ["percent": ["type": "integer"], "threshold": ["type": "null"]]],
+            ]),
+            "POST /v1/webhooks": body(
+                [
+                    "url": ["type": "string", "format": "uri", "pattern": "^https?://", "maxLength": 2000, "description": "http(s); public addresses only unless the server allows private ones"],
+                    "event_types": ["type": "array", "items": eventType, "minItems": 1, "description": "Default: every type"],
+                    "customer": externalID.adding("description", "Only this customer's events (default: every account's)"),
+                    "description": entryDescription,
+                ], required: ["url"]),
             "POST /v1/admin/grants": body(
                 [
                     "user_id": id, "team_id": id, "amount": positiveCredits, "expires_at": time,
@@ -193,6 +243,7 @@ extension OpenAPIDocument {
 }
 
 extension OpenAPIDocument {
+    static var eventType: JSONValue { ["type": "string", "enum": .array(WebhookEventType.allCases.map { JSONValue($0.rawValue) })] }
     static var scope: JSONValue { ["type": "string", "enum": .array(ServiceScope.allCases.map { JSONValue($0.rawValue) })] }
     static var externalID: JSONValue {
         ["type": "string", "pattern": JSONValue(TextRules.externalID), "description": "The product's own id: 1 to 255 visible ASCII characters, no spaces"]

@@ -58,6 +58,14 @@ struct Serve: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Port of the metrics listener; 0 picks a free one (logged).", valueName: "port"))
     var metricsPort: Int = 9464
     @Flag(help: "Serve no metrics listener at all.") var noMetrics = false
+    @Option(help: ArgumentHelp("How long a webhook receiver has to answer; past it the attempt failed and is retried on Standard Webhooks' schedule.", valueName: "seconds"))
+    var webhookTimeout: Double = 15
+    @Flag(help: "Let webhooks go to loopback, private and link-local addresses (refused by default: a receiver there reaches inside your network).")
+    var allowPrivateWebhooks = false
+    @Option(help: ArgumentHelp("The key that seals webhook secrets in the database (made on first use, mode 0600); every server on one database needs the same file.", valueName: "path"))
+    var secretKeyFile: String = ".tally/secret.key"
+    @Option(help: ArgumentHelp("How long before a grant expires its grant.expiring event goes out.", valueName: "hours"))
+    var grantExpiringNotice: Double = 72
     // Only for Benchmarks/credits.sh, which measures what the deadlines and connection limits cost.
     @Flag(help: .hidden) var unlimitedForBenchmarks = false
     @OptionGroup var database: DatabaseOptions
@@ -74,6 +82,8 @@ struct Serve: AsyncParsableCommand {
         }
         guard headerTimeout > 0, idleTimeout > 0 else { throw ValidationError("--header-timeout and --idle-timeout must be more than 0 seconds") }
         guard sessionIdleTimeout > 0, sessionLifetime > 0 else { throw ValidationError("--session-idle-timeout and --session-lifetime must be more than 0 hours") }
+        guard webhookTimeout > 0, webhookTimeout <= 300 else { throw ValidationError("--webhook-timeout must be more than 0 and at most 300 seconds") }
+        guard grantExpiringNotice > 0 else { throw ValidationError("--grant-expiring-notice must be more than 0 hours") }
         guard maxConnections > 0 else { throw ValidationError("--max-connections must be at least 1") }
         guard maxConnectionsPerAddress > 0 else { throw ValidationError("--max-connections-per-address must be at least 1") }
         if let mailURL {
@@ -122,6 +132,10 @@ struct Serve: AsyncParsableCommand {
         serverSettings.mailFrom = mailFrom
         serverSettings.publicURL = publicURL
         if !noMetrics { serverSettings.metrics = (metricsHost, metricsPort) }
+        serverSettings.webhooks.timeout = .milliseconds(Int64(webhookTimeout * 1000))
+        serverSettings.webhooks.allowPrivate = allowPrivateWebhooks
+        serverSettings.webhooks.secretKeyFile = secretKeyFile
+        serverSettings.webhooks.grantExpiringNotice = .milliseconds(Int64(grantExpiringNotice * 3_600_000))
         if unlimitedForBenchmarks {
             printErr("Warning: serving without request deadlines or connection limits (--unlimited-for-benchmarks): only for measuring what they cost")
             serverSettings.unlimitedForBenchmarks = true

@@ -130,6 +130,12 @@ import Testing
             let managers = sessions(404, except: [.member: 403, .teamAdmin: 0, .owner: 0])
             let keysOnly: Row = sessions(401, except: [.otherTeamKey: 0])
             let servicesOnly: Row = sessions(401, except: [.serviceKey: 0])
+            let adminsAndServices: Row = sessions(403, except: [.siteAdmin: 0, .serviceKey: 0])
+            // An endpoint at a documentation address (nothing is delivered), made by the service key.
+            func webhook() async throws -> String {
+                let made = try await call(client, "/v1/webhooks", .post, serviceKey, ["url": "http://203.0.113.7/hooks"])
+                return try #require((object(made.body)["webhook"] as? [String: Any])?["id"] as? String, "\(String(buffer: made.body))")
+            }
             var fresh2 = 0
             func uniqueCustomer() -> String { fresh2 += 1; return "cus_fresh_\(fresh2)" }
             func customerKey() async throws -> String {
@@ -211,6 +217,29 @@ import Testing
                 "GET /v1/customers/{customer}/api-keys": ({ Cell(path: "/v1/customers/cus_team/api-keys") }, 200, servicesOnly),
                 "POST /v1/customers/{customer}/api-keys": ({ Cell(path: "/v1/customers/cus_team/api-keys", body: ["name": "k"]) }, 201, servicesOnly),
                 "DELETE /v1/customers/{customer}/api-keys/{key}": ({ Cell(path: "/v1/customers/cus_team/api-keys/\(try await customerKey())") }, 204, servicesOnly),
+                "POST /v1/customers/{customer}/alerts": ({ Cell(path: "/v1/customers/cus_team/alerts", body: ["threshold": 10]) }, 201, servicesOnly),
+                "GET /v1/customers/{customer}/alerts": ({ Cell(path: "/v1/customers/cus_team/alerts") }, 200, servicesOnly),
+                "DELETE /v1/customers/{customer}/alerts/{alert}": ({
+                    let made = try await call(client, "/v1/customers/cus_team/alerts", .post, serviceKey, ["percent": 5])
+                    return Cell(path: "/v1/customers/cus_team/alerts/\(try #require((object(made.body)["alert"] as? [String: Any])?["id"] as? String))")
+                }, 204, servicesOnly),
+                "POST /v1/webhooks": ({ Cell(path: "/v1/webhooks", body: ["url": "http://203.0.113.7/hooks"]) }, 201, adminsAndServices),
+                "GET /v1/webhooks": ({ Cell(path: "/v1/webhooks") }, 200, adminsAndServices),
+                "DELETE /v1/webhooks/{webhook}": ({ Cell(path: "/v1/webhooks/\(try await webhook())") }, 204, adminsAndServices),
+                "POST /v1/webhooks/{webhook}/rotate-secret": ({ Cell(path: "/v1/webhooks/\(try await webhook())/rotate-secret") }, 200, adminsAndServices),
+                "POST /v1/webhooks/{webhook}/enable": ({ Cell(path: "/v1/webhooks/\(try await webhook())/enable") }, 200, adminsAndServices),
+                "GET /v1/webhooks/{webhook}/deliveries": ({ Cell(path: "/v1/webhooks/\(try await webhook())/deliveries") }, 200, adminsAndServices),
+                "POST /v1/webhooks/{webhook}/deliveries/{delivery}/redeliver": ({
+                    let id = try await webhook()
+                    try await withSingleConnection(db) { connection in
+                        try await connection.execute(PostgresQuery(unsafeSQL: """
+                            SELECT tally_emit(a.id, 'balance.depleted', '{}') FROM user_credits a WHERE a.team_id = '\(team)'
+                            """))
+                        try await connection.execute(PostgresQuery(unsafeSQL: "UPDATE webhook_deliveries SET status = 'failed' WHERE endpoint_id = '\(id)'"))
+                    }
+                    let delivery = try await scalarText(db, "SELECT max(d.id)::text FROM webhook_deliveries d WHERE d.endpoint_id::text = \(id)")
+                    return Cell(path: "/v1/webhooks/\(id)/deliveries/\(delivery)/redeliver")
+                }, 202, adminsAndServices),
                 "GET /v1/admin/audit": ({ Cell(path: "/v1/admin/audit") }, 200, sessions(403, except: [.siteAdmin: 0])),
                 "GET /v1/credits/balance": ({ Cell(path: "/v1/credits/balance?team_id=\(team)") }, 200,
                     sessions(404, except: [.member: 0, .teamAdmin: 0, .owner: 0, .otherTeamKey: 400])),

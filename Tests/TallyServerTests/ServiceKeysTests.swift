@@ -23,6 +23,16 @@ import Testing
         "POST /v1/customers/{customer}/grants": .grantsWrite,
         "POST /v1/customers/{customer}/api-keys": .keysWrite,
         "DELETE /v1/customers/{customer}/api-keys/{key}": .keysWrite,
+        "POST /v1/customers/{customer}/alerts": .accountsWrite,
+        "GET /v1/customers/{customer}/alerts": .accountsRead,
+        "DELETE /v1/customers/{customer}/alerts/{alert}": .accountsWrite,
+        "POST /v1/webhooks": .webhooksWrite,
+        "GET /v1/webhooks": .webhooksWrite,
+        "DELETE /v1/webhooks/{webhook}": .webhooksWrite,
+        "POST /v1/webhooks/{webhook}/rotate-secret": .webhooksWrite,
+        "POST /v1/webhooks/{webhook}/enable": .webhooksWrite,
+        "GET /v1/webhooks/{webhook}/deliveries": .webhooksWrite,
+        "POST /v1/webhooks/{webhook}/deliveries/{delivery}/redeliver": .webhooksWrite,
     ]
 
     @Test func everyServiceRouteTimesEveryScope() async throws {
@@ -45,6 +55,18 @@ import Testing
             }
             #expect(documented == Self.scopes.mapValues(\.rawValue), "the document's service routes and scopes: \(documented)")
 
+            // An endpoint (at a documentation address: nothing is delivered) with one delivery, for the webhook routes.
+            func webhook() async throws -> String {
+                let made = try await call(client, "/v1/webhooks", .post, all, ["url": "http://203.0.113.7/hooks"])
+                let id = try #require((object(made.body)["webhook"] as? [String: Any])?["id"] as? String, "\(String(buffer: made.body))")
+                try await withSingleConnection(db) { connection in
+                    try await connection.execute(PostgresQuery(unsafeSQL: """
+                        SELECT tally_emit(a.id, 'balance.depleted', '{}') FROM user_credits a JOIN users u ON u.id = a.user_id WHERE u.external_id = 'acme'
+                        """))
+                    try await connection.execute(PostgresQuery(unsafeSQL: "UPDATE webhook_deliveries SET status = 'failed' WHERE endpoint_id = '\(id)'"))
+                }
+                return id
+            }
             var made = 0
             func material(_ operation: String) async throws -> (path: String, body: [String: Any]?, success: Int) {
                 made += 1
@@ -61,6 +83,22 @@ import Testing
                     let key = try await call(client, "/v1/customers/acme/api-keys", .post, all, ["name": "to revoke \(made)"])
                     let id = try #require((object(key.body)["api_key"] as? [String: Any])?["id"] as? String, "\(String(buffer: key.body))")
                     return ("/v1/customers/acme/api-keys/\(id)", nil, 204)
+                case "POST /v1/customers/{customer}/alerts": return ("/v1/customers/acme/alerts", ["threshold": 10], 201)
+                case "GET /v1/customers/{customer}/alerts": return ("/v1/customers/acme/alerts", nil, 200)
+                case "DELETE /v1/customers/{customer}/alerts/{alert}":
+                    let alert = try await call(client, "/v1/customers/acme/alerts", .post, all, ["percent": 10])
+                    let id = try #require((object(alert.body)["alert"] as? [String: Any])?["id"] as? String, "\(String(buffer: alert.body))")
+                    return ("/v1/customers/acme/alerts/\(id)", nil, 204)
+                case "POST /v1/webhooks": return ("/v1/webhooks", ["url": "http://203.0.113.7/hooks"], 201)
+                case "GET /v1/webhooks": return ("/v1/webhooks", nil, 200)
+                case "DELETE /v1/webhooks/{webhook}": return ("/v1/webhooks/\(try await webhook())", nil, 204)
+                case "POST /v1/webhooks/{webhook}/rotate-secret": return ("/v1/webhooks/\(try await webhook())/rotate-secret", nil, 200)
+                case "POST /v1/webhooks/{webhook}/enable": return ("/v1/webhooks/\(try await webhook())/enable", nil, 200)
+                case "GET /v1/webhooks/{webhook}/deliveries": return ("/v1/webhooks/\(try await webhook())/deliveries", nil, 200)
+                case "POST /v1/webhooks/{webhook}/deliveries/{delivery}/redeliver":
+                    let id = try await webhook()
+                    let delivery = try await scalarText(db, "SELECT d.id::text FROM webhook_deliveries d WHERE d.endpoint_id::text = \(id)")
+                    return ("/v1/webhooks/\(id)/deliveries/\(delivery)/redeliver", nil, 202)
                 default:
                     Issue.record("no material for \(operation)")
                     return ("/", nil, 0)
