@@ -91,18 +91,28 @@ public struct APIKeys: Sendable {
 
     /// The keys `user` created, and every key that spends from a team `user` owns or administers.
     public func list(for user: User, context: QueryContext) async throws -> [APIKey] {
-        try await database.connection(context) { connection in
-            var keys: [APIKey] = []
-            for try await (id, name, prefix, team, limit, used, created, creator, revoked, reason) in try await connection.query(
-                """
+        try await keys(where: """
+            k.user_id = \(user.id)
+               OR k.team_id IN (SELECT team_id FROM team_members WHERE user_id = \(user.id) AND role IN ('owner', 'admin'))
+            """, context: context)
+    }
+
+    /// The keys `condition` (on `api_keys k`) picks, oldest first, with what each has spent.
+    func keys(where condition: PostgresQuery, context: QueryContext) async throws -> [APIKey] {
+        let query = PostgresQuery(
+            unsafeSQL: """
                 SELECT k.id, k.name, k.prefix, k.team_id, c.credit_limit, COALESCE(c.used, 0), k.created_at, k.user_id,
                        k.revoked_at, k.revoked_reason
                 FROM api_keys k LEFT JOIN api_key_credits c ON c.api_key_id = k.id
-                WHERE k.user_id = \(user.id)
-                   OR k.team_id IN (SELECT team_id FROM team_members WHERE user_id = \(user.id) AND role IN ('owner', 'admin'))
+                WHERE \(condition.sql)
                 ORDER BY k.created_at, k.id
-                """
-            ).decode((UUID, String, String, UUID?, Int64?, Int64, Date, UUID, Date?, String?).self) {
+                """,
+            binds: condition.binds)
+        return try await database.connection(context) { connection in
+            var keys: [APIKey] = []
+            for try await (id, name, prefix, team, limit, used, created, creator, revoked, reason) in try await connection.query(query)
+                .decode((UUID, String, String, UUID?, Int64?, Int64, Date, UUID, Date?, String?).self)
+            {
                 keys.append(APIKey(
                     id: id, name: name, prefix: prefix, teamID: team, creditLimit: limit, used: used, createdAt: created,
                     createdBy: creator, revokedAt: revoked, revokedReason: reason))
@@ -132,24 +142,9 @@ public struct APIKeys: Sendable {
 
     /// The keys that spend from `owner`'s account (a user's own keys, not their team keys; or a team's).
     public func list(spendingFrom owner: AccountOwner, context: QueryContext) async throws -> [APIKey] {
-        try await database.connection(context) { connection in
-            var keys: [APIKey] = []
-            let user: UUID? = if case .user(let id) = owner { id } else { nil }
-            let team: UUID? = if case .team(let id) = owner { id } else { nil }
-            for try await (id, name, prefix, team, limit, used, created, creator, revoked, reason) in try await connection.query(
-                """
-                SELECT k.id, k.name, k.prefix, k.team_id, c.credit_limit, COALESCE(c.used, 0), k.created_at, k.user_id,
-                       k.revoked_at, k.revoked_reason
-                FROM api_keys k LEFT JOIN api_key_credits c ON c.api_key_id = k.id
-                WHERE (k.user_id = \(user) AND k.team_id IS NULL) OR k.team_id = \(team)
-                ORDER BY k.created_at, k.id
-                """
-            ).decode((UUID, String, String, UUID?, Int64?, Int64, Date, UUID, Date?, String?).self) {
-                keys.append(APIKey(
-                    id: id, name: name, prefix: prefix, teamID: team, creditLimit: limit, used: used, createdAt: created,
-                    createdBy: creator, revokedAt: revoked, revokedReason: reason))
-            }
-            return keys
+        switch owner {
+        case .user(let id): try await keys(where: "k.user_id = \(id) AND k.team_id IS NULL", context: context)
+        case .team(let id): try await keys(where: "k.team_id = \(id)", context: context)
         }
     }
 
