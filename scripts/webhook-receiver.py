@@ -8,7 +8,7 @@ Each request is verified against each --secret (standardwebhooks.Webhook.verify:
 within five minutes) and written to --log (or stdout) as one JSON line: webhook_id, timestamp, which secrets
 verified it (by index), the payload and the status answered. --plan is the statuses to answer, in order, per
 webhook-id: "500,200" answers a webhook-id's first delivery 500 and every later one 200; "hang" never answers;
-"410" asks Tally to stop. --retry-after N adds that header to answers that are not 2xx. The port it listens on is
+"410" asks Tally to stop. --delay S waits S seconds before each answer. --retry-after N adds that header to answers that are not 2xx. The port it listens on is
 printed first, as "listening on PORT".
 """
 import argparse
@@ -25,6 +25,7 @@ parser.add_argument("--secret", action="append", default=[])
 parser.add_argument("--port", type=int, default=0)
 parser.add_argument("--plan", default="200")
 parser.add_argument("--retry-after")
+parser.add_argument("--delay", type=float, default=0, help="seconds to wait before answering")
 parser.add_argument("--log")
 args = parser.parse_args()
 
@@ -58,6 +59,8 @@ class Receiver(BaseHTTPRequestHandler):
         with lock:
             out.write(json.dumps(record) + "\n")
             out.flush()
+        if args.delay:
+            time.sleep(args.delay)
         if answer == "hang":
             time.sleep(3600)
             return

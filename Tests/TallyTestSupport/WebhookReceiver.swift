@@ -29,7 +29,9 @@ public struct WebhookReceiver: Sendable {
 
     /// A receiver verifying with `secrets`, answering each webhook-id's deliveries by `plan` ("500,200", "hang",
     /// "410"), on a port of its own; `port` to take a given one (to come back on the same address).
-    public static func start(secrets: [String], plan: String = "200", retryAfter: Int? = nil, port: Int? = nil, folder: String) async throws -> WebhookReceiver {
+    public static func start(
+        secrets: [String], plan: String = "200", retryAfter: Int? = nil, delay: Double? = nil, port: Int? = nil, folder: String
+    ) async throws -> WebhookReceiver {
         let python = SMTPServer.repository.appendingPathComponent(".build/fuzz-venv/bin/python").path
         let script = SMTPServer.repository.appendingPathComponent("scripts/webhook-receiver.py").path
         guard FileManager.default.isExecutableFile(atPath: python) else {
@@ -40,6 +42,7 @@ public struct WebhookReceiver: Sendable {
         let log = folder + "/received-\(port)-\(UUID().uuidString.prefix(6)).jsonl"
         var arguments = [script, "--port", String(port), "--plan", plan, "--log", log] + secrets.flatMap { ["--secret", $0] }
         if let retryAfter { arguments += ["--retry-after", String(retryAfter)] }
+        if let delay { arguments += ["--delay", String(delay)] }
         let child = try Command.spawn(python, arguments, stdout: folder + "/receiver-\(port).out", stderr: folder + "/receiver-\(port).err")
         let deadline = ContinuousClock.now + .seconds(20)
         while !SMTPServer.accepts(port), ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
