@@ -73,4 +73,4 @@ PGLAT=$(grep 'latency average' "$WORK/pgbench.txt" | awk '{print $4}')
 echo "pgbench, one trivial transaction on one connection: ${PGLAT} ms average"
 echo "ratio: webhook p50 / pgbench round trip = $(python3 -c "print(round($(cat "$WORK/p50") / $PGLAT, 1))")"
 echo "(the server looks for due deliveries every 100 ms: most of the latency is that wait)"
-drop_scratch_database
+[ -n "${KEEP:-}" ] || drop_scratch_database

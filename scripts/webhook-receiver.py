@@ -75,7 +75,12 @@ class Receiver(BaseHTTPRequestHandler):
         pass
 
 
-server = ThreadingHTTPServer(("127.0.0.1", args.port), Receiver)
+class Server(ThreadingHTTPServer):
+    # Tally sends up to 32 deliveries at once: the default listen backlog of 5 drops connections (retried 1 s later).
+    request_queue_size = 256
+
+
+server = Server(("127.0.0.1", args.port), Receiver)
 server.daemon_threads = True
 print(f"listening on {server.server_address[1]}", flush=True)
 server.serve_forever()
