@@ -43,9 +43,7 @@ public struct BalanceAlerts: Sendable {
             for try await (id, armed, created) in try await connection.query(
                 """
                 INSERT INTO balance_alerts (account_id, threshold, percent, armed)
-                SELECT \(account), \(threshold), \(percent), \(balance - held) >= coalesce(\(threshold),
-                    coalesce((SELECT g.amount FROM credit_grants g WHERE g.account_id = \(account) ORDER BY g.created_at DESC, g.id DESC LIMIT 1), 0)
-                        * \(percent) / 100)
+                SELECT \(account), \(threshold), \(percent), \(balance - held) >= tally_alert_threshold(\(account), \(threshold)::bigint, \(percent)::integer)
                 RETURNING id, armed, created_at
                 """
             ).decode((UUID, Bool, Date).self) {

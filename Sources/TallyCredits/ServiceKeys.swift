@@ -73,6 +73,8 @@ public struct ServiceKeyPrincipal: Sendable, Equatable {
     public var name: String
     public var prefix: String
     public var scopes: Set<ServiceScope>
+    /// How the admin audit log names the key (`service key NAME (PREFIX…)`), as its use rows do.
+    public var actorName: String
 
     /// Whether the key holds `scope` (`accounts:write` holds `accounts:read`).
     public func allows(_ scope: ServiceScope) -> Bool {
@@ -81,7 +83,7 @@ public struct ServiceKeyPrincipal: Sendable, Equatable {
 
     /// How the admin audit log names the key's acts.
     public func actor(requestID: String) -> Actor {
-        Actor(userID: nil, name: "service key \(name) (\(prefix)…)", requestID: requestID)
+        Actor(userID: nil, name: actorName, requestID: requestID)
     }
 }
 
@@ -179,23 +181,27 @@ public struct ServiceKeys: Sendable {
     /// statement (with `last_used_at`, at most once a minute); unauthenticated when unknown or revoked.
     public func authenticate(keyHash hash: String, use: ServiceKeyUse, context: QueryContext) async throws -> ServiceKeyPrincipal {
         try await database.connection(context) { connection in
-            for try await (id, name, prefix, scopes) in try await connection.query(
+            for try await (id, name, prefix, scopes, actor) in try await connection.query(
                 """
-                WITH k AS (SELECT id, name, prefix, scopes, last_used_at FROM service_keys WHERE key_hash = \(hash) AND revoked_at IS NULL),
+                WITH k AS (
+                    SELECT id, name, prefix, scopes, last_used_at, 'service key ' || name || ' (' || prefix || '…)' AS actor
+                    FROM service_keys WHERE key_hash = \(hash) AND revoked_at IS NULL
+                ),
                 used AS (
                     UPDATE service_keys s SET last_used_at = now() FROM k
                     WHERE s.id = k.id AND (k.last_used_at IS NULL OR k.last_used_at < now() - interval '1 minute')
                 ),
                 audited AS (
                     INSERT INTO admin_audit (actor_user_id, actor, action, request_id, subject)
-                    SELECT NULL, 'service key ' || k.name || ' (' || k.prefix || '…)', 'service-key.use', \(use.requestID),
+                    SELECT NULL, k.actor, 'service-key.use', \(use.requestID),
                         jsonb_build_object('service_key_id', k.id, 'method', \(use.method)::text, 'path', \(String(use.path.prefix(500)))::text)
                     FROM k
                 )
-                SELECT id, name, prefix, scopes FROM k
+                SELECT id, name, prefix, scopes, actor FROM k
                 """
-            ).decode((UUID, String, String, [String]).self) {
-                return ServiceKeyPrincipal(id: id, name: name, prefix: prefix, scopes: Set(scopes.compactMap(ServiceScope.init(rawValue:))))
+            ).decode((UUID, String, String, [String], String).self) {
+                return ServiceKeyPrincipal(
+                    id: id, name: name, prefix: prefix, scopes: Set(scopes.compactMap(ServiceScope.init(rawValue:))), actorName: actor)
             }
             throw CreditsError(.unauthenticated, "the service key is unknown or revoked")
         }

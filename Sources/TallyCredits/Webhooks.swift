@@ -1,6 +1,10 @@
 import Crypto
 import Foundation
 import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
 import PostgresNIO
 import TallyPostgres
 
@@ -36,17 +40,22 @@ public final class SecretBox: Sendable {
         self.path = path
     }
 
-    /// The key in `path` (32 bytes, base64), made when the file does not exist.
+    /// The key in `path` (32 bytes, base64), made when the file does not exist. Made with O_EXCL: of two servers
+    /// (or two parts of one) starting on the same path, one writes the key and the other reads that one.
     func key() throws -> SymmetricKey {
         if let key = loaded.withLock({ $0 }) { return key }
-        let manager = FileManager.default
-        if !manager.fileExists(atPath: path) {
-            let directory = (path as NSString).deletingLastPathComponent
-            if !directory.isEmpty { try? manager.createDirectory(atPath: directory, withIntermediateDirectories: true) }
-            let bytes = SymmetricKey(size: .bits256).withUnsafeBytes { Data($0) }
-            guard manager.createFile(atPath: path, contents: Data(bytes.base64EncodedString().utf8), attributes: [.posixPermissions: 0o600]) else {
+        let directory = (path as NSString).deletingLastPathComponent
+        if !directory.isEmpty { try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }
+        let descriptor = Glibc.open(path, O_WRONLY | O_CREAT | O_EXCL, 0o600)
+        if descriptor >= 0 {
+            let text = SymmetricKey(size: .bits256).withUnsafeBytes { Data($0) }.base64EncodedString() + "\n"
+            let written = text.withCString { write(descriptor, $0, strlen($0)) }
+            close(descriptor)
+            guard written == text.utf8.count else {
                 throw CreditsError(.invalidInput, "could not write the secret key file \(path); start the server with --secret-key-file naming a writable path")
             }
+        } else if errno != EEXIST {
+            throw CreditsError(.invalidInput, "could not make the secret key file \(path): \(String(cString: strerror(errno))); start the server with --secret-key-file naming a writable path")
         }
         let text = (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
         guard let data = Data(base64Encoded: text), data.count == 32 else {

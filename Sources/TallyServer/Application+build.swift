@@ -93,14 +93,16 @@ public func buildApplication(_ settings: ServerSettings) -> some ApplicationProt
     var auth = Auth(
         database: database, bcryptCost: settings.bcryptCost, sessionLifetime: settings.sessionLifetime, sessionIdleTimeout: settings.sessionIdleTimeout)
     auth.publicURL = settings.publicURL ?? "http://\(settings.host):\(settings.port)"
+    // One for the routes and the deliveries: one key file read, one place it is made.
+    let webhookStore = Webhooks(database: database, secrets: SecretBox(path: settings.webhooks.secretKeyFile))
     let router = buildRouter(
         database: database, auth: auth, idempotency: idempotency,
-        ledger: ledger, databaseWait: settings.databaseWait, trustedProxies: settings.trustedProxies, webhookSettings: settings.webhooks)
+        ledger: ledger, databaseWait: settings.databaseWait, trustedProxies: settings.trustedProxies, webhookSettings: settings.webhooks,
+        webhooks: webhookStore)
     let maintenance = MaintenanceService(
         ledger: ledger, idempotency: idempotency, auth: auth, interval: settings.maintenanceInterval,
         grantExpiringNotice: settings.webhooks.grantExpiringNotice, logger: logger)
-    let webhooks = WebhookService(
-        webhooks: Webhooks(database: database, secrets: SecretBox(path: settings.webhooks.secretKeyFile)), settings: settings.webhooks, logger: logger)
+    let webhooks = WebhookService(webhooks: webhookStore, settings: settings.webhooks, logger: logger)
     let outbox = OutboxService(
         database: database, sender: MailSender(transport: settings.mail, from: settings.mailFrom, logger: logger),
         interval: settings.outboxInterval, logger: logger)
@@ -149,7 +151,8 @@ public func buildRouter(
 /// The routes.
 public func buildRouter(
     database: Database, auth: Auth, idempotency: Idempotency? = nil, ledger: Ledger? = nil,
-    databaseWait: Duration = DatabaseWait.standard, trustedProxies: [AddressRange] = [], webhookSettings: WebhookSettings = WebhookSettings()
+    databaseWait: Duration = DatabaseWait.standard, trustedProxies: [AddressRange] = [], webhookSettings: WebhookSettings = WebhookSettings(),
+    webhooks: Webhooks? = nil
 ) -> Router<TallyRequestContext> {
     TallyMetrics.bootstrapped
     let router = Router(context: TallyRequestContext.self)
@@ -177,7 +180,7 @@ public func buildRouter(
         idempotency: idempotency
     ).endpoints)
     router.addRoutes(WebhooksController(
-        webhooks: Webhooks(database: database, secrets: SecretBox(path: webhookSettings.secretKeyFile)), customers: customers,
+        webhooks: webhooks ?? Webhooks(database: database, secrets: SecretBox(path: webhookSettings.secretKeyFile)), customers: customers,
         guardrail: WebhookAddressGuard(allowPrivate: webhookSettings.allowPrivate), authenticators: authenticators, idempotency: idempotency
     ).endpoints)
     routes.set(router.routes.map { (method: $0.method.rawValue, path: "\($0.path)") })

@@ -141,8 +141,7 @@ struct WebhookService: Service {
                 status: status, durationMs: elapsed(), error: "the receiver answered \(status)",
                 retryAfter: response.headers.first(name: "retry-after").flatMap(Self.retryAfter))
         } catch {
-            let message = error is HTTPClientError && "\(error)".contains("deadlineExceeded")
-                ? "no answer within \(Int(settings.timeout.inSeconds)) s" : "\(error)"
+            let message = (error as? HTTPClientError) == .deadlineExceeded ? "no answer within \(Int(settings.timeout.inSeconds)) s" : "\(error)"
             return .failed(status: nil, durationMs: elapsed(), error: message, retryAfter: nil)
         }
     }

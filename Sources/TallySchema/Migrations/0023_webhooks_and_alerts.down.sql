@@ -380,6 +380,8 @@ $$;
 --> statement-breakpoint
 DROP FUNCTION IF EXISTS "tally_balance_changed"(uuid, bigint, bigint);
 --> statement-breakpoint
+DROP FUNCTION IF EXISTS "tally_alert_threshold"(uuid, bigint, integer);
+--> statement-breakpoint
 DROP FUNCTION IF EXISTS "tally_emit"(uuid, text, jsonb);
 --> statement-breakpoint
 ALTER TABLE "credit_grants" DROP COLUMN IF EXISTS "expiring_notified_at";

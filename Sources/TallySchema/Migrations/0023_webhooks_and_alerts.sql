@@ -124,6 +124,15 @@ BEGIN
 END
 $$;
 --> statement-breakpoint
+-- An alert's threshold in credits: its own, or for a percent alert that share of the account's newest grant
+-- (0 without one). The one place the rule is written: tally_balance_changed decides with it, and a new alert is
+-- armed by it (BalanceAlerts.create).
+CREATE OR REPLACE FUNCTION "tally_alert_threshold"("p_account" uuid, "p_threshold" bigint, "p_percent" integer) RETURNS bigint
+LANGUAGE sql STABLE AS $$
+	SELECT coalesce(p_threshold, coalesce((SELECT g.amount FROM credit_grants g WHERE g.account_id = p_account
+		ORDER BY g.created_at DESC, g.id DESC LIMIT 1), 0) * p_percent / 100)
+$$;
+--> statement-breakpoint
 -- Decides an account's balance alerts against its available credits now (the caller holds the account's lock
 -- and has just changed them): an armed alert whose threshold is above them fires balance.threshold_crossed
 -- and disarms; a disarmed one at or below them fires balance.recovered and arms again (so an alarm does not
@@ -134,18 +143,10 @@ LANGUAGE plpgsql AS $$
 DECLARE
 	al record;
 	threshold_ bigint;
-	newest_grant_ bigint;
 	depleted_ boolean;
 BEGIN
 	FOR al IN SELECT b.id, b.threshold, b.percent, b.armed FROM balance_alerts b WHERE b.account_id = p_account ORDER BY b.id FOR UPDATE LOOP
-		IF al.percent IS NOT NULL THEN
-			IF newest_grant_ IS NULL THEN
-				newest_grant_ := coalesce((SELECT g.amount FROM credit_grants g WHERE g.account_id = p_account ORDER BY g.created_at DESC, g.id DESC LIMIT 1), 0);
-			END IF;
-			threshold_ := newest_grant_ * al.percent / 100;
-		ELSE
-			threshold_ := al.threshold;
-		END IF;
+		threshold_ := tally_alert_threshold(p_account, al.threshold, al.percent);
 		IF al.armed AND p_available < threshold_ THEN
 			UPDATE balance_alerts b SET armed = false WHERE b.id = al.id;
 			PERFORM tally_emit(p_account, 'balance.threshold_crossed', jsonb_build_object(
