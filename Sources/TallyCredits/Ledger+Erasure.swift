@@ -71,7 +71,11 @@ extension Ledger {
             var account: UUID?
             for try await id in try await connection.query("SELECT id FROM user_credits WHERE user_id = \(user)").decode(UUID.self) { account = id }
             if let account {
+                // Nothing more is granted to a closed account: its schedules end (before the account's lock, in the
+                // order issuing takes them) and its top-up rules go (after it, in the order spends take them).
+                try await connection.execute("UPDATE recurring_grants SET ended_at = now() WHERE account_id = \(account) AND ended_at IS NULL")
                 let (balance, held) = try await lockAccount(account, on: connection)
+                try await connection.execute("DELETE FROM topup_rules WHERE account_id = \(account)")
                 try await connection.execute(
                     "UPDATE credit_grants SET expires_at = now() WHERE account_id = \(account) AND remaining > 0 AND (expires_at IS NULL OR expires_at > now())")
                 var after = balance

@@ -160,23 +160,17 @@ public struct Ledger: Service, Sendable {
             let (account, balance, held) = try await lockAccount(of: owner, on: connection)
             let (newBalance, overflow) = balance.addingReportingOverflow(amount)
             guard !overflow else { throw CreditsError(.invalidInput, "the balance would overflow a 64-bit integer") }
-            var grantID: UUID?
-            for try await id in try await connection.query(
+            // The grant, the balance and the entry (tally_grant_credits), then the alerts and top-up rules the new
+            // balance decides (balance.recovered), in this transaction.
+            var made: (UUID, Int64)?
+            for try await row in try await connection.query(
                 """
-                INSERT INTO credit_grants (account_id, amount, remaining, priority, expires_at, description, granted_by, request_id)
-                VALUES (\(account), \(amount), \(amount), \(priority), \(expiresAt), \(description), \(actor.userID), \(actor.requestID)) RETURNING id
+                SELECT g.grant_id, g.transaction_id FROM tally_grant_credits(\(account), \(amount), \(priority)::integer,
+                    \(expiresAt)::timestamptz, \(description)::text, \(actor.userID)::uuid, \(actor.requestID)::text) g
                 """
-            ).decode(UUID.self) { grantID = id }
-            guard let grantID else { throw CreditsError(.invalidInput, "the grant was not created") }
-            try await connection.execute("UPDATE user_credits SET balance = \(newBalance), updated_at = now() WHERE id = \(account)")
-            // The entry, and the balance alerts it may lift (balance.recovered), in this transaction.
-            try await connection.execute("""
-                WITH entry AS (
-                    INSERT INTO credit_transactions (account_id, kind, amount, balance_after, description, grant_id)
-                    VALUES (\(account), 'grant', \(amount), \(newBalance), \(description), \(grantID)) RETURNING id
-                )
-                SELECT tally_balance_changed(\(account), \(newBalance - held), (SELECT id FROM entry))
-                """)
+            ).decode((UUID, Int64).self) { made = row }
+            guard let (grantID, entry) = made else { throw CreditsError(.invalidInput, "the grant was not created") }
+            try await connection.execute("SELECT tally_balance_changed(\(account), \(newBalance - held), \(entry))")
             var subject: [String: JSONValue] = [
                 "grant_id": .string(grantID.lowercasedString), "account_id": .string(account.lowercasedString), "amount": .integer(amount),
                 "priority": .integer(Int64(priority)), "balance_after": .integer(newBalance),

@@ -23,12 +23,17 @@ public enum ServiceScope: String, Sendable, Codable, CaseIterable, Comparable {
         guard !names.isEmpty else {
             throw CreditsError(.invalidInput, "give at least one scope: \(allCases.map(\.rawValue).joined(separator: ", "))")
         }
-        return try Array(Set(names.map { name in
+        var scopes: Set<ServiceScope> = []
+        for name in names {
             guard let scope = ServiceScope(rawValue: name) else {
                 throw CreditsError(.invalidInput, "unknown scope \"\(name.prefix(40))\"; the scopes are \(allCases.map(\.rawValue).joined(separator: ", "))")
             }
-            return scope
-        })).sorted()
+            // The API document says the list holds each scope once; a repeated one is a mistake to show, not to fold.
+            guard scopes.insert(scope).inserted else {
+                throw CreditsError(.invalidInput, "scope \(scope.rawValue) is given twice; name each scope once")
+            }
+        }
+        return scopes.sorted()
     }
 }
 

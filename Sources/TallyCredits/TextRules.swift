@@ -66,6 +66,8 @@ public enum TextRules {
     }
 
     public static let descriptionMaximum = 500
+    /// The longest a grant made by a rule or a schedule may last before it expires, in seconds: ten years.
+    public static let longestGrantLife: Int64 = 10 * 366 * 86_400
     public static let metadataMaximumBytes = 8 * 1024
     public static let metadataMaximumDepth = 8
 

@@ -15,6 +15,9 @@ public enum WebhookEventType: String, Sendable, CaseIterable, Codable {
     case recovered = "balance.recovered"
     case depleted = "balance.depleted"
     case grantExpiring = "grant.expiring"
+    case topupRequested = "topup.requested"
+    case topupGranted = "topup.granted"
+    case topupCapped = "topup.capped"
 
     /// The types named, or nil for all; invalid-input naming an unknown one.
     public static func parse(_ names: [String]?) throws -> [WebhookEventType]? {

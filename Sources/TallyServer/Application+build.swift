@@ -179,6 +179,10 @@ public func buildRouter(
         customers: customers, alerts: BalanceAlerts(database: database), keys: keys, ledger: ledger, authenticators: authenticators,
         idempotency: idempotency
     ).endpoints)
+    router.addRoutes(CustomerGrantsController(
+        customers: customers, topUps: TopUps(database: database), recurring: RecurringGrants(database: database),
+        authenticators: authenticators, idempotency: idempotency
+    ).endpoints)
     router.addRoutes(WebhooksController(
         webhooks: webhooks ?? Webhooks(database: database, secrets: SecretBox(path: webhookSettings.secretKeyFile)), customers: customers,
         guardrail: WebhookAddressGuard(allowPrivate: webhookSettings.allowPrivate), authenticators: authenticators, idempotency: idempotency

@@ -6,8 +6,8 @@ import TallyPostgres
 /// The server's background work, every `interval`: releases holds past their expiry (reads release them
 /// lazily too, so this only keeps idle accounts' `held` current) and deletes idempotency keys past their
 /// retention, login-throttle counts untouched for a day, sessions past their end or idle timeout, accounts never
-/// verified, and outbox messages a week old; sends `grant.expiring` for grants about to expire (once each). A
-/// failed round is logged and retried next round.
+/// verified, and outbox messages a week old; sends `grant.expiring` for grants about to expire (once each), and
+/// issues the recurring grants that are due (missed periods too). A failed round is logged and retried next round.
 struct MaintenanceService: Service {
     let ledger: Ledger
     let idempotency: Idempotency
@@ -25,6 +25,7 @@ struct MaintenanceService: Service {
             try await auth.purgeUnverified(context: context)
             try await Outbox.purge(database: auth.database, context: context)
             while try await BalanceAlerts(database: auth.database).noticeExpiringGrants(ahead: grantExpiringNotice, context: context) > 0 {}
+            while try await RecurringGrants(database: auth.database).issueDue(context: context) > 0 {}
         }
     }
 }

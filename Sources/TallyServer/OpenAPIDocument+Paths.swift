@@ -227,6 +227,41 @@ extension OpenAPIDocument {
                 parameters: [customerID, pathParameter("alert", "The alert's id")], idempotent: true, responses: [
                     "204": answer("Removed"), "403": scopeMissing, "404": problem("No such customer, or no such alert on its account", ["not-found"]),
                 ])],
+            "/v1/customers/{customer}/topup-rules": [
+                "post": operation(
+                    "Add an automatic top-up: when the available credits fall below `below`, topup.requested (you charge, then grant with the top-up's id as Idempotency-Key) or a grant at once; once per crossing, decided in the spend's own transaction, at most max_per_day a day (grants:write)",
+                    security: .service, scope: .grantsWrite, body: bodies["POST /v1/customers/{customer}/topup-rules"], parameters: [customerID], idempotent: true,
+                    responses: ["201": answer("Added (an account already below the line is topped up now)", object(["topup_rule": ref("TopUpRule")], required: ["topup_rule"])), "403": scopeMissing, "404": noCustomer]),
+                "get": operation("The customer's top-up rules (accounts:read)", security: .service, scope: .accountsRead, parameters: [customerID], responses: [
+                    "200": answer("Rules", object(["topup_rules": ["type": "array", "items": ref("TopUpRule")]], required: ["topup_rules"])),
+                    "403": scopeMissing, "404": noCustomer,
+                ]),
+            ],
+            "/v1/customers/{customer}/topup-rules/{rule}": ["delete": operation(
+                "Remove a top-up rule; its top-ups stay listed (grants:write)", security: .service, scope: .grantsWrite,
+                parameters: [customerID, pathParameter("rule", "The rule's id")], idempotent: true, responses: [
+                    "204": answer("Removed"), "403": scopeMissing, "404": problem("No such customer, or no such rule on its account", ["not-found"]),
+                ])],
+            "/v1/customers/{customer}/topups": ["get": operation(
+                "What the customer's top-up rules did, newest first (the last 50; accounts:read)", security: .service, scope: .accountsRead, parameters: [customerID], responses: [
+                    "200": answer("Top-ups", object(["topups": ["type": "array", "items": ref("TopUp")]], required: ["topups"])),
+                    "403": scopeMissing, "404": noCustomer,
+                ])],
+            "/v1/customers/{customer}/recurring-grants": [
+                "post": operation(
+                    "Grant credits every day, week or month, each period once whichever server issues it, missed periods caught up; optionally expiring and with a rollover cap (grants:write)",
+                    security: .service, scope: .grantsWrite, body: bodies["POST /v1/customers/{customer}/recurring-grants"], parameters: [customerID], idempotent: true,
+                    responses: ["201": answer("Scheduled (the current period issued when it has started)", object(["recurring_grant": ref("RecurringGrant")], required: ["recurring_grant"])), "403": scopeMissing, "404": noCustomer]),
+                "get": operation("The customer's recurring grants, ended ones too (accounts:read)", security: .service, scope: .accountsRead, parameters: [customerID], responses: [
+                    "200": answer("Recurring grants", object(["recurring_grants": ["type": "array", "items": ref("RecurringGrant")]], required: ["recurring_grants"])),
+                    "403": scopeMissing, "404": noCustomer,
+                ]),
+            ],
+            "/v1/customers/{customer}/recurring-grants/{schedule}": ["delete": operation(
+                "End a recurring grant: nothing more is issued; what it granted stays (grants:write)", security: .service, scope: .grantsWrite,
+                parameters: [customerID, pathParameter("schedule", "The recurring grant's id")], idempotent: true, responses: [
+                    "204": answer("Ended"), "403": scopeMissing, "404": problem("No such customer, or no such recurring grant on its account", ["not-found"]),
+                ])],
             "/v1/webhooks": [
                 "post": operation(
                     "Add a webhook endpoint, for every account's events or one customer's, for all event types or some; the signing secret (whsec_…) is shown once (admins, webhooks:write)",

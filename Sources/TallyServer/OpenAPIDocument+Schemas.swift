@@ -76,6 +76,44 @@ extension OpenAPIDocument {
                     "armed": ["type": "boolean", "description": "True while the available credits are at or above the threshold: the alert can fire"],
                     "created_at": time,
                 ], required: ["id", "account_id", "armed", "created_at"]),
+            "TopUpRule": object(
+                [
+                    "id": id, "account_id": id,
+                    "below": credits.adding("description", "The rule fires when the available credits fall below this"),
+                    "amount": nullable("integer", format: "int64").adding("description", "Grant this much (or top_up_to)"),
+                    "top_up_to": nullable("integer", format: "int64").adding("description", "Grant enough to bring the available credits to this (or amount)"),
+                    "action": ["type": "string", "enum": ["request", "grant"], "description": "request: topup.requested, for you to charge and grant; grant: granted at once (topup.granted)"],
+                    "max_per_day": ["type": "integer", "minimum": 1, "maximum": 1000, "description": "Most top-ups in any 24 hours; past it, topup.capped once"],
+                    "expires_in_seconds": nullable("integer", format: "int64").adding("description", "Granted credits expire this long after (action grant)"),
+                    "description": text,
+                    "armed": ["type": "boolean", "description": "True while the available credits are at or above `below`: the rule can fire"],
+                    "created_at": time,
+                ], required: ["id", "account_id", "below", "action", "max_per_day", "description", "armed", "created_at"]),
+            "TopUp": object(
+                [
+                    "id": id.adding("description", "Send it as the Idempotency-Key of the grant that pays a requested top-up"),
+                    "rule_id": nullable("string", format: "uuid").adding("description", "Null once the rule was removed"),
+                    "action": ["type": "string", "enum": ["request", "grant"]], "amount": credits,
+                    "available": credits.adding("description", "The available credits when it fired"),
+                    "transaction_id": nullable("integer", format: "int64").adding("description", "The ledger entry that crossed the line (null when a hold did)"),
+                    "grant_id": nullable("string", format: "uuid"), "event_id": nullable("string"), "created_at": time,
+                ], required: ["id", "action", "amount", "available", "created_at"]),
+            "RecurringGrant": object(
+                [
+                    "id": id, "account_id": id, "amount": credits, "every": ["type": "string", "enum": ["day", "week", "month"]],
+                    "anchor": time.adding("description", "When period 0 starts; periods count from it in UTC (a month from the 31st is the month's last day)"),
+                    "expires_in_seconds": nullable("integer", format: "int64").adding("description", "Each grant expires this long after its period starts"),
+                    "rollover_max": nullable("integer", format: "int64").adding("description", "Most credits of earlier periods' grants kept when a period starts (null: all)"),
+                    "priority": priority, "description": text,
+                    "next_period": ["type": "integer", "minimum": 0], "next_at": time,
+                    "ended_at": nullable("string", format: "date-time"), "created_at": time,
+                    "periods": ["type": "array", "description": "The last twelve periods issued, newest first", "items": object(
+                        [
+                            "period": ["type": "integer", "minimum": 0], "starts_at": time,
+                            "grant_id": nullable("string", format: "uuid").adding("description", "Null: its grant would have expired before it was issued"),
+                            "rolled_over": credits, "forfeited": credits, "issued_at": time,
+                        ], required: ["period", "starts_at", "rolled_over", "forfeited", "issued_at"])],
+                ], required: ["id", "account_id", "amount", "every", "anchor", "priority", "description", "next_period", "next_at", "created_at", "periods"]),
             "WebhookEndpoint": object(
                 [
                     "id": id, "url": text, "account_id": nullable("string", format: "uuid").adding("description", "Null: every account's events"),
@@ -203,6 +241,27 @@ extension OpenAPIDocument {
                 ["required": ["threshold"], "properties": ["threshold": ["type": "integer"], "percent": ["type": "null"]]],
                 ["required": ["percent"], "properties": ["percent": ["type": "integer"], "threshold": ["type": "null"]]],
             ]),
+            "POST /v1/customers/{customer}/topup-rules": body(
+                [
+                    "below": positiveCredits.adding("description", "Fire when the available credits fall below this"),
+                    "amount": positiveCredits.adding("description", "Grant this much"),
+                    "top_up_to": positiveCredits.adding("description", "Grant enough to bring the available credits to this (at least below)"),
+                    "action": ["type": "string", "enum": ["request", "grant"], "default": "request"],
+                    "max_per_day": ["type": "integer", "minimum": 1, "maximum": 1000, "default": JSONValue(TopUpRuleRequest.defaultMaxPerDay)],
+                    "expires_in_seconds": ["type": "integer", "format": "int64", "minimum": 1, "maximum": .integer(TextRules.longestGrantLife)],
+                    "description": entryDescription,
+                ], required: ["below"]).adding("oneOf", [
+                    ["required": ["amount"], "properties": ["amount": ["type": "integer"], "top_up_to": ["type": "null"]]],
+                    ["required": ["top_up_to"], "properties": ["top_up_to": ["type": "integer"], "amount": ["type": "null"]]],
+                ]),
+            "POST /v1/customers/{customer}/recurring-grants": body(
+                [
+                    "amount": positiveCredits, "every": ["type": "string", "enum": ["day", "week", "month"]],
+                    "anchor": time.adding("description", "When the first period starts, within a year of now (default now); the period now falls in is issued at once"),
+                    "expires_in_seconds": ["type": "integer", "format": "int64", "minimum": 1, "maximum": .integer(TextRules.longestGrantLife)],
+                    "rollover_max": ["type": "integer", "format": "int64", "minimum": 0, "description": "Default: no cap; 0: use it or lose it"],
+                    "priority": priority.adding("description", "Lower burns first (default 0)"), "description": entryDescription,
+                ], required: ["amount", "every", "description"]),
             "POST /v1/webhooks": body(
                 [
                     "url": ["type": "string", "format": "uri", "pattern": "^https?://", "maxLength": 2000, "description": "http(s); public addresses only unless the server allows private ones"],

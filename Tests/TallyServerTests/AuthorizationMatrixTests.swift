@@ -223,6 +223,21 @@ import Testing
                     let made = try await call(client, "/v1/customers/cus_team/alerts", .post, serviceKey, ["percent": 5])
                     return Cell(path: "/v1/customers/cus_team/alerts/\(try #require((object(made.body)["alert"] as? [String: Any])?["id"] as? String))")
                 }, 204, servicesOnly),
+                "POST /v1/customers/{customer}/topup-rules": ({ Cell(path: "/v1/customers/cus_team/topup-rules", body: ["below": 1, "amount": 5]) }, 201, servicesOnly),
+                "GET /v1/customers/{customer}/topup-rules": ({ Cell(path: "/v1/customers/cus_team/topup-rules") }, 200, servicesOnly),
+                "DELETE /v1/customers/{customer}/topup-rules/{rule}": ({
+                    let made = try await call(client, "/v1/customers/cus_team/topup-rules", .post, serviceKey, ["below": 1, "top_up_to": 5])
+                    return Cell(path: "/v1/customers/cus_team/topup-rules/\(try #require((object(made.body)["topup_rule"] as? [String: Any])?["id"] as? String))")
+                }, 204, servicesOnly),
+                "GET /v1/customers/{customer}/topups": ({ Cell(path: "/v1/customers/cus_team/topups") }, 200, servicesOnly),
+                "POST /v1/customers/{customer}/recurring-grants": ({
+                    Cell(path: "/v1/customers/cus_team/recurring-grants", body: ["amount": 5, "every": "month", "description": "matrix"])
+                }, 201, servicesOnly),
+                "GET /v1/customers/{customer}/recurring-grants": ({ Cell(path: "/v1/customers/cus_team/recurring-grants") }, 200, servicesOnly),
+                "DELETE /v1/customers/{customer}/recurring-grants/{schedule}": ({
+                    let made = try await call(client, "/v1/customers/cus_team/recurring-grants", .post, serviceKey, ["amount": 1, "every": "week", "description": "to end"])
+                    return Cell(path: "/v1/customers/cus_team/recurring-grants/\(try #require((object(made.body)["recurring_grant"] as? [String: Any])?["id"] as? String))")
+                }, 204, servicesOnly),
                 "POST /v1/webhooks": ({ Cell(path: "/v1/webhooks", body: ["url": "http://203.0.113.7/hooks"]) }, 201, adminsAndServices),
                 "GET /v1/webhooks": ({ Cell(path: "/v1/webhooks") }, 200, adminsAndServices),
                 "DELETE /v1/webhooks/{webhook}": ({ Cell(path: "/v1/webhooks/\(try await webhook())") }, 204, adminsAndServices),

@@ -26,6 +26,13 @@ import Testing
         "POST /v1/customers/{customer}/alerts": .accountsWrite,
         "GET /v1/customers/{customer}/alerts": .accountsRead,
         "DELETE /v1/customers/{customer}/alerts/{alert}": .accountsWrite,
+        "POST /v1/customers/{customer}/topup-rules": .grantsWrite,
+        "GET /v1/customers/{customer}/topup-rules": .accountsRead,
+        "DELETE /v1/customers/{customer}/topup-rules/{rule}": .grantsWrite,
+        "GET /v1/customers/{customer}/topups": .accountsRead,
+        "POST /v1/customers/{customer}/recurring-grants": .grantsWrite,
+        "GET /v1/customers/{customer}/recurring-grants": .accountsRead,
+        "DELETE /v1/customers/{customer}/recurring-grants/{schedule}": .grantsWrite,
         "POST /v1/webhooks": .webhooksWrite,
         "GET /v1/webhooks": .webhooksWrite,
         "DELETE /v1/webhooks/{webhook}": .webhooksWrite,
@@ -89,6 +96,20 @@ import Testing
                     let alert = try await call(client, "/v1/customers/acme/alerts", .post, all, ["percent": 10])
                     let id = try #require((object(alert.body)["alert"] as? [String: Any])?["id"] as? String, "\(String(buffer: alert.body))")
                     return ("/v1/customers/acme/alerts/\(id)", nil, 204)
+                case "POST /v1/customers/{customer}/topup-rules": return ("/v1/customers/acme/topup-rules", ["below": 1, "amount": 5], 201)
+                case "GET /v1/customers/{customer}/topup-rules": return ("/v1/customers/acme/topup-rules", nil, 200)
+                case "DELETE /v1/customers/{customer}/topup-rules/{rule}":
+                    let rule = try await call(client, "/v1/customers/acme/topup-rules", .post, all, ["below": 1, "top_up_to": 5])
+                    let id = try #require((object(rule.body)["topup_rule"] as? [String: Any])?["id"] as? String, "\(String(buffer: rule.body))")
+                    return ("/v1/customers/acme/topup-rules/\(id)", nil, 204)
+                case "GET /v1/customers/{customer}/topups": return ("/v1/customers/acme/topups", nil, 200)
+                case "POST /v1/customers/{customer}/recurring-grants":
+                    return ("/v1/customers/acme/recurring-grants", ["amount": 1, "every": "month", "description": "scopes"], 201)
+                case "GET /v1/customers/{customer}/recurring-grants": return ("/v1/customers/acme/recurring-grants", nil, 200)
+                case "DELETE /v1/customers/{customer}/recurring-grants/{schedule}":
+                    let made = try await call(client, "/v1/customers/acme/recurring-grants", .post, all, ["amount": 1, "every": "day", "description": "to end"])
+                    let id = try #require((object(made.body)["recurring_grant"] as? [String: Any])?["id"] as? String, "\(String(buffer: made.body))")
+                    return ("/v1/customers/acme/recurring-grants/\(id)", nil, 204)
                 case "POST /v1/webhooks": return ("/v1/webhooks", ["url": "http://203.0.113.7/hooks"], 201)
                 case "GET /v1/webhooks": return ("/v1/webhooks", nil, 200)
                 case "DELETE /v1/webhooks/{webhook}": return ("/v1/webhooks/\(try await webhook())", nil, 204)
@@ -192,10 +213,13 @@ import Testing
             let revokedListed = (object(try await call(client, "/v1/service-keys", .get, admin.token).body)["service_keys"] as? [[String: Any]] ?? [])
             #expect(revokedListed.first { $0["id"] as? String == id }?["revoked_at"] is String)
 
-            // Bad input: an unknown scope, no scope.
+            // Bad input: an unknown scope, no scope, a scope twice (the document says each once).
             let unknown = try await call(client, "/v1/service-keys", .post, admin.token, ["name": "x", "scopes": ["everything"]])
             #expect(unknown.status == .badRequest && String(buffer: unknown.body).contains("grants:write"))
             #expect(try await call(client, "/v1/service-keys", .post, admin.token, ["name": "x", "scopes": [String]()]).status == .badRequest)
+            let twice = try await call(client, "/v1/service-keys", .post, admin.token, ["name": "x", "scopes": ["keys:write", "accounts:read", "keys:write"]])
+            #expect(twice.status == .badRequest && String(buffer: twice.body).contains("keys:write is given twice"), "\(String(buffer: twice.body))")
+            #expect(try await scalarText(db, "SELECT count(*)::text FROM service_keys WHERE name = 'x'") == "0")
         }
     }
 }

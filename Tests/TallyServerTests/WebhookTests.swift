@@ -167,9 +167,15 @@ import Testing
                 let gap = twice[1].receivedAt - twice[0].receivedAt
                 #expect(gap >= 4.4 && gap < 12, "the second attempt \(gap) s after the first (schedule: 5 s ±10%)")
             }
-            let page = object(try await call(client, "/v1/webhooks/\(flakyID)/deliveries", .get, key).body)
-            let delivery = try #require((page["deliveries"] as? [[String: Any]])?.first)
-            #expect(delivery["status"] as? String == "delivered")
+            // The receiver has answered 200; Tally records the attempt once the answer is back, so wait for it.
+            var delivery: [String: Any] = [:]
+            for _ in 0..<100 {
+                let page = object(try await call(client, "/v1/webhooks/\(flakyID)/deliveries", .get, key).body)
+                delivery = (page["deliveries"] as? [[String: Any]])?.first ?? [:]
+                if delivery["status"] as? String == "delivered" { break }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            #expect(delivery["status"] as? String == "delivered", "\(delivery)")
             #expect((delivery["attempts"] as? [[String: Any]])?.map { $0["status_code"] as? Int ?? 0 } == [500, 200], "\(delivery)")
 
             // 410: the endpoint is disabled and says why.
