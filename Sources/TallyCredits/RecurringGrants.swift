@@ -6,7 +6,7 @@ import TallyPostgres
 /// A recurring grant: `amount` credits every day, week or month from `anchor` (a monthly one anchored on the
 /// 31st falls on the last day of shorter months), each grant expiring `expiresInSeconds` after its period starts
 /// (or never), and what is left of earlier periods' grants cut to `rolloverMax` when a new period starts (nil: all
-/// of it rolls over; 0: use it or lose it). Issued by the maintenance service of whichever server gets there
+/// of it rolls over; 0: use it or lose it) and made up to `rolloverMin` by the new period's grant. Issued by the maintenance service of whichever server gets there
 /// first, each period once (`tally_issue_recurring`, migration `0024_topups_and_recurring_grants`).
 public struct RecurringGrant: Sendable, Codable, Equatable {
     public enum Every: String, Sendable, Codable, CaseIterable {
@@ -20,6 +20,7 @@ public struct RecurringGrant: Sendable, Codable, Equatable {
     public var anchor: Date
     public var expiresInSeconds: Int64?
     public var rolloverMax: Int64?
+    public var rolloverMin: Int64
     public var priority: Int
     public var description: String
     /// The next period to issue (0 is the one starting at the anchor) and when it starts.
@@ -36,7 +37,8 @@ public struct RecurringGrant: Sendable, Codable, Equatable {
         public var startsAt: Date
         /// The grant issued; nil when it would have expired before it could be issued (no server ran that long).
         public var grantID: UUID?
-        /// Credits of earlier periods' grants kept into this one, and those the rollover cap took.
+        /// Credits of earlier periods' grants kept into this one (at least the schedule's `rolloverMin`: the grant
+        /// made up the difference), and those the rollover cap took.
         public var rolledOver: Int64
         public var forfeited: Int64
         public var issuedAt: Date
@@ -55,6 +57,7 @@ public struct RecurringGrant: Sendable, Codable, Equatable {
         case accountID = "account_id"
         case expiresInSeconds = "expires_in_seconds"
         case rolloverMax = "rollover_max"
+        case rolloverMin = "rollover_min"
         case nextPeriod = "next_period"
         case nextAt = "next_at"
         case endedAt = "ended_at"
@@ -71,18 +74,21 @@ public struct RecurringGrantRequest: Sendable {
     public var anchor: Date?
     public var expiresInSeconds: Int64?
     public var rolloverMax: Int64?
+    /// At least this much of earlier periods' credits is there when a period starts: its grant makes up the rest.
+    public var rolloverMin: Int64
     public var priority: Int
     public var description: String
 
     public init(
         amount: Int64, every: RecurringGrant.Every, anchor: Date? = nil, expiresInSeconds: Int64? = nil, rolloverMax: Int64? = nil,
-        priority: Int = 0, description: String
+        rolloverMin: Int64 = 0, priority: Int = 0, description: String
     ) {
         self.amount = amount
         self.every = every
         self.anchor = anchor
         self.expiresInSeconds = expiresInSeconds
         self.rolloverMax = rolloverMax
+        self.rolloverMin = rolloverMin
         self.priority = priority
         self.description = description
     }
@@ -99,6 +105,9 @@ public struct RecurringGrantRequest: Sendable {
             throw CreditsError(.invalidInput, "expires_in_seconds must be from 1 to \(TextRules.longestGrantLife) (ten years)")
         }
         if let rolloverMax, rolloverMax < 0 { throw CreditsError(.invalidInput, "rollover_max cannot be negative (0: nothing rolls over)") }
+        guard rolloverMin >= 0 else { throw CreditsError(.invalidInput, "rollover_min cannot be negative") }
+        if let rolloverMax, rolloverMin > rolloverMax { throw CreditsError(.invalidInput, "rollover_min cannot be more than rollover_max") }
+        guard !amount.addingReportingOverflow(rolloverMin).overflow else { throw CreditsError(.invalidInput, "amount and rollover_min together overflow a 64-bit integer") }
         try TextRules.checkDescription(description)
     }
 }
@@ -124,10 +133,10 @@ public struct RecurringGrants: Sendable {
             for try await id in try await connection.query(
                 """
                 WITH current AS (SELECT tally_current_period(\(anchor), \(request.every.rawValue), \(now)) AS n)
-                INSERT INTO recurring_grants (account_id, amount, every, anchor, expires_in_seconds, rollover_max, priority, description,
-                    next_period, next_at, created_by_name)
+                INSERT INTO recurring_grants (account_id, amount, every, anchor, expires_in_seconds, rollover_max, rollover_min, priority,
+                    description, next_period, next_at, created_by_name)
                 SELECT \(account), \(request.amount), \(request.every.rawValue), \(anchor), \(request.expiresInSeconds), \(request.rolloverMax),
-                    \(request.priority), \(request.description), c.n, tally_period_start(\(anchor), \(request.every.rawValue), c.n), \(actor.name)
+                    \(request.rolloverMin), \(request.priority), \(request.description), c.n, tally_period_start(\(anchor), \(request.every.rawValue), c.n), \(actor.name)
                 FROM current c RETURNING id
                 """
             ).decode(UUID.self) { made = id }
@@ -206,21 +215,21 @@ public struct RecurringGrants: Sendable {
     private func schedules(where condition: PostgresQuery, on connection: DatabaseConnection) async throws -> [RecurringGrant] {
         let query = PostgresQuery(
             unsafeSQL: """
-                SELECT r.id, r.account_id, r.amount, r.every, r.anchor, r.expires_in_seconds, r.rollover_max, r.priority, r.description,
-                       r.next_period, r.next_at, r.ended_at, r.created_at
+                SELECT r.id, r.account_id, r.amount, r.every, r.anchor, r.expires_in_seconds, r.rollover_max, r.rollover_min, r.priority,
+                       r.description, r.next_period, r.next_at, r.ended_at, r.created_at
                 FROM recurring_grants r JOIN user_credits a ON a.id = r.account_id
                 WHERE \(condition.sql)
                 ORDER BY r.created_at, r.id
                 """,
             binds: condition.binds)
         var schedules: [RecurringGrant] = []
-        for try await (id, account, amount, every, anchor, expires, rollover, priority, description, next, nextAt, ended, created)
+        for try await (id, account, amount, every, anchor, expires, rollover, floor, priority, description, next, nextAt, ended, created)
             in try await connection.query(query)
-            .decode((UUID, UUID, Int64, String, Date, Int64?, Int64?, Int, String, Int, Date, Date?, Date).self)
+            .decode((UUID, UUID, Int64, String, Date, Int64?, Int64?, Int64, Int, String, Int, Date, Date?, Date).self)
         {
             schedules.append(RecurringGrant(
                 id: id, accountID: account, amount: amount, every: RecurringGrant.Every(rawValue: every) ?? .month, anchor: anchor,
-                expiresInSeconds: expires, rolloverMax: rollover, priority: priority, description: description, nextPeriod: next,
+                expiresInSeconds: expires, rolloverMax: rollover, rolloverMin: floor, priority: priority, description: description, nextPeriod: next,
                 nextAt: nextAt, endedAt: ended, createdAt: created, periods: []))
         }
         for index in schedules.indices {

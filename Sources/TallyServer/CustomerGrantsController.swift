@@ -23,12 +23,13 @@ public struct CustomerGrantsController: Sendable {
         var description: String?
     }
     struct RecurringGrantBody: JSONBody {
-        enum CodingKeys: String, CodingKey, CaseIterable { case amount, every, anchor, expires_in_seconds, rollover_max, priority, description }
+        enum CodingKeys: String, CodingKey, CaseIterable { case amount, every, anchor, expires_in_seconds, rollover_max, rollover_min, priority, description }
         var amount: Int64
         var every: String
         var anchor: String?
         var expires_in_seconds: Int64?
         var rollover_max: Int64?
+        var rollover_min: Int64?
         var priority: Int?
         var description: String
     }
@@ -100,7 +101,7 @@ public struct CustomerGrantsController: Sendable {
             on: try await owner(context),
             RecurringGrantRequest(
                 amount: body.amount, every: every, anchor: anchor, expiresInSeconds: body.expires_in_seconds, rolloverMax: body.rollover_max,
-                priority: body.priority ?? 0, description: body.description),
+                rolloverMin: body.rollover_min ?? 0, priority: body.priority ?? 0, description: body.description),
             by: try context.actor(), context: context.queries)
         return EditedResponse(status: .created, response: ScheduleResponse(recurring_grant: schedule))
     }

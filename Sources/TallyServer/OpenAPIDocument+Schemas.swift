@@ -104,6 +104,7 @@ extension OpenAPIDocument {
                     "anchor": time.adding("description", "When period 0 starts; periods count from it in UTC (a month from the 31st is the month's last day)"),
                     "expires_in_seconds": nullable("integer", format: "int64").adding("description", "Each grant expires this long after its period starts"),
                     "rollover_max": nullable("integer", format: "int64").adding("description", "Most credits of earlier periods' grants kept when a period starts (null: all)"),
+                    "rollover_min": credits.adding("description", "Least credits of earlier periods there when a period starts: its grant makes up the rest"),
                     "priority": priority, "description": text,
                     "next_period": ["type": "integer", "minimum": 0], "next_at": time,
                     "ended_at": nullable("string", format: "date-time"), "created_at": time,
@@ -113,7 +114,7 @@ extension OpenAPIDocument {
                             "grant_id": nullable("string", format: "uuid").adding("description", "Null: its grant would have expired before it was issued"),
                             "rolled_over": credits, "forfeited": credits, "issued_at": time,
                         ], required: ["period", "starts_at", "rolled_over", "forfeited", "issued_at"])],
-                ], required: ["id", "account_id", "amount", "every", "anchor", "priority", "description", "next_period", "next_at", "created_at", "periods"]),
+                ], required: ["id", "account_id", "amount", "every", "anchor", "rollover_min", "priority", "description", "next_period", "next_at", "created_at", "periods"]),
             "WebhookEndpoint": object(
                 [
                     "id": id, "url": text, "account_id": nullable("string", format: "uuid").adding("description", "Null: every account's events"),
@@ -260,6 +261,7 @@ extension OpenAPIDocument {
                     "anchor": time.adding("description", "When the first period starts, within a year of now (default now); the period now falls in is issued at once"),
                     "expires_in_seconds": ["type": "integer", "format": "int64", "minimum": 1, "maximum": .integer(TextRules.longestGrantLife)],
                     "rollover_max": ["type": "integer", "format": "int64", "minimum": 0, "description": "Default: no cap; 0: use it or lose it"],
+                    "rollover_min": ["type": "integer", "format": "int64", "minimum": 0, "default": 0, "description": "At most rollover_max: the period's grant makes what is left of earlier ones up to this"],
                     "priority": priority.adding("description", "Lower burns first (default 0)"), "description": entryDescription,
                 ], required: ["amount", "every", "description"]),
             "POST /v1/webhooks": body(

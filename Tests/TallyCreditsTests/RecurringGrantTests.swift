@@ -98,6 +98,30 @@ import Testing
         }
     }
 
+    @Test(.freshDatabase(from: .tally)) func whatCarriesOverIsBetweenTheMinimumAndTheMaximum() async throws {
+        let db = try TestDatabase.current
+        try await withPostgresClient(db) { client in
+            let (owner, key) = try await holder(client, "n@example.com")
+            let recurring = RecurringGrants(database: Database(client))
+            let now = Date()
+            let made = try await recurring.create(
+                on: owner, RecurringGrantRequest(amount: 100, every: .week, rolloverMax: 60, rolloverMin: 40, description: "weekly"),
+                by: .operator("test"), now: now, context: testQueries)
+            #expect(made.rolloverMin == 40 && made.rolloverMax == 60)
+            // 90 of 100 spent: 10 left, made up to 40 by the next week's grant of 100 + 30.
+            let spent = try await withSingleConnection(db) { try await Ledger.apply([.consume(ConsumeRequest(apiKey: key, amount: 90))], on: $0) }
+            #expect(spent.map(\.kind) == [.ok])
+            #expect(try await recurring.issueDue(now: now.addingTimeInterval(7 * Self.day + 1), context: testQueries) == 1)
+            #expect(try await balance(client, owner) == 140)
+            // Nothing spent: 140 left, cut to 60, then 100.
+            #expect(try await recurring.issueDue(now: now.addingTimeInterval(14 * Self.day + 1), context: testQueries) == 1)
+            #expect(try await balance(client, owner) == 160)
+            let periods = try await schedule(client, made.id, on: owner).periods.sorted { $0.period < $1.period }
+            #expect(periods.map(\.rolledOver) == [0, 40, 60] && periods.map(\.forfeited) == [0, 0, 80], "\(periods)")
+            #expect(try await Audit.run(client, logger: testQueries.logger).ok)
+        }
+    }
+
     @Test(.freshDatabase(from: .tally)) func threeMissedPeriodsAreCaughtUpOnceAndOneThatWouldHaveExpiredIsNotGranted() async throws {
         let db = try TestDatabase.current
         try await withPostgresClient(db) { client in
@@ -186,6 +210,7 @@ import Testing
                 (RecurringGrantRequest(amount: 1, every: .day, anchor: now.addingTimeInterval(-400 * Self.day), description: "x"), "within a year"),
                 (RecurringGrantRequest(amount: 1, every: .week, expiresInSeconds: 0, description: "x"), "expires_in_seconds"),
                 (RecurringGrantRequest(amount: 1, every: .month, rolloverMax: -1, description: "x"), "rollover_max"),
+                (RecurringGrantRequest(amount: 1, every: .month, rolloverMax: 5, rolloverMin: 6, description: "x"), "rollover_min cannot be more"),
             ]
             for (request, says) in cases {
                 do {

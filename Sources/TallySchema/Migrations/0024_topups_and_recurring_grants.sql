@@ -59,6 +59,7 @@ CREATE TABLE IF NOT EXISTS "recurring_grants" (
 	"anchor" timestamp with time zone NOT NULL,
 	"expires_in_seconds" bigint,
 	"rollover_max" bigint,
+	"rollover_min" bigint DEFAULT 0 NOT NULL,
 	"priority" integer DEFAULT 0 NOT NULL,
 	"description" text NOT NULL,
 	"next_period" integer DEFAULT 0 NOT NULL,
@@ -68,7 +69,7 @@ CREATE TABLE IF NOT EXISTS "recurring_grants" (
 	"created_at" timestamp with time zone DEFAULT now() NOT NULL,
 	CONSTRAINT "recurring_grants_every_check" CHECK ("every" IN ('day', 'week', 'month')),
 	CONSTRAINT "recurring_grants_range_check" CHECK ("amount" > 0 AND ("expires_in_seconds" IS NULL OR "expires_in_seconds" > 0)
-		AND ("rollover_max" IS NULL OR "rollover_max" >= 0))
+		AND ("rollover_max" IS NULL OR "rollover_max" >= 0) AND "rollover_min" >= 0 AND ("rollover_max" IS NULL OR "rollover_min" <= "rollover_max"))
 );
 --> statement-breakpoint
 ALTER TABLE "recurring_grants" ADD CONSTRAINT "recurring_grants_account_id_user_credits_id_fk" FOREIGN KEY ("account_id") REFERENCES "public"."user_credits"("id") ON DELETE cascade ON UPDATE no action;
@@ -78,7 +79,8 @@ CREATE INDEX IF NOT EXISTS "recurring_grants_account_id_idx" ON "recurring_grant
 CREATE INDEX IF NOT EXISTS "recurring_grants_due_idx" ON "recurring_grants" USING btree ("next_at") WHERE "ended_at" IS NULL;
 --> statement-breakpoint
 -- A row per period of a schedule, once (the primary key): the grant it issued, or none when the period's grant
--- would have expired before it could be issued (a server was down that long).
+-- would have expired before it could be issued (a server was down that long); the credits of earlier periods
+-- it kept (at least rollover_min: the grant made up the difference) and those the cap took.
 CREATE TABLE IF NOT EXISTS "recurring_grant_periods" (
 	"recurring_grant_id" uuid NOT NULL,
 	"period" integer NOT NULL,
@@ -269,8 +271,9 @@ $$;
 -- oldest first. The schedule is locked FOR UPDATE SKIP LOCKED (a server issuing it already is left to finish:
 -- this returns 0), then its account (tally_settle). Before a period's grant, what is left of the schedule's
 -- earlier grants is cut to rollover_max (the excess leaves as 'expire' entries, oldest grant first, never what
--- holds reserve); a period whose grant would have expired by `p_now` is recorded with no grant. Returns how many
--- periods it recorded.
+-- holds reserve), and the period's grant makes up what falls short of rollover_min (OpenMeter's min and max
+-- rollover: what carries over is min(max, max(left, min))); a period whose grant would have expired by `p_now` is
+-- recorded with no grant. Returns how many periods it recorded.
 CREATE OR REPLACE FUNCTION "tally_issue_recurring"("p_schedule" uuid, "p_now" timestamptz) RETURNS integer
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -283,6 +286,7 @@ DECLARE
 	excess_ bigint;
 	take_ bigint;
 	forfeited_ bigint;
+	extra_ bigint;
 	issued_ integer := 0;
 	entry_ bigint;
 	g record;
@@ -319,10 +323,12 @@ BEGIN
 			INSERT INTO recurring_grant_periods (recurring_grant_id, period, starts_at, rolled_over, forfeited)
 			VALUES (s.id, s.next_period, start_, carried_ - forfeited_, forfeited_);
 		ELSE
-			SELECT * INTO g FROM tally_grant_credits(s.account_id, s.amount, s.priority, expires_, s.description, NULL, NULL);
+			-- Period 0 has nothing to carry over, so nothing to make up.
+			extra_ := CASE WHEN s.next_period > 0 THEN GREATEST(0, s.rollover_min - (carried_ - forfeited_)) ELSE 0 END;
+			SELECT * INTO g FROM tally_grant_credits(s.account_id, s.amount + extra_, s.priority, expires_, s.description, NULL, NULL);
 			balance_ := g.balance; held_ := g.held; entry_ := g.transaction_id;
 			INSERT INTO recurring_grant_periods (recurring_grant_id, period, starts_at, grant_id, rolled_over, forfeited)
-			VALUES (s.id, s.next_period, start_, g.grant_id, carried_ - forfeited_, forfeited_);
+			VALUES (s.id, s.next_period, start_, g.grant_id, carried_ - forfeited_ + extra_, forfeited_);
 		END IF;
 		issued_ := issued_ + 1;
 		s.next_period := s.next_period + 1;
