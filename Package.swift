@@ -35,6 +35,9 @@ let package = Package(
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         // The ownership manifest (which app owns which tables) is TOML: comments, and the shape apps' configs have.
         .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
+        // The portal's pages: logic-less templates (no dependencies of its own), so a page only shows what the
+        // library calls the JSON API makes return.
+        .package(url: "https://github.com/hummingbird-project/swift-mustache.git", from: "2.1.1"),
     ],
     targets: [
         // Connection settings, the embedded local cluster, client helpers.
@@ -109,7 +112,9 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Mustache", package: "swift-mustache"),
             ],
+            resources: [.copy("Portal/Templates"), .copy("Portal/Assets")],
             swiftSettings: swiftSettings
         ),
         // A client of a running Tally server (the post-deploy smoke test); Foundation only.

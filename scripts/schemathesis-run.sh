@@ -42,7 +42,7 @@ trap 'rm -f "$KEY_CONFIG"' EXIT
 cat scripts/schemathesis.toml - > "$KEY_CONFIG" <<'TOML'
 
 [[operations]]
-include-path = ["/v1/credits/balance", "/v1/credits/transactions"]
+include-path = ["/v1/credits/balance", "/v1/credits/transactions", "/v1/credits/burndown"]
 checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404"]
 TOML
 fuzz "an API key" "$KEY" "$KEY_CONFIG"

@@ -14,6 +14,11 @@ public struct Actor: Sendable, Equatable {
         Actor(userID: user.id, name: "admin \(user.email)", requestID: requestID)
     }
 
+    /// A signed-in person acting on their own account (or a team's they manage) in the portal.
+    public static func portal(_ user: User, requestID: String) -> Actor {
+        Actor(userID: user.id, name: "user \(user.email) (portal)", requestID: requestID)
+    }
+
     public static func `operator`(_ command: String) -> Actor {
         let account = ProcessInfo.processInfo.environment["SUDO_USER"] ?? ProcessInfo.processInfo.environment["USER"] ?? "unknown"
         return Actor(userID: nil, name: "operator \(account) (\(command))", requestID: nil)

@@ -25,6 +25,11 @@ public struct LedgerEntry: Sendable, Codable, Equatable {
     }
 }
 
+extension LedgerEntry {
+    /// Every kind of entry the ledger holds (`credit_transactions_kind_check`).
+    public static let kinds = ["grant", "consume", "refund", "expire", "capture", "adjust"]
+}
+
 /// A page of the ledger, newest first. `next_cursor` fetches the next (older) page; null on the last.
 public struct LedgerPage: Sendable, Codable, Equatable {
     public var accountID: UUID
@@ -46,13 +51,18 @@ extension Ledger {
     /// The account's ledger, newest first, `limit` entries (1…100) after `cursor` (a previous page's
     /// `next_cursor`). Entries never change once written, so a cursor stays valid however long it is kept.
     /// Unauthenticated when `liveKey` is given and the key is revoked (see `Ledger+Reads`).
+    /// With `key` or `kind`, only the entries of that API key or of that kind (`LedgerEntry.kinds`).
     public func transactions(
-        of owner: AccountOwner, liveKey: UUID? = nil, limit: Int = 20, cursor: String? = nil, context: QueryContext
+        of owner: AccountOwner, liveKey: UUID? = nil, limit: Int = 20, cursor: String? = nil, key: UUID? = nil, kind: String? = nil,
+        context: QueryContext
     ) async throws -> LedgerPage {
         let before = try Self.pageStart(limit: limit, cursor: cursor)
+        if let kind, !LedgerEntry.kinds.contains(kind) {
+            throw CreditsError(.invalidInput, "kind must be one of \(LedgerEntry.kinds.joined(separator: ", "))")
+        }
         // One statement with no lock when nothing is due (see `Ledger+Reads`); else settled first, so the page
-        // shows what the balance shows.
-        if let committed = try await database.connection(context, { connection in
+        // shows what the balance shows. A filtered page is read the second way.
+        if key == nil, kind == nil, let committed = try await database.connection(context, { connection in
             try await Self.committedPage(of: owner, liveKey: liveKey, before: before, limit: limit, on: connection)
         }) {
             return committed
@@ -65,6 +75,7 @@ extension Ledger {
                 """
                 SELECT \(unescaped: Self.entryColumns)
                 FROM credit_transactions t WHERE t.account_id = \(account) AND t.id < \(before)
+                  AND (\(key)::uuid IS NULL OR t.api_key_id = \(key)) AND (\(kind)::text IS NULL OR t.kind = \(kind))
                 ORDER BY t.id DESC LIMIT \(limit + 1)
                 """
             ).decode(EntryRow.self) {

@@ -187,6 +187,10 @@ public func buildRouter(
         webhooks: webhooks ?? Webhooks(database: database, secrets: SecretBox(path: webhookSettings.secretKeyFile)), customers: customers,
         guardrail: WebhookAddressGuard(allowPrivate: webhookSettings.allowPrivate), authenticators: authenticators, idempotency: idempotency
     ).endpoints)
+    router.addRoutes(PortalController(
+        auth: auth, ledger: ledger, keys: keys, teams: teams, alerts: BalanceAlerts(database: database),
+        webhooks: webhooks ?? Webhooks(database: database, secrets: SecretBox(path: webhookSettings.secretKeyFile)), trustedProxies: trustedProxies
+    ).endpoints)
     routes.set(router.routes.map { (method: $0.method.rawValue, path: "\($0.path)") })
     return router
 }

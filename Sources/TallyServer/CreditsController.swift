@@ -35,6 +35,7 @@ public struct CreditsController: Sendable {
             .add(middleware: authenticators.reader)
             .get("v1/credits/balance", use: balance)
             .get("v1/credits/transactions", use: transactions)
+            .get("v1/credits/burndown", use: burnDown)
         // Each one account operation: with an Idempotency-Key too, it goes in its account's batch.
         routes.group()
             .add(middleware: authenticators.spendingKey)
@@ -112,8 +113,32 @@ public struct CreditsController: Sendable {
         let owner = try await owner(of: request, context: context)
         let query = request.uri.queryParameters
         let limit = try Self.pageLimit(query, default: 20)
+        let key = try query.get("api_key_id").map { text in
+            guard let id = UUID(uuidString: text) else { throw CreditsError(.invalidInput, "api_key_id must be a key's id") }
+            return id
+        }
         return try await ledger.transactions(
-            of: owner, liveKey: try context.requireCaller().apiKey?.keyID, limit: limit, cursor: query.get("cursor"), context: context.queries)
+            of: owner, liveKey: try context.requireCaller().apiKey?.keyID, limit: limit, cursor: query.get("cursor"), key: key,
+            kind: query.get("kind"), context: context.queries)
+    }
+
+    struct BurnDownAnswer: ResponseEncodable {
+        var burndown: BurnDown
+        var spend_by_key: KeySpend
+    }
+
+    /// The balance over the last 30 days, the spend rate and the day the credits run out, and the spend per key
+    /// (named: the keys the caller may list; a key sees only its own name).
+    @Sendable func burnDown(_ request: Request, context: TallyRequestContext) async throws -> BurnDownAnswer {
+        let owner = try await owner(of: request, context: context)
+        let caller = try context.requireCaller()
+        let burnDown = try await ledger.burnDown(of: owner, liveKey: caller.apiKey?.keyID, context: context.queries)
+        let visible: Set<UUID> = switch caller.kind {
+        case .apiKey(let key): [key.keyID]
+        case .user(let user): Set(try await keys.list(for: user, context: context.queries).map(\.id))
+        case .service: []
+        }
+        return BurnDownAnswer(burndown: burnDown, spend_by_key: try await ledger.spendByKey(of: owner, visible: visible, context: context.queries))
     }
 
     /// The account a request reads: the API key's, or with a session the user's own or (`?team_id=`) a team's

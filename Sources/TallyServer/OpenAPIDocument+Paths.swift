@@ -308,6 +308,13 @@ extension OpenAPIDocument {
                     "200": answer("The balance", ref("Balance")), "400": problem("A malformed team_id, or team_id with an API key (a key reads only the account it spends from)", ["invalid-input"]),
                     "404": problem("No such team among yours", ["not-found"]),
                 ])],
+            "/v1/credits/burndown": ["get": operation(
+                "The balance at the end of each of the last 30 UTC days, the spend rate (the last seven days' average) and the projected moment the available credits reach zero (grants expiring on the way and top-up rules counted); and the spend per key per day, the top five named (only keys the caller may list)",
+                security: .either, parameters: [teamQuery], responses: [
+                    "200": answer("The burn-down", object(["burndown": ref("BurnDown"), "spend_by_key": ref("KeySpend")], required: ["burndown", "spend_by_key"])),
+                    "400": problem("A malformed team_id, or team_id with an API key", ["invalid-input"]),
+                    "404": problem("No such team among yours", ["not-found"]),
+                ])],
             "/v1/admin/audit": ["get": operation(
                 "What admins and operators did (grants), newest first (admins)", security: .session,
                 parameters: pageParameters(defaultLimit: 50), responses: [
@@ -315,8 +322,11 @@ extension OpenAPIDocument {
                     "403": problem("Only admins read the audit log", ["forbidden"]),
                 ])],
             "/v1/credits/transactions": ["get": operation(
-                "The account's ledger, newest first", security: .either,
-                parameters: [teamQuery] + pageParameters(defaultLimit: 20), responses: [
+                "The account's ledger, newest first; optionally only one API key's entries, or one kind's", security: .either,
+                parameters: [teamQuery] + pageParameters(defaultLimit: 20) + [
+                    queryParameter("api_key_id", "Only this key's entries", id),
+                    queryParameter("kind", "Only entries of this kind", ["type": "string", "enum": .array(LedgerEntry.kinds.map { JSONValue($0) })]),
+                ], responses: [
                     "200": answer("A page", ref("LedgerPage")), "400": problem("A bad limit or cursor, or team_id with an API key", ["invalid-input"]),
                     "404": problem("No such team among yours", ["not-found"]),
                 ])],

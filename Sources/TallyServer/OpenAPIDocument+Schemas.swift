@@ -76,6 +76,28 @@ extension OpenAPIDocument {
                     "armed": ["type": "boolean", "description": "True while the available credits are at or above the threshold: the alert can fire"],
                     "created_at": time,
                 ], required: ["id", "account_id", "armed", "created_at"]),
+            "BurnDown": object(
+                [
+                    "days": ["type": "array", "description": "Oldest first, today last; none before the account's first entry", "items": object(
+                        ["day": time, "balance": credits, "granted": credits, "spent": credits], required: ["day", "balance", "granted", "spent"])],
+                    "spend_per_day": ["type": "number", "minimum": 0], "rate_days": ["type": "integer", "minimum": 0],
+                    "available": credits,
+                    "projection": object(
+                        [
+                            "runs_out_at": nullable("string", format: "date-time").adding("description", "Null: not within a year (see reason)"),
+                            "reason": nullable("string"), "expiring": credits.adding("description", "Credits that will expire unspent on the way"),
+                            "topup_requested_at": nullable("string", format: "date-time"),
+                            "path": ["type": "array", "items": credits, "description": "Projected available credits at each day's end ahead, today first"],
+                        ], required: ["expiring", "path"]),
+                ], required: ["days", "spend_per_day", "rate_days", "available", "projection"]),
+            "KeySpend": object(
+                [
+                    "keys": ["type": "array", "items": object(
+                        ["id": nullable("string", format: "uuid").adding("description", "Null: the other keys together"), "name": text, "prefix": nullable("string"), "total": credits],
+                        required: ["name", "total"])],
+                    "days": ["type": "array", "items": object(
+                        ["day": time, "spent": ["type": "array", "items": credits, "description": "By key, in the order of keys"]], required: ["day", "spent"])],
+                ], required: ["keys", "days"]),
             "TopUpRule": object(
                 [
                     "id": id, "account_id": id,

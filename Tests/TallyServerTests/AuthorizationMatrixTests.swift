@@ -260,6 +260,8 @@ import Testing
                     sessions(404, except: [.member: 0, .teamAdmin: 0, .owner: 0, .otherTeamKey: 400])),
                 "GET /v1/credits/transactions": ({ Cell(path: "/v1/credits/transactions?team_id=\(team)") }, 200,
                     sessions(404, except: [.member: 0, .teamAdmin: 0, .owner: 0, .otherTeamKey: 400])),
+                "GET /v1/credits/burndown": ({ Cell(path: "/v1/credits/burndown?team_id=\(team)") }, 200,
+                    sessions(404, except: [.member: 0, .teamAdmin: 0, .owner: 0, .otherTeamKey: 400])),
                 "POST /v1/credits/consume": ({ Cell(path: "/v1/credits/consume", body: ["amount": 1]) }, 200, keysOnly),
                 "POST /v1/credits/holds": ({ Cell(path: "/v1/credits/holds", body: ["amount": 1]) }, 201, keysOnly),
                 "POST /v1/credits/holds/{hold}/capture": ({ Cell(path: "/v1/credits/holds/\(try await hold())/capture") }, 200,

@@ -107,7 +107,8 @@ import Testing
 
             let client = PostgresClient(configuration: .init(host: "127.0.0.1", username: "nobody", password: nil, database: nil, tls: .disable))
             let router = buildRouter(client: client, auth: Auth(client: client))
-            let routed = Set(router.routes.map { "\($0.method) \($0.path)" })
+            // The portal's pages are HTML for browsers, not the JSON API the document describes.
+            let routed = Set(router.routes.filter { !PortalController.isPortalPath("\($0.path)") }.map { "\($0.method) \($0.path)" })
             #expect(routed.subtracting(documented).isEmpty, "routes missing from /openapi.json: \(routed.subtracting(documented).sorted())")
             #expect(documented.subtracting(routed).isEmpty, "documented but not routed: \(documented.subtracting(routed).sorted())")
 
