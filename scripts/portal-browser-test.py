@@ -249,8 +249,32 @@ def portal_phase(driver):
     check("100" in driver.find_element(By.ID, "alerts").text, "the alert is listed")
     audit(driver, "alerts")
 
+    # As an admin (the test made Ada one, with an endpoint and a delivery): the webhooks, and a redelivery.
+    driver.get(BASE + "/portal/webhooks")
+    check("203.0.113.7" in driver.page_source and "balance.depleted" in driver.page_source, "the endpoint and its delivery are listed")
+    audit(driver, "webhooks")
+    submit(driver, "main form.inline button")
+    check(driver.current_url.endswith("/portal/webhooks"), f"redelivering comes back to the webhooks: {driver.current_url}")
+
+    # A forgotten password: the mailed link sets a new one, and every session ends.
     submit(driver, "form.signout button")
     check("/portal/login" in driver.current_url, "signed out")
+    before = set(glob.glob(os.path.join(MAIL, "*.eml")))
+    driver.get(BASE + "/portal/forgot")
+    audit(driver, "forgot")
+    driver.find_element(By.ID, "email").send_keys("ada@example.com")
+    submit(driver, "main form button[type=submit]")
+    check("on its way" in driver.page_source, "the reset answers 'on its way'")
+    link = newest_link("reset-password", "ada@example.com", before)
+    driver.get(BASE + link[link.index("/reset-password"):])
+    audit(driver, "reset")
+    driver.find_element(By.ID, "new-password").send_keys("a brand new password")
+    submit(driver, "main form button[type=submit]")
+    check("Your password is set" in driver.page_source, "the new password is set")
+    check(status_of("/portal", session) == 303, "the reset ended the old session")
+    sign_in(driver, "ada@example.com", "a brand new password")
+    check(driver.current_url.rstrip("/").endswith("/portal"), "signing in with the new password works")
+    submit(driver, "form.signout button")
 
     # A second person sees none of the first's pages.
     driver.delete_all_cookies()

@@ -62,12 +62,18 @@ import Testing
                     """))
                 try await connection.execute("ALTER TABLE credit_transactions ENABLE TRIGGER credit_transactions_append_only")
                 try await connection.execute("COMMIT")
+                // Ada is made an admin, for the webhooks page: an endpoint (at a documentation address) and a delivery.
+                try await connection.execute(PostgresQuery(unsafeSQL: "UPDATE users SET is_admin = true WHERE id = '\(user)'"))
+            }
+            #expect(try await call(client, "/v1/webhooks", .post, admin.token, ["url": "http://203.0.113.7/hooks"]).status == .created)
+            try await withSingleConnection(db) { connection in
+                try await connection.execute(PostgresQuery(unsafeSQL: "SELECT tally_emit(a.id, 'balance.depleted', '{}') FROM user_credits a WHERE a.user_id = '\(user)'"))
             }
 
             let (used, second) = try await run("portal", port: port, mail: mail, admin: admin.token, screenshots: shots)
             #expect(used == 0, "the browser in the portal:\n\(second.suffix(8000))")
             let pages = (try FileManager.default.contentsOfDirectory(atPath: shots)).filter { $0.hasSuffix(".png") }.sorted()
-            #expect(pages.count >= 12, "a screenshot of each page in \(shots): \(pages)")
+            #expect(pages.count >= 16, "a screenshot of each page in \(shots): \(pages)")
             print("portal screenshots: \(shots) (\(pages.joined(separator: ", ")))")
             let report = try await audit(db)
             #expect(report.ok, "\(report.failures)")

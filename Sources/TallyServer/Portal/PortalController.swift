@@ -8,7 +8,7 @@ import TallyPostgres
 /// `/portal`: the pages people who hold credits look at — their balance and where it goes, keys, teams, alerts,
 /// the ledger, and for admins the webhooks. Server-rendered from mustache templates; every figure comes from the
 /// library calls the JSON API makes (`Ledger.balance`, `Ledger.burnDown`, `APIKeys.list`, …), so a page and the
-/// API never disagree. Also the mail's links (`/verify-email`, `/reset-password`).
+/// API never disagree. Also the pages the mail's links open (`/verify-email`, `/reset-password`).
 public struct PortalController: Sendable {
     let auth: Auth
     let ledger: Ledger
@@ -59,6 +59,10 @@ public struct PortalController: Sendable {
         portal.get("verify-email", use: verifyPage)
         portal.post("portal/verify", use: verify)
         portal.post("portal/logout", use: logout)
+        portal.get("portal/forgot", use: forgotPage)
+        portal.post("portal/forgot", use: forgot)
+        portal.get("reset-password", use: resetPage)
+        portal.post("portal/reset", use: reset)
         portal.get("portal", use: balancePage)
         portal.get("portal/accounts/:team", use: balancePage)
         portal.get("portal/keys", use: keysPage)
@@ -84,7 +88,7 @@ public struct PortalController: Sendable {
 
     /// Whether `path` is one of the portal's (HTML, not in the API document).
     public static func isPortalPath(_ path: String) -> Bool {
-        path == "/portal" || path.hasPrefix("/portal/") || path == "/verify-email"
+        path == "/portal" || path.hasPrefix("/portal/") || path == "/verify-email" || path == "/reset-password"
     }
 
     // MARK: - Who is signed in
@@ -284,6 +288,42 @@ public struct PortalController: Sendable {
                 PortalSecurity.cookie(PortalSecurity.sessionCookie, grant.token, secure: secure),
                 PortalSecurity.expired(PortalSecurity.formCookie, secure: secure),
             ])
+        }
+    }
+
+    @Sendable func forgotPage(_ request: Request, context: TallyRequestContext) async throws -> Response {
+        anonymousPage("forgot", title: "Reset your password")
+    }
+
+    @Sendable func forgot(_ request: Request, context: TallyRequestContext) async throws -> Response {
+        var request = request
+        return try await answer(request, context: context) {
+            let fields = try await anonymousForm(&request)
+            do {
+                let email = try TextRules.checkEmail(fields["email"] ?? "")
+                try await auth.requestPasswordReset(email: email, from: context.clientAddress(request, trusting: trustedProxies), context: context.queries)
+            } catch let error as CreditsError where error.code == .invalidInput {
+                return anonymousPage("forgot", title: "Reset your password", ["problem": error.message], status: .badRequest)
+            }
+            // The same answer whether or not an account has the address.
+            return page("forgot", title: "Check your email", ["sent": true], visitor: nil, status: .accepted)
+        }
+    }
+
+    @Sendable func resetPage(_ request: Request, context: TallyRequestContext) async throws -> Response {
+        anonymousPage("reset", title: "Set a new password", ["token": request.uri.queryParameters.get("token") ?? ""])
+    }
+
+    @Sendable func reset(_ request: Request, context: TallyRequestContext) async throws -> Response {
+        var request = request
+        return try await answer(request, context: context) {
+            let fields = try await anonymousForm(&request)
+            do {
+                _ = try await auth.resetPassword(token: fields["token"] ?? "", newPassword: fields["new_password"] ?? "", context: context.queries)
+            } catch let error as CreditsError where error.code == .invalidInput {
+                return anonymousPage("reset", title: "Set a new password", ["problem": error.message, "token": fields["token"] ?? ""], status: .badRequest)
+            }
+            return page("reset", title: "Password set", ["done": true], visitor: nil, cookies: [PortalSecurity.expired(PortalSecurity.formCookie, secure: secure)])
         }
     }
 
