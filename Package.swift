@@ -38,6 +38,8 @@ let package = Package(
         // The portal's pages: logic-less templates (no dependencies of its own), so a page only shows what the
         // library calls the JSON API makes return.
         .package(url: "https://github.com/hummingbird-project/swift-mustache.git", from: "2.1.1"),
+        // The product's own session tokens (--trust-jwt): JWS verification and JWKS, maintained by Vapor.
+        .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.7.1"),
     ],
     targets: [
         // Connection settings, the embedded local cluster, client helpers.
@@ -113,6 +115,7 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Mustache", package: "swift-mustache"),
+                .product(name: "JWTKit", package: "jwt-kit"),
             ],
             resources: [.copy("Portal/Templates"), .copy("Portal/Assets")],
             swiftSettings: swiftSettings

@@ -21,6 +21,8 @@ public struct CreditsError: Error, CustomStringConvertible, Sendable, Equatable 
         case serverBusy = "server-busy"
         /// The password is right but the email has not been confirmed: follow the mailed link first.
         case emailUnverified = "email-unverified"
+        /// The product's keys for its session tokens (`--trust-jwt`) cannot be had now: retry shortly.
+        case productKeysUnavailable = "product-keys-unavailable"
     }
 
     public var code: Code

@@ -45,6 +45,8 @@ public struct ServerSettings: Sendable {
     public var publicURL: String? = nil
     /// How webhooks are delivered, and where the key sealing their secrets is.
     public var webhooks = WebhookSettings()
+    /// The product's session tokens the server takes for its users (`--trust-jwt`); nil: none.
+    public var productTokens: ProductTokenSettings? = nil
     /// How often the outbox is checked for mail to deliver.
     public var outboxInterval: Duration = .milliseconds(500)
     /// Where `GET /metrics` listens (host, port; port 0 picks a free one): never on the API's port. Nil: nowhere.
@@ -98,7 +100,7 @@ public func buildApplication(_ settings: ServerSettings) -> some ApplicationProt
     let router = buildRouter(
         database: database, auth: auth, idempotency: idempotency,
         ledger: ledger, databaseWait: settings.databaseWait, trustedProxies: settings.trustedProxies, webhookSettings: settings.webhooks,
-        webhooks: webhookStore)
+        webhooks: webhookStore, productTokens: settings.productTokens.map { ProductTokens($0, logger: logger) })
     let maintenance = MaintenanceService(
         ledger: ledger, idempotency: idempotency, auth: auth, interval: settings.maintenanceInterval,
         grantExpiringNotice: settings.webhooks.grantExpiringNotice, logger: logger)
@@ -152,7 +154,7 @@ public func buildRouter(
 public func buildRouter(
     database: Database, auth: Auth, idempotency: Idempotency? = nil, ledger: Ledger? = nil,
     databaseWait: Duration = DatabaseWait.standard, trustedProxies: [AddressRange] = [], webhookSettings: WebhookSettings = WebhookSettings(),
-    webhooks: Webhooks? = nil
+    webhooks: Webhooks? = nil, productTokens: ProductTokens? = nil
 ) -> Router<TallyRequestContext> {
     TallyMetrics.bootstrapped
     let router = Router(context: TallyRequestContext.self)
@@ -163,7 +165,7 @@ public func buildRouter(
     let routes = RouteTable()
     router.add(middleware: ProblemMiddleware(routes: routes))
     let keys = APIKeys(database: database)
-    let authenticators = Authenticators(auth: auth, keys: keys, serviceKeys: ServiceKeys(database: database))
+    let authenticators = Authenticators(auth: auth, keys: keys, serviceKeys: ServiceKeys(database: database), productTokens: productTokens)
     let idempotency = IdempotencyMiddleware(idempotency: idempotency ?? Idempotency(database: database))
     var teams = Teams(database: database)
     teams.publicURL = auth.publicURL

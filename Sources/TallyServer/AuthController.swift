@@ -64,9 +64,12 @@ public struct AuthController: Sendable {
         routes.post("v1/auth/password-reset/confirm", use: reset)
         routes.group()
             .add(middleware: authenticators.session)
+            .get("v1/me", use: me)
+        // These act on Tally's own sessions and password: a product's token (--trust-jwt) is neither.
+        routes.group()
+            .add(middleware: authenticators.tallySession)
             .post("v1/auth/logout", use: logout)
             .post("v1/auth/password", use: changePassword)
-            .get("v1/me", use: me)
             .get("v1/sessions", use: sessions)
             .delete("v1/sessions/:session", use: endSession)
             .post("v1/auth/logout-others", use: endOthers)

@@ -145,10 +145,10 @@ public enum OpenAPIDocument {
     /// reasons an operation has).
     static func unavailable(_ extra: (description: String, types: [String])? = nil) -> JSONValue {
         var answer = problem(
-            "The database gave no connection within --database-wait, its connection broke, or the request outlived --request-timeout"
+            "The database gave no connection within --database-wait, its connection broke, the request outlived --request-timeout, or (with --trust-jwt) the product's keys could not be had"
                 + (extra.map { "; or " + $0.description } ?? "")
                 + "; `Retry-After` says when to retry, and `detail` whether the request may have taken effect",
-            ["database-unavailable", "request-timeout"] + (extra?.types ?? []))
+            ["database-unavailable", "request-timeout", "product-keys-unavailable"] + (extra?.types ?? []))
         answer["headers"] = retryAfter
         return answer
     }

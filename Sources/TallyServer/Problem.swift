@@ -58,11 +58,11 @@ public struct Problem: Error, HTTPResponseError, Sendable, Codable, Equatable {
         case .notFound: .notFound
         case .conflict, .idempotencyKeyReused, .idempotencyInProgress: .conflict
         case .insufficientCredits, .keyLimitExceeded: HTTPResponse.Status(code: 402, reasonPhrase: "Payment Required")
-        case .databaseUnavailable, .serverBusy: .serviceUnavailable
+        case .databaseUnavailable, .serverBusy, .productKeysUnavailable: .serviceUnavailable
         case .tooManyAttempts: .tooManyRequests
         }
         self.init(status, type: error.code.rawValue, title: status.reasonPhrase, detail: error.message)
-        retryAfter = error.retryAfter ?? (error.code == .databaseUnavailable ? 1 : nil)
+        retryAfter = error.retryAfter ?? (error.code == .databaseUnavailable ? 1 : error.code == .productKeysUnavailable ? 5 : nil)
     }
 
     /// A body over `Request.maximumBody`.

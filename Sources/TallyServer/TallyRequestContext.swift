@@ -17,6 +17,8 @@ public struct Caller: Sendable {
     public var kind: Kind
     /// The SHA-256 of the token, as stored: what scopes an `Idempotency-Key`, never the token itself.
     public var credentialHash: String
+    /// A user who came with the product's own session token (`--trust-jwt`), not a Tally session.
+    public var viaProductToken = false
 
     public var user: User? {
         if case .user(let user) = kind { return user }
@@ -93,7 +95,7 @@ public struct TallyRequestContext: AuthRequestContext, RequestContext, RemoteAdd
 
 /// The credentials a group of routes takes.
 enum Credential: Sendable {
-    case session, apiKey, either, service, sessionOrService
+    case session, apiKey, either, service, sessionOrService, tallySession
 
     /// What a caller without the right credential is told.
     var missing: String {
@@ -103,10 +105,13 @@ enum Credential: Sendable {
         case .either: "send a session token or an API key as Authorization: Bearer <token>"
         case .service: "this route is for the product's backend: send a service key, Authorization: Bearer tly_svc_… (an admin creates one with POST /v1/service-keys or `tally keys create --service`)"
         case .sessionOrService: "send an admin's session token or a service key as Authorization: Bearer <token>"
+        case .tallySession: "this route acts on Tally's own sessions: log in (POST /v1/auth/login) and send Authorization: Bearer tly_sess_… (a product's token has no Tally session to end)"
         }
     }
 
-    var takesSessions: Bool { self == .session || self == .either || self == .sessionOrService }
+    var takesSessions: Bool { self == .session || self == .either || self == .sessionOrService || self == .tallySession }
+    /// Whether a product's token (`--trust-jwt`) stands for a session here.
+    var takesProductTokens: Bool { self == .session || self == .either }
     var takesAPIKeys: Bool { self == .apiKey || self == .either }
     var takesServiceKeys: Bool { self == .service || self == .sessionOrService }
 }
@@ -121,6 +126,7 @@ struct CallerAuthenticator: AuthenticatorMiddleware {
     let auth: Auth
     let keys: APIKeys
     let serviceKeys: ServiceKeys
+    let productTokens: ProductTokens?
     /// Whether a recently seen API key may come from memory: only for routes whose statement checks the key is
     /// still live itself (the spend, the balance and ledger reads), so that a revocation takes effect at once
     /// everywhere. Never with an
@@ -159,6 +165,11 @@ struct CallerAuthenticator: AuthenticatorMiddleware {
             }
             return Caller(kind: .user(try await auth.user(forTokenHash: hash, context: context.queries)), credentialHash: hash)
         }
+        if let productTokens, ProductTokens.looksLikeJWT(token) {
+            guard accepts.takesProductTokens else { throw CreditsError(.unauthenticated, accepts.missing) }
+            let user = try await productUser(try await productTokens.subject(of: token), context: context)
+            return Caller(kind: .user(user), credentialHash: hash, viaProductToken: true)
+        }
         guard accepts.takesAPIKeys else { throw CreditsError(.unauthenticated, accepts.missing) }
         guard Token.mayBeGenuine(token, prefix: "tly_") else {
             throw CreditsError(.unauthenticated, "the API key's checksum is wrong: it was mistyped or cut; copy it again")
@@ -169,18 +180,42 @@ struct CallerAuthenticator: AuthenticatorMiddleware {
     }
 }
 
+extension CallerAuthenticator {
+    /// The user customer a product's token names; never an admin, whatever the user is in Tally (the product's
+    /// login does not hand out Tally's admin rights).
+    func productUser(_ externalID: String, context: Context) async throws -> User {
+        let customer: Customer
+        do {
+            customer = try await Customers(database: auth.database).find(externalID, context: context.queries)
+        } catch let error as CreditsError where error.code == .notFound {
+            throw CreditsError(.unauthenticated, "the product's token names \(externalID.prefix(80)), which is no customer: create it first (PUT /v1/customers/{external_id} with a service key)")
+        }
+        guard customer.kind == .user else {
+            throw CreditsError(.unauthenticated, "the product's token names \(externalID.prefix(80)), a team: a token's subject is a user")
+        }
+        var user = try await auth.findUser(customer.id.lowercasedString, context: context.queries)
+        user.isAdmin = false
+        return user
+    }
+}
+
 /// The routes' authenticators, over one `Auth`, one `APIKeys` (whose cache of keys is per application) and
 /// one `ServiceKeys`.
 struct Authenticators: Sendable {
     let auth: Auth
     let keys: APIKeys
     let serviceKeys: ServiceKeys
+    /// The product's session tokens, when the server trusts them (`--trust-jwt`).
+    var productTokens: ProductTokens? = nil
 
     func accepting(_ credential: Credential, cachedKeys: Bool = false) -> CallerAuthenticator {
-        CallerAuthenticator(accepts: credential, auth: auth, keys: keys, serviceKeys: serviceKeys, cachedKeys: cachedKeys)
+        CallerAuthenticator(
+            accepts: credential, auth: auth, keys: keys, serviceKeys: serviceKeys, productTokens: productTokens, cachedKeys: cachedKeys)
     }
 
     var session: CallerAuthenticator { accepting(.session) }
+    /// Tally's own sessions only, never a product's token (`--trust-jwt`): logging out, sessions, the password.
+    var tallySession: CallerAuthenticator { accepting(.tallySession) }
     var apiKey: CallerAuthenticator { accepting(.apiKey) }
     var either: CallerAuthenticator { accepting(.either) }
     /// For the spend: `tally_apply` refuses a revoked key in the same statement.

@@ -66,6 +66,12 @@ struct Serve: AsyncParsableCommand {
     var secretKeyFile: String = ".tally/secret.key"
     @Option(help: ArgumentHelp("How long before a grant expires its grant.expiring event goes out.", valueName: "hours"))
     var grantExpiringNotice: Double = 72
+    @Option(help: ArgumentHelp(
+        "Take the product's own signed session tokens (JWTs) for its users: the URL of its JWKS (https://…/.well-known/jwks.json), or a file holding a JWKS or the shared HS256 secret. The token's sub is a user customer's external id; its signature, exp, iss (--jwt-issuer) and aud (--jwt-audience) are checked.",
+        valueName: "jwks-url-or-file"))
+    var trustJwt: String?
+    @Option(help: ArgumentHelp("With --trust-jwt: the iss a token must have.", valueName: "issuer")) var jwtIssuer: String?
+    @Option(help: ArgumentHelp("With --trust-jwt: a value the token's aud must hold.", valueName: "audience")) var jwtAudience: String?
     // Only for Benchmarks/credits.sh, which measures what the deadlines and connection limits cost.
     @Flag(help: .hidden) var unlimitedForBenchmarks = false
     @OptionGroup var database: DatabaseOptions
@@ -88,6 +94,16 @@ struct Serve: AsyncParsableCommand {
         guard maxConnectionsPerAddress > 0 else { throw ValidationError("--max-connections-per-address must be at least 1") }
         if let mailURL {
             do { _ = try MailTransport(url: mailURL) } catch let error as CreditsError { throw ValidationError(error.message) }
+        }
+        if let trustJwt {
+            guard let issuer = jwtIssuer, !issuer.isEmpty, let audience = jwtAudience, !audience.isEmpty else {
+                throw ValidationError("--trust-jwt needs --jwt-issuer and --jwt-audience: a token from another issuer, or meant for another service, must never pass")
+            }
+            if case .file(let path) = ProductTokenSettings.keys(from: trustJwt), !FileManager.default.isReadableFile(atPath: path) {
+                throw ValidationError("--trust-jwt \(trustJwt): no readable file there, and not an http(s) URL of a JWKS")
+            }
+        } else if jwtIssuer != nil || jwtAudience != nil {
+            throw ValidationError("--jwt-issuer and --jwt-audience go with --trust-jwt")
         }
         for proxy in trustedProxies where AddressRange(proxy) == nil {
             throw ValidationError("--trusted-proxy \(proxy) is not an address or CIDR range such as 10.0.0.0/8 or 2001:db8::/32")
@@ -136,6 +152,9 @@ struct Serve: AsyncParsableCommand {
         serverSettings.webhooks.allowPrivate = allowPrivateWebhooks
         serverSettings.webhooks.secretKeyFile = secretKeyFile
         serverSettings.webhooks.grantExpiringNotice = .milliseconds(Int64(grantExpiringNotice * 3_600_000))
+        if let trustJwt, let jwtIssuer, let jwtAudience {
+            serverSettings.productTokens = ProductTokenSettings(keys: ProductTokenSettings.keys(from: trustJwt), issuer: jwtIssuer, audience: jwtAudience)
+        }
         if unlimitedForBenchmarks {
             printErr("Warning: serving without request deadlines or connection limits (--unlimited-for-benchmarks): only for measuring what they cost")
             serverSettings.unlimitedForBenchmarks = true
