@@ -19,7 +19,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$TALLY" migrate up --no-backup >/dev/null
+"$TALLY" migrate up --no-backup >/dev/null 2>&1
 "$TALLY" users create --email bench@example.com --password bench-password >/dev/null
 "$TALLY" credits grant --user bench@example.com --amount 1000000 >/dev/null
 "$TALLY" credits grant --user bench@example.com --amount 50000 --expires "$(python3 -c "import datetime as d; print((d.datetime.now(d.timezone.utc) + d.timedelta(days=5)).strftime('%Y-%m-%dT%H:%M:%SZ'))")" >/dev/null
@@ -43,24 +43,25 @@ for n in range(2000):
 PY
 curl -sf -o /dev/null "$API/portal" -H "Cookie: tally_session=$SESSION" || { echo "the balance page did not answer 200" >&2; exit 1; }
 
-# run NAME PATH HEADER: wrk with 16 connections on 2 threads; prints rate and p50/p99.
+# run SLUG LABEL PATH HEADER: wrk with 16 connections on 2 threads; prints rate and p50/p99.
 run() {
-  wrk -t2 -c16 -d"${SECONDS_EACH}s" --latency -H "$3" "$API$2" > "$WORK/$1.txt"
+  wrk -t2 -c16 -d"${SECONDS_EACH}s" --latency -H "$4" "$API$3" > "$WORK/$1.txt"
   local rate p50 p99
   rate=$(awk '/Requests\/sec/ {print $2}' "$WORK/$1.txt")
   p50=$(awk '$1 == "50%" {print $2}' "$WORK/$1.txt")
   p99=$(awk '$1 == "99%" {print $2}' "$WORK/$1.txt")
-  printf "%-44s %10s/s   p50 %8s   p99 %8s\n" "$1" "$rate" "$p50" "$p99"
+  printf "%-44s %10s/s   p50 %8s   p99 %8s\n" "$2" "$rate" "$p50" "$p99"
   echo "$rate" > "$WORK/$1.rate"
 }
 echo "16 concurrent users for ${SECONDS_EACH} s each (wrk -t2 -c16), release build:"
-run "portal balance page (HTML, 2 charts)" /portal "Cookie: tally_session=$SESSION"
-run "GET /v1/credits/burndown (JSON)" /v1/credits/burndown "Authorization: Bearer $SESSION"
-run "GET /v1/credits/balance (JSON)" /v1/credits/balance "Authorization: Bearer $SESSION"
+run page "portal balance page (HTML, 2 charts)" /portal "Cookie: tally_session=$SESSION"
+run burndown "GET /v1/credits/burndown (JSON)" /v1/credits/burndown "Authorization: Bearer $SESSION"
+run balance "GET /v1/credits/balance (JSON)" /v1/credits/balance "Authorization: Bearer $SESSION"
+run keys "portal keys page (HTML)" /portal/keys "Cookie: tally_session=$SESSION"
 "$PGBENCH" -i -q "$DATABASE_URL" >/dev/null 2>&1
 "$PGBENCH" -n -S -c 16 -j 2 -T "$SECONDS_EACH" "$DATABASE_URL" 2>/dev/null > "$WORK/pgbench.txt"
 PGRATE=$(awk '/^tps/ {print $3; exit}' "$WORK/pgbench.txt")
 printf "%-44s %10s/s\n" "pgbench select-only (16 clients)" "$PGRATE"
 ratio() { python3 -c "print(round($(cat "$WORK/$1.rate") / $2, 3))"; }
-echo "ratios: page / pgbench select-only $(ratio 'portal balance page (HTML, 2 charts)' "$PGRATE"), page / JSON balance $(ratio 'portal balance page (HTML, 2 charts)' "$(cat "$WORK/GET /v1/credits/balance (JSON).rate")")"
+echo "ratios: page / pgbench select-only $(ratio page "$PGRATE"), page / JSON balance $(ratio page "$(cat "$WORK/balance.rate")"), page / JSON burn-down $(ratio page "$(cat "$WORK/burndown.rate")")"
 [ -n "${KEEP:-}" ] || drop_scratch_database

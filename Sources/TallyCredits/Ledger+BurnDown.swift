@@ -28,8 +28,12 @@ extension Ledger {
     /// The account's last `days` UTC days (today last, none before its first ledger entry), the spend rate of the
     /// last seven, and the projection from its balance now (`BurnDown.project`): the grants the balance read
     /// answers, and the account's top-up rules.
-    public func burnDown(of owner: AccountOwner, liveKey: UUID? = nil, days: Int = 30, now: Date = Date(), context: QueryContext) async throws -> BurnDown {
-        let balance = try await self.balance(of: owner, liveKey: liveKey, context: context)
+    /// `balance`, when the caller has just read it (`balance(of:)`), is used instead of reading it again.
+    public func burnDown(
+        of owner: AccountOwner, liveKey: UUID? = nil, balance known: Balance? = nil, days: Int = 30, now: Date = Date(), context: QueryContext
+    ) async throws -> BurnDown {
+        let balance: Balance
+        if let known { balance = known } else { balance = try await self.balance(of: owner, liveKey: liveKey, context: context) }
         let today = Self.utcDay(now)
         let windowStart = today.addingTimeInterval(-Double(days - 1) * 86_400)
         // The window's entries by day, and the balance, in one statement (one snapshot): the balance at each
@@ -88,18 +92,19 @@ extension Ledger {
         var rows: [(Date, UUID?, Int64)] = []
         var names: [UUID: (String, String)] = [:]
         try await database.connection(context) { connection in
-            for try await row in try await connection.query(
+            for try await (day, key, spent, name, prefix) in try await connection.query(
                 """
-                SELECT date_trunc('day', t.created_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC', t.api_key_id, (-sum(t.amount))::bigint
-                FROM credit_transactions t JOIN user_credits a ON a.id = t.account_id
-                WHERE a.\(unescaped: owner.column) = \(owner.id) AND t.created_at >= \(windowStart) AND t.kind = ANY(\(Self.spendKinds))
-                GROUP BY 1, 2
+                SELECT s.day, s.key, s.spent, k.name, k.prefix FROM (
+                    SELECT date_trunc('day', t.created_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS day, t.api_key_id AS key, (-sum(t.amount))::bigint AS spent
+                    FROM credit_transactions t JOIN user_credits a ON a.id = t.account_id
+                    WHERE a.\(unescaped: owner.column) = \(owner.id) AND t.created_at >= \(windowStart) AND t.kind = ANY(\(Self.spendKinds))
+                    GROUP BY 1, 2) s
+                LEFT JOIN api_keys k ON k.id = s.key
                 """
-            ).decode((Date, UUID?, Int64).self) { rows.append(row) }
-            let ids = Array(Set(rows.compactMap(\.1)))
-            for try await (id, name, prefix) in try await connection.query(
-                "SELECT id, name, prefix FROM api_keys WHERE id = ANY(\(ids))"
-            ).decode((UUID, String, String).self) { names[id] = (name, prefix) }
+            ).decode((Date, UUID?, Int64, String?, String?).self) {
+                rows.append((day, key, spent))
+                if let key, let name, let prefix { names[key] = (name, prefix) }
+            }
         }
         var totals: [UUID: Int64] = [:]
         for (_, key, spent) in rows { if let key, visible?.contains(key) ?? true { totals[key, default: 0] += spent } }

@@ -50,7 +50,7 @@ extension PortalController {
             let visitor = try await requireVisitor(request, context: context)
             let account = try await viewed(context.parameters.get("team"), by: visitor, context: context)
             let balance = try await ledger.balance(of: account.owner, context: context.queries)
-            let burnDown = try await ledger.burnDown(of: account.owner, context: context.queries)
+            let burnDown = try await ledger.burnDown(of: account.owner, balance: balance, context: context.queries)
             let visible = Set(try await keys.list(for: visitor.user, context: context.queries).map(\.id))
             let spend = try await ledger.spendByKey(of: account.owner, visible: visible, context: context.queries)
             let week = Date().addingTimeInterval(7 * 86_400)
