@@ -142,11 +142,16 @@ import Testing
             #expect(busy.allSatisfy { $0.1 == "/problems/server-busy" })
             // At least the running and waiting places were used; the rest were turned away.
             #expect(checked.count >= 2 + 32 && busy.count >= 20, "\(checked.count) checked, \(busy.count) turned away")
-            // Turned away at once: no hash is waited for (the median, so one stalled request cannot decide it).
-            // Measured on a quiet 2-core machine: 34 checked, 86 turned away, the median 503 at 0.31 s from
-            // the first byte sent, the last 401 at 1.77 s; the bound leaves three times that for a loaded one.
+            // Turned away at once: no hash is waited for. Judged against the hashed answers of the same flood, not
+            // the clock (the suite runs beside this test, a browser among it, and slows both alike): a request
+            // queued behind the hashes would answer after them, so the median 503 must come before the median
+            // 401. Measured alone on a quiet 2-core machine: the median 503 at 0.31 s from the first byte sent,
+            // the median 401 at 1.04 s, the last at 1.65 s; in a loaded full run the median 503 took 1.0 s. Five
+            // seconds is still far below the 30 s a queued request would wait for its deadline.
             let quick = busy.map(\.2).sorted()
-            #expect(quick.isEmpty || quick[quick.count / 2] < 1.0, "the median 503 took \(quick.isEmpty ? 0 : quick[quick.count / 2]) s")
+            let hashed = checked.map(\.2).sorted()
+            let median503 = quick.isEmpty ? 0 : quick[quick.count / 2], median401 = hashed.isEmpty ? 0 : hashed[hashed.count / 2]
+            #expect(quick.isEmpty || (median503 < median401 && median503 < 5), "the median 503 at \(median503) s, the median 401 at \(median401) s, the last 401 at \(hashed.last ?? 0) s")
         }
     }
 }
