@@ -164,6 +164,20 @@ public struct Customers: Sendable {
         return nil
     }
 
+    /// The user customer with this external id, as a user who is not an admin (the product vouches for its users,
+    /// never for Tally's admins); nil when no user has it (a team may). One statement: a product's token
+    /// (`--trust-jwt`) is looked up with it on every request.
+    public func user(externalID: String, context: QueryContext) async throws -> User? {
+        try await database.connection(context) { connection in
+            for try await (id, email, name, created) in try await connection.query(
+                "SELECT id, email, name, created_at FROM users WHERE external_id = \(externalID)"
+            ).decode((UUID, String, String?, Date).self) {
+                return User(id: id, email: email, name: name, isAdmin: false, createdAt: created)
+            }
+            return nil
+        }
+    }
+
     /// Who a key made for `customer` acts for: the user, or the team's first owner; conflict for a team with
     /// no owner (its keys need one: a team key ends when its maker leaves the team).
     public func keyHolder(of customer: Customer, context: QueryContext) async throws -> User {

@@ -161,16 +161,16 @@ public struct Ledger: Service, Sendable {
             let (newBalance, overflow) = balance.addingReportingOverflow(amount)
             guard !overflow else { throw CreditsError(.invalidInput, "the balance would overflow a 64-bit integer") }
             // The grant, the balance and the entry (tally_grant_credits), then the alerts and top-up rules the new
-            // balance decides (balance.recovered), in this transaction.
-            var made: (UUID, Int64)?
-            for try await row in try await connection.query(
+            // balance decides (balance.recovered), in this transaction and one statement.
+            var grantID: UUID?
+            for try await (id, _) in try await connection.query(
                 """
-                SELECT g.grant_id, g.transaction_id FROM tally_grant_credits(\(account), \(amount), \(priority)::integer,
-                    \(expiresAt)::timestamptz, \(description)::text, \(actor.userID)::uuid, \(actor.requestID)::text) g
+                SELECT g.grant_id, tally_balance_changed(\(account), g.balance - g.held, g.transaction_id)::text
+                FROM tally_grant_credits(\(account), \(amount), \(priority)::integer, \(expiresAt)::timestamptz, \(description)::text,
+                    \(actor.userID)::uuid, \(actor.requestID)::text) g
                 """
-            ).decode((UUID, Int64).self) { made = row }
-            guard let (grantID, entry) = made else { throw CreditsError(.invalidInput, "the grant was not created") }
-            try await connection.execute("SELECT tally_balance_changed(\(account), \(newBalance - held), \(entry))")
+            ).decode((UUID, String?).self) { grantID = id }
+            guard let grantID else { throw CreditsError(.invalidInput, "the grant was not created") }
             var subject: [String: JSONValue] = [
                 "grant_id": .string(grantID.lowercasedString), "account_id": .string(account.lowercasedString), "amount": .integer(amount),
                 "priority": .integer(Int64(priority)), "balance_after": .integer(newBalance),

@@ -17,8 +17,6 @@ public struct Caller: Sendable {
     public var kind: Kind
     /// The SHA-256 of the token, as stored: what scopes an `Idempotency-Key`, never the token itself.
     public var credentialHash: String
-    /// A user who came with the product's own session token (`--trust-jwt`), not a Tally session.
-    public var viaProductToken = false
 
     public var user: User? {
         if case .user(let user) = kind { return user }
@@ -168,7 +166,7 @@ struct CallerAuthenticator: AuthenticatorMiddleware {
         if let productTokens, ProductTokens.looksLikeJWT(token) {
             guard accepts.takesProductTokens else { throw CreditsError(.unauthenticated, accepts.missing) }
             let user = try await productUser(try await productTokens.subject(of: token), context: context)
-            return Caller(kind: .user(user), credentialHash: hash, viaProductToken: true)
+            return Caller(kind: .user(user), credentialHash: hash)
         }
         guard accepts.takesAPIKeys else { throw CreditsError(.unauthenticated, accepts.missing) }
         guard Token.mayBeGenuine(token, prefix: "tly_") else {
@@ -184,18 +182,14 @@ extension CallerAuthenticator {
     /// The user customer a product's token names; never an admin, whatever the user is in Tally (the product's
     /// login does not hand out Tally's admin rights).
     func productUser(_ externalID: String, context: Context) async throws -> User {
-        let customer: Customer
-        do {
-            customer = try await Customers(database: auth.database).find(externalID, context: context.queries)
-        } catch let error as CreditsError where error.code == .notFound {
+        let customers = Customers(database: auth.database)
+        if let user = try await customers.user(externalID: externalID, context: context.queries) { return user }
+        // Why not: only on the way out, so a token that passes costs one statement.
+        let team = try? await customers.find(externalID, context: context.queries)
+        guard team?.kind == .team else {
             throw CreditsError(.unauthenticated, "the product's token names \(externalID.prefix(80)), which is no customer: create it first (PUT /v1/customers/{external_id} with a service key)")
         }
-        guard customer.kind == .user else {
-            throw CreditsError(.unauthenticated, "the product's token names \(externalID.prefix(80)), a team: a token's subject is a user")
-        }
-        var user = try await auth.findUser(customer.id.lowercasedString, context: context.queries)
-        user.isAdmin = false
-        return user
+        throw CreditsError(.unauthenticated, "the product's token names \(externalID.prefix(80)), a team: a token's subject is a user")
     }
 }
 

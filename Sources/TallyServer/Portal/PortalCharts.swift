@@ -39,17 +39,27 @@ enum PortalCharts {
     }
 
     /// "Dec 8", in UTC (the ledger's days).
-    static func day(_ date: Date) -> String { utc("MMM d").string(from: date) }
+    static func day(_ date: Date) -> String { shortDay.format(date) }
     /// "Tuesday, December 8, 2026", in UTC.
-    static func long(_ date: Date) -> String { utc("EEEE, MMMM d, yyyy").string(from: date) }
+    static func long(_ date: Date) -> String { longDay.format(date) }
+    /// "2026-12-08 14:03", in UTC.
+    static func minute(_ date: Date) -> String { minuteStyle.format(date) }
 
-    static func utc(_ format: String) -> DateFormatter {
-        let formatter = DateFormatter()
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.timeZone = TimeZone(identifier: "UTC")
-        formatter.dateFormat = format
-        return formatter
-    }
+    // Made once: a page formats a date per point, bar and row.
+    static let utcZone = TimeZone(identifier: "UTC")!
+    static let utcCalendar: Calendar = {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = utcZone
+        return calendar
+    }()
+    static let posix = Locale(identifier: "en_US_POSIX")
+    static let shortDay = Date.VerbatimFormatStyle(
+        format: "\(month: .abbreviated) \(day: .defaultDigits)", locale: posix, timeZone: utcZone, calendar: utcCalendar)
+    static let longDay = Date.VerbatimFormatStyle(
+        format: "\(weekday: .wide), \(month: .wide) \(day: .defaultDigits), \(year: .defaultDigits)", locale: posix, timeZone: utcZone, calendar: utcCalendar)
+    static let minuteStyle = Date.VerbatimFormatStyle(
+        format: "\(year: .defaultDigits)-\(month: .twoDigits)-\(day: .twoDigits) \(hour: .twoDigits(clock: .twentyFourHour, hourCycle: .zeroBased)):\(minute: .twoDigits)",
+        locale: posix, timeZone: utcZone, calendar: utcCalendar)
     static func number(_ value: Double) -> String { String(format: "%.1f", value) }
 
     /// A scale's top: the highest value, rounded up to a round number (at least 10).

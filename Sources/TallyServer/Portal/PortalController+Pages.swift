@@ -19,17 +19,23 @@ extension PortalController {
         var manages: Bool { role == nil || role == "owner" || role == "admin" }
     }
 
-    func viewed(_ team: String?, by visitor: Visitor, context: TallyRequestContext) async throws -> Viewed {
+    /// The account `team` names among `teamList` (the visitor's teams, with their role in each).
+    func viewed(_ team: String?, among teamList: [Team], by visitor: Visitor) throws -> Viewed {
         guard let team, !team.isEmpty else { return Viewed(owner: .user(visitor.user.id), name: "Your account", param: "", role: nil) }
-        guard let id = UUID(uuidString: team) else { throw CreditsError(.notFound, "no such team among yours") }
-        let role = try await teams.role(of: visitor.user, in: id, context: context.queries)
-        let name = try await teams.list(for: visitor.user, context: context.queries).first { $0.id == id }?.name ?? "Team"
-        return Viewed(owner: .team(id), name: "Team \(name)", param: id.lowercasedString, role: role)
+        guard let id = UUID(uuidString: team), let found = teamList.first(where: { $0.id == id }) else {
+            throw CreditsError(.notFound, "no such team among yours")
+        }
+        return Viewed(owner: .team(id), name: "Team \(found.name)", param: id.lowercasedString, role: found.role)
+    }
+
+    /// The visitor's teams (one statement a page), and the account `team` names among them.
+    func viewed(_ team: String?, by visitor: Visitor, context: TallyRequestContext) async throws -> (Viewed, [Team]) {
+        let teamList = try await teams.list(for: visitor.user, context: context.queries)
+        return (try viewed(team, among: teamList, by: visitor), teamList)
     }
 
     /// The accounts to switch between, the current one marked; `path` is the page's, `?account=` its parameter.
-    func accounts(of visitor: Visitor, current: Viewed, path: String, byQuery: Bool, context: TallyRequestContext) async throws -> [[String: Any]] {
-        let teamList = try await teams.list(for: visitor.user, context: context.queries)
+    func accounts(_ teamList: [Team], current: Viewed, path: String, byQuery: Bool) -> [[String: Any]] {
         var list: [[String: Any]] = [["name": "Your account", "href": path, "current": current.param.isEmpty]]
         for team in teamList {
             let href = byQuery ? "\(path)?account=\(team.id.lowercasedString)" : "/portal/accounts/\(team.id.lowercasedString)"
@@ -39,7 +45,7 @@ extension PortalController {
     }
 
     /// "2026-12-08 14:03", in UTC.
-    static func when(_ date: Date) -> String { PortalCharts.utc("yyyy-MM-dd HH:mm").string(from: date) }
+    static func when(_ date: Date) -> String { PortalCharts.minute(date) }
 
     static func count(_ value: Int64) -> String { value.formatted(.number.locale(Locale(identifier: "en_US"))) }
 
@@ -48,7 +54,7 @@ extension PortalController {
     @Sendable func balancePage(_ request: Request, context: TallyRequestContext) async throws -> Response {
         try await answer(request, context: context) {
             let visitor = try await requireVisitor(request, context: context)
-            let account = try await viewed(context.parameters.get("team"), by: visitor, context: context)
+            let (account, teamList) = try await viewed(context.parameters.get("team"), by: visitor, context: context)
             let balance = try await ledger.balance(of: account.owner, context: context.queries)
             let burnDown = try await ledger.burnDown(of: account.owner, balance: balance, context: context.queries)
             let visible = Set(try await keys.list(for: visitor.user, context: context.queries).map(\.id))
@@ -65,7 +71,7 @@ extension PortalController {
             }
             var values: [String: Any] = [
                 "accountName": account.name,
-                "accounts": try await accounts(of: visitor, current: account, path: "/portal", byQuery: false, context: context),
+                "accounts": accounts(teamList, current: account, path: "/portal", byQuery: false),
                 "balance": Self.count(balance.balance), "held": Self.count(balance.held), "available": Self.count(balance.available),
                 "grants": grants, "hasGrants": !grants.isEmpty, "days": days,
                 "spendPerDay": String(format: "%.1f", burnDown.spendPerDay), "rateText": burnDown.rateDays <= 1 ? "today's" : "the last \(burnDown.rateDays) days' average",
@@ -288,19 +294,20 @@ extension PortalController {
     @Sendable func ledgerPage(_ request: Request, context: TallyRequestContext) async throws -> Response {
         try await answer(request, context: context) {
             let visitor = try await requireVisitor(request, context: context)
-            let account = try await viewed(request.uri.queryParameters.get("account"), by: visitor, context: context)
+            let (account, teamList) = try await viewed(request.uri.queryParameters.get("account"), by: visitor, context: context)
             let filter = try ledgerQuery(request)
             let page = try await ledger.transactions(of: account.owner, limit: 50, cursor: filter.cursor, key: filter.key, kind: filter.kind, context: context.queries)
-            let accountKeys = try await keys.list(spendingFrom: account.owner, context: context.queries)
-            let visible = Set(try await keys.list(for: visitor.user, context: context.queries).map(\.id))
-            let names = Dictionary(uniqueKeysWithValues: accountKeys.filter { visible.contains($0.id) }.map { ($0.id, "\($0.name) (\($0.prefix)…)") })
+            // The account's keys the visitor may list: of the keys they may list, those that spend from it.
+            let team: UUID? = if case .team(let id) = account.owner { id } else { nil }
+            let accountKeys = try await keys.list(for: visitor.user, context: context.queries).filter { $0.teamID == team }
+            let names = Dictionary(uniqueKeysWithValues: accountKeys.map { ($0.id, "\($0.name) (\($0.prefix)…)") })
             var base = "account=\(account.param)"
             if let key = filter.key { base += "&key=\(key.lowercasedString)" }
             if let kind = filter.kind { base += "&kind=\(kind)" }
             var values: [String: Any] = [
                 "accountName": account.name, "accountParam": account.param,
-                "accounts": try await accounts(of: visitor, current: account, path: "/portal/ledger", byQuery: true, context: context),
-                "keyOptions": accountKeys.filter { visible.contains($0.id) }.map { ["id": $0.id.lowercasedString, "name": names[$0.id] ?? $0.name, "selected": $0.id == filter.key] },
+                "accounts": accounts(teamList, current: account, path: "/portal/ledger", byQuery: true),
+                "keyOptions": accountKeys.map { ["id": $0.id.lowercasedString, "name": names[$0.id] ?? $0.name, "selected": $0.id == filter.key] },
                 "kindOptions": LedgerEntry.kinds.map { ["kind": $0, "selected": $0 == filter.kind] },
                 "filtered": filter.key != nil || filter.kind != nil,
                 "entries": page.transactions.map { entry -> [String: Any] in
@@ -321,8 +328,9 @@ extension PortalController {
     @Sendable func ledgerCSV(_ request: Request, context: TallyRequestContext) async throws -> Response {
         try await answer(request, context: context) {
             let visitor = try await requireVisitor(request, context: context)
-            let account = try await viewed(request.uri.queryParameters.get("account"), by: visitor, context: context)
+            let (account, _) = try await viewed(request.uri.queryParameters.get("account"), by: visitor, context: context)
             let filter = try ledgerQuery(request)
+            let iso = ISO8601DateFormatter()
             var csv = "id,created_at,kind,amount,balance_after,api_key_id,grant_id,hold_id,description\r\n"
             var cursor = filter.cursor
             var rows = 0
@@ -331,7 +339,7 @@ extension PortalController {
                     of: account.owner, limit: Ledger.maximumPageSize, cursor: cursor, key: filter.key, kind: filter.kind, context: context.queries)
                 for entry in page.transactions {
                     let fields = [
-                        String(entry.id), ISO8601DateFormatter().string(from: entry.createdAt), entry.kind, String(entry.amount), String(entry.balanceAfter),
+                        String(entry.id), iso.string(from: entry.createdAt), entry.kind, String(entry.amount), String(entry.balanceAfter),
                         entry.apiKeyID?.lowercasedString ?? "", entry.grantID?.lowercasedString ?? "", entry.holdID?.lowercasedString ?? "", entry.description ?? "",
                     ]
                     csv += fields.map(Self.csvField).joined(separator: ",") + "\r\n"
@@ -359,16 +367,16 @@ extension PortalController {
     @Sendable func alertsPage(_ request: Request, context: TallyRequestContext) async throws -> Response {
         try await answer(request, context: context) {
             let visitor = try await requireVisitor(request, context: context)
-            let account = try await viewed(request.uri.queryParameters.get("account"), by: visitor, context: context)
-            return try await alertsView(visitor, account, context: context)
+            let (account, teamList) = try await viewed(request.uri.queryParameters.get("account"), by: visitor, context: context)
+            return try await alertsView(visitor, account, teamList, context: context)
         }
     }
 
-    func alertsView(_ visitor: Visitor, _ account: Viewed, problem: String? = nil, context: TallyRequestContext) async throws -> Response {
+    func alertsView(_ visitor: Visitor, _ account: Viewed, _ teamList: [Team], problem: String? = nil, context: TallyRequestContext) async throws -> Response {
         let list = try await alerts.list(on: account.owner, context: context.queries)
         var values: [String: Any] = [
             "accountName": account.name, "accountParam": account.param, "manages": account.manages,
-            "accounts": try await accounts(of: visitor, current: account, path: "/portal/alerts", byQuery: true, context: context),
+            "accounts": accounts(teamList, current: account, path: "/portal/alerts", byQuery: true),
             "alerts": list.map { alert -> [String: Any] in
                 [
                     "id": alert.id.lowercasedString, "threshold": alert.threshold.map { Self.count($0) } ?? "\(alert.percent ?? 0)% of the newest grant",
@@ -381,19 +389,19 @@ extension PortalController {
         return page("alerts", title: "Alerts", values, visitor: visitor, nav: "alerts", status: problem == nil ? .ok : .badRequest)
     }
 
-    func managed(_ request: Request, _ visitor: Visitor, context: TallyRequestContext) async throws -> Viewed {
-        let account = try await viewed(request.uri.queryParameters.get("account"), by: visitor, context: context)
+    func managed(_ request: Request, _ visitor: Visitor, context: TallyRequestContext) async throws -> (Viewed, [Team]) {
+        let (account, teamList) = try await viewed(request.uri.queryParameters.get("account"), by: visitor, context: context)
         guard account.manages else { throw CreditsError(.forbidden, "only the team's owners and admins change its alerts") }
-        return account
+        return (account, teamList)
     }
 
     @Sendable func addAlert(_ request: Request, context: TallyRequestContext) async throws -> Response {
         var request = request
         return try await answer(request, context: context) {
             let (visitor, fields) = try await poster(&request, context: context)
-            let account = try await managed(request, visitor, context: context)
+            let (account, teamList) = try await managed(request, visitor, context: context)
             guard let threshold = fields.text("threshold").flatMap(Int64.init), threshold >= 0 else {
-                return try await alertsView(visitor, account, problem: "The threshold must be a whole number of credits, 0 or more.", context: context)
+                return try await alertsView(visitor, account, teamList, problem: "The threshold must be a whole number of credits, 0 or more.", context: context)
             }
             _ = try await alerts.create(on: account.owner, threshold: threshold, percent: nil, by: actor(visitor, context), context: context.queries)
             return redirect("/portal/alerts?account=\(account.param)")
@@ -404,7 +412,7 @@ extension PortalController {
         var request = request
         return try await answer(request, context: context) {
             let (visitor, _) = try await poster(&request, context: context)
-            let account = try await managed(request, visitor, context: context)
+            let (account, _) = try await managed(request, visitor, context: context)
             guard let id = context.parameters.get("alert").flatMap(UUID.init(uuidString:)) else { throw CreditsError(.notFound, "no such alert") }
             try await alerts.delete(id, on: account.owner, by: actor(visitor, context), context: context.queries)
             return redirect("/portal/alerts?account=\(account.param)")

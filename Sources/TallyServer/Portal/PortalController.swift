@@ -198,10 +198,17 @@ public struct PortalController: Sendable {
 
     // MARK: - Assets
 
+    /// The assets by name, with their types, read from the bundle once.
+    static let assets: [String: (type: String, data: Data)] = {
+        var assets: [String: (type: String, data: Data)] = [:]
+        for (name, type) in ["portal.css": "text/css; charset=utf-8", "portal.js": "text/javascript; charset=utf-8"] {
+            if let data = FileManager.default.contents(atPath: folder + "/Assets/" + name) { assets[name] = (type, data) }
+        }
+        return assets
+    }()
+
     @Sendable func asset(_ request: Request, context: TallyRequestContext) async throws -> Response {
-        let file = context.parameters.get("file") ?? ""
-        let types = ["portal.css": "text/css; charset=utf-8", "portal.js": "text/javascript; charset=utf-8"]
-        guard let type = types[file], let data = FileManager.default.contents(atPath: Self.folder + "/Assets/" + file) else {
+        guard let (type, data) = Self.assets[context.parameters.get("file") ?? ""] else {
             return Response(status: .notFound, headers: [.contentType: "text/plain; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: "no such asset")))
         }
         return Response(status: .ok, headers: [.contentType: type], body: .init(byteBuffer: ByteBuffer(data: data)))
