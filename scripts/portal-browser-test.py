@@ -19,7 +19,7 @@ import urllib.request
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support import expected_conditions
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.support.ui import WebDriverWait
 
 BASE, MAIL, ADMIN, AXE, SHOTS, PHASE = sys.argv[1:7]
@@ -140,12 +140,28 @@ def sign_in(driver, email, password):
     return driver.get_cookie("tally_session")["value"]
 
 
+def gone(element):
+    """Whether `element`'s page has been replaced. While Chromium swaps documents, chromedriver may answer "Node
+    with given id does not belong to the document" instead of a stale reference: that is gone too."""
+    def predicate(_driver):
+        try:
+            element.is_enabled()
+            return False
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as error:
+            if "does not belong to the document" in str(error):
+                return True
+            raise
+    return predicate
+
+
 def submit(driver, selector):
     """Clicks the form's button and waits for the page it leads to."""
     button = driver.find_element(By.CSS_SELECTOR, selector)
     page = driver.find_element(By.TAG_NAME, "html")
     button.click()
-    WebDriverWait(driver, 20).until(expected_conditions.staleness_of(page))
+    WebDriverWait(driver, 20).until(gone(page))
     WebDriverWait(driver, 20).until(lambda d: d.execute_script("return document.readyState") == "complete")
 
 
